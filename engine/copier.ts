@@ -1,0 +1,192 @@
+// The userspace kcopyd: one source range to one or more destinations.
+//
+// A destination whose write fails is reported in the write-error mask and left
+// to the caller to drop; the others go on. With ignore-errors an unreadable
+// range is delimited down to the logical block by re-reading halves, and the
+// blocks that can't be read are written as zeros and reported.
+
+import type { Device } from './io/device';
+import { DeviceError } from './io/device';
+import type { Range } from './geometry';
+import type { Throttle } from './throttle';
+import { alignedBuffer } from './io/buffers';
+
+export interface Target {
+  device: Device;
+  /** Skip writing all-zero regions: the destination already reads zeros there. */
+  skipZeros: boolean;
+}
+
+export interface CopyOptions {
+  ignoreErrors: boolean;
+  /** Writes reach each destination in strictly ascending order (zoned drives). */
+  sequential: boolean;
+  /** Zero detection granularity (the region size). */
+  zeroUnit: number;
+}
+
+export interface CopyResult {
+  /** Set when the source failed and the range was not copied. */
+  readError: DeviceError | null;
+  /** Bit i set: targets[i] failed. */
+  writeErrorMask: number;
+  writeErrors: DeviceError[];
+  unreadable: Range[];
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+// Errors that mean "these blocks are bad", as opposed to "the device is gone".
+const MEDIA_ERRORS = new Set(['EIO', 'ENODATA', 'EILSEQ', 'EBADMSG']);
+
+export class Copier {
+  private writeOrder: Promise<void> = Promise.resolve();
+  private zeros: Buffer = Buffer.alloc(0);
+
+  constructor(
+    private readonly source: Device,
+    private readonly throttle: Throttle,
+    private readonly options: CopyOptions,
+  ) {}
+
+  /** Copies `range` through `buffer` (at least range.length bytes) to every live target. */
+  async copy(range: Range, buffer: Buffer, targets: (Target | null)[]): Promise<CopyResult> {
+    const data = buffer.subarray(0, range.length);
+    const result: CopyResult = {
+      readError: null,
+      writeErrorMask: 0,
+      writeErrors: [],
+      unreadable: [],
+      bytesRead: 0,
+      bytesWritten: 0,
+    };
+    await this.throttle.admit(range.length);
+    await this.throttle.measure(async () => {
+      try {
+        await this.source.read(data, range.offset);
+        result.bytesRead = range.length;
+      } catch (e) {
+        if (!this.canDelimit(e)) {
+          result.readError = e as DeviceError;
+          return;
+        }
+        result.unreadable = await this.readAround(data, range.offset, range.length);
+        result.bytesRead = range.length - result.unreadable.reduce((n, r) => n + r.length, 0);
+      }
+      await this.ordered(() => this.writeAll(data, range.offset, targets, result));
+    });
+    return result;
+  }
+
+  /** Writes zeros over `range` on every live target (kcopyd's zero job). */
+  async zero(range: Range, targets: (Target | null)[]): Promise<CopyResult> {
+    if (this.zeros.length < range.length) this.zeros = alignedBuffer(range.length);
+    const result: CopyResult = {
+      readError: null,
+      writeErrorMask: 0,
+      writeErrors: [],
+      unreadable: [],
+      bytesRead: 0,
+      bytesWritten: 0,
+    };
+    await this.throttle.measure(() =>
+      this.ordered(() =>
+        this.writeAll(this.zeros.subarray(0, range.length), range.offset, targets, result),
+      ),
+    );
+    return result;
+  }
+
+  private canDelimit(e: unknown): boolean {
+    return (
+      this.options.ignoreErrors && e instanceof DeviceError && MEDIA_ERRORS.has(e.code ?? '')
+    );
+  }
+
+  /** In sequential mode each write waits for the one dispatched before it. */
+  private ordered(write: () => Promise<void>): Promise<void> {
+    if (!this.options.sequential) return write();
+    const next = this.writeOrder.then(write);
+    this.writeOrder = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Re-reads halves of a failed range down to single blocks; zero-fills and returns the bad ones. */
+  private async readAround(buf: Buffer, offset: number, length: number): Promise<Range[]> {
+    const block = this.source.logicalBlockSize;
+    if (length <= block) {
+      buf.fill(0, 0, length);
+      return [{ offset, length }];
+    }
+    const half = Math.ceil(length / 2 / block) * block;
+    const bad: Range[] = [];
+    for (const [start, len] of [
+      [0, half],
+      [half, length - half],
+    ]) {
+      const part = buf.subarray(start, start + len);
+      try {
+        await this.source.read(part, offset + start);
+      } catch (e) {
+        if (!this.canDelimit(e)) throw e;
+        bad.push(...(await this.readAround(part, offset + start, len)));
+      }
+    }
+    return mergeRanges(bad);
+  }
+
+  private async writeAll(
+    data: Buffer,
+    offset: number,
+    targets: (Target | null)[],
+    result: CopyResult,
+  ): Promise<void> {
+    const pieces = this.options.zeroUnit > 0 ? this.nonZeroPieces(data) : null;
+    await Promise.all(
+      targets.map(async (target, i) => {
+        if (!target) return;
+        try {
+          if (target.skipZeros && pieces) {
+            for (const [start, end] of pieces) {
+              await target.device.write(data.subarray(start, end), offset + start);
+              result.bytesWritten += end - start;
+            }
+          } else {
+            await target.device.write(data, offset);
+            result.bytesWritten += data.length;
+          }
+        } catch (e) {
+          result.writeErrorMask |= 1 << i;
+          result.writeErrors.push(e as DeviceError);
+        }
+      }),
+    );
+  }
+
+  /** [start, end) spans of `data` holding non-zero units, adjacent ones merged. */
+  private nonZeroPieces(data: Buffer): Array<[number, number]> {
+    const unit = this.options.zeroUnit;
+    if (this.zeros.length < unit) this.zeros = alignedBuffer(unit);
+    const spans: Array<[number, number]> = [];
+    for (let start = 0; start < data.length; start += unit) {
+      const end = Math.min(start + unit, data.length);
+      if (data.subarray(start, end).equals(this.zeros.subarray(0, end - start))) continue;
+      const last = spans[spans.length - 1];
+      if (last && last[1] === start) last[1] = end;
+      else spans.push([start, end]);
+    }
+    return spans;
+  }
+}
+
+export function mergeRanges(ranges: Range[]): Range[] {
+  const sorted = [...ranges].sort((a, b) => a.offset - b.offset);
+  const out: Range[] = [];
+  for (const r of sorted) {
+    const last = out[out.length - 1];
+    if (last && last.offset + last.length >= r.offset) {
+      last.length = Math.max(last.length, r.offset + r.length - last.offset);
+    } else out.push({ ...r });
+  }
+  return out;
+}

@@ -1,0 +1,74 @@
+// What makes a drive or image "the same one" when a job resumes: its size and
+// block size, plus whatever names it for good (serial, loop backing file, inode),
+// and for a source a hash of its first MiB.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import type { Device } from './io/device';
+import { alignedBuffer } from './io/buffers';
+import { describeBlockDevice } from './drives';
+
+export interface Identity {
+  kind: Device['kind'];
+  size: number;
+  logicalBlockSize: number;
+  serial?: string | null;
+  backingFile?: string | null;
+  /** dev:ino of an image file, or of a loop device's backing file. */
+  inode?: string | null;
+  headSha256?: string;
+  /** A destination image the job emptied first: where nothing was written it reads zeros. */
+  emptied?: boolean;
+}
+
+const HEAD_BYTES = 1024 * 1024;
+
+function inodeOf(file: string): string | null {
+  try {
+    const st = fs.statSync(file);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
+  }
+}
+
+export async function identify(device: Device, withHead: boolean): Promise<Identity> {
+  const id: Identity = {
+    kind: device.kind,
+    size: device.size,
+    logicalBlockSize: device.logicalBlockSize,
+  };
+  if (device.kind === 'file') {
+    id.inode = inodeOf(device.path);
+  } else {
+    const info = describeBlockDevice(device.path);
+    id.serial = info.serial;
+    id.backingFile = info.backingFile;
+    id.inode = info.backingFile ? inodeOf(info.backingFile) : null;
+  }
+  if (withHead) {
+    const head = alignedBuffer(Math.min(HEAD_BYTES, device.size));
+    await device.read(head, 0);
+    id.headSha256 = crypto.createHash('sha256').update(head).digest('hex');
+  }
+  return id;
+}
+
+/** Why `now` is not the device recorded as `then`, or null when it is. */
+export function identityProblem(what: string, then: Identity, now: Identity): string | null {
+  if (then.kind !== now.kind) return `${what} was a ${then.kind === 'block' ? 'drive' : 'file'} and is not any more`;
+  if (then.size !== now.size) return `${what} changed size (was ${then.size} bytes, now ${now.size})`;
+  if (then.logicalBlockSize !== now.logicalBlockSize) {
+    return `${what} changed block size (was ${then.logicalBlockSize}, now ${now.logicalBlockSize})`;
+  }
+  if (then.serial && now.serial && then.serial !== now.serial) {
+    return `${what} is another drive (serial ${now.serial}, the job's was ${then.serial})`;
+  }
+  if (then.inode && now.inode && then.inode !== now.inode) {
+    return `${what} is another file than the one the job started with`;
+  }
+  if (then.headSha256 && now.headSha256 && then.headSha256 !== now.headSha256) {
+    return `${what} holds different data than when the job started`;
+  }
+  return null;
+}

@@ -1,0 +1,145 @@
+// How much of the disks the copier may use, changeable while it runs.
+//
+// Like dm-kcopyd, the percent throttle keeps a decaying history of how long I/O
+// was in flight (ioTime) against wall time (totalTime), and holds back a new
+// job while the share exceeds the limit. The rate cap is a token bucket whose
+// credit never exceeds a short burst, so lowering a limit can't leave a
+// backlog that bursts out later: a waiter re-reads the limits every tick.
+
+const TICK_MS = 100;
+/** History is halved once it spans this long, so old behaviour fades. */
+const HISTORY_MS = 2000;
+
+export interface ThrottleSettings {
+  /** 1–100: percent of wall time allowed for I/O. */
+  percent: number;
+  /** Bytes per second, or 0 for no cap. */
+  maxRate: number;
+}
+
+export function throttleProblem(s: Partial<ThrottleSettings>): string | null {
+  if (s.percent !== undefined && !(Number.isInteger(s.percent) && s.percent >= 1 && s.percent <= 100)) {
+    return `throttle must be a whole percent from 1 to 100, not ${s.percent}`;
+  }
+  if (s.maxRate !== undefined && !(Number.isSafeInteger(s.maxRate) && s.maxRate >= 0)) {
+    return `rate cap must be a positive byte rate, not ${s.maxRate}`;
+  }
+  return null;
+}
+
+type Clock = () => number;
+type Sleep = (ms: number) => Promise<void>;
+
+const realSleep: Sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class Throttle {
+  private settings: ThrottleSettings;
+  private ioJobs = 0;
+  private ioStartedAt = 0;
+  private ioTime = 0;
+  private totalTime = 0;
+  private lastTick: number;
+  private credit = 0;
+  private creditAt: number;
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    settings: ThrottleSettings,
+    private readonly now: Clock = () => performance.now(),
+    private readonly sleep: Sleep = realSleep,
+  ) {
+    this.settings = { ...settings };
+    this.lastTick = this.creditAt = now();
+  }
+
+  get current(): ThrottleSettings {
+    return { ...this.settings };
+  }
+
+  set(change: Partial<ThrottleSettings>): void {
+    const problem = throttleProblem(change);
+    if (problem) throw new RangeError(problem);
+    this.settings = { ...this.settings, ...change };
+    this.refill();
+    this.credit = Math.min(this.credit, this.burst());
+  }
+
+  /** Waits until a job of `bytes` may start. Callers are admitted in order. */
+  admit(bytes: number): Promise<void> {
+    const turn = this.queue.then(() => this.waitForTurn(bytes));
+    this.queue = turn.catch(() => undefined);
+    return turn;
+  }
+
+  /** Brackets real I/O so its time counts against the percent limit. */
+  async measure<T>(io: () => Promise<T>): Promise<T> {
+    this.account();
+    if (this.ioJobs++ === 0) this.ioStartedAt = this.now();
+    try {
+      return await io();
+    } finally {
+      this.account();
+      if (--this.ioJobs === 0) this.ioTime += this.now() - this.ioStartedAt;
+    }
+  }
+
+  /** Percent of recent wall time spent with I/O in flight. */
+  get busyPercent(): number {
+    this.account();
+    const open = this.ioJobs > 0 ? this.now() - this.ioStartedAt : 0;
+    return this.totalTime > 0 ? (100 * (this.ioTime + open)) / this.totalTime : 0;
+  }
+
+  private async waitForTurn(bytes: number): Promise<void> {
+    while (this.overBusyLimit() || this.overRateLimit()) {
+      await this.sleep(this.pause());
+    }
+    if (this.settings.maxRate > 0) this.credit -= bytes;
+  }
+
+  private overBusyLimit(): boolean {
+    return this.settings.percent < 100 && this.busyPercent > this.settings.percent;
+  }
+
+  private overRateLimit(): boolean {
+    if (this.settings.maxRate === 0) return false;
+    this.refill();
+    return this.credit < 0;
+  }
+
+  /** Sleep until the debt is paid, but never longer than a tick: limits may change. */
+  private pause(): number {
+    if (this.settings.maxRate > 0 && this.credit < 0) {
+      return Math.max(1, Math.min(TICK_MS, (-this.credit / this.settings.maxRate) * 1000));
+    }
+    return TICK_MS;
+  }
+
+  private burst(): number {
+    return this.settings.maxRate * (TICK_MS / 1000);
+  }
+
+  private refill(): void {
+    const t = this.now();
+    if (this.settings.maxRate > 0) {
+      const earned = ((t - this.creditAt) / 1000) * this.settings.maxRate;
+      this.credit = Math.min(this.credit + earned, this.burst());
+    }
+    this.creditAt = t;
+  }
+
+  private account(): void {
+    const t = this.now();
+    this.totalTime += t - this.lastTick;
+    this.lastTick = t;
+    if (this.totalTime > HISTORY_MS) {
+      // Fold the open I/O period in before halving so it isn't counted at full weight later.
+      if (this.ioJobs > 0) {
+        this.ioTime += t - this.ioStartedAt;
+        this.ioStartedAt = t;
+      }
+      this.ioTime /= 2;
+      this.totalTime /= 2;
+    }
+  }
+}
