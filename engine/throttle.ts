@@ -107,12 +107,18 @@ export class Throttle {
     return this.credit < 0;
   }
 
-  /** Sleep until the debt is paid, but never longer than a tick: limits may change. */
+  /** Sleep until the debt is paid or the busy share falls back, but never longer than a tick: limits may change. */
   private pause(): number {
+    let wait = 0;
     if (this.settings.maxRate > 0 && this.credit < 0) {
-      return Math.max(1, Math.min(TICK_MS, (-this.credit / this.settings.maxRate) * 1000));
+      wait = (-this.credit / this.settings.maxRate) * 1000;
     }
-    return TICK_MS;
+    if (this.overBusyLimit()) {
+      // Idle time after which io / total equals the allowed share.
+      const io = (this.busyPercent / 100) * this.totalTime;
+      wait = Math.max(wait, (io * 100) / this.settings.percent - this.totalTime);
+    }
+    return Math.max(1, Math.min(TICK_MS, wait));
   }
 
   private burst(): number {
