@@ -24,8 +24,9 @@ export function regionSizeProblem(regionSize: number, blockSizes: number[]): str
   if (regionSize < MIN_REGION_SIZE || regionSize > MAX_REGION_SIZE) {
     return `region size ${regionSize} is outside 4K–1G`;
   }
-  const misfit = blockSizes.find((b) => regionSize % b !== 0);
-  if (misfit) return `region size ${regionSize} is not a multiple of the ${misfit}-byte blocks`;
+  const misfit = blockSizes.find((b) => !(b > 0) || regionSize % b !== 0);
+  if (misfit !== undefined)
+    return `region size ${regionSize} is not a multiple of the ${misfit}-byte blocks`;
   return null;
 }
 

@@ -121,7 +121,8 @@ CREATE TABLE errors (
 export function defaultDatabasePath(env = process.env, platform = process.platform): string {
   const home = env.HOME ?? env.USERPROFILE ?? '.';
   if (platform === 'win32') {
-    return path.join(env.APPDATA ?? path.join(home, 'AppData', 'Roaming'), 'DriveTwin', 'jobs.db');
+    const { join } = path.win32;
+    return join(env.APPDATA ?? join(home, 'AppData', 'Roaming'), 'DriveTwin', 'jobs.db');
   }
   if (platform === 'darwin') {
     return path.join(home, 'Library', 'Application Support', 'DriveTwin', 'jobs.db');
@@ -173,14 +174,15 @@ export class Metadata {
     let db: BetterSqlite3.Database;
     try {
       db = new Database(file);
-      db.pragma('journal_mode = WAL');
+      db.pragma('busy_timeout = 5000');
     } catch (e) {
       throw new MetadataError(`${file} is not a DriveTwin job database: ${(e as Error).message}`);
     }
     try {
-      db.pragma('foreign_keys = ON');
-      db.pragma('busy_timeout = 5000');
+      // Checked before anything is written, so another program's file is left as it was.
       Metadata.migrate(db, file);
+      db.pragma('journal_mode = WAL');
+      db.pragma('foreign_keys = ON');
     } catch (e) {
       db.close();
       throw e instanceof MetadataError ? e : new MetadataError((e as Error).message);
@@ -189,7 +191,12 @@ export class Metadata {
   }
 
   private static migrate(db: BetterSqlite3.Database, file: string): void {
-    const appId = db.pragma('application_id', { simple: true }) as number;
+    let appId: number;
+    try {
+      appId = db.pragma('application_id', { simple: true }) as number;
+    } catch (e) {
+      throw new MetadataError(`${file} is not a DriveTwin job database: ${(e as Error).message}`);
+    }
     const tables = db.prepare(`SELECT count(*) AS n FROM sqlite_master`).get() as { n: number };
     if (appId === 0 && tables.n === 0) {
       db.transaction(() => {
@@ -202,10 +209,14 @@ export class Metadata {
       return;
     }
     if (appId !== APPLICATION_ID) {
-      throw new MetadataError(`${file} is not a DriveTwin job database (it belongs to another program)`);
+      throw new MetadataError(
+        `${file} is not a DriveTwin job database (it belongs to another program)`,
+      );
     }
     const get = (key: string): number =>
-      Number((db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string }).value);
+      Number(
+        (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string }).value,
+      );
     const problem = versionProblem(get('schema_major'), get('schema_minor'));
     if (problem) throw new MetadataError(problem);
   }
@@ -246,7 +257,9 @@ export class Metadata {
       const put = this.db.prepare(
         'INSERT INTO destinations (job, idx, path, size, identity) VALUES (?, ?, ?, ?, ?)',
       );
-      job.destinations.forEach((d, i) => put.run(id, i, d.path, d.size, JSON.stringify(d.identity)));
+      job.destinations.forEach((d, i) =>
+        put.run(id, i, d.path, d.size, JSON.stringify(d.identity)),
+      );
       return id;
     })();
   }
@@ -265,11 +278,19 @@ export class Metadata {
   findUnfinished(source: string, destinations: string[]): JobRecord | null {
     const want = [...destinations].sort().join('\n');
     const rows = this.db
-      .prepare(`SELECT * FROM jobs WHERE source = ? AND state IN ('running', 'interrupted') ORDER BY id DESC`)
+      .prepare(
+        `SELECT * FROM jobs WHERE source = ? AND state IN ('running', 'interrupted') ORDER BY id DESC`,
+      )
       .all(source) as JobRow[];
     for (const row of rows) {
       const job = this.toRecord(row);
-      if (job.destinations.map((d) => d.path).sort().join('\n') === want) return job;
+      if (
+        job.destinations
+          .map((d) => d.path)
+          .sort()
+          .join('\n') === want
+      )
+        return job;
     }
     return null;
   }
@@ -354,7 +375,9 @@ export class Metadata {
 
   private toRecord(row: JobRow): JobRecord {
     const destinations = (
-      this.db.prepare('SELECT * FROM destinations WHERE job = ? ORDER BY idx').all(row.id) as Array<{
+      this.db
+        .prepare('SELECT * FROM destinations WHERE job = ? ORDER BY idx')
+        .all(row.id) as Array<{
         idx: number;
         path: string;
         size: number;

@@ -3,9 +3,9 @@
 const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
 
 export function parseSize(text: string): number {
-  const match = /^(\d+)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
+  const match = /^(\d+)\s*(?:([KMGT])(?:i?B)?|B)?$/i.exec(text.trim());
   if (!match) throw new RangeError(`"${text}" is not a size (examples: 4096, 64K, 4M, 1G)`);
-  const bytes = Number(match[1]) * UNITS[match[2].toUpperCase()];
+  const bytes = Number(match[1]) * UNITS[(match[2] ?? '').toUpperCase()];
   if (!Number.isSafeInteger(bytes) || bytes <= 0) {
     throw new RangeError(`"${text}" is not a positive size`);
   }

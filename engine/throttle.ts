@@ -18,7 +18,10 @@ export interface ThrottleSettings {
 }
 
 export function throttleProblem(s: Partial<ThrottleSettings>): string | null {
-  if (s.percent !== undefined && !(Number.isInteger(s.percent) && s.percent >= 1 && s.percent <= 100)) {
+  if (
+    s.percent !== undefined &&
+    !(Number.isInteger(s.percent) && s.percent >= 1 && s.percent <= 100)
+  ) {
     return `throttle must be a whole percent from 1 to 100, not ${s.percent}`;
   }
   if (s.maxRate !== undefined && !(Number.isSafeInteger(s.maxRate) && s.maxRate >= 0)) {
@@ -59,8 +62,10 @@ export class Throttle {
   set(change: Partial<ThrottleSettings>): void {
     const problem = throttleProblem(change);
     if (problem) throw new RangeError(problem);
-    this.settings = { ...this.settings, ...change };
+    // Time until now is settled at the limits that were in force during it.
     this.refill();
+    this.account();
+    this.settings = { ...this.settings, ...change };
     this.credit = Math.min(this.credit, this.burst());
   }
 
@@ -79,15 +84,14 @@ export class Throttle {
       return await io();
     } finally {
       this.account();
-      if (--this.ioJobs === 0) this.ioTime += this.now() - this.ioStartedAt;
+      this.ioJobs -= 1;
     }
   }
 
   /** Percent of recent wall time spent with I/O in flight. */
   get busyPercent(): number {
     this.account();
-    const open = this.ioJobs > 0 ? this.now() - this.ioStartedAt : 0;
-    return this.totalTime > 0 ? (100 * (this.ioTime + open)) / this.totalTime : 0;
+    return this.totalTime > 0 ? (100 * this.ioTime) / this.totalTime : 0;
   }
 
   private async waitForTurn(bytes: number): Promise<void> {
@@ -138,14 +142,20 @@ export class Throttle {
     const t = this.now();
     this.totalTime += t - this.lastTick;
     this.lastTick = t;
-    if (this.totalTime > HISTORY_MS) {
-      // Fold the open I/O period in before halving so it isn't counted at full weight later.
-      if (this.ioJobs > 0) {
-        this.ioTime += t - this.ioStartedAt;
-        this.ioStartedAt = t;
-      }
+    // Fold the open I/O period in first so halving weighs it like the rest.
+    if (this.ioJobs > 0) {
+      this.ioTime += t - this.ioStartedAt;
+      this.ioStartedAt = t;
+    }
+    while (this.totalTime > HISTORY_MS) {
       this.ioTime /= 2;
       this.totalTime /= 2;
+    }
+    // Like the rate cap's burst: share left unused is kept for one tick's worth at
+    // most, so a quiet spell or a raised limit can't be spent later as a burst.
+    if (this.settings.percent < 100) {
+      const floor = (this.settings.percent / 100) * (this.totalTime - TICK_MS);
+      this.ioTime = Math.max(this.ioTime, floor);
     }
   }
 }
