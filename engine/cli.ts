@@ -10,7 +10,14 @@ import type { Metadata, JobOptions, JobRecord } from './metadata';
 import type { EngineEvent, DoneEvent, ProgressEvent } from './protocol';
 import { parseSize, formatBytes, formatDuration } from './size';
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, unreadable: 3, mismatch: 4, signal: 130 } as const;
+export const EXIT = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  unreadable: 3,
+  mismatch: 4,
+  signal: 130,
+} as const;
 
 class UsageError extends Error {}
 
@@ -55,7 +62,12 @@ type Values = Record<string, string | boolean | undefined>;
 
 function parse(args: string[], options: ParseArgsConfig['options']) {
   try {
-    const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({
+      args,
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
     return { values: values as Values, positionals };
   } catch (e) {
     throw new UsageError((e as Error).message);
@@ -81,7 +93,8 @@ function size(name: string, text: string | boolean | undefined): number | undefi
 }
 
 function jobId(text: string | undefined): number {
-  if (!text || !/^\d+$/.test(text)) throw new UsageError(`a job number is needed, not "${text ?? ''}"`);
+  if (!text || !/^\d+$/.test(text))
+    throw new UsageError(`a job number is needed, not "${text ?? ''}"`);
   return Number(text);
 }
 
@@ -127,7 +140,8 @@ class Output {
 function openMetadata(values: Values): Metadata {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Metadata, defaultDatabasePath } = require('./metadata') as typeof import('./metadata');
-  const file = (values.db as string | undefined) ?? process.env.DRIVETWIN_DB ?? defaultDatabasePath();
+  const file =
+    (values.db as string | undefined) ?? process.env.DRIVETWIN_DB ?? defaultDatabasePath();
   return Metadata.open(file);
 }
 
@@ -145,7 +159,9 @@ async function askOnTerminal(
   process.stderr.write('These drives will be overwritten, everything on them lost:\n');
   for (const d of drives) process.stderr.write(`  ${d.path}  ${d.detail}\n`);
   const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
-  const answer = await new Promise<string>((resolve) => rl.question('Type "yes" to go on: ', resolve));
+  const answer = await new Promise<string>((resolve) =>
+    rl.question('Type "yes" to go on: ', resolve),
+  );
   rl.close();
   return answer.trim().toLowerCase() === 'yes';
 }
@@ -236,7 +252,8 @@ function summary(d: DoneEvent): string {
   const parts = [
     `${words}: job ${d.job}, ${formatBytes(d.bytesRead)} read, ${formatBytes(d.bytesWritten)} written in ${d.seconds.toFixed(1)} s (${formatBytes(rate)}/s)`,
   ];
-  if (d.unreadableBytes > 0) parts.push(`${formatBytes(d.unreadableBytes)} of the source unreadable`);
+  if (d.unreadableBytes > 0)
+    parts.push(`${formatBytes(d.unreadableBytes)} of the source unreadable`);
   if (d.failedDestinations.length) parts.push(`failed: ${d.failedDestinations.join(', ')}`);
   if (d.verified !== undefined) parts.push(d.verified ? 'verified' : 'VERIFY FOUND DIFFERENCES');
   return parts.join('; ');
@@ -296,7 +313,8 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     const { values } = parse(args, COMMON);
     const { listDrives, formatDrivesTable } = await import('./drives');
     const drives = await listDrives();
-    if (values.json) for (const d of drives) process.stdout.write(JSON.stringify({ type: 'drive', ...d }) + '\n');
+    if (values.json)
+      for (const d of drives) process.stdout.write(JSON.stringify({ type: 'drive', ...d }) + '\n');
     else process.stdout.write(formatDrivesTable(drives) + '\n');
     return EXIT.ok;
   },
@@ -354,14 +372,26 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
               total: job.regionsTotal,
               hydrating: 0,
               paused: false,
-              sparse: job.destinations.some((d) => job.options.sparse ?? d.identity.kind === 'file'),
+              sparse: job.destinations.some(
+                (d) => job.options.sparse ?? d.identity.kind === 'file',
+              ),
               options: job.options,
               mode: job.mode,
             });
       if (values.json) {
-        process.stdout.write(JSON.stringify({ type: 'status', job: job.id, state: job.state, status: line, error: job.error }) + '\n');
+        process.stdout.write(
+          JSON.stringify({
+            type: 'status',
+            job: job.id,
+            state: job.state,
+            status: line,
+            error: job.error,
+          }) + '\n',
+        );
       } else {
-        process.stdout.write(`${job.id}: ${job.state}: ${line}${job.error ? `  (${job.error})` : ''}\n`);
+        process.stdout.write(
+          `${job.id}: ${job.state}: ${line}${job.error ? `  (${job.error})` : ''}\n`,
+        );
       }
     }
     return EXIT.ok;
@@ -386,7 +416,9 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     const job = needJob(meta, jobId(positionals[0]));
     const { regionMapReport, ddrescueMapfile } = await import('./map-export');
     const report = regionMapReport(job, meta.loadBitmap(job), meta.loadUnreadable(job.id));
-    process.stdout.write(format === 'json' ? JSON.stringify(report) + '\n' : ddrescueMapfile(report));
+    process.stdout.write(
+      format === 'json' ? JSON.stringify(report) + '\n' : ddrescueMapfile(report),
+    );
     return EXIT.ok;
   },
 
@@ -422,9 +454,12 @@ export async function main(argv: string[]): Promise<void> {
   } catch (e) {
     code = await exitCodeFor(e);
     const message = (e as Error).message;
-    if (json) process.stdout.write(JSON.stringify({ type: 'error', job: null, message, fatal: true }) + '\n');
+    if (json)
+      process.stdout.write(
+        JSON.stringify({ type: 'error', job: null, message, fatal: true }) + '\n',
+      );
     process.stderr.write(`drivetwin: ${message}\n`);
-    if (e instanceof UsageError && !(e.message.includes('confirmation'))) {
+    if (e instanceof UsageError && !e.message.includes('confirmation')) {
       process.stderr.write(`Run "drivetwin --help" for usage.\n`);
     }
   }

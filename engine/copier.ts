@@ -98,9 +98,7 @@ export class Copier {
   }
 
   private canDelimit(e: unknown): boolean {
-    return (
-      this.options.ignoreErrors && e instanceof DeviceError && MEDIA_ERRORS.has(e.code ?? '')
-    );
+    return this.options.ignoreErrors && e instanceof DeviceError && MEDIA_ERRORS.has(e.code ?? '');
   }
 
   /** In sequential mode each write waits for the one dispatched before it. */

@@ -56,8 +56,10 @@ export async function identify(device: Device, withHead: boolean): Promise<Ident
 
 /** Why `now` is not the device recorded as `then`, or null when it is. */
 export function identityProblem(what: string, then: Identity, now: Identity): string | null {
-  if (then.kind !== now.kind) return `${what} was a ${then.kind === 'block' ? 'drive' : 'file'} and is not any more`;
-  if (then.size !== now.size) return `${what} changed size (was ${then.size} bytes, now ${now.size})`;
+  if (then.kind !== now.kind)
+    return `${what} was a ${then.kind === 'block' ? 'drive' : 'file'} and is not any more`;
+  if (then.size !== now.size)
+    return `${what} changed size (was ${then.size} bytes, now ${now.size})`;
   if (then.logicalBlockSize !== now.logicalBlockSize) {
     return `${what} changed block size (was ${then.logicalBlockSize}, now ${now.logicalBlockSize})`;
   }

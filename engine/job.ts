@@ -70,7 +70,10 @@ export class HydrationJob extends EventEmitter {
     this.targets = [...parts.targets];
     this.map = parts.map;
     this.options = parts.options;
-    this.throttle = new Throttle({ percent: parts.options.throttle, maxRate: parts.options.maxRate });
+    this.throttle = new Throttle({
+      percent: parts.options.throttle,
+      maxRate: parts.options.maxRate,
+    });
     this.copier = new Copier(parts.source, this.throttle, {
       ignoreErrors: parts.options.ignoreErrors,
       sequential: parts.options.sequential,
@@ -171,7 +174,8 @@ export class HydrationJob extends EventEmitter {
         inFlight.add(copy);
       }
       const idle = this.stopReason || this.paused || this.cursor >= this.geometry.regionCount;
-      if (inFlight.size === 0 && (this.stopReason || this.cursor >= this.geometry.regionCount)) break;
+      if (inFlight.size === 0 && (this.stopReason || this.cursor >= this.geometry.regionCount))
+        break;
       if (inFlight.size === 0 && !idle) continue;
       await new Promise<void>((resolve) => {
         this.wake = resolve;

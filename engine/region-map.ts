@@ -3,9 +3,7 @@
 
 export const CHUNK_BYTES = 4096;
 const CHUNK_REGIONS = CHUNK_BYTES * 8;
-const POPCOUNT = Uint8Array.from({ length: 256 }, (_, b) =>
-  b.toString(2).replace(/0/g, '').length,
-);
+const POPCOUNT = Uint8Array.from({ length: 256 }, (_, b) => b.toString(2).replace(/0/g, '').length);
 
 export class RegionMap {
   readonly bits: Uint8Array;
@@ -75,10 +73,12 @@ export class RegionMap {
 
   /** Chunks changed since the last call, as (index, bytes) pairs; forgets them. */
   takeDirtyChunks(): Array<{ index: number; bytes: Buffer }> {
-    const out = [...this.dirty].sort((a, b) => a - b).map((index) => ({
-      index,
-      bytes: Buffer.from(this.bits.subarray(index * CHUNK_BYTES, (index + 1) * CHUNK_BYTES)),
-    }));
+    const out = [...this.dirty]
+      .sort((a, b) => a - b)
+      .map((index) => ({
+        index,
+        bytes: Buffer.from(this.bits.subarray(index * CHUNK_BYTES, (index + 1) * CHUNK_BYTES)),
+      }));
     this.dirty.clear();
     return out;
   }

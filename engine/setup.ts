@@ -29,7 +29,9 @@ export interface CloneRequest {
 }
 
 /** Asked once before writing to drives; false declines. */
-export type Confirm = (drives: Array<{ path: string; size: number; detail: string }>) => Promise<boolean>;
+export type Confirm = (
+  drives: Array<{ path: string; size: number; detail: string }>,
+) => Promise<boolean>;
 
 export interface PreparedJob {
   job: HydrationJob;
@@ -79,7 +81,8 @@ function probe(p: string): Probe {
     const info = describeBlockDevice(p);
     return { path: p, kind: 'block', size: info.size, logicalBlockSize: info.logicalBlockSize };
   }
-  if (st.isFile()) return { path: p, kind: 'file', size: st.size, logicalBlockSize: IMAGE_BLOCK_SIZE };
+  if (st.isFile())
+    return { path: p, kind: 'file', size: st.size, logicalBlockSize: IMAGE_BLOCK_SIZE };
   throw new Refused(`${p} is neither a drive nor an image file`);
 }
 
@@ -87,7 +90,8 @@ async function openSource(p: string): Promise<Device> {
   const found = probe(p);
   if (found.kind === 'missing') throw new Refused(`source ${p} does not exist`);
   try {
-    const device = found.kind === 'block' ? await BlockDevice.open(p, false) : ImageFile.open(p, false);
+    const device =
+      found.kind === 'block' ? await BlockDevice.open(p, false) : ImageFile.open(p, false);
     if (device.size === 0) throw new Refused(`source ${p} is empty`);
     return device;
   } catch (e) {
@@ -214,7 +218,9 @@ function pickLive(o?: Partial<JobOptions>): Partial<JobOptions> {
   if (!o) return {};
   const { threshold, batch, throttle, maxRate, verify } = o;
   return Object.fromEntries(
-    Object.entries({ threshold, batch, throttle, maxRate, verify }).filter(([, v]) => v !== undefined),
+    Object.entries({ threshold, batch, throttle, maxRate, verify }).filter(
+      ([, v]) => v !== undefined,
+    ),
   );
 }
 
