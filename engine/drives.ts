@@ -124,7 +124,9 @@ function unique(values: string[]): string[] {
 
 /** mountinfo and /proc/swaps write space, tab, newline and backslash as octal escapes. */
 function unescapeOctal(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+  return field.replace(/\\([0-7]{3})/g, (_, octal: string) =>
+    String.fromCharCode(parseInt(octal, 8)),
+  );
 }
 
 /** /proc/self/mountinfo (proc(5)): `id parent maj:min root mountpoint opts [optional...] - fstype source superopts`. */
@@ -151,7 +153,12 @@ export function parseSwaps(content: string): MountUse[] {
     .slice(1)
     .map((line) => line.trim().split(/\s+/))
     .filter((fields) => fields.length >= 2 && fields[0] !== '')
-    .map((fields) => ({ devno: null, source: unescapeOctal(fields[0]), mountpoint: SWAP, fstype: 'swap' }));
+    .map((fields) => ({
+      devno: null,
+      source: unescapeOctal(fields[0]),
+      mountpoint: SWAP,
+      fstype: 'swap',
+    }));
 }
 
 /** The bus from lsblk's SUBSYSTEMS ("block:scsi:usb:pci"). */
@@ -208,15 +215,18 @@ interface LsblkDevice {
 
 /** `lsblk -J -b -O` (with or without --paths; old versions give strings for numbers and flags). */
 export function parseLsblk(json: string | { blockdevices: LsblkDevice[] }): BlockTopology {
-  const data = typeof json === 'string' ? (JSON.parse(json) as { blockdevices: LsblkDevice[] }) : json;
+  const data =
+    typeof json === 'string' ? (JSON.parse(json) as { blockdevices: LsblkDevice[] }) : json;
   const topology: BlockTopology = { nodes: new Map() };
   const visit = (device: LsblkDevice, parent: BlockNode | null): void => {
     const name = path.basename(device.kname ?? device.name);
-    const devPath = device.path ?? (device.name.startsWith('/') ? device.name : `/dev/${device.name}`);
+    const devPath =
+      device.path ?? (device.name.startsWith('/') ? device.name : `/dev/${device.name}`);
     const type = device.type ?? 'disk';
     const aliases = [devPath, `/dev/${name}`];
     if (device.name.startsWith('/')) aliases.push(device.name);
-    if (['crypt', 'lvm', 'dm', 'mpath'].includes(type)) aliases.push(`/dev/mapper/${path.basename(device.name)}`);
+    if (['crypt', 'lvm', 'dm', 'mpath'].includes(type))
+      aliases.push(`/dev/mapper/${path.basename(device.name)}`);
     const tran = text(device.tran);
     const node: BlockNode = {
       name,
@@ -246,7 +256,9 @@ export function parseLsblk(json: string | { blockdevices: LsblkDevice[] }): Bloc
 export function parseLosetup(json: string): Map<string, string> {
   const backing = new Map<string, string>();
   if (json.trim() === '') return backing; // losetup prints nothing when no loop device is set up
-  const data = JSON.parse(json) as { loopdevices?: Array<{ name: string; 'back-file'?: string | null }> };
+  const data = JSON.parse(json) as {
+    loopdevices?: Array<{ name: string; 'back-file'?: string | null }>;
+  };
   for (const loop of data.loopdevices ?? []) {
     const file = text(loop['back-file']);
     if (file) backing.set(loop.name, file);
@@ -255,7 +267,10 @@ export function parseLosetup(json: string): Map<string, string> {
 }
 
 /** lsblk does not know backing files: they come from losetup (or from sysfs, live). */
-export function withBackingFiles(topology: BlockTopology, backing: Map<string, string>): BlockTopology {
+export function withBackingFiles(
+  topology: BlockTopology,
+  backing: Map<string, string>,
+): BlockTopology {
   for (const [devPath, file] of backing) {
     const node = findNode(topology, devPath);
     if (node) node.backingFile = file;
@@ -322,7 +337,7 @@ export function mountpointsOf(snapshot: SystemSnapshot, name: string): string[] 
   const points = snapshot.uses
     .filter((use) => nodes.some((node) => useIsOn(use, node)))
     .map((use) => use.mountpoint);
-  return unique(points).sort(naturalCompare);
+  return unique(points).sort();
 }
 
 /** Kernel names of the whole disks under the running OS and its boot partition. */
@@ -341,7 +356,11 @@ export function systemDisks(snapshot: SystemSnapshot): Set<string> {
 }
 
 /** On a system disk: the disk itself, any partition of it, anything stacked on it. */
-function isSystemNode(snapshot: SystemSnapshot, name: string, disks = systemDisks(snapshot)): boolean {
+function isSystemNode(
+  snapshot: SystemSnapshot,
+  name: string,
+  disks = systemDisks(snapshot),
+): boolean {
   return ancestors(snapshot.topology, name).some((node) => disks.has(node.name));
 }
 
@@ -354,7 +373,11 @@ function loopBacking(topology: BlockTopology, node: BlockNode): string | null {
 }
 
 /** BlockInfo of a node, from a snapshot (`realPath` is the path it was asked by). */
-export function blockInfoOf(snapshot: SystemSnapshot, node: BlockNode, realPath = node.path): BlockInfo {
+export function blockInfoOf(
+  snapshot: SystemSnapshot,
+  node: BlockNode,
+  realPath = node.path,
+): BlockInfo {
   const { topology } = snapshot;
   const parent = node.type === 'part' ? topology.nodes.get(node.parents[0] ?? '') : undefined;
   const whole = parent ?? node;
@@ -402,7 +425,10 @@ function driveName(node: BlockNode): string {
   // "ATA" and PCI vendor ids ("0x1af4") say nothing to a person.
   const vendor = node.vendor && !/^(ata|0x[0-9a-f]+)$/i.test(node.vendor) ? node.vendor : null;
   const model = node.model;
-  if (model) return vendor && !model.toLowerCase().startsWith(vendor.toLowerCase()) ? `${vendor} ${model}` : model;
+  if (model)
+    return vendor && !model.toLowerCase().startsWith(vendor.toLowerCase())
+      ? `${vendor} ${model}`
+      : model;
   return node.bus ? `Disk (${node.bus})` : 'Disk';
 }
 
@@ -452,7 +478,9 @@ export function classifyDrives(drivelist: DrivelistEntry[], snapshot: SystemSnap
   const disks = systemDisks(snapshot);
   const drives = new Map<string, Drive>();
   for (const entry of drivelist) {
-    const node = findNode(snapshot.topology, entry.raw ?? entry.device) ?? findNode(snapshot.topology, entry.device);
+    const node =
+      findNode(snapshot.topology, entry.raw ?? entry.device) ??
+      findNode(snapshot.topology, entry.device);
     const drive = node ? driveFromNode(snapshot, node, disks) : driveFromDrivelist(entry);
     drive.path = entry.device;
     drives.set(drive.path, drive);
@@ -508,7 +536,8 @@ function mountedReason(drive: Drive): string {
 
 /** Whether `drive` is, or overlaps, the chosen source: asked of the live system when both exist. */
 function sourceOverlap(drive: Drive, sourcePath: string): string | null {
-  if (fs.existsSync(sourcePath) && fs.existsSync(drive.path)) {
+  // An image file still to be created is asked about too: it would lie on its folder's filesystem.
+  if (fs.existsSync(sourcePath) && (fs.existsSync(drive.path) || drive.kind === 'file')) {
     try {
       return overlapProblem(sourcePath, drive.path, readSystemSnapshot());
     } catch {
@@ -535,16 +564,24 @@ function sourceVerdict(drive: Drive): Verdict {
       if (!fs.statSync(drive.path).isFile()) refused.push(`${drive.path} is not a regular file`);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      refused.push(code === 'ENOENT' ? `${drive.path} does not exist` : `${drive.path} cannot be read (${code})`);
+      refused.push(
+        code === 'ENOENT'
+          ? `${drive.path} does not exist`
+          : `${drive.path} cannot be read (${code})`,
+      );
     }
   }
   if (refused.length === 0 && drive.size === 0) {
-    refused.push(drive.kind === 'file' ? `${drive.path} is empty` : `${drive.path} has no medium (size 0)`);
+    refused.push(
+      drive.kind === 'file' ? `${drive.path} is empty` : `${drive.path} has no medium (size 0)`,
+    );
   }
   if (refused.length > 0) return { level: 'refused', reasons: refused };
   const notes: string[] = [];
   if (drive.mountpoints.some((m) => m !== SWAP)) {
-    notes.push(`${mountedReason(drive)}: files changed during the copy may be copied inconsistently`);
+    notes.push(
+      `${mountedReason(drive)}: files changed during the copy may be copied inconsistently`,
+    );
   }
   return { level: 'usable', reasons: notes };
 }
@@ -557,9 +594,17 @@ function targetVerdict(drive: Drive, opts: VerdictOptions): Verdict {
     if (overlap) refused.push(overlap);
   }
   if (drive.readOnly) refused.push(`${drive.path} is read-only`);
-  if (drive.kind === 'block' && drive.size === 0) refused.push(`${drive.path} has no medium (size 0)`);
-  if (opts.sourceSize !== undefined && drive.kind === 'block' && drive.size > 0 && drive.size < opts.sourceSize) {
-    refused.push(`${drive.path} (${formatBytes(drive.size)}) is smaller than the source (${formatBytes(opts.sourceSize)})`);
+  if (drive.kind === 'block' && drive.size === 0)
+    refused.push(`${drive.path} has no medium (size 0)`);
+  if (
+    opts.sourceSize !== undefined &&
+    drive.kind === 'block' &&
+    drive.size > 0 &&
+    drive.size < opts.sourceSize
+  ) {
+    refused.push(
+      `${drive.path} (${formatBytes(drive.size)}) is smaller than the source (${formatBytes(opts.sourceSize)})`,
+    );
   }
   if (drive.system) {
     const why = `${drive.path} holds the running system`;
@@ -572,10 +617,16 @@ function targetVerdict(drive: Drive, opts: VerdictOptions): Verdict {
   }
   if (refused.length > 0) return { level: 'refused', reasons: refused };
   if (drive.kind === 'file') {
-    const reasons = drive.size > 0 ? [`${drive.path} exists (${formatBytes(drive.size)}) and will be overwritten`] : [];
+    const reasons =
+      drive.size > 0
+        ? [`${drive.path} exists (${formatBytes(drive.size)}) and will be overwritten`]
+        : [];
     return { level: 'usable', reasons };
   }
-  return { level: 'confirm', reasons: [`everything on ${describeDrive(drive)} will be overwritten`, ...confirm] };
+  return {
+    level: 'confirm',
+    reasons: [`everything on ${describeDrive(drive)} will be overwritten`, ...confirm],
+  };
 }
 
 /**
@@ -649,7 +700,11 @@ export function devnoOf(rdev: bigint): string {
 
 /** A USB drive's serial is on its USB device, some levels above the block device. */
 function usbSerial(devicePath: string, sys: string): string | null {
-  for (let dir = devicePath; dir.startsWith(path.join(sys, 'devices')) && dir !== '/'; dir = path.dirname(dir)) {
+  for (
+    let dir = devicePath;
+    dir.startsWith(path.join(sys, 'devices')) && dir !== '/';
+    dir = path.dirname(dir)
+  ) {
     if (fs.existsSync(path.join(dir, 'idVendor'))) return readTrimmed(path.join(dir, 'serial'));
   }
   return null;
@@ -657,7 +712,11 @@ function usbSerial(devicePath: string, sys: string): string | null {
 
 /** lsblk's HOTPLUG: a device on the way up is marked "removable" (USB ports, card slots). */
 function hotpluggable(devicePath: string, sys: string): boolean {
-  for (let dir = devicePath; dir.startsWith(path.join(sys, 'devices')) && dir !== '/'; dir = path.dirname(dir)) {
+  for (
+    let dir = devicePath;
+    dir.startsWith(path.join(sys, 'devices')) && dir !== '/';
+    dir = path.dirname(dir)
+  ) {
     if (readTrimmed(path.join(dir, 'removable')) === 'removable') return true;
   }
   return false;
@@ -686,8 +745,12 @@ export function readSysfsTopology(sys = '/sys'): BlockTopology {
     else if (name.startsWith('sr')) type = 'rom';
     const aliases = [`/dev/${name}`];
     if (dmName) aliases.unshift(`/dev/mapper/${dmName}`);
-    const serialFiles = ['device/serial', 'serial', 'device/wwid', 'wwid'].map((f) => path.join(whole, f));
-    const serial = isLoop ? null : (serialFiles.map(readTrimmed).find((s) => s !== null) ?? usbSerial(whole, sys));
+    const serialFiles = ['device/serial', 'serial', 'device/wwid', 'wwid'].map((f) =>
+      path.join(whole, f),
+    );
+    const serial = isLoop
+      ? null
+      : (serialFiles.map(readTrimmed).find((s) => s !== null) ?? usbSerial(whole, sys));
     const bus = busFromSysfsPath(whole);
     addNode(topology, {
       name,
@@ -699,10 +762,15 @@ export function readSysfsTopology(sys = '/sys'): BlockTopology {
       size: Number(readTrimmed(path.join(real, 'size')) ?? 0) * 512,
       logicalBlockSize: Number(readTrimmed(path.join(whole, 'queue', 'logical_block_size'))) || 512,
       readOnly: readTrimmed(path.join(real, 'ro')) === '1',
-      removable: readTrimmed(path.join(whole, 'removable')) === '1' || bus === 'usb' || hotpluggable(whole, sys),
+      removable:
+        readTrimmed(path.join(whole, 'removable')) === '1' ||
+        bus === 'usb' ||
+        hotpluggable(whole, sys),
       bus,
       vendor: readTrimmed(path.join(whole, 'device', 'vendor')),
-      model: readTrimmed(path.join(whole, 'device', 'model')) ?? readTrimmed(path.join(whole, 'device', 'name')),
+      model:
+        readTrimmed(path.join(whole, 'device', 'model')) ??
+        readTrimmed(path.join(whole, 'device', 'name')),
       serial: dmName !== null ? null : serial,
       backingFile: isLoop ? readTrimmed(path.join(real, 'loop', 'backing_file')) : null,
     });
@@ -713,7 +781,10 @@ export function readSysfsTopology(sys = '/sys'): BlockTopology {
 /** Topology, mounts and swap areas as they are now. */
 export function readSystemSnapshot(): SystemSnapshot {
   const topology = readSysfsTopology();
-  const uses = [...parseMountinfo(readText('/proc/self/mountinfo') ?? ''), ...parseSwaps(readText('/proc/swaps') ?? '')];
+  const uses = [
+    ...parseMountinfo(readText('/proc/self/mountinfo') ?? ''),
+    ...parseSwaps(readText('/proc/swaps') ?? ''),
+  ];
   // An anonymous devno (btrfs) or a swap area names its device by path: make it a devno.
   for (const use of uses) {
     if (!isAnonymous(use.devno) || !use.source.startsWith('/')) continue;
@@ -771,10 +842,11 @@ export function describeBlockDevice(p: string): BlockInfo {
 
 type Region =
   | { kind: 'block'; node: BlockNode }
-  | { kind: 'file'; dev: bigint; ino: bigint; fsNode: BlockNode | null; file: string };
+  | { kind: 'file'; dev: bigint; ino: bigint | null; fsNode: BlockNode | null; file: string };
 
 function regionKey(region: Region): string {
-  return region.kind === 'block' ? `block:${region.node.name}` : `file:${region.dev}:${region.ino}`;
+  if (region.kind === 'block') return `block:${region.node.name}`;
+  return region.ino === null ? `new file:${region.file}` : `file:${region.dev}:${region.ino}`;
 }
 
 /** The block device holding the filesystem a file is on. */
@@ -790,7 +862,13 @@ function filesystemNode(dev: bigint, snapshot: SystemSnapshot): BlockNode | null
 function fileRegion(file: string, snapshot: SystemSnapshot): Region | null {
   try {
     const st = fs.statSync(file, { bigint: true });
-    return { kind: 'file', dev: st.dev, ino: st.ino, fsNode: filesystemNode(st.dev, snapshot), file };
+    return {
+      kind: 'file',
+      dev: st.dev,
+      ino: st.ino,
+      fsNode: filesystemNode(st.dev, snapshot),
+      file,
+    };
   } catch {
     return null;
   }
@@ -805,14 +883,20 @@ function canonical(region: Region, snapshot: SystemSnapshot): Region {
 }
 
 /** Keys of the region (as canonical) and of everything it lies within. */
-function containers(region: Region, snapshot: SystemSnapshot, seen = new Set<string>()): Set<string> {
+function containers(
+  region: Region,
+  snapshot: SystemSnapshot,
+  seen = new Set<string>(),
+): Set<string> {
   const self = canonical(region, snapshot);
   const key = regionKey(self);
   if (seen.has(key)) return seen;
   seen.add(key);
   const below =
     self.kind === 'block'
-      ? self.node.parents.map((p) => snapshot.topology.nodes.get(p)).filter((n): n is BlockNode => !!n)
+      ? self.node.parents
+          .map((p) => snapshot.topology.nodes.get(p))
+          .filter((n): n is BlockNode => !!n)
       : self.fsNode
         ? [self.fsNode]
         : [];
@@ -821,12 +905,42 @@ function containers(region: Region, snapshot: SystemSnapshot, seen = new Set<str
 }
 
 function regionOf(p: string, snapshot: SystemSnapshot): Region | null {
+  let st: fs.Stats;
   try {
-    if (fs.statSync(p).isBlockDevice()) return { kind: 'block', node: nodeOfBlockDevice(p, snapshot).node };
+    st = fs.statSync(p);
+  } catch {
+    // A file still to be created lies on the filesystem of its folder.
+    const folder = fileRegion(path.dirname(path.resolve(p)), snapshot);
+    return folder?.kind === 'file' ? { ...folder, ino: null, file: path.resolve(p) } : null;
+  }
+  if (!st.isBlockDevice()) return fileRegion(p, snapshot);
+  try {
+    return { kind: 'block', node: nodeOfBlockDevice(p, snapshot).node };
   } catch {
     return null;
   }
-  return fileRegion(p, snapshot);
+}
+
+/** "`inner` lies within `outer`", said as precisely as the picture allows. */
+function within(
+  inner: Region,
+  innerLabel: string,
+  outer: Region,
+  outerLabel: string,
+  snapshot: SystemSnapshot,
+): string {
+  if (inner.kind === 'file') return `${innerLabel} is a file on ${outerLabel}`;
+  const parent = snapshot.topology.nodes.get(inner.node.parents[0] ?? '');
+  if (inner.node.type === 'part' && parent) {
+    if (outer.kind === 'block' && parent.name === outer.node.name)
+      return `${innerLabel} is a partition of ${outerLabel}`;
+    const disk = canonical({ kind: 'block', node: parent }, snapshot);
+    if (regionKey(disk) === regionKey(canonical(outer, snapshot))) {
+      return `${innerLabel} is a partition of ${parent.path}, a loop device backed by ${outerLabel}`;
+    }
+  }
+  const backing = loopBacking(snapshot.topology, inner.node);
+  return `${innerLabel} lies on ${outerLabel}${backing ? ` (through the loop device's backing file ${backing})` : ''}`;
 }
 
 /** Why writing `dest` would write the source `source`, or null. */
@@ -836,32 +950,23 @@ function overlapProblem(source: string, dest: string, snapshot: SystemSnapshot):
   if (!src || !dst) return null;
   const srcCanon = canonical(src, snapshot);
   const dstCanon = canonical(dst, snapshot);
-  const also = dest === source ? '' : ` (same ${src.kind === 'block' ? 'device' : 'file'} as ${source})`;
+  const also =
+    dest === source ? '' : ` (same ${src.kind === 'block' ? 'device' : 'file'} as ${source})`;
   if (regionKey(srcCanon) === regionKey(dstCanon)) {
     if (src.kind === dst.kind && (src.kind === 'file' || regionKey(src) === regionKey(dst))) {
       return `${dest} is the source${also}`;
     }
-    if (dst.kind === 'block' && src.kind === 'file') return `${dest} is a loop device backed by the source image ${source}`;
-    if (src.kind === 'block' && dst.kind === 'file') return `the source ${source} is a loop device backed by ${dest}`;
+    if (dst.kind === 'block' && src.kind === 'file')
+      return `${dest} is a loop device backed by the source image ${source}`;
+    if (src.kind === 'block' && dst.kind === 'file')
+      return `the source ${source} is a loop device backed by ${dest}`;
     return `${dest} and the source ${source} are loop devices backed by the same file ${dst.kind === 'block' ? dst.node.backingFile : ''}`;
   }
   if (containers(dst, snapshot).has(regionKey(srcCanon))) {
-    if (dst.kind === 'block' && dst.node.type === 'part' && src.kind === 'block' && dst.node.parents[0] === src.node.name) {
-      return `${dest} is a partition of the source ${source}`;
-    }
-    if (dst.kind === 'file') return `${dest} is a file on the source ${source}`;
-    const backing = dst.kind === 'block' ? loopBacking(snapshot.topology, dst.node) : null;
-    if (backing) return `${dest} is a loop device whose backing file ${backing} is on the source ${source}`;
-    return `${dest} lies on the source ${source}`;
+    return within(dst, dest, src, `the source ${source}`, snapshot);
   }
   if (containers(src, snapshot).has(regionKey(dstCanon))) {
-    if (src.kind === 'block' && src.node.type === 'part' && dst.kind === 'block' && src.node.parents[0] === dst.node.name) {
-      return `the source ${source} is a partition of ${dest}`;
-    }
-    if (src.kind === 'file') return `the source ${source} is a file on ${dest}`;
-    const backing = src.kind === 'block' ? loopBacking(snapshot.topology, src.node) : null;
-    if (backing) return `the source ${source} is a loop device whose backing file ${backing} is on ${dest}`;
-    return `the source ${source} lies on ${dest}`;
+    return within(src, `the source ${source}`, dst, dest, snapshot);
   }
   return null;
 }
@@ -871,7 +976,8 @@ function inUseProblems(dest: string, info: BlockInfo): string[] {
   const problems: string[] = [];
   if (mounts.length > 0) problems.push(`${dest} is mounted at ${mounts.join(', ')}`);
   if (info.mountpoints.includes(SWAP)) problems.push(`${dest} is in use as swap`);
-  if (problems.length === 0 && info.holders.length > 0) problems.push(`${dest} is in use by ${info.holders.join(', ')}`);
+  if (problems.length === 0 && info.holders.length > 0)
+    problems.push(`${dest} is in use by ${info.holders.join(', ')}`);
   return problems;
 }
 
@@ -897,10 +1003,12 @@ export function destinationProblems(
     }
   }
   if (st && !st.isBlockDevice() && !st.isFile()) {
-    problems.push(`${dest} is ${st.isDirectory() ? 'a folder' : 'neither a block device nor a regular file'}`);
+    problems.push(
+      `${dest} is ${st.isDirectory() ? 'a folder' : 'neither a block device nor a regular file'}`,
+    );
     return problems;
   }
-  const overlap = st ? overlapProblem(source, dest, snapshot) : null;
+  const overlap = overlapProblem(source, dest, snapshot);
   if (overlap) problems.push(overlap);
   if (st?.isBlockDevice()) {
     let found: { node: BlockNode; real: string };
@@ -933,7 +1041,9 @@ export function destinationProblems(
         if (regionKey(loop) !== regionKey(region)) continue;
         const info = blockInfoOf(snapshot, node);
         for (const problem of inUseProblems(node.path, info)) {
-          problems.push(`${dest} is the backing file of ${node.path}, which ${problem.slice(node.path.length + 1)}`);
+          problems.push(
+            `${dest} is the backing file of ${node.path}, which ${problem.slice(node.path.length + 1)}`,
+          );
         }
       }
     }
