@@ -9,7 +9,7 @@ import type { Device } from './io/device';
 import { DeviceError } from './io/device';
 import type { Range } from './geometry';
 import type { Throttle } from './throttle';
-import { alignedBuffer } from './io/buffers';
+import { zeroedBuffer } from './io/buffers';
 
 export interface Target {
   device: Device;
@@ -80,7 +80,7 @@ export class Copier {
 
   /** Writes zeros over `range` on every live target (kcopyd's zero job). */
   async zero(range: Range, targets: (Target | null)[]): Promise<CopyResult> {
-    if (this.zeros.length < range.length) this.zeros = alignedBuffer(range.length);
+    if (this.zeros.length < range.length) this.zeros = zeroedBuffer(range.length);
     const result: CopyResult = {
       readError: null,
       writeErrorMask: 0,
@@ -164,7 +164,7 @@ export class Copier {
   /** [start, end) spans of `data` holding non-zero units, adjacent ones merged. */
   private nonZeroPieces(data: Buffer): Array<[number, number]> {
     const unit = this.options.zeroUnit;
-    if (this.zeros.length < unit) this.zeros = alignedBuffer(unit);
+    if (this.zeros.length < unit) this.zeros = zeroedBuffer(unit);
     const spans: Array<[number, number]> = [];
     for (let start = 0; start < data.length; start += unit) {
       const end = Math.min(start + unit, data.length);

@@ -46,6 +46,7 @@ export class HydrationJob extends EventEmitter {
   private stopReason: StopReason | null = null;
   private wake: () => void = () => undefined;
   private freeBuffers: Buffer[] = [];
+  private buffersLeft: number;
   private commitChain: Promise<void> = Promise.resolve();
 
   /** Copied and written, waiting for the next commit. */
@@ -82,10 +83,16 @@ export class HydrationJob extends EventEmitter {
     this.unreadable = this.meta.loadUnreadable(this.id);
     this.bytesDone = this.hydratedBytes();
     // Memory stays bounded: one buffer per batch that may be in flight.
-    const buffers = Math.ceil(parts.options.threshold / parts.options.batch);
-    for (let i = 0; i < buffers; i++) {
-      this.freeBuffers.push(alignedBuffer(parts.options.batch * parts.geometry.regionSize));
-    }
+    this.buffersLeft = Math.ceil(parts.options.threshold / parts.options.batch);
+  }
+
+  /** A batch buffer: a free one, or a new one while fewer than the bound exist. */
+  private takeBuffer(): Buffer | null {
+    const free = this.freeBuffers.pop();
+    if (free) return free;
+    if (this.buffersLeft === 0) return null;
+    this.buffersLeft -= 1;
+    return alignedBuffer(this.options.batch * this.geometry.regionSize);
   }
 
   async run(): Promise<DoneEvent> {
@@ -165,7 +172,7 @@ export class HydrationJob extends EventEmitter {
   private async hydrate(): Promise<void> {
     const inFlight = new Set<Promise<void>>();
     for (;;) {
-      while (!this.stopReason && !this.paused && this.freeBuffers.length > 0) {
+      while (!this.stopReason && !this.paused && this.hasBuffer()) {
         const batch = this.nextBatch();
         if (!batch) break;
         const copy: Promise<void> = this.hydrateBatch(batch.first, batch.count).finally(() =>
@@ -182,6 +189,10 @@ export class HydrationJob extends EventEmitter {
         for (const p of inFlight) void p.then(resolve);
       });
     }
+  }
+
+  private hasBuffer(): boolean {
+    return this.freeBuffers.length > 0 || this.buffersLeft > 0;
   }
 
   /** The next run of unhydrated regions after the cursor, no longer than a batch nor the threshold allows. */
@@ -206,7 +217,7 @@ export class HydrationJob extends EventEmitter {
   }
 
   private async hydrateBatch(first: number, count: number): Promise<void> {
-    const buffer = this.freeBuffers.pop() as Buffer;
+    const buffer = this.takeBuffer() as Buffer;
     this.hydrating += count;
     const range = regionRange(this.geometry, first, count);
     let result: CopyResult;

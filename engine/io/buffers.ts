@@ -3,8 +3,12 @@ import { getAlignedBuffer } from '@ronomon/direct-io';
 /** Alignment that satisfies O_DIRECT on every logical block size we accept. */
 export const IO_ALIGNMENT = 4096;
 
-/** A zero-filled buffer that O_DIRECT accepts (Node's own Buffers are not aligned). */
+/** A buffer that O_DIRECT accepts (Node's own Buffers are not aligned). Not zeroed. */
 export function alignedBuffer(size: number): Buffer {
   const rounded = Math.ceil(size / IO_ALIGNMENT) * IO_ALIGNMENT;
-  return getAlignedBuffer(rounded, IO_ALIGNMENT).fill(0).subarray(0, size);
+  return getAlignedBuffer(rounded, IO_ALIGNMENT).subarray(0, size);
+}
+
+export function zeroedBuffer(size: number): Buffer {
+  return alignedBuffer(size).fill(0);
 }
