@@ -26,7 +26,8 @@ const USAGE = `Usage:
   drivetwin clone SOURCE DEST [DEST...] [--region-size SIZE] [--threshold N] [--batch N]
         [--throttle PCT] [--max-rate RATE] [--sparse | --no-sparse] [--ignore-errors]
         [--sequential] [--verify] [--yes] [--allow-mounted] [--allow-system] [--db PATH] [--json]
-  drivetwin resume JOB [--json]
+  drivetwin resume JOB [--threshold N] [--batch N] [--throttle PCT] [--max-rate RATE]
+        [--ignore-errors] [--sequential] [--verify] [--yes] [--db PATH] [--json]
   drivetwin status [JOB] [--json]
   drivetwin jobs [--json]
   drivetwin map JOB [--format json|ddrescue]
@@ -259,19 +260,29 @@ function summary(d: DoneEvent): string {
   return parts.join('; ');
 }
 
+/** The options given on the command line, and only those. */
+function givenOptions(v: Values): Partial<JobOptions> {
+  const given: Partial<JobOptions> = {};
+  if (v.threshold !== undefined) given.threshold = integer('threshold', v.threshold, 0);
+  if (v.batch !== undefined) given.batch = integer('batch', v.batch, 0);
+  if (v.throttle !== undefined) given.throttle = integer('throttle', v.throttle, 0);
+  // A rate of 0 lifts the cap (useful on resume).
+  if (v['max-rate'] !== undefined)
+    given.maxRate = v['max-rate'] === '0' ? 0 : size('max-rate', v['max-rate']);
+  if (v['ignore-errors']) given.ignoreErrors = true;
+  if (v.sequential) given.sequential = true;
+  if (v.verify) given.verify = true;
+  return given;
+}
+
 function cloneOptions(v: Values): JobOptions {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { DEFAULT_OPTIONS } = require('./setup') as typeof import('./setup');
   if (v.sparse && v['no-sparse']) throw new UsageError('--sparse and --no-sparse contradict');
   return {
-    threshold: integer('threshold', v.threshold, DEFAULT_OPTIONS.threshold),
-    batch: integer('batch', v.batch, DEFAULT_OPTIONS.batch),
-    throttle: integer('throttle', v.throttle, DEFAULT_OPTIONS.throttle),
-    maxRate: size('max-rate', v['max-rate']) ?? 0,
+    ...DEFAULT_OPTIONS,
+    ...givenOptions(v),
     sparse: v.sparse ? true : v['no-sparse'] ? false : null,
-    ignoreErrors: Boolean(v['ignore-errors']),
-    sequential: Boolean(v.sequential),
-    verify: Boolean(v.verify),
   };
 }
 
@@ -346,13 +357,19 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   },
 
   async resume(args) {
-    const { values, positionals } = parse(args, { ...COMMON, yes: CLONE.yes });
+    const { sparse: _s, 'no-sparse': _n, 'region-size': _r, ...flags } = CLONE;
+    const { values, positionals } = parse(args, flags);
     const id = jobId(positionals[0]);
+    const options = givenOptions(values);
     const meta = openMetadata(values);
     const { setUpResume } = await import('./setup');
     return runJob(
       new Output(Boolean(values.json)),
-      (confirm) => setUpResume(meta, id, confirm),
+      (confirm) =>
+        setUpResume(meta, id, confirm, options, {
+          allowMounted: Boolean(values['allow-mounted']),
+          allowSystem: Boolean(values['allow-system']),
+        }),
       Boolean(values.yes),
     );
   },

@@ -7,7 +7,7 @@
 
 import type { Device } from './io/device';
 import { DeviceError } from './io/device';
-import type { Range } from './geometry';
+import { type Range, mergeRanges } from './geometry';
 import type { Throttle } from './throttle';
 import { zeroedBuffer } from './io/buffers';
 
@@ -39,6 +39,10 @@ export interface CopyResult {
 // Errors that mean "these blocks are bad", as opposed to "the device is gone".
 const MEDIA_ERRORS = new Set(['EIO', 'ENODATA', 'EILSEQ', 'EBADMSG']);
 
+function isMediaError(e: unknown): e is DeviceError {
+  return e instanceof DeviceError && MEDIA_ERRORS.has(e.code ?? '');
+}
+
 export class Copier {
   private writeOrder: Promise<void> = Promise.resolve();
   private zeros: Buffer = Buffer.alloc(0);
@@ -66,8 +70,12 @@ export class Copier {
         await this.source.read(data, range.offset);
         result.bytesRead = range.length;
       } catch (e) {
-        if (!this.canDelimit(e)) {
+        if (!isMediaError(e)) {
           result.readError = e as DeviceError;
+          return;
+        }
+        if (!this.options.ignoreErrors) {
+          result.readError = await this.firstBadBlock(data, range.offset, e);
           return;
         }
         result.unreadable = await this.readAround(data, range.offset, range.length);
@@ -97,8 +105,27 @@ export class Copier {
     return result;
   }
 
-  private canDelimit(e: unknown): boolean {
-    return this.options.ignoreErrors && e instanceof DeviceError && MEDIA_ERRORS.has(e.code ?? '');
+  /** Narrows a failed read down to the first logical block that fails, so the error says where. */
+  private async firstBadBlock(
+    buf: Buffer,
+    offset: number,
+    error: DeviceError,
+  ): Promise<DeviceError> {
+    const block = this.source.logicalBlockSize;
+    let bad = error;
+    while (buf.length > block) {
+      const half = Math.ceil(buf.length / 2 / block) * block;
+      try {
+        await this.source.read(buf.subarray(0, half), offset);
+        buf = buf.subarray(half);
+        offset += half;
+      } catch (e) {
+        if (!isMediaError(e)) return e as DeviceError;
+        bad = e;
+        buf = buf.subarray(0, half);
+      }
+    }
+    return new DeviceError('read', this.source.path, offset, buf.length, bad.cause);
   }
 
   /** In sequential mode each write waits for the one dispatched before it. */
@@ -126,7 +153,7 @@ export class Copier {
       try {
         await this.source.read(part, offset + start);
       } catch (e) {
-        if (!this.canDelimit(e)) throw e;
+        if (!isMediaError(e)) throw e;
         bad.push(...(await this.readAround(part, offset + start, len)));
       }
     }
@@ -175,16 +202,4 @@ export class Copier {
     }
     return spans;
   }
-}
-
-export function mergeRanges(ranges: Range[]): Range[] {
-  const sorted = [...ranges].sort((a, b) => a.offset - b.offset);
-  const out: Range[] = [];
-  for (const r of sorted) {
-    const last = out[out.length - 1];
-    if (last && last.offset + last.length >= r.offset) {
-      last.length = Math.max(last.length, r.offset + r.length - last.offset);
-    } else out.push({ ...r });
-  }
-  return out;
 }

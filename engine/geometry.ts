@@ -45,3 +45,16 @@ export function regionsOf(g: Geometry, range: Range): { first: number; count: nu
   const last = Math.floor((range.offset + range.length - 1) / g.regionSize);
   return { first, count: last - first + 1 };
 }
+
+/** Sorted, with overlapping and touching ranges joined. */
+export function mergeRanges(ranges: Range[]): Range[] {
+  const sorted = [...ranges].sort((a, b) => a.offset - b.offset);
+  const out: Range[] = [];
+  for (const r of sorted) {
+    const last = out[out.length - 1];
+    if (last && last.offset + last.length >= r.offset) {
+      last.length = Math.max(last.length, r.offset + r.length - last.offset);
+    } else out.push({ ...r });
+  }
+  return out;
+}

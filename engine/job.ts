@@ -3,8 +3,8 @@
 // destinations, so a region marked hydrated is always really on them.
 
 import { EventEmitter } from 'node:events';
-import { Copier, mergeRanges, type CopyResult, type Target } from './copier';
-import { type Geometry, type Range, regionRange } from './geometry';
+import { Copier, type CopyResult, type Target } from './copier';
+import { type Geometry, type Range, mergeRanges, regionRange } from './geometry';
 import type { Device } from './io/device';
 import { alignedBuffer } from './io/buffers';
 import type { JobOptions, Metadata, Mode } from './metadata';
@@ -233,7 +233,7 @@ export class HydrationJob extends EventEmitter {
     this.bytesRead += result.bytesRead;
     this.bytesWritten += result.bytesWritten;
     if (result.readError) {
-      this.recordError(this.source.path, result.readError.message, true);
+      this.recordError(this.source.path, result.readError.message, true, result.readError);
       this.stop(result.readError.message);
       return;
     }
@@ -275,13 +275,21 @@ export class HydrationJob extends EventEmitter {
     if (this.liveTargets().length === 0) this.stop('every destination failed');
   }
 
-  private recordError(device: string | null, message: string, fatal: boolean): void {
+  private recordError(device: string | null, message: string, fatal: boolean, at?: Range): void {
     try {
       this.meta.recordError(this.id, device, message);
     } catch {
       // The error still reaches the user below; the database may be what failed.
     }
-    this.emitEvent({ type: 'error', job: this.id, device: device ?? undefined, message, fatal });
+    this.emitEvent({
+      type: 'error',
+      job: this.id,
+      device: device ?? undefined,
+      offset: at?.offset,
+      length: at?.length,
+      message,
+      fatal,
+    });
   }
 
   private stop(message: string): void {

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
-import type { Range } from './geometry';
+import { type Range, mergeRanges } from './geometry';
 import { RegionMap } from './region-map';
 import type { Identity } from './identity';
 
@@ -278,9 +278,7 @@ export class Metadata {
   findUnfinished(source: string, destinations: string[]): JobRecord | null {
     const want = [...destinations].sort().join('\n');
     const rows = this.db
-      .prepare(
-        `SELECT * FROM jobs WHERE source = ? AND state IN ('running', 'interrupted') ORDER BY id DESC`,
-      )
+      .prepare(`SELECT * FROM jobs WHERE source = ? AND state != 'done' ORDER BY id DESC`)
       .all(source) as JobRow[];
     for (const row of rows) {
       const job = this.toRecord(row);
@@ -304,10 +302,13 @@ export class Metadata {
     return map;
   }
 
+  /** Joined: extents found by neighbouring batches may touch. */
   loadUnreadable(jobId: number): Range[] {
-    return this.db
-      .prepare('SELECT offset, length FROM unreadable WHERE job = ? ORDER BY offset')
-      .all(jobId) as Range[];
+    return mergeRanges(
+      this.db
+        .prepare('SELECT offset, length FROM unreadable WHERE job = ? ORDER BY offset')
+        .all(jobId) as Range[],
+    );
   }
 
   /** One transaction: the bitmap delta and the counters move together or not at all. */

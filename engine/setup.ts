@@ -122,7 +122,7 @@ export async function setUpClone(
     throw new Refused('the same destination is named twice');
   }
   const unfinished = meta.findUnfinished(sourcePath, destPaths);
-  if (unfinished) return setUpResume(meta, unfinished.id, confirm, request.options);
+  if (unfinished) return setUpResume(meta, unfinished.id, confirm, request.options, request);
 
   const source = await openSource(sourcePath);
   try {
@@ -168,6 +168,7 @@ export async function setUpResume(
   id: number,
   confirm: Confirm,
   newOptions?: Partial<JobOptions>,
+  allow: Pick<CloneRequest, 'allowMounted' | 'allowSystem'> = {},
 ): Promise<PreparedJob> {
   const record = meta.getJob(id);
   if (!record) throw new Refused(`there is no job ${id}`);
@@ -186,10 +187,20 @@ export async function setUpResume(
     );
     if (sourceProblem) throw new Refused(`${sourceProblem}; job ${id} can't resume onto it`);
     const live = record.destinations.filter((d) => !d.failed);
+    if (live.length === 0) throw new Refused(`every destination of job ${id} failed`);
     const probes = live.map((d) => {
       const found = probe(d.path);
       if (found.kind === 'missing') throw new Refused(`destination ${d.path} is gone`);
-      checkDestination(source, d.path, { destinations: [] });
+      // Said before the size checks: a detached drive or a swapped one is not "too small".
+      if (found.size !== d.size) {
+        const now =
+          found.size === 0 ? 'has no medium (size 0)' : `changed size to ${found.size} bytes`;
+        throw new Refused(
+          `destination ${d.path} ${now}; job ${id} wrote to ${d.size} bytes there: ` +
+            'reattach the same drive',
+        );
+      }
+      checkDestination(source, d.path, allow);
       return found;
     });
     await confirmDrives(probes, confirm);
@@ -216,18 +227,24 @@ export async function setUpResume(
 /** On resume only the knobs that don't change what lands on disk may change. */
 function pickLive(o?: Partial<JobOptions>): Partial<JobOptions> {
   if (!o) return {};
-  const { threshold, batch, throttle, maxRate, verify } = o;
+  const { threshold, batch, throttle, maxRate, verify, ignoreErrors, sequential } = o;
   return Object.fromEntries(
-    Object.entries({ threshold, batch, throttle, maxRate, verify }).filter(
-      ([, v]) => v !== undefined,
-    ),
+    Object.entries({
+      threshold,
+      batch,
+      throttle,
+      maxRate,
+      verify,
+      ignoreErrors,
+      sequential,
+    }).filter(([, v]) => v !== undefined),
   );
 }
 
 function checkDestination(
   source: Device,
   dest: string,
-  request: Pick<CloneRequest, 'allowMounted' | 'allowSystem'> & { destinations: string[] },
+  request: Pick<CloneRequest, 'allowMounted' | 'allowSystem'>,
 ): Probe {
   const found = probe(dest);
   if (found.kind === 'missing') {

@@ -2,8 +2,7 @@
 
 import type { Device } from './io/device';
 import { alignedBuffer } from './io/buffers';
-import { type Geometry, type Range, regionRange } from './geometry';
-import { mergeRanges } from './copier';
+import { type Geometry, type Range, mergeRanges, regionRange } from './geometry';
 
 export interface VerifyResult {
   /** Per destination path: the byte ranges (whole regions) that differ. */
