@@ -42,21 +42,26 @@ const COMMON = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-const CLONE = {
+/** Flags that may change when a job resumes. */
+const LIVE = {
   ...COMMON,
-  'region-size': { type: 'string' },
   threshold: { type: 'string' },
   batch: { type: 'string' },
   throttle: { type: 'string' },
   'max-rate': { type: 'string' },
-  sparse: { type: 'boolean' },
-  'no-sparse': { type: 'boolean' },
   'ignore-errors': { type: 'boolean' },
   sequential: { type: 'boolean' },
   verify: { type: 'boolean' },
   yes: { type: 'boolean', short: 'y' },
   'allow-mounted': { type: 'boolean' },
   'allow-system': { type: 'boolean' },
+} as const;
+
+const CLONE = {
+  ...LIVE,
+  'region-size': { type: 'string' },
+  sparse: { type: 'boolean' },
+  'no-sparse': { type: 'boolean' },
 } as const;
 
 type Values = Record<string, string | boolean | undefined>;
@@ -357,8 +362,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   },
 
   async resume(args) {
-    const { sparse: _s, 'no-sparse': _n, 'region-size': _r, ...flags } = CLONE;
-    const { values, positionals } = parse(args, flags);
+    const { values, positionals } = parse(args, LIVE);
     const id = jobId(positionals[0]);
     const options = givenOptions(values);
     const meta = openMetadata(values);
