@@ -28,6 +28,7 @@ const USAGE = `Usage:
         [--sequential] [--verify] [--yes] [--allow-mounted] [--allow-system] [--db PATH] [--json]
   drivetwin resume JOB [--threshold N] [--batch N] [--throttle PCT] [--max-rate RATE]
         [--ignore-errors] [--sequential] [--verify] [--yes] [--db PATH] [--json]
+  drivetwin verify SOURCE DEST [DEST...] [--region-size SIZE] [--json]
   drivetwin status [JOB] [--json]
   drivetwin jobs [--json]
   drivetwin map JOB [--format json|ddrescue]
@@ -181,22 +182,13 @@ async function runJob(
 ): Promise<number> {
   const prepared = await prepare((drives) => askOnTerminal(drives, yes));
   const { job, record, resumed } = prepared;
-  const start = job.progress();
-  out.event({
-    type: 'start',
-    job: job.id,
-    resumed,
-    source: record.source,
-    destinations: prepared.destinations.map((d) => d.path),
-    regionSize: record.regionSize,
-    regionsTotal: record.regionsTotal,
-    regionsHydrated: start.regionsHydrated,
-    bytesTotal: start.bytesTotal,
-  });
+  const { startEvent, verifyClone } = await import('./session');
+  const start = startEvent(prepared);
+  out.event(start);
   out.say(
     `${resumed ? 'Resuming' : 'Started'} job ${job.id}: ${record.source} → ` +
-      `${prepared.destinations.map((d) => d.path).join(', ')} (${formatBytes(start.bytesTotal)}` +
-      `${resumed ? `, ${formatBytes(start.bytesDone)} already done` : ''})`,
+      `${start.destinations.join(', ')} (${formatBytes(start.bytesTotal)}` +
+      `${resumed ? `, ${formatBytes(job.progress().bytesDone)} already done` : ''})`,
   );
   job.on('event', (e: EngineEvent) => {
     out.event(e);
@@ -222,18 +214,8 @@ async function runJob(
     process.off('SIGTERM', onSignal);
   }
   if (done.state === 'done' && record.options.verify) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { verify } = require('./verify') as typeof import('./verify');
-    const { makeGeometry } = await import('./geometry');
-    const result = await verify(
-      prepared.source,
-      prepared.destinations.filter((d) => !done.failedDestinations.includes(d.path)),
-      makeGeometry(record.sourceSize, record.regionSize),
-      undefined,
-      done.unreadable,
-    );
-    done.mismatches = Object.values(result.mismatches).flat();
-    done.verified = done.mismatches.length === 0;
+    out.say('Verifying…');
+    const result = await verifyClone(prepared, done);
     for (const [dest, ranges] of Object.entries(result.mismatches)) {
       for (const r of ranges) out.warn(`verify: ${dest} differs at bytes ${r.offset}+${r.length}`);
     }
@@ -376,6 +358,68 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
         }),
       Boolean(values.yes),
     );
+  },
+
+  async verify(args) {
+    const { values, positionals } = parse(args, { ...COMMON, 'region-size': CLONE['region-size'] });
+    if (positionals.length < 2) throw new UsageError('verify needs a SOURCE and at least one DEST');
+    const out = new Output(Boolean(values.json));
+    const { openReadable, Refused } = await import('./setup');
+    const { verify } = await import('./verify');
+    const { makeGeometry, DEFAULT_REGION_SIZE } = await import('./geometry');
+    const [source, ...dests] = await Promise.all(
+      positionals.map((p, i) => openReadable(p, i === 0 ? 'source' : 'destination')),
+    );
+    try {
+      const short = dests.find((d) => d.size < source.size);
+      if (short) throw new Refused(`${short.path} is smaller than the source ${source.path}`);
+      const geometry = makeGeometry(
+        source.size,
+        size('region-size', values['region-size']) ?? DEFAULT_REGION_SIZE,
+      );
+      const began = performance.now();
+      let done = 0;
+      const ticker = setInterval(() => {
+        const seconds = (performance.now() - began) / 1000;
+        out.event({
+          type: 'verify-progress',
+          bytesDone: done,
+          bytesTotal: source.size,
+          rate: Math.round(done / seconds),
+        });
+      }, 500);
+      const result = await verify(source, dests, geometry, {
+        onProgress: (n) => (done = n),
+      }).finally(() => clearInterval(ticker));
+      const seconds = (performance.now() - began) / 1000;
+      const equal = Object.values(result.mismatchedRegions).every((r) => r.length === 0);
+      out.event({
+        type: 'verify',
+        equal,
+        bytesCompared: result.bytesCompared,
+        seconds,
+        regionSize: geometry.regionSize,
+        mismatches: result.mismatchedRegions,
+        unreadable: result.skipped,
+      });
+      for (const [dest, regions] of Object.entries(result.mismatchedRegions)) {
+        for (const r of regions) {
+          out.say(
+            `${dest}: region ${r} (bytes ${r * geometry.regionSize}+${Math.min(geometry.regionSize, source.size - r * geometry.regionSize)}) differs`,
+          );
+        }
+      }
+      for (const r of result.skipped)
+        out.warn(`source unreadable at bytes ${r.offset}+${r.length}: not compared`);
+      out.say(
+        equal
+          ? `Equal: ${formatBytes(result.bytesCompared)} compared in ${seconds.toFixed(1)} s`
+          : 'DIFFERENT: clone again to copy just the differing regions',
+      );
+      return equal ? EXIT.ok : EXIT.mismatch;
+    } finally {
+      await Promise.all([source, ...dests].map((d) => d.close()));
+    }
   },
 
   async status(args) {

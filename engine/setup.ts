@@ -86,19 +86,22 @@ function probe(p: string): Probe {
   throw new Refused(`${p} is neither a drive nor an image file`);
 }
 
-async function openSource(p: string): Promise<Device> {
+/** Opens a drive or image for reading only; `role` names it in the messages. */
+export async function openReadable(p: string, role = 'source'): Promise<Device> {
   const found = probe(p);
-  if (found.kind === 'missing') throw new Refused(`source ${p} does not exist`);
+  if (found.kind === 'missing') throw new Refused(`${role} ${p} does not exist`);
   try {
     const device =
       found.kind === 'block' ? await BlockDevice.open(p, false) : ImageFile.open(p, false);
-    if (device.size === 0) throw new Refused(`source ${p} is empty`);
+    if (device.size === 0) throw new Refused(`${role} ${p} is empty`);
     return device;
   } catch (e) {
     if (e instanceof Refused) throw e;
-    throw new Refused(`source ${p} can't be read: ${(e as Error).message}`);
+    throw new Refused(`${role} ${p} can't be read: ${(e as Error).message}`);
   }
 }
+
+const openSource = (p: string): Promise<Device> => openReadable(p);
 
 /** Canonical path, so that another name for the same thing finds the same job. */
 function canonical(p: string): string {
