@@ -25,7 +25,8 @@ const USAGE = `Usage:
   drivetwin drives [--json]
   drivetwin clone SOURCE DEST [DEST...] [--region-size SIZE] [--threshold N] [--batch N]
         [--throttle PCT] [--max-rate RATE] [--sparse | --no-sparse] [--ignore-errors]
-        [--sequential] [--verify] [--yes] [--allow-mounted] [--allow-system] [--db PATH] [--json]
+        [--sequential] [--verify] [--used-only [--zero-free]] [--from-map MAPFILE]
+        [--yes] [--allow-mounted] [--allow-system] [--db PATH] [--json]
   drivetwin resume JOB [--threshold N] [--batch N] [--throttle PCT] [--max-rate RATE]
         [--ignore-errors] [--sequential] [--verify] [--yes] [--db PATH] [--json]
   drivetwin verify SOURCE DEST [DEST...] [--region-size SIZE] [--json]
@@ -61,6 +62,9 @@ const LIVE = {
 const CLONE = {
   ...LIVE,
   'region-size': { type: 'string' },
+  'used-only': { type: 'boolean' },
+  'zero-free': { type: 'boolean' },
+  'from-map': { type: 'string' },
   sparse: { type: 'boolean' },
   'no-sparse': { type: 'boolean' },
 } as const;
@@ -185,9 +189,12 @@ async function runJob(
   const { startEvent, verifyClone } = await import('./session');
   const start = startEvent(prepared);
   out.event(start);
+  const what =
+    prepared.delta !== null
+      ? `Updating job ${job.id}: ${prepared.delta} regions differ`
+      : `${resumed ? 'Resuming' : 'Started'} job ${job.id}`;
   out.say(
-    `${resumed ? 'Resuming' : 'Started'} job ${job.id}: ${record.source} → ` +
-      `${start.destinations.join(', ')} (${formatBytes(start.bytesTotal)}` +
+    `${what}: ${record.source} → ${start.destinations.join(', ')} (${formatBytes(start.bytesTotal)}` +
       `${resumed ? `, ${formatBytes(job.progress().bytesDone)} already done` : ''})`,
   );
   job.on('event', (e: EngineEvent) => {
@@ -270,6 +277,8 @@ function cloneOptions(v: Values): JobOptions {
     ...DEFAULT_OPTIONS,
     ...givenOptions(v),
     sparse: v.sparse ? true : v['no-sparse'] ? false : null,
+    usedOnly: Boolean(v['used-only']),
+    zeroFree: Boolean(v['zero-free']),
   };
 }
 
@@ -336,6 +345,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
             options,
             allowMounted: Boolean(values['allow-mounted']),
             allowSystem: Boolean(values['allow-system']),
+            fromMap: values['from-map'] as string | undefined,
           },
           confirm,
         ),

@@ -15,6 +15,8 @@ export interface Target {
   device: Device;
   /** Skip writing all-zero regions: the destination already reads zeros there. */
   skipZeros: boolean;
+  /** Free space (used-only clones) is written as zeros here rather than left alone. */
+  writesFree: boolean;
 }
 
 export interface CopyOptions {
@@ -23,6 +25,11 @@ export interface CopyOptions {
   sequential: boolean;
   /** Zero detection granularity (the region size). */
   zeroUnit: number;
+}
+
+interface WriteTurn {
+  ready: Promise<void>;
+  release(): void;
 }
 
 export interface CopyResult {
@@ -44,7 +51,7 @@ function isMediaError(e: unknown): e is DeviceError {
 }
 
 export class Copier {
-  private writeOrder: Promise<void> = Promise.resolve();
+  private lastTurn: Promise<void> = Promise.resolve();
   private zeros: Buffer = Buffer.alloc(0);
 
   constructor(
@@ -64,26 +71,40 @@ export class Copier {
       bytesRead: 0,
       bytesWritten: 0,
     };
-    await this.throttle.admit(range.length);
-    await this.throttle.measure(async () => {
-      try {
-        await this.source.read(data, range.offset);
-        result.bytesRead = range.length;
-      } catch (e) {
-        if (!isMediaError(e)) {
-          result.readError = e as DeviceError;
-          return;
-        }
-        if (!this.options.ignoreErrors) {
-          result.readError = await this.firstBadBlock(data, range.offset, e);
-          return;
-        }
-        result.unreadable = await this.readAround(data, range.offset, range.length);
-        result.bytesRead = range.length - result.unreadable.reduce((n, r) => n + r.length, 0);
-      }
-      await this.ordered(() => this.writeAll(data, range.offset, targets, result));
-    });
+    const turn = this.writeTurn();
+    try {
+      await this.throttle.admit(range.length);
+      await this.throttle.measure(() => this.readThenWrite(range, data, targets, result, turn));
+    } finally {
+      turn.release();
+    }
     return result;
+  }
+
+  private async readThenWrite(
+    range: Range,
+    data: Buffer,
+    targets: (Target | null)[],
+    result: CopyResult,
+    turn: WriteTurn,
+  ): Promise<void> {
+    try {
+      await this.source.read(data, range.offset);
+      result.bytesRead = range.length;
+    } catch (e) {
+      if (!isMediaError(e)) {
+        result.readError = e as DeviceError;
+        return;
+      }
+      if (!this.options.ignoreErrors) {
+        result.readError = await this.firstBadBlock(data, range.offset, e);
+        return;
+      }
+      result.unreadable = await this.readAround(data, range.offset, range.length);
+      result.bytesRead = range.length - result.unreadable.reduce((n, r) => n + r.length, 0);
+    }
+    await turn.ready;
+    await this.writeAll(data, range.offset, targets, result);
   }
 
   /** Writes zeros over `range` on every live target (kcopyd's zero job). */
@@ -97,11 +118,15 @@ export class Copier {
       bytesRead: 0,
       bytesWritten: 0,
     };
-    await this.throttle.measure(() =>
-      this.ordered(() =>
+    const turn = this.writeTurn();
+    try {
+      await turn.ready;
+      await this.throttle.measure(() =>
         this.writeAll(this.zeros.subarray(0, range.length), range.offset, targets, result),
-      ),
-    );
+      );
+    } finally {
+      turn.release();
+    }
     return result;
   }
 
@@ -128,12 +153,18 @@ export class Copier {
     return new DeviceError('read', this.source.path, offset, buf.length, bad.cause);
   }
 
-  /** In sequential mode each write waits for the one dispatched before it. */
-  private ordered(write: () => Promise<void>): Promise<void> {
-    if (!this.options.sequential) return write();
-    const next = this.writeOrder.then(write);
-    this.writeOrder = next.catch(() => undefined);
-    return next;
+  /**
+   * In sequential mode each job's writes wait for those of the job dispatched before
+   * it. The turn is taken when the job starts, not when its read ends: reads finish
+   * in any order.
+   */
+  private writeTurn(): WriteTurn {
+    if (!this.options.sequential) return { ready: Promise.resolve(), release: () => undefined };
+    let release = (): void => undefined;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const ready = this.lastTurn;
+    this.lastTurn = mine;
+    return { ready, release };
   }
 
   /** Re-reads halves of a failed range down to single blocks; zero-fills and returns the bad ones. */

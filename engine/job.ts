@@ -25,6 +25,8 @@ export interface JobParts {
   targets: Target[];
   map: RegionMap;
   options: JobOptions;
+  /** Free regions (used-only clones) that are zeroed rather than copied. */
+  zeroRegions?: RegionMap | null;
 }
 
 /** Job events: 'event' (EngineEvent) for errors and mode changes. */
@@ -35,6 +37,7 @@ export class HydrationJob extends EventEmitter {
   private readonly source: Device;
   private readonly targets: (Target | null)[];
   private readonly map: RegionMap;
+  private readonly zeroRegions: RegionMap | null;
   private readonly options: JobOptions;
   private readonly throttle: Throttle;
   private readonly copier: Copier;
@@ -70,6 +73,7 @@ export class HydrationJob extends EventEmitter {
     this.source = parts.source;
     this.targets = [...parts.targets];
     this.map = parts.map;
+    this.zeroRegions = parts.zeroRegions ?? null;
     this.options = parts.options;
     this.throttle = new Throttle({
       percent: parts.options.throttle,
@@ -204,16 +208,23 @@ export class HydrationJob extends EventEmitter {
     }
     const room = Math.min(this.options.batch, this.options.threshold - this.hydrating);
     if (room <= 0) return null;
+    // A batch is all copies or all zeroings.
+    const zero = this.isZeroRegion(first);
     let count = 1;
     while (
       count < room &&
       first + count < this.geometry.regionCount &&
-      !this.map.has(first + count)
+      !this.map.has(first + count) &&
+      this.isZeroRegion(first + count) === zero
     ) {
       count += 1;
     }
     this.cursor = first + count;
     return { first, count };
+  }
+
+  private isZeroRegion(region: number): boolean {
+    return this.zeroRegions?.has(region) ?? false;
   }
 
   private async hydrateBatch(first: number, count: number): Promise<void> {
@@ -222,7 +233,12 @@ export class HydrationJob extends EventEmitter {
     const range = regionRange(this.geometry, first, count);
     let result: CopyResult;
     try {
-      result = await this.copier.copy(range, buffer, this.targets);
+      result = this.isZeroRegion(first)
+        ? await this.copier.zero(
+            range,
+            this.targets.map((t) => (t?.writesFree ? t : null)),
+          )
+        : await this.copier.copy(range, buffer, this.targets);
     } catch (e) {
       this.stop(`copy of bytes ${range.offset}+${range.length} failed: ${(e as Error).message}`);
       return;

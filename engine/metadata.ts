@@ -27,6 +27,10 @@ export interface JobOptions {
   ignoreErrors: boolean;
   sequential: boolean;
   verify: boolean;
+  /** Copy only what an ext2/3/4 or FAT32 file system uses. */
+  usedOnly: boolean;
+  /** With usedOnly: write zeros over free space on drives (images get holes anyway). */
+  zeroFree: boolean;
 }
 
 export interface DestinationRecord {
@@ -274,23 +278,32 @@ export class Metadata {
     return rows.map((r) => this.toRecord(r));
   }
 
-  /** The unfinished job copying exactly this source to exactly these destinations. */
+  /** The newest unfinished job copying exactly this source to exactly these destinations. */
   findUnfinished(source: string, destinations: string[]): JobRecord | null {
-    const want = [...destinations].sort().join('\n');
+    return this.findJob(source, destinations, `state != 'done'`);
+  }
+
+  /** The newest finished one: cloning it again brings the destinations up to date. */
+  findFinished(source: string, destinations: string[]): JobRecord | null {
+    return this.findJob(source, destinations, `state = 'done'`);
+  }
+
+  private findJob(source: string, destinations: string[], stateTest: string): JobRecord | null {
+    const key = (paths: string[]): string => [...paths].sort().join('\n');
     const rows = this.db
-      .prepare(`SELECT * FROM jobs WHERE source = ? AND state != 'done' ORDER BY id DESC`)
+      .prepare(`SELECT * FROM jobs WHERE source = ? AND ${stateTest} ORDER BY id DESC`)
       .all(source) as JobRow[];
-    for (const row of rows) {
-      const job = this.toRecord(row);
-      if (
-        job.destinations
-          .map((d) => d.path)
-          .sort()
-          .join('\n') === want
-      )
-        return job;
-    }
-    return null;
+    const match = rows
+      .map((row) => this.toRecord(row))
+      .find((job) => key(job.destinations.map((d) => d.path)) === key(destinations));
+    return match ?? null;
+  }
+
+  /** A delta re-clone starts from a source whose content changed. */
+  setSourceIdentity(jobId: number, identity: Identity): void {
+    this.db
+      .prepare('UPDATE jobs SET source_identity = ? WHERE id = ?')
+      .run(JSON.stringify(identity), jobId);
   }
 
   loadBitmap(job: JobRecord): RegionMap {

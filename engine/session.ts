@@ -18,6 +18,7 @@ export function startEvent(prepared: PreparedJob): StartEvent {
     regionsTotal: now.regionsTotal,
     regionsHydrated: now.regionsHydrated,
     bytesTotal: now.bytesTotal,
+    ...(prepared.delta !== null ? { delta: prepared.delta } : {}),
   };
 }
 
@@ -32,7 +33,7 @@ export async function verifyClone(
     prepared.source,
     prepared.destinations.filter((d) => !done.failedDestinations.includes(d.path)),
     makeGeometry(record.sourceSize, record.regionSize),
-    { unreadable: done.unreadable, onProgress },
+    { unreadable: done.unreadable, onProgress, skipRegion: (r) => prepared.free?.has(r) ?? false },
   );
   done.mismatches = Object.values(result.mismatches).flat();
   done.verified = done.mismatches.length === 0;

@@ -274,6 +274,35 @@ test('--json: start, progress at least every 500 ms, done with its totals', asyn
   assert.equal(sha256(dst), sha256(src));
 });
 
+test('a delta re-clone of a finished job copies exactly the regions that changed', async (t) => {
+  const env = setUp(t, 'img-delta');
+  const src = env.file('src.img');
+  writeRandomFile(src, 16 * MIB + 4096, 11);
+  const dst = env.file('dst.img');
+  const args = ['clone', src, dst, '--region-size', '1M', '--json'];
+  const first = await runCli(args, { db: env.db });
+  expectExit(first, 0);
+  const job = only(first, 'start').job as number;
+
+  // Change 3 regions of the source, one of them the short last region.
+  const fd = fs.openSync(src, 'r+');
+  for (const at of [2 * MIB + 17, 9 * MIB, 16 * MIB + 100])
+    fs.writeSync(fd, Buffer.from('changed'), 0, 7, at);
+  fs.closeSync(fd);
+
+  const again = await runCli(args, { db: env.db });
+  expectExit(again, 0);
+  assert.equal(only(again, 'start').job, job, 'the finished job itself is brought up to date');
+  assert.equal(only(again, 'start').delta, 3);
+  assert.equal(only(again, 'done').regionsCopied, 3);
+  assert.equal(only(again, 'done').bytesWritten, 2 * MIB + 4096);
+  assert.equal(sha256(dst), sha256(src));
+
+  const unchanged = await runCli(args, { db: env.db });
+  expectExit(unchanged, 0);
+  assert.equal(only(unchanged, 'done').regionsCopied, 0);
+});
+
 test('job commands: clone again, jobs, status, map json and ddrescue, forget', async (t) => {
   const env = setUp(t, 'img-jobs');
   const size = 9 * MIB + 512 * 3;
@@ -288,7 +317,8 @@ test('job commands: clone again, jobs, status, map json and ddrescue, forget', a
   const job1 = only(first, 'start').job as number;
   assert.equal(sha256(dst), want);
 
-  // The first job is done: the same command starts a new job with the same result.
+  // The first job is done and its destination was replaced by something of another
+  // size: the same command starts a new job with the same result.
   fs.writeFileSync(dst, 'scribbled over');
   const second = await runCli(args, { db: env.db });
   expectExit(second, 0);

@@ -33,6 +33,8 @@ const options: JobOptions = {
   ignoreErrors: false,
   sequential: false,
   verify: true,
+  usedOnly: false,
+  zeroFree: false,
 };
 const sourceIdentity: Identity = {
   kind: 'file',
