@@ -824,6 +824,29 @@ function nodeOfBlockDevice(p: string, snapshot: SystemSnapshot): { node: BlockNo
   return { node, real };
 }
 
+/** The few facts about one block device that the copy needs, read straight from its sysfs node (cheap). */
+export interface BlockFacts {
+  size: number;
+  logicalBlockSize: number;
+  serial: string | null;
+  backingFile: string | null;
+}
+
+export function blockFacts(p: string): BlockFacts {
+  const st = fs.statSync(p, { bigint: true });
+  if (!st.isBlockDevice()) throw new Error(`${p} is not a block device`);
+  const node = fs.realpathSync(`/sys/dev/block/${devnoOf(st.rdev)}`);
+  const whole = fs.existsSync(path.join(node, 'partition')) ? path.dirname(node) : node;
+  const serialFiles = ['device/serial', 'serial', 'device/wwid', 'wwid'];
+  return {
+    size: Number(readTrimmed(path.join(node, 'size')) ?? 0) * 512,
+    logicalBlockSize: Number(readTrimmed(path.join(whole, 'queue', 'logical_block_size'))) || 512,
+    serial:
+      serialFiles.map((f) => readTrimmed(path.join(whole, f))).find((x) => x !== null) ?? null,
+    backingFile: readTrimmed(path.join(node, 'loop', 'backing_file')),
+  };
+}
+
 /** What /sys and /proc say about a block device (any path to it: a symlink, /dev/disk/by-id/...). */
 export function describeBlockDevice(p: string): BlockInfo {
   const snapshot = readSystemSnapshot();

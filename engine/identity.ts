@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { Device } from './io/device';
 import { alignedBuffer } from './io/buffers';
-import { describeBlockDevice } from './drives';
+import { blockFacts } from './drives';
 
 export interface Identity {
   kind: Device['kind'];
@@ -41,7 +41,7 @@ export async function identify(device: Device, withHead: boolean): Promise<Ident
   if (device.kind === 'file') {
     id.inode = inodeOf(device.path);
   } else {
-    const info = describeBlockDevice(device.path);
+    const info = blockFacts(device.path);
     id.serial = info.serial;
     id.backingFile = info.backingFile;
     id.inode = info.backingFile ? inodeOf(info.backingFile) : null;

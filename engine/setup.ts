@@ -14,7 +14,7 @@ import type { Device } from './io/device';
 import { IMAGE_BLOCK_SIZE, ImageFile } from './io/image-file';
 import { ZstImage } from './io/zst-image';
 import { type Identity, identify, identityProblem } from './identity';
-import { describeBlockDevice, destinationProblems } from './drives';
+import { blockFacts, describeBlockDevice, destinationProblems } from './drives';
 import { HydrationJob } from './job';
 import type { JobOptions, JobRecord, Metadata } from './metadata';
 import { RegionMap } from './region-map';
@@ -96,7 +96,7 @@ function probe(p: string): Probe {
     return { path: p, kind: 'missing', size: 0, logicalBlockSize: IMAGE_BLOCK_SIZE };
   }
   if (st.isBlockDevice()) {
-    const info = describeBlockDevice(p);
+    const info = blockFacts(p);
     return { path: p, kind: 'block', size: info.size, logicalBlockSize: info.logicalBlockSize };
   }
   if (st.isFile()) {

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { type BlockDeviceInfo, getBlockDevice } from '@ronomon/direct-io';
-import { describeBlockDevice } from '../drives';
+import { blockFacts } from '../drives';
 import type { Device } from './device';
 import { DeviceError } from './device';
 import { closeFd, preadFully, pwriteFully, syncData } from './fd';
@@ -8,7 +8,7 @@ import { closeFd, preadFully, pwriteFully, syncData } from './fd';
 /** Linux: sysfs (direct-io's ioctls insist on a SCSI device, which loop devices are not). */
 async function geometryOf(fd: number, path: string) {
   if (process.platform === 'linux') {
-    const { size, logicalBlockSize } = describeBlockDevice(path);
+    const { size, logicalBlockSize } = blockFacts(path);
     return { size, logicalBlockSize };
   }
   const info = await new Promise<BlockDeviceInfo>((ok, fail) =>
