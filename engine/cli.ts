@@ -376,15 +376,18 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     const out = new Output(Boolean(values.json));
     const { openReadable, Refused } = await import('./setup');
     const { verify } = await import('./verify');
-    const { makeGeometry, DEFAULT_REGION_SIZE } = await import('./geometry');
+    const { makeGeometry, regionRange, DEFAULT_REGION_SIZE } = await import('./geometry');
     const [source, ...dests] = await Promise.all(
       positionals.map((p, i) => openReadable(p, i === 0 ? 'source' : 'destination')),
     );
     try {
-      const short = dests.find((d) => d.size < source.size);
+      // A stream of unknown size is compared up to its end (at most the smallest destination).
+      const { knownSize } = await import('./io/device');
+      const length = knownSize(source) ?? Math.min(...dests.map((d) => d.size));
+      const short = dests.find((d) => d.size < length);
       if (short) throw new Refused(`${short.path} is smaller than the source ${source.path}`);
       const geometry = makeGeometry(
-        source.size,
+        length,
         size('region-size', values['region-size']) ?? DEFAULT_REGION_SIZE,
       );
       const began = performance.now();
@@ -394,7 +397,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
         out.event({
           type: 'verify-progress',
           bytesDone: done,
-          bytesTotal: source.size,
+          bytesTotal: length,
           rate: Math.round(done / seconds),
         });
       }, 500);
@@ -414,9 +417,8 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       });
       for (const [dest, regions] of Object.entries(result.mismatchedRegions)) {
         for (const r of regions) {
-          out.say(
-            `${dest}: region ${r} (bytes ${r * geometry.regionSize}+${Math.min(geometry.regionSize, source.size - r * geometry.regionSize)}) differs`,
-          );
+          const at = regionRange(geometry, r);
+          out.say(`${dest}: region ${r} (bytes ${at.offset}+${at.length}) differs`);
         }
       }
       for (const r of result.skipped)
@@ -444,7 +446,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
           : statusLine({
               regionSize: job.regionSize,
               hydrated: job.regionsHydrated,
-              total: job.regionsTotal,
+              total: job.regionsTotal || null,
               hydrating: 0,
               paused: false,
               sparse: job.destinations.some(

@@ -6,7 +6,7 @@
 // blocks that can't be read are written as zeros and reported.
 
 import type { Device } from './io/device';
-import { DeviceError } from './io/device';
+import { DeviceError, readSome } from './io/device';
 import { type Range, mergeRanges } from './geometry';
 import type { Throttle } from './throttle';
 import { zeroedBuffer } from './io/buffers';
@@ -41,6 +41,8 @@ export interface CopyResult {
   unreadable: Range[];
   bytesRead: number;
   bytesWritten: number;
+  /** Set when a streamed source ended inside the range: its size. */
+  end?: number;
 }
 
 // Errors that mean "these blocks are bad", as opposed to "the device is gone".
@@ -89,8 +91,14 @@ export class Copier {
     turn: WriteTurn,
   ): Promise<void> {
     try {
-      await this.source.read(data, range.offset);
-      result.bytesRead = range.length;
+      const n = await readSome(this.source, data, range.offset);
+      result.bytesRead = n;
+      if (n < range.length) {
+        // A stream ended: its size is now known; nothing past it exists to write.
+        result.end = range.offset + n;
+        if (n === 0) return;
+        data = data.subarray(0, n);
+      }
     } catch (e) {
       if (!isMediaError(e)) {
         result.readError = e as DeviceError;

@@ -4,7 +4,7 @@
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import type { Device } from './io/device';
+import { type Device, isStream } from './io/device';
 import { alignedBuffer } from './io/buffers';
 import { blockFacts } from './drives';
 
@@ -33,6 +33,7 @@ function inodeOf(file: string): string | null {
 }
 
 export async function identify(device: Device, withHead: boolean): Promise<Identity> {
+  if (isStream(device)) return identifyFile(device.path, device.compressedSize, withHead);
   const id: Identity = {
     kind: device.kind,
     size: device.size,
@@ -54,11 +55,29 @@ export async function identify(device: Device, withHead: boolean): Promise<Ident
   return id;
 }
 
+/** A compressed image is known by its own bytes: reading the stream here would consume it. */
+function identifyFile(file: string, size: number, withHead: boolean): Identity {
+  const id: Identity = { kind: 'file', size, logicalBlockSize: 512, inode: inodeOf(file) };
+  if (withHead) {
+    const head = Buffer.alloc(Math.min(HEAD_BYTES, size));
+    const fd = fs.openSync(file, 'r');
+    try {
+      fs.readSync(fd, head, 0, head.length, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    id.headSha256 = crypto.createHash('sha256').update(head).digest('hex');
+  }
+  return id;
+}
+
 /** Why `now` is not the device recorded as `then`, or null when it is. */
 export function identityProblem(what: string, then: Identity, now: Identity): string | null {
   if (then.kind !== now.kind)
     return `${what} was a ${then.kind === 'block' ? 'drive' : 'file'} and is not any more`;
-  if (then.size !== now.size)
+  // An image the job writes is its own: its length is the job's doing, its inode says which.
+  const lengthMatters = then.kind === 'block' || then.headSha256 !== undefined;
+  if (lengthMatters && then.size !== now.size)
     return `${what} changed size (was ${then.size} bytes, now ${now.size})`;
   if (then.logicalBlockSize !== now.logicalBlockSize) {
     return `${what} changed block size (was ${then.logicalBlockSize}, now ${now.logicalBlockSize})`;

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { Copier, type CopyResult, type Target } from './copier';
 import { type Geometry, type Range, mergeRanges, regionRange } from './geometry';
-import type { Device } from './io/device';
+import { type Device, isStream } from './io/device';
 import { alignedBuffer } from './io/buffers';
 import type { JobOptions, Metadata, Mode } from './metadata';
 import type { RegionMap } from './region-map';
@@ -69,7 +69,8 @@ export class HydrationJob extends EventEmitter {
     super();
     this.id = parts.id;
     this.meta = parts.metadata;
-    this.geometry = parts.geometry;
+    // Copied: a streamed source's size becomes known when its end is read.
+    this.geometry = { ...parts.geometry };
     this.source = parts.source;
     this.targets = [...parts.targets];
     this.map = parts.map;
@@ -102,13 +103,44 @@ export class HydrationJob extends EventEmitter {
   async run(): Promise<DoneEvent> {
     this.startedAt = performance.now();
     const timer = setInterval(() => void this.commit(), COMMIT_PERIOD_MS);
+    const sizeWasKnown = this.sizeKnown;
     try {
       await this.hydrate();
+      // Images of a stream grew with the writes: zero regions at the end left them short.
+      if (!sizeWasKnown && this.sizeKnown) await this.settleImageLengths();
     } finally {
       clearInterval(timer);
     }
     await this.commit();
     return this.finish();
+  }
+
+  get sizeKnown(): boolean {
+    return Number.isFinite(this.geometry.regionCount);
+  }
+
+  /** The geometry as known now (a stream's size once its end was read). */
+  currentGeometry(): Geometry {
+    return { ...this.geometry };
+  }
+
+  private async settleImageLengths(): Promise<void> {
+    await Promise.all(
+      this.liveTargets().map((t) =>
+        t.device
+          .setLength?.(this.geometry.size)
+          .catch((e: Error) => this.dropTarget(t.device.path, e.message)),
+      ),
+    );
+  }
+
+  /** A stream ended at `end`: no region past it exists. */
+  private learnSize(end: number): void {
+    if (this.sizeKnown && end >= this.geometry.size) return;
+    this.geometry.size = end;
+    this.geometry.regionCount = Math.ceil(end / this.geometry.regionSize);
+    this.map.truncate(this.geometry.regionCount);
+    this.meta.setSourceSize(this.id, end, this.geometry.regionCount);
   }
 
   pause(): void {
@@ -136,7 +168,7 @@ export class HydrationJob extends EventEmitter {
     return statusLine({
       regionSize: this.geometry.regionSize,
       hydrated: this.map.count,
-      total: this.geometry.regionCount,
+      total: this.sizeKnown ? this.geometry.regionCount : null,
       hydrating: this.hydrating,
       paused: this.paused,
       sparse: this.targets.some((t) => t?.skipZeros),
@@ -152,20 +184,29 @@ export class HydrationJob extends EventEmitter {
     const first = this.samples[0];
     const span = (t - first.t) / 1000;
     const rate = span > 0 ? (this.bytesDone - first.bytes) / span : 0;
-    const left = this.geometry.size - this.bytesDone;
+    const total = this.sizeKnown ? this.geometry.size : this.estimatedSize();
+    const left = total - this.bytesDone;
     return {
       type: 'progress',
       job: this.id,
       bytesDone: this.bytesDone,
-      bytesTotal: this.geometry.size,
+      bytesTotal: total,
+      sizeKnown: this.sizeKnown,
       regionsHydrated: this.map.count,
-      regionsTotal: this.geometry.regionCount,
+      regionsTotal: Math.ceil(total / this.geometry.regionSize),
       hydrating: this.hydrating,
       rate: Math.round(rate),
       eta: left === 0 ? 0 : rate > 0 ? Math.round(left / rate) : null,
       paused: this.paused,
       status: this.status(),
     };
+  }
+
+  /** Until a stream ends: its uncompressed size, extrapolated from how far into the compressed file it is. */
+  private estimatedSize(): number {
+    if (!isStream(this.source) || this.source.compressedPosition === 0) return this.bytesDone;
+    const ratio = this.source.compressedSize / this.source.compressedPosition;
+    return Math.max(this.bytesDone, Math.round(this.bytesDone * ratio));
   }
 
   private emitEvent(event: EngineEvent): void {
@@ -248,6 +289,10 @@ export class HydrationJob extends EventEmitter {
     }
     this.bytesRead += result.bytesRead;
     this.bytesWritten += result.bytesWritten;
+    if (result.end !== undefined) this.learnSize(result.end);
+    // Past a stream's end there are no regions to mark.
+    const real = Math.min(count, this.geometry.regionCount - first);
+    const length = Math.min(range.length, this.geometry.size - range.offset);
     if (result.readError) {
       this.recordError(this.source.path, result.readError.message, true, result.readError);
       this.stop(result.readError.message);
@@ -269,9 +314,10 @@ export class HydrationJob extends EventEmitter {
         });
       }
     }
-    this.copied.push({ first, count });
-    this.bytesDone += range.length;
-    this.regionsCopied += count;
+    if (real <= 0) return;
+    this.copied.push({ first, count: real });
+    this.bytesDone += length;
+    this.regionsCopied += real;
   }
 
   private liveTargets(): Target[] {
@@ -366,7 +412,8 @@ export class HydrationJob extends EventEmitter {
   }
 
   private finish(): DoneEvent {
-    const complete = this.map.count === this.geometry.regionCount && this.mode === 'rw';
+    const complete =
+      this.sizeKnown && this.map.count === this.geometry.regionCount && this.mode === 'rw';
     const state = complete ? 'done' : this.stopReason?.kind === 'failed' ? 'failed' : 'interrupted';
     const error = this.stopReason?.kind === 'failed' ? this.stopReason.message : null;
     try {
@@ -390,6 +437,7 @@ export class HydrationJob extends EventEmitter {
 
   private hydratedBytes(): number {
     const { regionCount, regionSize, size } = this.geometry;
+    if (!this.sizeKnown) return this.map.count * regionSize;
     const last = regionCount - 1;
     const short = this.map.has(last) ? regionCount * regionSize - size : 0;
     return this.map.count * regionSize - short;
@@ -400,7 +448,8 @@ export class HydrationJob extends EventEmitter {
 export function statusLine(s: {
   regionSize: number;
   hydrated: number;
-  total: number;
+  /** Null while a streamed source's size is unknown. */
+  total: number | null;
   hydrating: number;
   paused: boolean;
   sparse: boolean;
@@ -422,7 +471,7 @@ export function statusLine(s: {
   ].flat();
   return [
     s.regionSize,
-    `${s.hydrated}/${s.total}`,
+    `${s.hydrated}/${s.total ?? '?'}`,
     s.hydrating,
     features.length,
     ...features,

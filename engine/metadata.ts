@@ -299,6 +299,13 @@ export class Metadata {
     return match ?? null;
   }
 
+  /** A streamed source's size, learnt when its end was read. */
+  setSourceSize(jobId: number, size: number, regionsTotal: number): void {
+    this.db
+      .prepare('UPDATE jobs SET source_size = ?, regions_total = ? WHERE id = ?')
+      .run(size, regionsTotal, jobId);
+  }
+
   /** A delta re-clone starts from a source whose content changed. */
   setSourceIdentity(jobId: number, identity: Identity): void {
     this.db
@@ -307,7 +314,8 @@ export class Metadata {
   }
 
   loadBitmap(job: JobRecord): RegionMap {
-    const map = new RegionMap(job.regionsTotal);
+    // 0: a streamed source whose end has not been read yet.
+    const map = new RegionMap(job.regionsTotal || Infinity);
     const rows = this.db
       .prepare('SELECT chunk AS index_, bits FROM bitmap WHERE job = ?')
       .all(job.id) as Array<{ index_: number; bits: Buffer }>;

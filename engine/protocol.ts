@@ -22,7 +22,9 @@ export interface ProgressEvent {
   type: 'progress';
   job: number;
   bytesDone: number;
+  /** Estimated from the compressed position while sizeKnown is false. */
   bytesTotal: number;
+  sizeKnown: boolean;
   regionsHydrated: number;
   regionsTotal: number;
   hydrating: number;

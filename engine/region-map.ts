@@ -5,13 +5,39 @@ export const CHUNK_BYTES = 4096;
 const CHUNK_REGIONS = CHUNK_BYTES * 8;
 const POPCOUNT = Uint8Array.from({ length: 256 }, (_, b) => b.toString(2).replace(/0/g, '').length);
 
+/**
+ * `regionCount` may be Infinity while a streamed source's size is unknown: the
+ * bitmap then grows as regions are set, and `truncate` fixes the count at the end.
+ */
 export class RegionMap {
-  readonly bits: Uint8Array;
+  private bytes: Uint8Array;
   private setCount = 0;
   private readonly dirty = new Set<number>();
 
-  constructor(readonly regionCount: number) {
-    this.bits = new Uint8Array(Math.ceil(regionCount / 8));
+  constructor(public regionCount: number) {
+    this.bytes = new Uint8Array(Number.isFinite(regionCount) ? Math.ceil(regionCount / 8) : 0);
+  }
+
+  get bits(): Uint8Array {
+    return this.bytes;
+  }
+
+  /** Regions the bitmap holds bits for: past them every region is clear. */
+  private get span(): number {
+    return Math.min(this.regionCount, this.bytes.length * 8);
+  }
+
+  private reserve(byteLength: number): void {
+    if (byteLength <= this.bytes.length) return;
+    const grown = new Uint8Array(Math.max(byteLength, this.bytes.length * 2, CHUNK_BYTES));
+    grown.set(this.bytes);
+    this.bytes = grown;
+  }
+
+  /** The source turned out to end here: no region from `count` on exists. */
+  truncate(count: number): void {
+    for (let r = count; r < this.span; r++) this.clear(r);
+    this.regionCount = count;
   }
 
   get count(): number {
@@ -19,13 +45,14 @@ export class RegionMap {
   }
 
   has(region: number): boolean {
-    return (this.bits[region >> 3] & (1 << (region & 7))) !== 0;
+    return ((this.bytes[region >> 3] ?? 0) & (1 << (region & 7))) !== 0;
   }
 
   set(region: number): void {
     if (region < 0 || region >= this.regionCount) throw new RangeError(`no region ${region}`);
     if (this.has(region)) return;
-    this.bits[region >> 3] |= 1 << (region & 7);
+    this.reserve((region >> 3) + 1);
+    this.bytes[region >> 3] |= 1 << (region & 7);
     this.setCount += 1;
     this.dirty.add(Math.floor(region / CHUNK_REGIONS));
   }
@@ -36,7 +63,7 @@ export class RegionMap {
 
   clear(region: number): void {
     if (!this.has(region)) return;
-    this.bits[region >> 3] &= ~(1 << (region & 7));
+    this.bytes[region >> 3] &= ~(1 << (region & 7));
     this.setCount -= 1;
     this.dirty.add(Math.floor(region / CHUNK_REGIONS));
   }
@@ -44,28 +71,28 @@ export class RegionMap {
   /** First region at or after `from` that is not set, or -1. Skips full bytes. */
   nextClear(from: number): number {
     let r = from;
-    while (r < this.regionCount) {
-      if ((r & 7) === 0 && this.bits[r >> 3] === 0xff) {
+    while (r < this.span) {
+      if ((r & 7) === 0 && this.bytes[r >> 3] === 0xff) {
         r += 8;
         continue;
       }
       if (!this.has(r)) return r;
       r += 1;
     }
-    return -1;
+    return r < this.regionCount ? r : -1;
   }
 
   /** Runs of set regions, for maps and reports. */
   runs(): Array<{ first: number; count: number }> {
     const out: Array<{ first: number; count: number }> = [];
     let r = 0;
-    while (r < this.regionCount) {
+    while (r < this.span) {
       if (!this.has(r)) {
         r += 1;
         continue;
       }
       const first = r;
-      while (r < this.regionCount && this.has(r)) r += 1;
+      while (r < this.span && this.has(r)) r += 1;
       out.push({ first, count: r - first });
     }
     return out;
@@ -77,7 +104,7 @@ export class RegionMap {
       .sort((a, b) => a - b)
       .map((index) => ({
         index,
-        bytes: Buffer.from(this.bits.subarray(index * CHUNK_BYTES, (index + 1) * CHUNK_BYTES)),
+        bytes: Buffer.from(this.bytes.subarray(index * CHUNK_BYTES, (index + 1) * CHUNK_BYTES)),
       }));
     this.dirty.clear();
     return out;
@@ -87,12 +114,13 @@ export class RegionMap {
   load(chunks: Iterable<{ index: number; bytes: Uint8Array }>): void {
     for (const { index, bytes } of chunks) {
       const start = index * CHUNK_BYTES;
-      const end = Math.min(start + bytes.length, this.bits.length);
-      if (end > start) this.bits.set(bytes.subarray(0, end - start), start);
+      if (!Number.isFinite(this.regionCount)) this.reserve(start + bytes.length);
+      const end = Math.min(start + bytes.length, this.bytes.length);
+      if (end > start) this.bytes.set(bytes.subarray(0, end - start), start);
     }
-    const spare = this.bits.length * 8 - this.regionCount;
-    if (spare > 0) this.bits[this.bits.length - 1] &= 0xff >> spare;
+    const spare = this.bytes.length * 8 - this.regionCount;
+    if (spare > 0 && spare < 8) this.bytes[this.bytes.length - 1] &= 0xff >> spare;
     this.setCount = 0;
-    for (const byte of this.bits) this.setCount += POPCOUNT[byte];
+    for (const byte of this.bytes) this.setCount += POPCOUNT[byte];
   }
 }

@@ -1,8 +1,8 @@
 // What every front end does around a job: announce it, and verify it at the end.
 
-import { makeGeometry } from './geometry';
+import { isStream } from './io/device';
 import type { DoneEvent, StartEvent } from './protocol';
-import type { PreparedJob } from './setup';
+import { type PreparedJob, openReadable } from './setup';
 import { verify, type VerifyResult } from './verify';
 
 export function startEvent(prepared: PreparedJob): StartEvent {
@@ -28,13 +28,17 @@ export async function verifyClone(
   done: DoneEvent,
   onProgress?: (bytesDone: number) => void,
 ): Promise<VerifyResult> {
-  const { record } = prepared;
+  // A stream was read to its end: compare against a fresh one.
+  const source = isStream(prepared.source)
+    ? await openReadable(prepared.record.source)
+    : prepared.source;
   const result = await verify(
-    prepared.source,
+    source,
     prepared.destinations.filter((d) => !done.failedDestinations.includes(d.path)),
-    makeGeometry(record.sourceSize, record.regionSize),
+    prepared.job.currentGeometry(),
     { unreadable: done.unreadable, onProgress, skipRegion: (r) => prepared.free?.has(r) ?? false },
   );
+  if (source !== prepared.source) await source.close();
   done.mismatches = Object.values(result.mismatches).flat();
   done.verified = done.mismatches.length === 0;
   return result;

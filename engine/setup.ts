@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { Target } from './copier';
 import { DEFAULT_REGION_SIZE, type Geometry, makeGeometry, regionSizeProblem } from './geometry';
 import { BlockDevice } from './io/block-device';
-import type { Device } from './io/device';
+import { type Device, knownSize } from './io/device';
 import { IMAGE_BLOCK_SIZE, ImageFile } from './io/image-file';
 import { ZstImage } from './io/zst-image';
 import { type Identity, identify, identityProblem } from './identity';
@@ -106,13 +106,15 @@ function probe(p: string): Probe {
   throw new Refused(`${p} is neither a drive nor an image file`);
 }
 
-/** Opens a drive or image for reading only; `role` names it in the messages. */
+/** Opens a drive, image or compressed image for reading only; `role` names it in messages. */
 export async function openReadable(p: string, role = 'source'): Promise<Device> {
   const found = probe(p);
   if (found.kind === 'missing') throw new Refused(`${role} ${p} does not exist`);
   try {
-    const device =
-      found.kind === 'block' ? await BlockDevice.open(p, false) : ImageFile.open(p, false);
+    if (found.kind === 'block') return await BlockDevice.open(p, false);
+    const { detectCompression, openCompressedSource } = await import('./io/compressed');
+    if (detectCompression(p)) return await openCompressedSource(p);
+    const device = ImageFile.open(p, false);
     if (device.size === 0) throw new Refused(`${role} ${p} is empty`);
     return device;
   } catch (e) {
@@ -171,7 +173,8 @@ export async function setUpClone(
         ...probes.map((p) => p.logicalBlockSize),
       ]);
       if (sizeProblem) throw new Refused(sizeProblem);
-      const geometry = makeGeometry(source.size, regionSize);
+      const size = knownSize(source);
+      const geometry = size === null ? unknownGeometry(regionSize) : makeGeometry(size, regionSize);
       const options = withZstRules(request.options, probes);
       // Everything that can refuse runs before the confirmation and the first write.
       const free = options.usedOnly ? await freeSpace(source, geometry) : null;
@@ -179,15 +182,16 @@ export async function setUpClone(
       await confirmDrives(probes, confirm);
 
       const sourceIdentity = await identify(source, true);
-      const destinations = await openDestinations(probes, source.size, { fresh: true });
+      const destinations = await openDestinations(probes, size, { fresh: true });
       opened.push(...destinations.map((d) => d.device));
       const targets = destinations.map((d) => targetFor(d.device, d.emptied, options));
       const id = meta.createJob({
         source: sourcePath,
-        sourceSize: source.size,
+        // 0 until a stream's end is read.
+        sourceSize: size ?? 0,
         sourceIdentity,
         regionSize,
-        regionsTotal: geometry.regionCount,
+        regionsTotal: size === null ? 0 : geometry.regionCount,
         options,
         destinations: await Promise.all(
           destinations.map(async (d) => ({
@@ -229,7 +233,7 @@ export async function setUpResume(
     () => [source, ...opened],
     async () => {
       await checkSource(record, source, true);
-      const geometry = makeGeometry(record.sourceSize, record.regionSize);
+      const geometry = geometryOf(record);
       const map = meta.loadBitmap(record);
       const live = liveDestinations(record, source, allow);
       const options = withZstRules(merged, live.probes);
@@ -237,7 +241,7 @@ export async function setUpResume(
       await confirmDrives(live.probes, confirm);
       // A backup continues after its last complete frame, which may lie before the last commit.
       const resumeAt = zstResumePoint(live.probes, map, geometry);
-      const destinations = await openDestinations(live.probes, source.size, { resumeAt });
+      const destinations = await openDestinations(live.probes, knownSize(source), { resumeAt });
       opened.push(...destinations.map((d) => d.device));
       const targets = await checkedTargets(record, live.records, destinations, options);
       commitMap(meta, record, map);
@@ -269,11 +273,11 @@ async function setUpDelta(
     () => [source, ...opened],
     async () => {
       const sourceIdentity = await checkSource(record, source, false);
-      const geometry = makeGeometry(record.sourceSize, record.regionSize);
+      const geometry = geometryOf(record);
       const live = liveDestinations(record, source, request);
       const free = options.usedOnly ? await freeSpace(source, geometry) : null;
       await confirmDrives(live.probes, confirm);
-      const destinations = await openDestinations(live.probes, source.size, {});
+      const destinations = await openDestinations(live.probes, record.sourceSize, {});
       opened.push(...destinations.map((d) => d.device));
       // Zeros must be written now: a region may have turned to zeros in the source.
       const targets = (await checkedTargets(record, live.records, destinations, options)).map(
@@ -303,6 +307,17 @@ async function setUpDelta(
       });
     },
   );
+}
+
+/** A job's geometry: sourceSize 0 means a stream whose end was not reached yet. */
+function geometryOf(record: JobRecord): Geometry {
+  return record.sourceSize > 0
+    ? makeGeometry(record.sourceSize, record.regionSize)
+    : unknownGeometry(record.regionSize);
+}
+
+function unknownGeometry(regionSize: number): Geometry {
+  return { size: Number.MAX_SAFE_INTEGER, regionSize, regionCount: Infinity };
 }
 
 function sameSizes(record: JobRecord): boolean {
@@ -356,7 +371,7 @@ function liveDestinations(record: JobRecord, source: Device, allow: Allow) {
     const found = probe(d.path);
     if (found.kind === 'missing') throw new Refused(`destination ${d.path} is gone`);
     // Said before the size checks: a detached drive or a swapped one is not "too small".
-    if (found.kind !== 'zst' && found.size !== d.size) {
+    if (found.kind === 'block' && found.size !== d.size) {
       const now =
         found.size === 0 ? 'has no medium (size 0)' : `changed size to ${found.size} bytes`;
       throw new Refused(
@@ -396,9 +411,11 @@ function checkDestination(source: Device, dest: string, allow: Allow): Probe {
   }
   const problems = destinationProblems(source.path, dest, allow);
   if (problems.length > 0) throw new Refused(problems.join('; '));
-  if (found.kind === 'block' && found.size < source.size) {
+  // A stream of unknown size is checked when its end is read: a write past the drive fails.
+  const size = knownSize(source);
+  if (found.kind === 'block' && size !== null && found.size < size) {
     throw new Refused(
-      `destination ${dest} is smaller (${formatBytes(found.size)}) than the source (${formatBytes(source.size)})`,
+      `destination ${dest} is smaller (${formatBytes(found.size)}) than the source (${formatBytes(size)})`,
     );
   }
   return found;
@@ -436,9 +453,10 @@ interface OpenedDestination {
   emptied: boolean;
 }
 
+/** `size` null: a stream of unknown size, whose images grow as they are written. */
 async function openDestinations(
   probes: Probe[],
-  size: number,
+  size: number | null,
   how: { fresh?: boolean; resumeAt?: number | null },
 ): Promise<OpenedDestination[]> {
   const opened: OpenedDestination[] = [];
@@ -456,21 +474,22 @@ async function openDestinations(
 
 async function openDestination(
   p: Probe,
-  size: number,
+  size: number | null,
   how: { fresh?: boolean; resumeAt?: number | null },
 ): Promise<OpenedDestination> {
   if (p.kind === 'block') return { device: await BlockDevice.open(p.path, true), emptied: false };
   if (p.kind === 'zst') {
+    const length = size ?? Number.MAX_SAFE_INTEGER;
     const device = how.fresh
-      ? ZstImage.create(p.path, size)
-      : ZstImage.resume(p.path, size, how.resumeAt ?? 0);
+      ? ZstImage.create(p.path, length)
+      : ZstImage.resume(p.path, length, how.resumeAt ?? 0);
     return { device, emptied: false };
   }
   const file = ImageFile.open(p.path, true);
   if (!how.fresh) return { device: file, emptied: false };
   // A fresh image is emptied first, so zero regions can be left as holes.
-  const emptied = file.reset(size);
-  if (!emptied && file.size < size) {
+  const emptied = file.reset(size ?? 0);
+  if (!emptied && size !== null && file.size < size) {
     await file.close();
     throw new Refused(`destination ${p.path} can't be resized to ${size} bytes`);
   }
@@ -569,7 +588,7 @@ function assemble(
     alsoClose?: Device[];
   },
 ): PreparedJob {
-  const geometry = makeGeometry(record.sourceSize, record.regionSize);
+  const geometry = geometryOf(record);
   const job = new HydrationJob({
     id: record.id,
     metadata: meta,

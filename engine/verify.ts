@@ -2,7 +2,7 @@
 // hashes (xxHash64: far faster than the disks, so reading stays the bottleneck).
 
 import { createXXHash64, type IHasher } from 'hash-wasm';
-import type { Device } from './io/device';
+import { type Device, readSome } from './io/device';
 import { alignedBuffer } from './io/buffers';
 import { type Geometry, type Range, mergeRanges, regionRange } from './geometry';
 
@@ -68,15 +68,21 @@ export async function verify(
     for (let run = take(); run; run = take()) {
       const range = regionRange(geometry, run.first, run.count);
       const views = buffers.map((b) => b.subarray(0, range.length));
-      const [sourceRead, ...destReads] = await Promise.allSettled(
-        [source, ...destinations].map((d, i) => d.read(views[i], range.offset)),
-      );
+      const [sourceRead, ...destReads] = await Promise.allSettled([
+        readSome(source, views[0], range.offset),
+        ...destinations.map((d, i) => d.read(views[i + 1], range.offset)),
+      ]);
       if (sourceRead.status === 'rejected') {
         result.skipped.push(range);
         continue;
       }
+      // A stream that ends early: compare what it had; nothing after it.
+      const end = range.offset + sourceRead.value;
+      if (sourceRead.value < range.length) next = geometry.regionCount;
       for (let r = run.first; r < run.first + run.count; r++) {
-        const region = regionRange(geometry, r);
+        const whole = regionRange(geometry, r);
+        const region = { offset: whole.offset, length: Math.min(whole.length, end - whole.offset) };
+        if (region.length <= 0) break;
         const at = region.offset - range.offset;
         const want = hashOf(hasher, views[0].subarray(at, at + region.length));
         destinations.forEach((dest, i) => {
@@ -89,7 +95,7 @@ export async function verify(
           }
         });
       }
-      result.bytesCompared += range.length;
+      result.bytesCompared += end - range.offset;
       options.onProgress?.(result.bytesCompared);
     }
   };

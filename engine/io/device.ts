@@ -14,6 +14,8 @@ export interface Device {
   /** Makes everything written so far durable (fdatasync). */
   flush(): Promise<void>;
   close(): Promise<void>;
+  /** Image files: cut or extend to exactly `size` bytes. */
+  setLength?(size: number): Promise<void>;
 }
 
 /** An I/O error that names the device and the byte range it hit. */
@@ -32,4 +34,33 @@ export class DeviceError extends Error {
   get code(): string | undefined {
     return this.cause.code;
   }
+}
+
+/**
+ * A source read as a stream (a compressed image): in ascending order only, its size
+ * perhaps known only once its end is reached.
+ */
+export interface StreamSource extends Device {
+  /** The uncompressed size where the format states it, else null. */
+  readonly knownSize: number | null;
+  readonly compressedSize: number;
+  /** Compressed bytes consumed so far: progress while the size is unknown. */
+  readonly compressedPosition: number;
+  /** Reads up to buffer.length bytes; fewer only at the end of the data. */
+  readAt(buffer: Buffer, offset: number): Promise<number>;
+}
+
+export function isStream(device: Device): device is StreamSource {
+  return 'readAt' in device && typeof (device as StreamSource).readAt === 'function';
+}
+
+/** The source's size, or null while a stream hasn't said it. */
+export function knownSize(device: Device): number | null {
+  return isStream(device) ? device.knownSize : device.size;
+}
+
+/** Bytes read at `offset`: all of `buffer`, or fewer where a stream ends. */
+export function readSome(source: Device, buffer: Buffer, offset: number): Promise<number> {
+  if (isStream(source)) return source.readAt(buffer, offset);
+  return source.read(buffer, offset).then(() => buffer.length);
 }

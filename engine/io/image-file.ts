@@ -50,6 +50,15 @@ export class ImageFile implements Device {
     }
   }
 
+  async setLength(size: number): Promise<void> {
+    try {
+      fs.ftruncateSync(this.fd, size);
+      this.size = size;
+    } catch (e) {
+      throw new DeviceError('write', this.path, size, 0, e as NodeJS.ErrnoException);
+    }
+  }
+
   flush(): Promise<void> {
     return syncData(this.fd, this.path);
   }
