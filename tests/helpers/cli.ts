@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -148,4 +149,20 @@ export function spawnCli(
       );
     });
   return { child: run.child, events: run.events, waitEvent, done: run.done };
+}
+
+/** Everything a failed expectation about a CLI run needs to be understood. */
+export function explain(r: CliResult): string {
+  return `exit ${r.code} (signal ${r.signal})\n--- stdout ---\n${r.stdout.slice(-4000)}\n--- stderr ---\n${r.stderr.slice(-3000)}`;
+}
+
+export function expectExit(r: CliResult, code: number): void {
+  assert.equal(r.code, code, explain(r));
+}
+
+/** The one event of this type the run printed. */
+export function only(r: CliResult, type: string): CliEvent {
+  const found = r.events.filter((e) => e.type === type);
+  assert.equal(found.length, 1, `one "${type}" event expected\n${explain(r)}`);
+  return found[0];
 }
