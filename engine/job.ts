@@ -76,10 +76,12 @@ export class HydrationJob extends EventEmitter {
     this.map = parts.map;
     this.zeroRegions = parts.zeroRegions ?? null;
     this.options = parts.options;
-    this.throttle = new Throttle({
-      percent: parts.options.throttle,
-      maxRate: parts.options.maxRate,
-    });
+    this.throttle = new Throttle(
+      { percent: parts.options.throttle, maxRate: parts.options.maxRate },
+      undefined,
+      undefined,
+      Math.ceil(parts.options.threshold / parts.options.batch),
+    );
     this.copier = new Copier(parts.source, this.throttle, {
       ignoreErrors: parts.options.ignoreErrors,
       sequential: parts.options.sequential,

@@ -38,7 +38,6 @@ const realSleep: Sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms
 export class Throttle {
   private settings: ThrottleSettings;
   private ioJobs = 0;
-  private ioStartedAt = 0;
   private ioTime = 0;
   private totalTime = 0;
   private lastTick: number;
@@ -46,10 +45,16 @@ export class Throttle {
   private creditAt: number;
   private queue: Promise<void> = Promise.resolve();
 
+  /**
+   * `slots`: how many jobs the copier keeps in flight at full speed. I/O time is
+   * counted in proportion to the slots busy, so a 50% limit halves the rate rather
+   * than only serialising overlapped jobs.
+   */
   constructor(
     settings: ThrottleSettings,
     private readonly now: Clock = () => performance.now(),
     private readonly sleep: Sleep = realSleep,
+    private readonly slots = 1,
   ) {
     this.settings = { ...settings };
     this.lastTick = this.creditAt = now();
@@ -79,7 +84,7 @@ export class Throttle {
   /** Brackets real I/O so its time counts against the percent limit. */
   async measure<T>(io: () => Promise<T>): Promise<T> {
     this.account();
-    if (this.ioJobs++ === 0) this.ioStartedAt = this.now();
+    this.ioJobs += 1;
     try {
       return await io();
     } finally {
@@ -140,13 +145,10 @@ export class Throttle {
 
   private account(): void {
     const t = this.now();
-    this.totalTime += t - this.lastTick;
+    const elapsed = t - this.lastTick;
+    this.totalTime += elapsed;
+    this.ioTime += elapsed * Math.min(1, this.ioJobs / this.slots);
     this.lastTick = t;
-    // Fold the open I/O period in first so halving weighs it like the rest.
-    if (this.ioJobs > 0) {
-      this.ioTime += t - this.ioStartedAt;
-      this.ioStartedAt = t;
-    }
     while (this.totalTime > HISTORY_MS) {
       this.ioTime /= 2;
       this.totalTime /= 2;
