@@ -8,7 +8,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Target } from './copier';
-import { DEFAULT_REGION_SIZE, type Geometry, makeGeometry, regionSizeProblem } from './geometry';
+import {
+  DEFAULT_REGION_SIZE,
+  type Geometry,
+  makeGeometry,
+  regionRange,
+  regionSizeProblem,
+} from './geometry';
 import { BlockDevice } from './io/block-device';
 import { type Device, knownSize } from './io/device';
 import { IMAGE_BLOCK_SIZE, ImageFile } from './io/image-file';
@@ -179,10 +185,12 @@ export async function setUpClone(
       // Everything that can refuse runs before the confirmation and the first write.
       const free = options.usedOnly ? await freeSpace(source, geometry) : null;
       const seeded = request.fromMap ? await mapSeed(request.fromMap, geometry) : null;
+      if (seeded) holdsRescuedData(probes, seeded, geometry);
       await confirmDrives(probes, confirm);
 
       const sourceIdentity = await identify(source, true);
-      const destinations = await openDestinations(probes, size, { fresh: true });
+      // Seeded destinations keep what is on them: the mapfile says it is already there.
+      const destinations = await openDestinations(probes, size, { fresh: !seeded });
       opened.push(...destinations.map((d) => d.device));
       const targets = destinations.map((d) => targetFor(d.device, d.emptied, options));
       const id = meta.createJob({
@@ -530,6 +538,27 @@ async function freeSpace(source: Device, g: Geometry): Promise<RegionMap> {
   for (const run of freeRegions(used.used, g.size, g.regionSize))
     free.setRange(run.first, run.count);
   return free;
+}
+
+/** A mapfile's finished areas must really be on every destination: refuses those that can't hold them. */
+function holdsRescuedData(probes: Probe[], seeded: RegionMap, g: Geometry): void {
+  const runs = seeded.runs();
+  const last = runs[runs.length - 1];
+  const tail = last ? regionRange(g, last.first, last.count) : { offset: 0, length: 0 };
+  const rescuedEnd = tail.offset + tail.length;
+  for (const p of probes) {
+    if (p.kind === 'missing') {
+      throw new Refused(`--from-map: ${p.path} does not exist, so it holds no rescued data`);
+    }
+    if (p.kind === 'zst') {
+      throw new Refused(`--from-map: ${p.path} is a compressed backup, written from the start`);
+    }
+    if (p.kind === 'file' && p.size < rescuedEnd) {
+      throw new Refused(
+        `--from-map: ${p.path} ends before the last area the mapfile calls rescued`,
+      );
+    }
+  }
 }
 
 /** Regions a ddrescue mapfile calls finished: already on the destinations. */

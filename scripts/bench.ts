@@ -5,6 +5,10 @@
 //   npm run bench                         # 2 GiB, 3 rounds (needs root and losetup)
 //   BENCH_SIZE=512M BENCH_ROUNDS=5 npm run bench
 //   BENCH_VERIFY=0 npm run bench          # skip the byte comparison after each round
+//
+// Also: `drivetwin verify` against `cmp` on the same image pair (BENCH_SIZE each), and an
+// .xz source (`xz -T2 -3` of a mixed image of BENCH_SIZE/2) cloned to an image against
+// `xz -dc | dd`. Ratios are the baseline's median over the engine's (> 1: engine faster).
 import { spawn, spawnSync } from 'node:child_process';
 import { randomFillSync, randomInt } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -153,8 +157,11 @@ const rows: string[][] = [];
 const ratios: Record<string, number> = {};
 let enginePeakKiB = 0;
 
-/** Runs the contenders in alternating order, round by round; adds their rows to the table. */
-async function scenario(title: string, specs: [Spec, Spec]): Promise<void> {
+/**
+ * Runs the contenders (baseline first, then the engine) in alternating order, round by
+ * round; adds their rows to the table. MiB/s is of `bytes` (the source's data).
+ */
+async function scenario(title: string, specs: [Spec, Spec], bytes = SIZE): Promise<void> {
   const [dd, eng] = specs.map((s): Contender => ({ ...s, seconds: [], peakKiB: 0 }));
   let done = '';
   for (let round = 0; round < ROUNDS; round++)
@@ -164,7 +171,8 @@ async function scenario(title: string, specs: [Spec, Spec]): Promise<void> {
       c.check();
       c.seconds.push(r.seconds);
       c.peakKiB = Math.max(c.peakKiB, r.rssKiB);
-      if (c === eng) done = r.stdout.split('\n').find((l) => l.includes('"type":"done"')) ?? '';
+      if (c === eng)
+        done = r.stdout.split('\n').find((l) => /"type":"(done|verify)"/.test(l)) ?? '';
       process.stderr.write(`  ${title} ${c.name} round ${round + 1}: ${r.seconds.toFixed(3)} s\n`);
     }
   ratios[title] = median(dd.seconds) / median(eng.seconds);
@@ -174,9 +182,9 @@ async function scenario(title: string, specs: [Spec, Spec]): Promise<void> {
     const ratio = c === eng ? ratios[title].toFixed(2) : '';
     const rounds = c.seconds.map((s) => s.toFixed(3)).join(' ');
     const rss = (c.peakKiB / 1024).toFixed(1);
-    rows.push([title, c.name, rounds, m.toFixed(3), (SIZE / MiB / m).toFixed(0), ratio, rss]);
+    rows.push([title, c.name, rounds, m.toFixed(3), (bytes / MiB / m).toFixed(0), ratio, rss]);
   }
-  if (done) console.log(`${title}: engine's last done event: ${done}`);
+  if (done) console.log(`${title}: engine's last ${JSON.parse(done).type} event: ${done}`);
 }
 
 // ---- main -----------------------------------------------------------------------------
@@ -236,9 +244,54 @@ async function main(): Promise<void> {
   console.log(
     `image→image sparse: allocated: source ${allocated(src)}, dd's copy ${alloc.dd}, engine's copy ${alloc.engine}`,
   );
+  rmDst();
+
+  // 3. verify against cmp, on the same pair of full (non-sparse) images; both exit 0
+  process.stderr.write('preparing the verify pair…\n');
+  sh(...dd(`if=${src}`, `of=${dst}`, 'bs=4M', 'conv=fsync'));
+  const nothing = (): void => undefined;
+  await scenario('verify pair', [
+    { name: 'cmp', cmd: () => ['cmp', [src, dst]], reset: nothing, check: nothing },
+    {
+      name: 'engine verify',
+      cmd: () => [process.execPath, [CLI, 'verify', src, dst, '--json']],
+      reset: nothing,
+      check: nothing,
+    },
+  ]);
+  rmDst();
+
+  // 4. an .xz source (xz -T2 -3 of a mixed image of SIZE/2) to an image file
+  const XZ_SIZE = SIZE / 2;
+  process.stderr.write(`preparing the .xz source (${XZ_SIZE / MiB} MiB, xz -T2 -3)…\n`);
+  fs.truncateSync(src, XZ_SIZE);
+  const xzSrc = `${src}.xz`;
+  sh('xz', ['-T2', '-3', '-k', '-f', src]);
+  const xzRatio = fs.statSync(xzSrc).size / XZ_SIZE;
+  const checkXz = (): void => sameBytes(src, dst);
+  await scenario(
+    '.xz source→image',
+    [
+      {
+        name: 'xz -dc | dd',
+        cmd: () => [
+          'sh',
+          ['-c', `xz -dc '${xzSrc}' | dd of='${dst}' bs=4M conv=fsync status=none`],
+        ],
+        reset: rmDst,
+        check: checkXz,
+      },
+      { name: 'engine', cmd: () => engine(xzSrc, dst), reset: rmDst, check: checkXz },
+    ],
+    XZ_SIZE,
+  );
+  console.log(
+    `.xz source→image: ${XZ_SIZE / MiB} MiB image, compressed to ${(xzRatio * 100).toFixed(1)}% by xz -T2 -3`,
+  );
+  rmDst();
 
   // the table, then the verdict
-  const head = ['scenario', 'contender', 'rounds (s)', 'median s', 'MiB/s', 'dd/engine'];
+  const head = ['scenario', 'contender', 'rounds (s)', 'median s', 'MiB/s', 'base/engine'];
   const table = [[...head, 'peak RSS MiB'], ...rows];
   const w = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
   console.log('');
@@ -253,7 +306,16 @@ async function main(): Promise<void> {
   const peak = enginePeakKiB / 1024;
   const ok = (b: boolean): string => (b ? 'holds' : 'FAILS');
   console.log(
-    `\ngoals: loop→loop ratio ${ratio.toFixed(2)} ≥ 1.0 ${ok(ratio >= 1)}; engine peak RSS ` +
+    `\nratios (baseline median / engine median): ${Object.entries(ratios)
+      .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+      .join(', ')}`,
+  );
+  console.log(
+    `verify: the engine compares at ${ratios['verify pair'].toFixed(2)}× cmp's speed on the same pair ` +
+      `(target: ≥ 0.9× the speed of reading both sides)`,
+  );
+  console.log(
+    `goals: loop→loop ratio ${ratio.toFixed(2)} ≥ 1.0 ${ok(ratio >= 1)}; engine peak RSS ` +
       `${peak.toFixed(1)} MiB ≤ 200 ${ok(peak <= 200)} → ${ratio >= 1 && peak <= 200 ? 'ALL GOALS HOLD' : 'GOALS NOT MET'}`,
   );
 }

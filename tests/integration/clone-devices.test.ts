@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { runCli, type CliEvent, type CliResult } from '../helpers/cli';
+import { runCli, type CliResult, explain, only } from '../helpers/cli';
 import { readRange, sha256, tempDir, writeRandomFile } from '../helpers/files';
 import { attachLoop, requireRoot, type LoopDevice } from '../helpers/loop';
 
@@ -49,16 +49,6 @@ function setUp(t: TestContext, prefix: string): Env {
 function devSha(dev: string, length?: number): string {
   execFileSync('blockdev', ['--flushbufs', dev]);
   return sha256(dev, length);
-}
-
-function explain(r: CliResult): string {
-  return `exit ${r.code} (signal ${r.signal})\n--- stdout ---\n${r.stdout.slice(-3000)}\n--- stderr ---\n${r.stderr.slice(-3000)}`;
-}
-
-function only(r: CliResult, type: string): CliEvent {
-  const found = r.events.filter((e) => e.type === type);
-  assert.equal(found.length, 1, `one "${type}" event expected\n${explain(r)}`);
-  return found[0];
 }
 
 async function clone(env: Env, args: string[]): Promise<CliResult> {

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { runCli, spawnCli, type CliEvent, type CliResult } from '../helpers/cli';
+import { runCli, spawnCli, type CliEvent, expectExit, only } from '../helpers/cli';
 import {
   allocatedBytes,
   readRange,
@@ -30,20 +30,6 @@ function setUp(
     db: path.join(tmp.dir, 'jobs.db'),
     file: (name) => path.join(tmp.dir, name),
   };
-}
-
-function explain(r: CliResult): string {
-  return `exit ${r.code} (signal ${r.signal})\n--- stdout ---\n${r.stdout.slice(-3000)}\n--- stderr ---\n${r.stderr.slice(-3000)}`;
-}
-
-function expectExit(r: CliResult, code: number): void {
-  assert.equal(r.code, code, explain(r));
-}
-
-function only(r: CliResult, type: string): CliEvent {
-  const found = r.events.filter((e) => e.type === type);
-  assert.equal(found.length, 1, `one "${type}" event expected\n${explain(r)}`);
-  return found[0];
 }
 
 async function jobsJson(db: string): Promise<CliEvent[]> {

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { runCli, spawnCli, type CliEvent, type CliResult, type SpawnedCli } from '../helpers/cli';
+import { runCli, spawnCli, type CliEvent, type SpawnedCli, explain, only } from '../helpers/cli';
 import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 import { attachLoop, requireRoot, type LoopDevice } from '../helpers/loop';
 
@@ -57,16 +57,6 @@ function zero(dev: LoopDevice): void {
   fs.truncateSync(dev.file, 0);
   fs.truncateSync(dev.file, size);
   execFileSync('blockdev', ['--flushbufs', dev.path]);
-}
-
-function explain(r: CliResult): string {
-  return `exit ${r.code} (signal ${r.signal})\n--- stdout ---\n${r.stdout.slice(-3000)}\n--- stderr ---\n${r.stderr.slice(-3000)}`;
-}
-
-function only(r: CliResult, type: string): CliEvent {
-  const found = r.events.filter((e) => e.type === type);
-  assert.equal(found.length, 1, `one "${type}" event expected\n${explain(r)}`);
-  return found[0];
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

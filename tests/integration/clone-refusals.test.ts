@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
-import { runCli, type CliResult } from '../helpers/cli';
+import { runCli, type CliResult, explain } from '../helpers/cli';
 import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 import { attachLoop, requireRoot, type LoopDevice } from '../helpers/loop';
 
@@ -48,10 +48,6 @@ function setUp(t: TestContext, prefix: string): Env {
 function hashOf(p: string): string {
   if (fs.statSync(p).isBlockDevice()) execFileSync('blockdev', ['--flushbufs', p]);
   return sha256(p);
-}
-
-function explain(r: CliResult): string {
-  return `exit ${r.code} (signal ${r.signal})\n--- stdout ---\n${r.stdout.slice(-3000)}\n--- stderr ---\n${r.stderr.slice(-3000)}`;
 }
 
 /**

@@ -9,7 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { runCli, type CliEvent, type CliResult } from '../helpers/cli';
+import { runCli, type CliEvent, type CliResult, explain, only } from '../helpers/cli';
 import { tempDir, writeRandomFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';
 import { faultyDrive, type NbdDrive } from '../helpers/nbd';
@@ -50,16 +50,6 @@ class Checks {
   end(): void {
     assert.equal(this.failures.length, 0, `\n${this.failures.join('\n\n')}`);
   }
-}
-
-function explain(r: CliResult): string {
-  return `exit ${r.code} (signal ${r.signal})\n--- stdout ---\n${r.stdout.slice(-4000)}\n--- stderr ---\n${r.stderr.slice(-3000)}`;
-}
-
-function only(r: CliResult, type: string): CliEvent {
-  const found = r.events.filter((e) => e.type === type);
-  assert.equal(found.length, 1, `one "${type}" event expected\n${explain(r)}`);
-  return found[0];
 }
 
 function extents(value: unknown): Extent[] {

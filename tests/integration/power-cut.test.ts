@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { runCli, spawnCli, type CliEvent, type CliResult } from '../helpers/cli';
+import { runCli, spawnCli, type CliResult, explain, only } from '../helpers/cli';
 import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 import { attachLoop, requireRoot, type LoopDevice } from '../helpers/loop';
 import { forgetfulDrive, type NbdDrive } from '../helpers/nbd';
@@ -29,16 +29,6 @@ const ROUNDS: Array<{ region: string; regionSize: number; moved?: boolean }> = [
 ];
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function explain(r: CliResult): string {
-  return `exit ${r.code} (signal ${r.signal})\n--- stdout ---\n${r.stdout.slice(-3000)}\n--- stderr ---\n${r.stderr.slice(-3000)}`;
-}
-
-function only(r: CliResult, type: string): CliEvent {
-  const found = r.events.filter((e) => e.type === type);
-  assert.equal(found.length, 1, `one "${type}" event expected\n${explain(r)}`);
-  return found[0];
-}
 
 /** Reads `length` bytes at `offset` through an open descriptor. */
 function readAt(fd: number, buf: Buffer, offset: number): Buffer {
