@@ -19,4 +19,23 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { paths: ['electron'] }],
     },
   },
+  {
+    // main/ is plain Node (tests and the web bridge load it) except the thin Electron
+    // files; preload/api.ts is the contract, types and constants only.
+    files: ['main/**/*.ts', 'preload/api.ts'],
+    ignores: ['main/index.ts', 'main/ipc.ts', 'main/electron-*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: ['electron'] }],
+    },
+  },
+  {
+    // The browser side knows only the contract.
+    files: ['renderer/bridge-client.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { paths: ['electron'], patterns: ['node:*', '../main/*', '../engine/*'] },
+      ],
+    },
+  },
 );

@@ -1,0 +1,88 @@
+// The drive watcher: polls, diffs, and says what was plugged in, pulled out or changed.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Drive } from '../../engine/drives';
+import { diffDrives, DriveWatcher, type DrivesDiff } from '../../main/drive-watcher';
+
+function drive(p: string, extra: Partial<Drive> = {}): Drive {
+  return {
+    path: p,
+    name: p,
+    size: 1 << 30,
+    logicalBlockSize: 512,
+    bus: 'usb',
+    removable: true,
+    readOnly: false,
+    mountpoints: [],
+    system: false,
+    kind: 'block',
+    serial: null,
+    backingFile: null,
+    ...extra,
+  };
+}
+
+test('diffDrives names what was added, removed and changed', () => {
+  const before = [drive('/dev/sda'), drive('/dev/sdb'), drive('/dev/sdc')];
+  const after = [
+    drive('/dev/sda'),
+    drive('/dev/sdb', { mountpoints: ['/media/x'] }),
+    drive('/dev/sdd'),
+  ];
+  assert.deepEqual(diffDrives(before, after), {
+    added: ['/dev/sdd'],
+    removed: ['/dev/sdc'],
+    changed: ['/dev/sdb'],
+  });
+  assert.deepEqual(diffDrives(after, after), { added: [], removed: [], changed: [] });
+});
+
+test('the watcher reports the first list, then only changes; a failing poll is reported once', async () => {
+  let now: Drive[] = [drive('/dev/sda', { system: true })];
+  let fail = false;
+  let calls = 0;
+  const watcher = new DriveWatcher(async () => {
+    calls += 1;
+    if (fail) throw new Error('drivelist broke');
+    return now;
+  }, 10);
+  const changes: DrivesDiff[] = [];
+  const errors: Error[] = [];
+  watcher.on('change', (d: DrivesDiff) => changes.push(d));
+  watcher.on('error', (e: Error) => errors.push(e));
+
+  await watcher.poll();
+  assert.deepEqual(
+    changes.map((c) => c.added),
+    [['/dev/sda']],
+  );
+  await watcher.poll();
+  assert.equal(changes.length, 1, 'nothing changed, nothing said');
+
+  now = [...now, drive('/dev/sdb')]; // plugged in
+  await watcher.poll();
+  assert.deepEqual(changes[1].added, ['/dev/sdb']);
+  assert.equal(changes[1].drives.length, 2);
+
+  fail = true;
+  await watcher.poll();
+  await watcher.poll();
+  assert.equal(errors.length, 1);
+  assert.equal(watcher.current?.length, 2, 'the last good list stays');
+  fail = false;
+
+  now = [now[0]]; // pulled out
+  const [a, b] = await Promise.all([watcher.poll(), watcher.poll()]);
+  assert.equal(a, b, 'concurrent polls share one listing');
+  assert.deepEqual(changes[2].removed, ['/dev/sdb']);
+
+  const before = calls;
+  watcher.start();
+  await new Promise((r) => setTimeout(r, 100));
+  watcher.stop();
+  assert.ok(calls - before >= 3, `polled ${calls - before} times in 100 ms at 10 ms`);
+  const stoppedAt = calls;
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(calls, stoppedAt, 'stop() stops polling');
+});
