@@ -48,6 +48,17 @@ export interface CopyResult {
 // Errors that mean "these blocks are bad", as opposed to "the device is gone".
 const MEDIA_ERRORS = new Set(['EIO', 'ENODATA', 'EILSEQ', 'EBADMSG']);
 
+function emptyResult(): CopyResult {
+  return {
+    readError: null,
+    writeErrorMask: 0,
+    writeErrors: [],
+    unreadable: [],
+    bytesRead: 0,
+    bytesWritten: 0,
+  };
+}
+
 function isMediaError(e: unknown): e is DeviceError {
   return e instanceof DeviceError && MEDIA_ERRORS.has(e.code ?? '');
 }
@@ -65,14 +76,7 @@ export class Copier {
   /** Copies `range` through `buffer` (at least range.length bytes) to every live target. */
   async copy(range: Range, buffer: Buffer, targets: (Target | null)[]): Promise<CopyResult> {
     const data = buffer.subarray(0, range.length);
-    const result: CopyResult = {
-      readError: null,
-      writeErrorMask: 0,
-      writeErrors: [],
-      unreadable: [],
-      bytesRead: 0,
-      bytesWritten: 0,
-    };
+    const result = emptyResult();
     const turn = this.writeTurn();
     try {
       await this.throttle.admit(range.length);
@@ -118,14 +122,7 @@ export class Copier {
   /** Writes zeros over `range` on every live target (kcopyd's zero job). */
   async zero(range: Range, targets: (Target | null)[]): Promise<CopyResult> {
     if (this.zeros.length < range.length) this.zeros = zeroedBuffer(range.length);
-    const result: CopyResult = {
-      readError: null,
-      writeErrorMask: 0,
-      writeErrors: [],
-      unreadable: [],
-      bytesRead: 0,
-      bytesWritten: 0,
-    };
+    const result = emptyResult();
     const turn = this.writeTurn();
     try {
       await turn.ready;

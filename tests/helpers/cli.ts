@@ -43,7 +43,13 @@ function start(args: string[], opts: { db: string; input?: string; env?: Record<
   });
   if (opts.input !== undefined) child.stdin!.end(opts.input);
   const events: CliEvent[] = [];
+  const arrivals: Arrival[] = [];
   const listeners = new Set<(e: CliEvent) => void>();
+  const arrive = (event: CliEvent): void => {
+    events.push(event);
+    arrivals.push({ at: Date.now(), event });
+    for (const l of listeners) l(event);
+  };
   let stdout = '';
   let stderr = '';
   let partial = '';
@@ -53,10 +59,7 @@ function start(args: string[], opts: { db: string; input?: string; env?: Record<
     partial = lines.pop()!;
     for (const line of lines) {
       const event = parseEvent(line);
-      if (event) {
-        events.push(event);
-        for (const l of listeners) l(event);
-      }
+      if (event) arrive(event);
     }
   });
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
@@ -64,14 +67,11 @@ function start(args: string[], opts: { db: string; input?: string; env?: Record<
     child.on('error', reject);
     child.on('close', (code, signal) => {
       const event = parseEvent(partial);
-      if (event) {
-        events.push(event);
-        for (const l of listeners) l(event);
-      }
+      if (event) arrive(event);
       resolve({ code, signal, stdout, stderr, events });
     });
   });
-  return { child, events, listeners, done, output: () => ({ stdout, stderr }) };
+  return { child, events, arrivals, listeners, done, output: () => ({ stdout, stderr }) };
 }
 
 function describe(args: string[], out: { stdout: string; stderr: string }): string {
@@ -100,10 +100,17 @@ export async function runCli(
   }
 }
 
+/** An event and when it arrived (Date.now()): for checks about timing. */
+export interface Arrival {
+  at: number;
+  event: CliEvent;
+}
+
 export interface SpawnedCli {
   child: ChildProcess;
   /** Grows as the process prints. */
   events: CliEvent[];
+  arrivals: Arrival[];
   /** The first event, past or future, matching `pred`; rejects on timeout or exit without one. */
   waitEvent(pred: (e: CliEvent) => boolean, timeoutMs?: number): Promise<CliEvent>;
   done: Promise<CliResult>;
@@ -148,7 +155,13 @@ export function spawnCli(
         (err: Error) => finish(err),
       );
     });
-  return { child: run.child, events: run.events, waitEvent, done: run.done };
+  return {
+    child: run.child,
+    events: run.events,
+    arrivals: run.arrivals,
+    waitEvent,
+    done: run.done,
+  };
 }
 
 /** Everything a failed expectation about a CLI run needs to be understood. */

@@ -180,20 +180,6 @@ test('--json: start, progress at least every 500 ms, done with its totals', asyn
     ['clone', src, dst, '--max-rate', '16M', '--region-size', '256K', '--json'],
     { db: env.db },
   );
-  const arrivals: Array<{ at: number; event: CliEvent }> = [];
-  let partial = '';
-  run.child.stdout!.on('data', (chunk: string) => {
-    const at = Date.now();
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop()!;
-    for (const line of lines) {
-      try {
-        arrivals.push({ at, event: JSON.parse(line) as CliEvent });
-      } catch {
-        // not JSON
-      }
-    }
-  });
   const r = await run.done;
   expectExit(r, 0);
   assert.ok(r.events.every((e) => typeof e.type === 'string'));
@@ -231,7 +217,7 @@ test('--json: start, progress at least every 500 ms, done with its totals', asyn
   }
   // Arrival times: from start to done, no gap without a progress event over 500 ms
   // (plus 150 ms for scheduling of this process and the child).
-  const timeline = arrivals.filter((a) => a.event.type !== 'error');
+  const timeline = run.arrivals.filter((a) => a.event.type !== 'error');
   assert.equal(timeline.length, r.events.length);
   for (let i = 1; i < timeline.length; i++) {
     const gap = timeline[i].at - timeline[i - 1].at;

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { runCli, spawnCli, type CliEvent, type SpawnedCli, explain, only } from '../helpers/cli';
+import { runCli, spawnCli, type CliEvent, explain, only } from '../helpers/cli';
 import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 import { attachLoop, requireRoot, type LoopDevice } from '../helpers/loop';
 
@@ -62,27 +62,6 @@ function zero(dev: LoopDevice): void {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** spawnCli, plus the time each JSON event arrived. */
-function spawnTimed(
-  args: string[],
-  db: string,
-): SpawnedCli & { arrivals: Array<{ at: number; event: CliEvent }> } {
-  const run = spawnCli(args, { db });
-  const arrivals: Array<{ at: number; event: CliEvent }> = [];
-  let partial = '';
-  run.child.stdout!.on('data', (chunk: string) => {
-    const at = Date.now();
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop()!;
-    for (const line of lines) {
-      try {
-        arrivals.push({ at, event: JSON.parse(line) as CliEvent });
-      } catch {
-        // not JSON
-      }
-    }
-  });
-  return { ...run, arrivals };
-}
 
 async function mapOf(db: string, job: number): Promise<CliEvent> {
   const r = await runCli(['map', String(job), '--format', 'json'], { db });
@@ -113,7 +92,7 @@ test('10 rounds: kill -9 at a random moment, resume, byte-identical', async (t) 
   for (let round = 0; round < 10; round++) {
     await t.test(`round ${round + 1}`, async (st) => {
       zero(dst);
-      const run = spawnTimed(cloneArgs, env.db);
+      const run = spawnCli(cloneArgs, { db: env.db });
       const start = await run.waitEvent((e) => e.type === 'start');
       const job = start.job as number;
       // Each round is a fresh clone: cloning again after a finished job would bring it up to date.
@@ -192,10 +171,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     const src = env.loop('src', size, 60);
     const dst = env.loop('dst', size);
     const want = devSha(src.path);
-    const run = spawnTimed(
-      ['clone', src.path, dst.path, '--max-rate', '64M', '--yes', '--json'],
-      env.db,
-    );
+    const run = spawnCli(['clone', src.path, dst.path, '--max-rate', '64M', '--yes', '--json'], {
+      db: env.db,
+    });
     const start = await run.waitEvent((e) => e.type === 'start');
     const job = start.job as number;
     await run.waitEvent((e) => e.type === 'progress' && (e.regionsHydrated as number) > 0);
@@ -222,10 +200,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 /** Starts a loop → loop clone and kills it -9 once some regions are committed. */
 async function killedJob(env: Env, src: LoopDevice, dst: LoopDevice): Promise<number> {
-  const run = spawnTimed(
-    ['clone', src.path, dst.path, '--max-rate', '32M', '--yes', '--json'],
-    env.db,
-  );
+  const run = spawnCli(['clone', src.path, dst.path, '--max-rate', '32M', '--yes', '--json'], {
+    db: env.db,
+  });
   const start = await run.waitEvent((e) => e.type === 'start');
   await run.waitEvent((e) => e.type === 'progress' && (e.regionsHydrated as number) > 0);
   await sleep(300);
