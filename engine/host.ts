@@ -14,18 +14,19 @@ import { parseArgs } from 'node:util';
 import type { Range } from './geometry';
 import type { Device } from './io/device';
 import type { CommitDelta, Metadata } from './metadata';
-import type {
-  DoneEvent,
-  EngineEvent,
-  HostAuth,
-  HostCommand,
-  HostErrorCode,
-  HostEvent,
-  HostOutbound,
-  HostReply,
-  HostRequest,
-  LiveJob,
-  RegionMapEvent,
+import {
+  doneWithoutCopy,
+  type DoneEvent,
+  type EngineEvent,
+  type HostAuth,
+  type HostCommand,
+  type HostErrorCode,
+  type HostEvent,
+  type HostOutbound,
+  type HostReply,
+  type HostRequest,
+  type LiveJob,
+  type RegionMapEvent,
 } from './protocol';
 import { CHUNK_BYTES, RegionMap } from './region-map';
 import { startEvent, verifyClone } from './session';
@@ -452,18 +453,7 @@ export class EngineHost {
       done = await job.run();
     } catch (e) {
       this.emit({ type: 'error', job: job.id, message: errorText(e), fatal: true });
-      done = {
-        type: 'done',
-        job: job.id,
-        state: 'failed',
-        bytesRead: 0,
-        bytesWritten: 0,
-        regionsCopied: 0,
-        unreadableBytes: 0,
-        unreadable: [],
-        failedDestinations: [],
-        seconds: 0,
-      };
+      done = doneWithoutCopy(job.id, 'failed');
     }
     running.tracker.stopped();
     this.tick(running);

@@ -69,6 +69,22 @@ export interface DoneEvent {
   mismatches?: Range[];
 }
 
+/** The end of a job that stopped before copying anything more (it failed, or its engine died). */
+export function doneWithoutCopy(job: number, state: 'interrupted' | 'failed'): DoneEvent {
+  return {
+    type: 'done',
+    job,
+    state,
+    bytesRead: 0,
+    bytesWritten: 0,
+    regionsCopied: 0,
+    unreadableBytes: 0,
+    unreadable: [],
+    failedDestinations: [],
+    seconds: 0,
+  };
+}
+
 export type EngineEvent = StartEvent | ProgressEvent | ErrorEvent | ModeEvent | DoneEvent;
 
 // ---------------------------------------------------------------------------

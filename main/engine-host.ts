@@ -17,7 +17,12 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { DoneEvent, HostCommand, HostEvent, HostOutbound } from '../engine/protocol';
+import {
+  doneWithoutCopy,
+  type HostCommand,
+  type HostEvent,
+  type HostOutbound,
+} from '../engine/protocol';
 import type { Access, Engine } from './api';
 
 const STDERR_TAIL = 4000;
@@ -656,19 +661,7 @@ export class EngineSupervisor implements Engine {
         message: `${reason}. Job ${job} is interrupted; what was committed is kept and it can be resumed.`,
         fatal: true,
       } satisfies HostEvent);
-      const done: DoneEvent = {
-        type: 'done',
-        job,
-        state: 'interrupted',
-        bytesRead: 0,
-        bytesWritten: 0,
-        regionsCopied: 0,
-        unreadableBytes: 0,
-        unreadable: [],
-        failedDestinations: [],
-        seconds: 0,
-      };
-      this.events.emit('event', done);
+      this.events.emit('event', doneWithoutCopy(job, 'interrupted'));
     }
   }
 }
