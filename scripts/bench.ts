@@ -148,9 +148,48 @@ interface Contender {
 type Spec = Pick<Contender, 'name' | 'cmd' | 'reset' | 'check'>;
 
 let dbCount = 0;
-function engine(src: string, dst: string): [string, string[]] {
+function engine(src: string, dst: string, ...extra: string[]): [string, string[]] {
   const db = fs.mkdtempSync(path.join(work, `db-${++dbCount}-`)) + '/jobs.db'; // fresh each round
-  return [process.execPath, [CLI, 'clone', src, dst, '--yes', '--json', '--db', db]];
+  return [process.execPath, [CLI, 'clone', src, dst, '--yes', '--json', '--db', db, ...extra]];
+}
+
+/** The copy rate the engine's done event reports (its own timing, without start-up). */
+function copyRate(stdout: string): number {
+  const done = JSON.parse(stdout.split('\n').find((l) => l.includes('"type":"done"')) ?? '{}');
+  return done.bytesRead / done.seconds;
+}
+
+const throttleLines: string[] = [];
+
+/** --throttle 50 against 100 on the same pair, alternating; then --max-rate 50M on 500 MiB. */
+async function throttleFigures(loopA: string, loopB: string): Promise<void> {
+  const rates: Record<string, number[]> = { '100': [], '50': [] };
+  for (let round = 0; round < ROUNDS; round++)
+    for (const pct of round % 2 ? ['50', '100'] : ['100', '50']) {
+      const r = await run(...engine(loopA, loopB, '--throttle', pct));
+      rates[pct].push(copyRate(r.stdout));
+    }
+  const share = median(rates['50']) / median(rates['100']);
+  throttleLines.push(
+    `--throttle 50: ${(median(rates['50']) / MiB).toFixed(0)} MiB/s against ` +
+      `${(median(rates['100']) / MiB).toFixed(0)} MiB/s at 100: ${share.toFixed(2)} of full speed ` +
+      `(target 0.50 ± 15%: ${share >= 0.425 && share <= 0.575 ? 'holds' : 'FAILS'})`,
+  );
+  const small = path.join(work, 'rate-src.img');
+  const out = path.join(work, 'rate-dst.img');
+  sh('dd', ['if=/dev/urandom', `of=${small}`, 'bs=4M', 'count=125', 'status=none']);
+  const capped: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    fs.rmSync(out, { force: true });
+    capped.push((await run(...engine(small, out, '--max-rate', '50M'))).seconds);
+  }
+  const m = median(capped);
+  throttleLines.push(
+    `--max-rate 50M on 500 MiB: ${capped.map((x) => x.toFixed(2)).join(' ')} s, median ` +
+      `${m.toFixed(2)} s (target 10 s ± 5%: ${Math.abs(m - 10) <= 0.5 ? 'holds' : 'FAILS'})`,
+  );
+  fs.rmSync(small);
+  fs.rmSync(out, { force: true });
 }
 
 const rows: string[][] = [];
@@ -219,6 +258,8 @@ async function main(): Promise<void> {
     },
     { name: 'engine', cmd: () => engine(loopA, loopB), reset: scrub, check },
   ]);
+  process.stderr.write('throttle figures…\n');
+  await throttleFigures(loopA, loopB);
   for (const dev of loops.splice(0)) sh('losetup', ['-d', dev]);
 
   // 2. image → image, sparse, on mixed data (about half zero)
@@ -302,6 +343,8 @@ async function main(): Promise<void> {
         .join('  ')
         .trimEnd(),
     );
+  console.log('');
+  for (const line of throttleLines) console.log(line);
   const ratio = ratios['loop→loop'];
   const peak = enginePeakKiB / 1024;
   const ok = (b: boolean): string => (b ? 'holds' : 'FAILS');
