@@ -1,0 +1,154 @@
+// What the user chose before a copy: the source, the targets, the options. Nothing
+// is preselected; a chosen target that disappears, changes or becomes refused is
+// unchosen (a different drive may turn up at the same path).
+import type { CloneOptions, CloneRequest, CloneTarget, DriveInfo } from '../../preload/api';
+import { drives } from './drives.svelte';
+
+const MIB = 1024 * 1024;
+
+export interface SetupOptions {
+  /** Bytes; 0: the engine's default (1 MiB). */
+  regionSize: number;
+  verify: boolean;
+  sparse: 'auto' | 'yes' | 'no';
+  ignoreErrors: boolean;
+  sequential: boolean;
+  /** Percent of time for I/O, 1–100. */
+  throttle: number;
+  /** MiB/s as typed; 0 or empty: no cap. */
+  maxRateMiB: number;
+}
+
+export const DEFAULT_OPTIONS: SetupOptions = {
+  regionSize: 0,
+  verify: false,
+  sparse: 'auto',
+  ignoreErrors: false,
+  sequential: false,
+  throttle: 100,
+  maxRateMiB: 0,
+};
+
+class Setup {
+  source = $state<string | null>(null);
+  /** Chosen target paths, in the order chosen. */
+  targets = $state<string[]>([]);
+  /** Show mounted drives / the system drive as choosable (with confirmation). */
+  allowMounted = $state(false);
+  allowSystem = $state(false);
+  options = $state<SetupOptions>({ ...DEFAULT_OPTIONS });
+  notice = $state<string | null>(null);
+
+  sourceDrive = $derived(drives.byPath(this.source) ?? null);
+  /** The target verdicts on screen are for this source and these allowances. */
+  verdictsCurrent = $derived(
+    drives.targetsQuery.source === (this.source ?? undefined) &&
+      Boolean(drives.targetsQuery.allowMounted) === this.allowMounted &&
+      Boolean(drives.targetsQuery.allowSystem) === this.allowSystem,
+  );
+  targetDrives: DriveInfo[] = $derived(
+    this.targets
+      .map((p) => drives.targetByPath(p))
+      .filter((d): d is DriveInfo => d !== undefined && d.verdicts.target.level !== 'refused'),
+  );
+  ready = $derived(
+    this.sourceDrive !== null && this.verdictsCurrent && this.targetDrives.length > 0,
+  );
+
+  constructor() {
+    drives.onChange = (change) => {
+      const gone = new Set([...change.removed, ...change.changed]);
+      if (this.source && gone.has(this.source)) {
+        this.notice = `The source ${this.source} was disconnected or changed: choose it again.`;
+        this.source = null;
+        this.targets = [];
+      }
+      const dropped = this.targets.filter((p) => gone.has(p));
+      if (dropped.length > 0) {
+        this.notice = `${dropped.join(', ')} was disconnected or changed: choose it again if you still mean it.`;
+        this.targets = this.targets.filter((p) => !gone.has(p));
+      }
+    };
+  }
+
+  async chooseSource(path: string): Promise<void> {
+    this.source = path;
+    this.notice = null;
+    await this.requery();
+  }
+
+  async setAllowances(allow: { mounted?: boolean; system?: boolean }): Promise<void> {
+    if (allow.mounted !== undefined) this.allowMounted = allow.mounted;
+    if (allow.system !== undefined) this.allowSystem = allow.system;
+    await this.requery();
+  }
+
+  toggleTarget(path: string, on: boolean): void {
+    const without = this.targets.filter((p) => p !== path);
+    this.targets = on ? [...without, path] : without;
+  }
+
+  isTarget(path: string): boolean {
+    return this.targetDrives.some((d) => d.path === path);
+  }
+
+  /** After picking a new image file to write. */
+  addTarget(path: string): void {
+    if (!this.targets.includes(path)) this.targets = [...this.targets, path];
+  }
+
+  private async requery(): Promise<void> {
+    await drives.setQuery({
+      source: this.source ?? undefined,
+      allowMounted: this.allowMounted || undefined,
+      allowSystem: this.allowSystem || undefined,
+    });
+    // Unchoose what the new verdicts refuse.
+    this.targets = this.targets.filter(
+      (p) => drives.targetByPath(p)?.verdicts.target.level !== 'refused',
+    );
+  }
+
+  cloneOptions(): CloneOptions {
+    const o = this.options;
+    const options: CloneOptions = {
+      verify: o.verify,
+      ignoreErrors: o.ignoreErrors,
+      sequential: o.sequential,
+      sparse: o.sparse === 'auto' ? null : o.sparse === 'yes',
+      // An emptied number field reads as null: no limit.
+      throttle: Number.isFinite(o.throttle)
+        ? Math.min(100, Math.max(1, Math.round(o.throttle)))
+        : 100,
+      maxRate: Number.isFinite(o.maxRateMiB) ? Math.max(0, Math.round(o.maxRateMiB * MIB)) : 0,
+    };
+    if (o.regionSize > 0) options.regionSize = o.regionSize;
+    return options;
+  }
+
+  /** The request, with the confirmations given in the Confirmation dialog. */
+  request(systemNames: Record<string, string>): CloneRequest {
+    const targets: CloneTarget[] = this.targetDrives.map((d) => {
+      const target: CloneTarget = { path: d.path };
+      if (d.kind === 'block') {
+        target.confirmed = true;
+        if (d.mountpoints.length > 0) target.allowMounted = true;
+        if (d.system) target.confirmSystemName = systemNames[d.path] ?? '';
+      }
+      return target;
+    });
+    return { source: this.source ?? '', targets, options: this.cloneOptions() };
+  }
+
+  /** Back to nothing chosen (after a copy started). */
+  reset(): void {
+    this.source = null;
+    this.targets = [];
+    this.allowMounted = false;
+    this.allowSystem = false;
+    this.notice = null;
+    void drives.setQuery({});
+  }
+}
+
+export const setup = new Setup();

@@ -1,0 +1,252 @@
+// The real thing, end to end: `node dist/main/web.js` (the web bridge over the real
+// engine, with its own job database) and Debian's Chromium driven by playwright-core,
+// showing the built renderer (dist/renderer). Every request the page makes is
+// recorded, so a test can prove the page talked to nothing but the bridge.
+
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { TestContext } from 'node:test';
+import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
+
+export const CHROMIUM = process.env.DRIVETWIN_CHROMIUM ?? '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+function repoRoot(): string {
+  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (
+      fs.existsSync(path.join(dir, 'package.json')) &&
+      fs.existsSync(path.join(dir, 'renderer'))
+    ) {
+      return dir;
+    }
+  }
+  throw new Error(`the repository root is not above ${__dirname}`);
+}
+
+export const ROOT = repoRoot();
+export const SCREENSHOTS = path.join(ROOT, 'docs', 'screenshots');
+const WEB = path.join(ROOT, 'dist', 'main', 'web.js');
+const RENDERER = path.join(ROOT, 'dist', 'renderer', 'index.html');
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Skips (or fails under CI=true) when there is no browser or no built renderer. */
+export function requireBrowser(t: TestContext): boolean {
+  let why: string | null = null;
+  if (!fs.existsSync(CHROMIUM)) why = `no Chromium at ${CHROMIUM}`;
+  else if (!fs.existsSync(RENDERER)) why = `the renderer is not built (${RENDERER}): npm run build`;
+  else if (!fs.existsSync(WEB)) why = `the web bridge is not built (${WEB}): npm run build`;
+  if (why === null) return true;
+  if (process.env.CI === 'true') throw new Error(`CI requires the end-to-end set-up: ${why}`);
+  t.skip(why);
+  return false;
+}
+
+export interface Bridge {
+  /** What `web.js` printed: http://127.0.0.1:PORT/?token=… */
+  url: string;
+  origin: string;
+  port: number;
+  dbPath: string;
+  /** Everything web.js wrote (for failure messages). */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Starts `node dist/main/web.js` with its own job database in `dir`. */
+export async function startBridge(t: TestContext, dir: string): Promise<Bridge> {
+  const dbPath = path.join(dir, 'jobs.db');
+  const child: ChildProcess = spawn(process.execPath, [WEB, '--port', '0'], {
+    env: { ...process.env, DRIVETWIN_DB: dbPath },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.setEncoding('utf8').on('data', (s: string) => (output += s));
+  child.stderr?.setEncoding('utf8').on('data', (s: string) => (output += s));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`web.js printed no URL:\n${output}`)), 20_000);
+    const look = (): void => {
+      const m = /DriveTwin is at (http:\/\/127\.0\.0\.1:\d+\/\?token=[0-9a-f]+)/.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    child.stdout?.on('data', look);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`web.js exited (${code}):\n${output}`));
+    });
+  });
+  const parsed = new URL(url);
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    child.kill('SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(killer);
+  };
+  t.after(stop);
+  return {
+    url,
+    origin: parsed.origin,
+    port: Number(parsed.port),
+    dbPath,
+    output: () => output,
+    stop,
+  };
+}
+
+export interface App {
+  page: Page;
+  context: BrowserContext;
+  /** Every URL the page requested (documents, scripts, styles, the WebSocket…). */
+  requests: string[];
+  /** URL → why it failed (Chromium says 'csp' when the CSP stopped it), for requests that failed. */
+  failures: Map<string, string>;
+  /** Uncaught exceptions and console errors in the page. */
+  pageErrors: string[];
+  close(): Promise<void>;
+}
+
+/** Chromium with a fresh profile, on the bridge's URL, once the renderer is up. */
+export async function openApp(
+  t: TestContext,
+  bridge: Bridge,
+  opts: { colorScheme?: 'light' | 'dark'; width?: number; height?: number } = {},
+): Promise<App> {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'drivetwin-e2e-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: opts.width ?? 1100, height: opts.height ?? 900 },
+    colorScheme: opts.colorScheme ?? 'light',
+    reducedMotion: 'reduce',
+    acceptDownloads: true,
+    locale: 'en-US',
+  });
+  const requests: string[] = [];
+  const failures = new Map<string, string>();
+  const pageErrors: string[] = [];
+  context.on('request', (r) => requests.push(r.url()));
+  context.on('requestfailed', (r) => failures.set(r.url(), r.failure()?.errorText ?? 'failed'));
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on('websocket', (ws) => requests.push(ws.url()));
+  page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageErrors.push(`console: ${m.text()}`);
+  });
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    // What the page looked like at the end, for when a test failed.
+    await page
+      .screenshot({ path: path.join(os.tmpdir(), 'drivetwin-e2e-last.png'), fullPage: true })
+      .catch(() => undefined);
+    await context.close().catch(() => undefined);
+    fs.rmSync(profile, { recursive: true, force: true });
+  };
+  t.after(close);
+  await page.goto(bridge.url);
+  await page.getByRole('button', { name: 'New copy' }).waitFor({ timeout: 20_000 });
+  return { page, context, requests, failures, pageErrors, close };
+}
+
+/**
+ * docs/screenshots/NAME.png: the window as the user sees it, scrolled to `at` (else to
+ * the top), or the whole page.
+ */
+export async function screenshot(
+  page: Page,
+  name: string,
+  opts: { at?: Locator; fullPage?: boolean } = {},
+): Promise<void> {
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  if (opts.at) await opts.at.evaluate((el) => el.scrollIntoView({ block: 'start' }));
+  else if (!opts.fullPage) await page.evaluate('window.scrollTo(0, 0)');
+  // Let canvases finish their frame.
+  await page.evaluate('new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))');
+  await page.screenshot({
+    path: path.join(SCREENSHOTS, `${name}.png`),
+    fullPage: opts.fullPage ?? false,
+  });
+}
+
+/**
+ * Every request the page made went to the bridge (http and ws on its host and port).
+ * `blockedByCsp`: requests elsewhere are allowed when the browser's CSP stopped them
+ * before they left (the test injected them on purpose).
+ */
+export function assertOnlyBridge(
+  app: App,
+  bridge: Bridge,
+  opts: { blockedByCsp?: boolean } = {},
+): void {
+  assert.ok(app.requests.length > 0, 'requests were recorded');
+  const allowed = [bridge.origin, `ws://127.0.0.1:${bridge.port}`];
+  const foreign = app.requests.filter(
+    (u) =>
+      !allowed.some((a) => u === a || u.startsWith(`${a}/`)) &&
+      !(opts.blockedByCsp && app.failures.get(u) === 'csp'),
+  );
+  assert.deepEqual(foreign, [], 'the page requested nothing but the bridge');
+}
+
+/** No uncaught errors in the page (404s and refused calls the test caused are its business). */
+export function assertNoPageErrors(app: App, allowed: RegExp[] = []): void {
+  const unexpected = app.pageErrors.filter((e) => !allowed.some((a) => a.test(e)));
+  assert.deepEqual(unexpected, [], 'no errors in the page');
+}
+
+/** The drive row (source or target list) for `devicePath`. */
+export function driveRow(page: Page, list: 'source' | 'target', devicePath: string) {
+  const within =
+    list === 'source' ? '[data-testid="source-picker"]' : '[data-testid="target-list"]';
+  return page.locator(`${within} label.drive[data-path="${devicePath}"]`);
+}
+
+/** Bytes done as the progress view shows them. */
+export async function bytesDone(page: Page): Promise<number> {
+  const v = await page.getByTestId('progress').getAttribute('data-bytes-done');
+  return Number(v ?? 0);
+}
+
+/** The measured rate (bytes/s) from what the page shows over `ms`. */
+export async function measuredRate(page: Page, ms: number): Promise<number> {
+  const a = await bytesDone(page);
+  const t0 = performance.now();
+  await sleep(ms);
+  const b = await bytesDone(page);
+  return (b - a) / ((performance.now() - t0) / 1000);
+}
+
+/** Polls `fn` until it returns true. */
+export async function until(
+  what: string,
+  fn: () => Promise<boolean>,
+  timeoutMs = 30_000,
+  everyMs = 100,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
