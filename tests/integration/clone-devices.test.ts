@@ -4,46 +4,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { runCli, type CliResult, explain, only } from '../helpers/cli';
-import { readRange, sha256, tempDir, writeRandomFile } from '../helpers/files';
-import { attachLoop, requireRoot, type LoopDevice } from '../helpers/loop';
+import { readRange, sha256, writeRandomFile } from '../helpers/files';
+import { requireRoot } from '../helpers/loop';
+import { type Workspace, workspace } from '../helpers/workspace';
 
 const MIB = 1024 * 1024;
-
-interface Env {
-  dir: string;
-  db: string;
-  file(name: string): string;
-  /** A file of `size` bytes (random with `seed`, else zeros) attached to a loop device. */
-  loop(name: string, size: number, opts?: { seed?: number; sectorSize?: 512 | 4096 }): LoopDevice;
-}
-
-function setUp(t: TestContext, prefix: string): Env {
-  const tmp = tempDir(`drivetwin-${prefix}-`);
-  const loops: LoopDevice[] = [];
-  t.after(() => {
-    for (const l of loops) l.detach();
-    tmp.cleanup();
-  });
-  const file = (name: string): string => path.join(tmp.dir, name);
-  return {
-    dir: tmp.dir,
-    db: file('jobs.db'),
-    file,
-    loop(name, size, opts = {}) {
-      const f = file(name);
-      if (opts.seed === undefined) {
-        fs.writeFileSync(f, '');
-        fs.truncateSync(f, size);
-      } else writeRandomFile(f, size, opts.seed);
-      const l = attachLoop(f, { sectorSize: opts.sectorSize });
-      loops.push(l);
-      return l;
-    },
-  };
-}
 
 /** sha256 of a device as it is now: its page cache may predate O_DIRECT writes. */
 function devSha(dev: string, length?: number): string {
@@ -51,7 +18,7 @@ function devSha(dev: string, length?: number): string {
   return sha256(dev, length);
 }
 
-async function clone(env: Env, args: string[]): Promise<CliResult> {
+async function clone(env: Workspace, args: string[]): Promise<CliResult> {
   const r = await runCli(['clone', ...args, '--yes', '--json'], { db: env.db });
   assert.equal(r.code, 0, explain(r));
   assert.equal(only(r, 'done').state, 'done');
@@ -61,7 +28,7 @@ async function clone(env: Env, args: string[]): Promise<CliResult> {
 for (const sectorSize of [512, 4096] as const) {
   test(`loop → loop with ${sectorSize}-byte sectors is identical`, async (t) => {
     if (!requireRoot(t)) return;
-    const env = setUp(t, `dev-${sectorSize}`);
+    const env = workspace(t, `dev-${sectorSize}`);
     const size = 40 * MIB + 3 * 4096; // not a multiple of the 1 MiB region
     const src = env.loop('src', size, { seed: 10, sectorSize });
     const extra = 3 * MIB;
@@ -87,7 +54,7 @@ for (const sectorSize of [512, 4096] as const) {
 
 test('image → loop (4096-byte sectors) when the image is not a multiple of 4096', async (t) => {
   if (!requireRoot(t)) return;
-  const env = setUp(t, 'dev-img');
+  const env = workspace(t, 'dev-img');
   const size = 20 * MIB + 1234;
   const img = env.file('src.img');
   writeRandomFile(img, size, 20);
@@ -111,7 +78,7 @@ test('image → loop (4096-byte sectors) when the image is not a multiple of 409
 
 test('loop → two loops at once', async (t) => {
   if (!requireRoot(t)) return;
-  const env = setUp(t, 'dev-two');
+  const env = workspace(t, 'dev-two');
   const size = 32 * MIB + 512 * 5;
   const src = env.loop('src', size, { seed: 30 });
   const a = env.loop('a', size, { seed: 31 });
@@ -127,7 +94,7 @@ test('loop → two loops at once', async (t) => {
 
 test('--sequential loop → loop is identical', async (t) => {
   if (!requireRoot(t)) return;
-  const env = setUp(t, 'dev-seq');
+  const env = workspace(t, 'dev-seq');
   const size = 33 * MIB;
   const src = env.loop('src', size, { seed: 40, sectorSize: 4096 });
   const dst = env.loop('dst', size, { seed: 41, sectorSize: 4096 });

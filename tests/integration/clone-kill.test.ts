@@ -7,44 +7,15 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { runCli, spawnCli, type CliEvent, explain, only } from '../helpers/cli';
-import { sha256, tempDir, writeRandomFile } from '../helpers/files';
-import { attachLoop, requireRoot, type LoopDevice } from '../helpers/loop';
+import { sha256, writeRandomFile } from '../helpers/files';
+import { requireRoot, type LoopDevice } from '../helpers/loop';
+import { type Workspace, workspace } from '../helpers/workspace';
 
 const MIB = 1024 * 1024;
 /** What was reported this long before a kill must be committed (1 s commit period + slack). */
 const COMMITTED_AFTER_MS = 1500;
-
-interface Env {
-  db: string;
-  file(name: string): string;
-  loop(name: string, size: number, seed?: number): LoopDevice;
-}
-
-function setUp(t: TestContext, prefix: string): Env {
-  const tmp = tempDir(`drivetwin-${prefix}-`);
-  const loops: LoopDevice[] = [];
-  t.after(() => {
-    for (const l of loops) l.detach();
-    tmp.cleanup();
-  });
-  const file = (name: string): string => path.join(tmp.dir, name);
-  return {
-    db: file('jobs.db'),
-    file,
-    loop(name, size, seed) {
-      const f = file(name);
-      if (seed === undefined) {
-        fs.writeFileSync(f, '');
-        fs.truncateSync(f, size);
-      } else writeRandomFile(f, size, seed);
-      const l = attachLoop(f);
-      loops.push(l);
-      return l;
-    },
-  };
-}
 
 function devSha(dev: string): string {
   execFileSync('blockdev', ['--flushbufs', dev]);
@@ -79,10 +50,10 @@ async function jobOf(db: string, job: number): Promise<CliEvent> {
 
 test('10 rounds: kill -9 at a random moment, resume, byte-identical', async (t) => {
   if (!requireRoot(t)) return;
-  const env = setUp(t, 'kill');
+  const env = workspace(t, 'kill');
   const size = 256 * MIB;
   const rate = 128 * MIB;
-  const src = env.loop('src', size, 50);
+  const src = env.loop('src', size, { seed: 50 });
   const dst = env.loop('dst', size);
   const want = devSha(src.path);
   const cloneArgs = ['clone', src.path, dst.path, '--max-rate', '128M', '--yes', '--json'];
@@ -166,9 +137,9 @@ test('10 rounds: kill -9 at a random moment, resume, byte-identical', async (t) 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   test(`${signal} during a clone: exit 130, resumable, then identical`, async (t) => {
     if (!requireRoot(t)) return;
-    const env = setUp(t, `sig-${signal}`);
+    const env = workspace(t, `sig-${signal}`);
     const size = 256 * MIB; // ~4 s at 64 MiB/s: the signal lands mid-copy
-    const src = env.loop('src', size, 60);
+    const src = env.loop('src', size, { seed: 60 });
     const dst = env.loop('dst', size);
     const want = devSha(src.path);
     const run = spawnCli(['clone', src.path, dst.path, '--max-rate', '64M', '--yes', '--json'], {
@@ -199,7 +170,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 /** Starts a loop → loop clone and kills it -9 once some regions are committed. */
-async function killedJob(env: Env, src: LoopDevice, dst: LoopDevice): Promise<number> {
+async function killedJob(env: Workspace, src: LoopDevice, dst: LoopDevice): Promise<number> {
   const run = spawnCli(['clone', src.path, dst.path, '--max-rate', '32M', '--yes', '--json'], {
     db: env.db,
   });
@@ -225,9 +196,9 @@ function resize(dev: LoopDevice, size: number): void {
 
 test('resume refuses a resized source or destination, writing nothing', async (t) => {
   if (!requireRoot(t)) return;
-  const env = setUp(t, 'kill-resize');
+  const env = workspace(t, 'kill-resize');
   const size = 128 * MIB; // ~4 s at 32 MiB/s: killed mid-copy
-  const src = env.loop('src', size, 70);
+  const src = env.loop('src', size, { seed: 70 });
   const dst = env.loop('dst', size);
   const want = devSha(src.path);
   const job = await killedJob(env, src, dst);

@@ -4,45 +4,19 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { runCli, type CliResult, explain } from '../helpers/cli';
-import { sha256, tempDir, writeRandomFile } from '../helpers/files';
-import { attachLoop, requireRoot, type LoopDevice } from '../helpers/loop';
+import { sha256, writeRandomFile } from '../helpers/files';
+import { requireRoot } from '../helpers/loop';
+import { type Workspace, workspace } from '../helpers/workspace';
 
 const MIB = 1024 * 1024;
 
-interface Env {
-  dir: string;
-  db: string;
-  file(name: string): string;
-  /** A random file of `size` bytes. */
-  image(name: string, size: number, seed: number): string;
-  loop(file: string, opts?: { partscan?: boolean }): LoopDevice;
-}
-
-function setUp(t: TestContext, prefix: string): Env {
-  const tmp = tempDir(`drivetwin-${prefix}-`);
-  const loops: LoopDevice[] = [];
-  t.after(() => {
-    for (const l of loops.reverse()) l.detach();
-    tmp.cleanup();
-  });
-  const file = (name: string): string => path.join(tmp.dir, name);
-  return {
-    dir: tmp.dir,
-    db: file('jobs.db'),
-    file,
-    image(name, size, seed) {
-      writeRandomFile(file(name), size, seed);
-      return file(name);
-    },
-    loop(f, opts = {}) {
-      const l = attachLoop(f, opts);
-      loops.push(l);
-      return l;
-    },
-  };
+/** A random image file of `size` bytes; its path. */
+function randomImage(file: string, size: number, seed: number): string {
+  writeRandomFile(file, size, seed);
+  return file;
 }
 
 function hashOf(p: string): string {
@@ -55,7 +29,7 @@ function hashOf(p: string): string {
  * with a message, every `untouched` path hashing as before, no job in `db`.
  */
 async function assertRefused(
-  env: Env,
+  env: Workspace,
   args: string[],
   untouched: string[],
   opts: { db?: string; checkJobs?: boolean; message?: RegExp; notMessage?: RegExp } = {},
@@ -87,34 +61,34 @@ async function assertRefused(
 }
 
 test('destination is the source: same path, a symlink', async (t) => {
-  const env = setUp(t, 'ref-same');
-  const src = env.image('src.img', 8 * MIB, 1);
+  const env = workspace(t, 'ref-same');
+  const src = randomImage(env.file('src.img'), 8 * MIB, 1);
   await assertRefused(env, ['clone', src, src], [src]);
   const link = env.file('link.img');
   fs.symlinkSync(src, link);
   await assertRefused(env, ['clone', src, link], [src]);
   await assertRefused(env, ['clone', link, src], [src]);
   // Among several destinations too: the others are not written either.
-  const other = env.image('other.img', 8 * MIB, 2);
+  const other = randomImage(env.file('other.img'), 8 * MIB, 2);
   await assertRefused(env, ['clone', src, other, link], [src, other]);
 });
 
 test('source missing, source a directory', async (t) => {
-  const env = setUp(t, 'ref-source');
-  const dst = env.image('dst.img', 4 * MIB, 3);
+  const env = workspace(t, 'ref-source');
+  const dst = randomImage(env.file('dst.img'), 4 * MIB, 3);
   await assertRefused(env, ['clone', env.file('missing.img'), dst], [dst]);
   fs.mkdirSync(env.file('folder'));
   await assertRefused(env, ['clone', env.file('folder'), dst], [dst]);
   // A missing destination folder is refused too.
-  const src = env.image('src.img', 4 * MIB, 4);
+  const src = randomImage(env.file('src.img'), 4 * MIB, 4);
   await assertRefused(env, ['clone', src, env.file('nowhere/dst.img')], [dst]);
   assert.equal(fs.existsSync(env.file('nowhere')), false);
 });
 
 test('bad sizes and flags', async (t) => {
-  const env = setUp(t, 'ref-flags');
-  const src = env.image('src.img', 4 * MIB, 5);
-  const dst = env.image('dst.img', 4 * MIB, 6);
+  const env = workspace(t, 'ref-flags');
+  const src = randomImage(env.file('src.img'), 4 * MIB, 5);
+  const dst = randomImage(env.file('dst.img'), 4 * MIB, 6);
   const fresh = env.file('fresh.img');
   for (const flags of [
     ['--region-size', '3000'],
@@ -142,12 +116,12 @@ test('bad sizes and flags', async (t) => {
 });
 
 test("--db: not SQLite, another program's SQLite, another major version", async (t) => {
-  const env = setUp(t, 'ref-db');
-  const src = env.image('src.img', 4 * MIB, 7);
-  const dst = env.image('dst.img', 4 * MIB, 8);
+  const env = workspace(t, 'ref-db');
+  const src = randomImage(env.file('src.img'), 4 * MIB, 7);
+  const dst = randomImage(env.file('dst.img'), 4 * MIB, 8);
 
   await t.test('a file that is not SQLite', async () => {
-    const junk = env.image('junk.db', 64 * 1024, 9);
+    const junk = randomImage(env.file('junk.db'), 64 * 1024, 9);
     await assertRefused(env, ['clone', src, dst, '--db', junk], [dst, junk], {
       message: /database/i,
     });
@@ -209,22 +183,22 @@ test("--db: not SQLite, another program's SQLite, another major version", async 
 
 test('destination smaller than the source (loop device)', async (t) => {
   if (!requireRoot(t)) return;
-  const env = setUp(t, 'ref-small');
-  const src = env.image('src.img', 16 * MIB, 10);
-  const small = env.loop(env.image('small.img', 16 * MIB - 4096, 11));
+  const env = workspace(t, 'ref-small');
+  const src = randomImage(env.file('src.img'), 16 * MIB, 10);
+  const small = env.attach(randomImage(env.file('small.img'), 16 * MIB - 4096, 11));
   await assertRefused(env, ['clone', src, small.path, '--yes'], [small.path], {
     message: /smaller/,
   });
   // With a second, large enough destination: neither is written.
-  const big = env.loop(env.image('big.img', 20 * MIB, 12));
+  const big = env.attach(randomImage(env.file('big.img'), 20 * MIB, 12));
   await assertRefused(env, ['clone', src, big.path, small.path, '--yes'], [small.path, big.path]);
 });
 
 test('destination is the source through a loop device', async (t) => {
   if (!requireRoot(t)) return;
-  const env = setUp(t, 'ref-loop');
-  const img = env.image('src.img', 16 * MIB, 13);
-  const loop = env.loop(img);
+  const env = workspace(t, 'ref-loop');
+  const img = randomImage(env.file('src.img'), 16 * MIB, 13);
+  const loop = env.attach(img);
   await t.test('a loop device whose backing file is the source image', async () => {
     await assertRefused(env, ['clone', img, loop.path, '--yes'], [img]);
   });
@@ -266,11 +240,11 @@ function partition(file: string, size: number): void {
 
 test('a partition of the source drive, and the drive holding the source partition', async (t) => {
   if (!requireRoot(t)) return;
-  const env = setUp(t, 'ref-part');
+  const env = workspace(t, 'ref-part');
   const size = 64 * MIB;
-  const img = env.image('disk.img', size, 14);
+  const img = randomImage(env.file('disk.img'), size, 14);
   partition(img, size);
-  const disk = env.loop(img, { partscan: true });
+  const disk = env.attach(img, { partscan: true });
   const part = `${disk.path}p1`;
   for (let i = 0; i < 10 && !fs.existsSync(part); i++) await new Promise((r) => setTimeout(r, 100));
   if (!fs.existsSync(part)) {
@@ -301,12 +275,12 @@ test('a partition of the source drive, and the drive holding the source partitio
 
 test('a mounted destination', async (t) => {
   if (!requireRoot(t)) return;
-  const env = setUp(t, 'ref-mount');
-  const src = env.image('src.img', 16 * MIB, 15);
+  const env = workspace(t, 'ref-mount');
+  const src = randomImage(env.file('src.img'), 16 * MIB, 15);
   const fsFile = env.file('fs.img');
   fs.writeFileSync(fsFile, '');
   fs.truncateSync(fsFile, 32 * MIB);
-  const dst = env.loop(fsFile);
+  const dst = env.attach(fsFile);
   execFileSync('mkfs.ext4', ['-q', '-F', dst.path], { stdio: 'ignore' });
   const mnt = env.file('mnt');
   fs.mkdirSync(mnt);
@@ -330,9 +304,9 @@ test('a mounted destination', async (t) => {
 
 test('a drive destination without --yes and without a terminal', async (t) => {
   if (!requireRoot(t)) return;
-  const env = setUp(t, 'ref-yes');
-  const src = env.image('src.img', 8 * MIB, 16);
-  const dst = env.loop(env.image('dst.img', 8 * MIB, 17));
+  const env = workspace(t, 'ref-yes');
+  const src = randomImage(env.file('src.img'), 8 * MIB, 16);
+  const dst = env.attach(randomImage(env.file('dst.img'), 8 * MIB, 17));
   const r = await assertRefused(env, ['clone', src, dst.path], [dst.path], {
     message: /confirm|--yes/,
   });

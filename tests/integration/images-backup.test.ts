@@ -5,21 +5,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { runCli, spawnCli, explain, only } from '../helpers/cli';
-import { sha256, tempDir, writeMixedFile } from '../helpers/files';
+import { sha256, writeMixedFile } from '../helpers/files';
 import { attachLoop, requireRoot } from '../helpers/loop';
+import { workspace } from '../helpers/workspace';
 
 const MIB = 1024 * 1024;
 const SIZE = 64 * MIB;
-
-function setUp(t: TestContext, prefix: string): { db: string; file(name: string): string } {
-  const tmp = tempDir(`drivetwin-images-backup-${prefix}-`);
-  t.after(() => tmp.cleanup());
-  const file = (name: string): string => path.join(tmp.dir, name);
-  return { db: file('jobs.db'), file };
-}
 
 /** sha256 of what `zstd -d -c` restores from `zst` (written to `out`). */
 function restoredSha(zst: string, out: string): string {
@@ -36,7 +29,7 @@ function restoredSha(zst: string, out: string): string {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test('a 64 MiB mixed image backed up to .img.zst: zstd -d restores it, zstd -l accepts it', async (t) => {
-  const env = setUp(t, 'plain');
+  const env = workspace(t, 'images-backup-plain');
   const src = env.file('src.img');
   writeMixedFile(src, SIZE, 501);
   const want = sha256(src);
@@ -65,7 +58,7 @@ test('a 64 MiB mixed image backed up to .img.zst: zstd -d restores it, zstd -l a
 });
 
 test('5 rounds: kill -9 at a random moment during a backup, resume (or clone again): zstd -d identical', async (t) => {
-  const env = setUp(t, 'kill');
+  const env = workspace(t, 'images-backup-kill');
   const src = env.file('src.img');
   writeMixedFile(src, SIZE, 502);
   const want = sha256(src);
@@ -127,7 +120,7 @@ test('5 rounds: kill -9 at a random moment during a backup, resume (or clone aga
 
 test('a backup from a loop device source restores byte-identical', async (t) => {
   if (!requireRoot(t)) return;
-  const env = setUp(t, 'loop');
+  const env = workspace(t, 'images-backup-loop');
   const img = env.file('disk.img');
   writeMixedFile(img, SIZE, 503);
   const want = sha256(img);

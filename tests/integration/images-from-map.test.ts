@@ -10,19 +10,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { runCli, spawnCli, explain, only } from '../helpers/cli';
-import { sha256, tempDir, writeMixedFile, writeRandomFile } from '../helpers/files';
+import { sha256, writeMixedFile, writeRandomFile } from '../helpers/files';
 import { attachLoop, requireRoot } from '../helpers/loop';
+import { workspace } from '../helpers/workspace';
 
 const MIB = 1024 * 1024;
 const SIZE = 32 * MIB;
 const REGION = MIB;
-
-function setUp(t: TestContext, prefix: string): { db: string; file(name: string): string } {
-  const tmp = tempDir(`drivetwin-images-map-${prefix}-`);
-  t.after(() => tmp.cleanup());
-  const file = (name: string): string => path.join(tmp.dir, name);
-  return { db: file('jobs.db'), file };
-}
 
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
@@ -104,7 +98,7 @@ async function fromMapClone(
 
 test('--from-map onto a drive partly rescued by ddrescue: only the rest is copied, identical; map exports', async (t) => {
   if (!requireRoot(t)) return;
-  const env = setUp(t, 'loop');
+  const env = workspace(t, 'images-map-loop');
   const src = env.file('src.img');
   writeMixedFile(src, SIZE, 801);
   const backing = env.file('drive');
@@ -117,7 +111,7 @@ test('--from-map onto a drive partly rescued by ddrescue: only the rest is copie
 });
 
 test('--from-map onto an image file partly rescued by ddrescue: the rescued part is kept, identical', async (t) => {
-  const env = setUp(t, 'file');
+  const env = workspace(t, 'images-map-file');
   const src = env.file('src.img');
   writeMixedFile(src, SIZE, 803);
   const dst = env.file('rescued.img');
@@ -128,7 +122,7 @@ test('--from-map onto an image file partly rescued by ddrescue: the rescued part
 });
 
 test('an interrupted job exported as a ddrescue map: ddrescuelog -t accepts it, ddrescue finishes the copy', async (t) => {
-  const env = setUp(t, 'export');
+  const env = workspace(t, 'images-map-export');
   const src = env.file('src.img');
   writeMixedFile(src, SIZE, 804);
   const dst = env.file('dst.img');
@@ -187,7 +181,7 @@ test('an interrupted job exported as a ddrescue map: ddrescuelog -t accepts it, 
 });
 
 test('a malformed mapfile is refused (exit 2) naming its line; nothing is written', async (t) => {
-  const env = setUp(t, 'bad');
+  const env = workspace(t, 'images-map-bad');
   const src = env.file('src.img');
   writeMixedFile(src, SIZE, 805);
   const dst = env.file('dst.img');
@@ -231,7 +225,7 @@ test('a malformed mapfile is refused (exit 2) naming its line; nothing is writte
 });
 
 test('--from-map is refused (exit 2) where the destination cannot hold ddrescue’s data: missing file, .img.zst', async (t) => {
-  const env = setUp(t, 'nowhere');
+  const env = workspace(t, 'images-map-nowhere');
   const src = env.file('src.img');
   writeMixedFile(src, SIZE, 807);
   const map = env.file('rescue.map');

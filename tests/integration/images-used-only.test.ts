@@ -10,27 +10,16 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { runCli, explain, only } from '../helpers/cli';
-import { readRange, sha256, tempDir, writeRandomFile } from '../helpers/files';
+import { readRange, sha256, writeRandomFile } from '../helpers/files';
 import { attachLoop, requireRoot } from '../helpers/loop';
+import { type Workspace, workspace } from '../helpers/workspace';
 
 const MIB = 1024 * 1024;
 const SIZE = 128 * MIB;
 const REGION = MIB;
 const REGIONS = SIZE / REGION;
-
-interface Env {
-  db: string;
-  file(name: string): string;
-}
-
-function setUp(t: TestContext, prefix: string): Env {
-  const tmp = tempDir(`drivetwin-images-used-${prefix}-`);
-  t.after(() => tmp.cleanup());
-  const file = (name: string): string => path.join(tmp.dir, name);
-  return { db: file('jobs.db'), file };
-}
 
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
@@ -179,7 +168,7 @@ function regionHashes(file: string): string[] {
 const ZERO_REGION = createHash('sha256').update(Buffer.alloc(REGION)).digest('hex');
 
 /** A filesystem image of SIZE over random bytes, with the tree on it. */
-function makeImage(env: Env, f: Filesystem, seed: number): { img: string; tree: Tree } {
+function makeImage(env: Workspace, f: Filesystem, seed: number): { img: string; tree: Tree } {
   const tree = makeTree(env.file(`tree-${seed}`), seed);
   const img = env.file(`${f.name.replace(/\W+/g, '-')}-${seed}.img`);
   writeRandomFile(img, SIZE, seed);
@@ -188,7 +177,7 @@ function makeImage(env: Env, f: Filesystem, seed: number): { img: string; tree: 
   return { img, tree };
 }
 
-function assertFilesIdentical(env: Env, f: Filesystem, target: string, tree: Tree): void {
+function assertFilesIdentical(env: Workspace, f: Filesystem, target: string, tree: Tree): void {
   let n = 0;
   for (const [rel, want] of tree.kept) {
     const out = env.file(`out-${n++}`);
@@ -209,7 +198,7 @@ const FILESYSTEMS: Array<[Filesystem, number]> = [
 
 for (const [f, seed] of FILESYSTEMS) {
   test(`${f.name} image, cloned --used-only to an image file: fsck clean, every file identical, free regions not read`, async (t) => {
-    const env = setUp(t, `img-${seed}`);
+    const env = workspace(t, `images-used-img-${seed}`);
     const { img, tree } = makeImage(env, f, seed);
     const want = sha256(img);
     const free = freeRegionSet(f, img);
@@ -256,7 +245,7 @@ for (const [f, seed] of FILESYSTEMS) {
 for (const [f, seed] of [FILESYSTEMS[0], FILESYSTEMS[4]]) {
   test(`${f.name}, --used-only onto a drive full of random bytes: free regions untouched; with --zero-free, zeros`, async (t) => {
     if (!requireRoot(t)) return;
-    const env = setUp(t, `loop-${seed}`);
+    const env = workspace(t, `images-used-loop-${seed}`);
     const { img, tree } = makeImage(env, f, seed + 10);
     const free = freeRegionSet(f, img);
     const src = regionHashes(img);
@@ -294,7 +283,7 @@ for (const [f, seed] of [FILESYSTEMS[0], FILESYSTEMS[4]]) {
 }
 
 test('refused with exit 2, destination unchanged: unclean ext4, unclean FAT32, not a filesystem, mounted', async (t) => {
-  const env = setUp(t, 'refuse');
+  const env = workspace(t, 'images-used-refuse');
   const dst = env.file('dst.img');
   writeRandomFile(dst, SIZE, 720);
   const before = sha256(dst);

@@ -6,21 +6,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { runCli, explain, only } from '../helpers/cli';
-import { readRange, sha256, tempDir, writeMixedFile, writeRandomFile } from '../helpers/files';
+import { readRange, sha256, writeMixedFile, writeRandomFile } from '../helpers/files';
 import { attachLoop, requireRoot, type LoopDevice } from '../helpers/loop';
+import { workspace } from '../helpers/workspace';
 
 const MIB = 1024 * 1024;
 const SIZE = 48 * MIB;
-
-function setUp(t: TestContext, prefix: string): { db: string; file(name: string): string } {
-  const tmp = tempDir(`drivetwin-images-verify-${prefix}-`);
-  t.after(() => tmp.cleanup());
-  const file = (name: string): string => path.join(tmp.dir, name);
-  return { db: file('jobs.db'), file };
-}
 
 /** Inverts the byte at `offset` of a file or device (through the page cache, then flushed). */
 function flipByte(file: string, offset: number): void {
@@ -37,7 +30,7 @@ function flipByte(file: string, offset: number): void {
 }
 
 test('verify names the one region with a flipped byte; an untouched destination has none', async (t) => {
-  const env = setUp(t, 'flip');
+  const env = workspace(t, 'images-verify-flip');
   const src = env.file('src.img');
   const dst = env.file('dst.img');
   const dst2 = env.file('dst2.img');
@@ -116,7 +109,7 @@ test('verify names the one region with a flipped byte; an untouched destination 
 });
 
 test('clone --verify: exit 0 and done.verified on success', async (t) => {
-  const env = setUp(t, 'clone-verify');
+  const env = workspace(t, 'images-verify-clone-verify');
   const src = env.file('src.img');
   const dst = env.file('dst.img');
   writeMixedFile(src, SIZE, 603);
@@ -133,7 +126,7 @@ test('clone --verify: exit 0 and done.verified on success', async (t) => {
 });
 
 test('verify refuses a destination smaller than the source (exit 2), and a missing one', async (t) => {
-  const env = setUp(t, 'small');
+  const env = workspace(t, 'images-verify-small');
   const src = env.file('src.img');
   const small = env.file('small.img');
   writeMixedFile(src, SIZE, 604);
@@ -157,7 +150,7 @@ test('verify refuses a destination smaller than the source (exit 2), and a missi
 
 test('verify on loop devices: equal, then one flipped byte named', async (t) => {
   if (!requireRoot(t)) return;
-  const env = setUp(t, 'loop');
+  const env = workspace(t, 'images-verify-loop');
   const loops: LoopDevice[] = [];
   t.after(() => loops.forEach((l) => l.detach()));
   const srcFile = env.file('src');
