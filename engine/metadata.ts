@@ -385,12 +385,6 @@ export class Metadata {
       .run(jobId, now(), device, message);
   }
 
-  errors(jobId: number): Array<{ at: string; device: string | null; message: string }> {
-    return this.db
-      .prepare('SELECT at, device, message FROM errors WHERE job = ? ORDER BY id')
-      .all(jobId) as Array<{ at: string; device: string | null; message: string }>;
-  }
-
   forget(jobId: number): boolean {
     return this.db.prepare('DELETE FROM jobs WHERE id = ?').run(jobId).changes > 0;
   }

@@ -16,7 +16,7 @@ import {
   regionSizeProblem,
 } from './geometry';
 import { BlockDevice } from './io/block-device';
-import { type Device, knownSize } from './io/device';
+import { type Device, isStream, knownSize } from './io/device';
 import { IMAGE_BLOCK_SIZE, ImageFile } from './io/image-file';
 import { ZstImage } from './io/zst-image';
 import { type Identity, identify, identityProblem } from './identity';
@@ -304,14 +304,14 @@ async function setUpDelta(
       commitMap(meta, record, map);
       meta.setSourceIdentity(record.id, sourceIdentity);
       meta.setState(record.id, 'running', { options });
-      // Verify read the source once already: the copy needs it from the start again.
-      const fresh = await openReadable(record.source);
-      opened.push(fresh);
-      return assemble(meta, { ...record, options }, fresh, targets, map, {
+      // A stream was read to its end by verify: the copy needs it from the start again.
+      const copyFrom = isStream(source) ? await openReadable(record.source) : source;
+      if (copyFrom !== source) opened.push(copyFrom);
+      return assemble(meta, { ...record, options }, copyFrom, targets, map, {
         resumed: true,
         delta: differing.size,
         free,
-        alsoClose: [source],
+        alsoClose: copyFrom !== source ? [source] : [],
       });
     },
   );
