@@ -6,9 +6,12 @@
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import readline from 'node:readline';
-import type { Metadata, JobOptions, JobRecord } from './metadata';
-import type { EngineEvent, DoneEvent, ProgressEvent } from './protocol';
+import type { Metadata, JobRecord } from './metadata';
+import type { JobOptions } from './options';
+import type { SessionRequest } from './plan';
+import type { DoneEvent, EngineEvent, ProgressEvent, VerifyProgressEvent } from './protocol';
 import { parseSize, formatBytes, formatDuration } from './size';
+import { frame } from './transport';
 
 export const EXIT = {
   ok: 0,
@@ -26,9 +29,9 @@ const USAGE = `Usage:
   drivetwin clone SOURCE DEST [DEST...] [--region-size SIZE] [--threshold N] [--batch N]
         [--throttle PCT] [--max-rate RATE] [--sparse | --no-sparse] [--ignore-errors]
         [--sequential] [--verify] [--used-only [--zero-free]] [--from-map MAPFILE]
-        [--yes] [--allow-mounted] [--allow-system] [--db PATH] [--json]
+        [--fresh] [--yes] [--allow-mounted] [--allow-system] [--db PATH] [--json]
   drivetwin resume JOB [--threshold N] [--batch N] [--throttle PCT] [--max-rate RATE]
-        [--ignore-errors] [--sequential] [--verify] [--yes] [--db PATH] [--json]
+        [--ignore-errors] [--sequential] [--verify] [--drop DEST]... [--yes] [--db PATH] [--json]
   drivetwin verify SOURCE DEST [DEST...] [--region-size SIZE] [--json]
   drivetwin status [JOB] [--json]
   drivetwin jobs [--json]
@@ -44,7 +47,7 @@ const COMMON = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-/** Flags that may change when a job resumes. */
+/** Flags that may change when a job goes on (engine/options.ts LIVE_OPTIONS). */
 const LIVE = {
   ...COMMON,
   threshold: { type: 'string' },
@@ -59,9 +62,15 @@ const LIVE = {
   'allow-system': { type: 'boolean' },
 } as const;
 
+const RESUME = {
+  ...LIVE,
+  drop: { type: 'string', multiple: true },
+} as const;
+
 const CLONE = {
   ...LIVE,
   'region-size': { type: 'string' },
+  fresh: { type: 'boolean' },
   'used-only': { type: 'boolean' },
   'zero-free': { type: 'boolean' },
   'from-map': { type: 'string' },
@@ -69,7 +78,7 @@ const CLONE = {
   'no-sparse': { type: 'boolean' },
 } as const;
 
-type Values = Record<string, string | boolean | undefined>;
+type Values = Record<string, string | boolean | string[] | undefined>;
 
 function parse(args: string[], options: ParseArgsConfig['options']) {
   try {
@@ -85,16 +94,8 @@ function parse(args: string[], options: ParseArgsConfig['options']) {
   }
 }
 
-function integer(name: string, text: string | boolean | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (typeof text !== 'string' || !/^\d+$/.test(text) || !Number.isSafeInteger(n)) {
-    throw new UsageError(`--${name} takes a whole number, not "${text}"`);
-  }
-  return n;
-}
 
-function size(name: string, text: string | boolean | undefined): number | undefined {
+function size(name: string, text: Values[string]): number | undefined {
   if (text === undefined) return undefined;
   try {
     return parseSize(String(text));
@@ -115,7 +116,7 @@ class Output {
   constructor(readonly json: boolean) {}
 
   event(e: EngineEvent | Record<string, unknown>): void {
-    if (this.json) process.stdout.write(JSON.stringify(e) + '\n');
+    if (this.json) process.stdout.write(frame(e));
   }
 
   say(text: string): void {
@@ -129,17 +130,26 @@ class Output {
     process.stderr.write(text + '\n');
   }
 
-  progress(p: ProgressEvent): void {
+  /** The progress line on a terminal; every event for programs. */
+  progress(p: ProgressEvent | VerifyProgressEvent): void {
     if (this.json) return this.event(p);
+    if (!process.stderr.isTTY) return;
     const pct = p.bytesTotal ? ((100 * p.bytesDone) / p.bytesTotal).toFixed(1) : '100.0';
+    const what =
+      p.type === 'verify-progress'
+        ? p.phase === 'comparing'
+          ? 'comparing '
+          : 'verifying '
+        : p.phase === 'flushing'
+          ? 'flushing  '
+          : '';
+    const paused = p.type === 'progress' && p.paused;
+    const eta = paused ? 'paused' : `ETA ${p.eta === null ? '--:--' : formatDuration(p.eta)}`;
     const line =
-      `${pct.padStart(5)}%  ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}  ` +
-      `${formatBytes(p.rate)}/s  ETA ${p.eta === null ? '--:--' : formatDuration(p.eta)}` +
-      `${p.paused ? '  (paused)' : ''}`;
-    if (process.stderr.isTTY) {
-      process.stderr.write(`\r${line}\x1b[K`);
-      this.progressShown = true;
-    }
+      `${what}${pct.padStart(5)}%  ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}  ` +
+      `${formatBytes(p.rate)}/s  ${eta}`;
+    process.stderr.write(`\r${line}\x1b[K`);
+    this.progressShown = true;
   }
 
   private clearProgress(): void {
@@ -150,10 +160,8 @@ class Output {
 
 function openMetadata(values: Values): Metadata {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { Metadata, defaultDatabasePath } = require('./metadata') as typeof import('./metadata');
-  const file =
-    (values.db as string | undefined) ?? process.env.DRIVETWIN_DB ?? defaultDatabasePath();
-  return Metadata.open(file);
+  const { Metadata, databasePath } = require('./metadata') as typeof import('./metadata');
+  return Metadata.open(databasePath(values.db as string | undefined));
 }
 
 async function askOnTerminal(
@@ -177,59 +185,72 @@ async function askOnTerminal(
   return answer.trim().toLowerCase() === 'yes';
 }
 
-async function runJob(
+/** Prints what the session says; the session alone knows the job. */
+function show(out: Output, e: EngineEvent): void {
+  switch (e.type) {
+    case 'start': {
+      out.event(e);
+      const what = {
+        new: 'Started',
+        resume: 'Resuming',
+        update: `Updating (${e.delta ?? 0} regions differ)`,
+      }[e.intent];
+      const already =
+        e.intent === 'resume' && e.regionsHydrated > 0
+          ? `, ${e.regionsHydrated} of ${e.regionsTotal} regions already done`
+          : '';
+      const size = `${e.sizeKnown ? '' : 'about '}${formatBytes(e.bytesTotal)}`;
+      return out.say(
+        `${what} job ${e.job}: ${e.source} → ${e.destinations.join(', ')} (${size}${already})`,
+      );
+    }
+    case 'progress':
+    case 'verify-progress':
+      return out.progress(e);
+    case 'error':
+      out.event(e);
+      return out.warn(`error: ${e.message}`);
+    case 'mode':
+      out.event(e);
+      return out.warn(`metadata is now ${e.mode}: ${e.reason}`);
+    case 'verify':
+      out.event(e);
+      for (const d of e.destinations) {
+        for (const r of d.mismatches) out.warn(`verify: ${d.path} differs at bytes ${r.offset}+${r.length}`);
+      }
+      return;
+    case 'done':
+      out.event(e);
+      return out.say(summary(e));
+    case 'region-map':
+      return; // the app draws it; the terminal has the progress line
+  }
+}
+
+async function runSession(
   out: Output,
-  prepare: (
-    confirm: (drives: Array<{ path: string; detail: string }>) => Promise<boolean>,
-  ) => Promise<import('./setup').PreparedJob>,
+  meta: Metadata,
+  request: SessionRequest,
   yes: boolean,
 ): Promise<number> {
-  const prepared = await prepare((drives) => askOnTerminal(drives, yes));
-  const { job, record, resumed } = prepared;
-  const { startEvent, verifyClone } = await import('./session');
-  const start = startEvent(prepared);
-  out.event(start);
-  const what =
-    prepared.delta !== null
-      ? `Updating job ${job.id}: ${prepared.delta} regions differ`
-      : `${resumed ? 'Resuming' : 'Started'} job ${job.id}`;
-  out.say(
-    `${what}: ${record.source} → ${start.destinations.join(', ')} (${formatBytes(start.bytesTotal)}` +
-      `${resumed ? `, ${formatBytes(job.progress().bytesDone)} already done` : ''})`,
-  );
-  job.on('event', (e: EngineEvent) => {
-    out.event(e);
-    if (e.type === 'error') out.warn(`error: ${e.message}`);
-    if (e.type === 'mode') out.warn(`metadata is now ${e.mode}: ${e.reason}`);
-  });
+  const { JobSession } = await import('./session');
+  const session = await JobSession.open(meta, request, (drives) => askOnTerminal(drives, yes));
+  session.on('event', (e: EngineEvent) => show(out, e));
   let signalled = false;
   const onSignal = (): void => {
     signalled = true;
     out.warn('stopping: finishing the copies in flight and committing…');
-    job.cancel();
+    session.cancel();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const ticker = setInterval(() => out.progress(job.progress()), 500);
   let done: DoneEvent;
   try {
-    done = await job.run();
-    out.progress(job.progress());
+    done = await session.run();
   } finally {
-    clearInterval(ticker);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
-  if (done.state === 'done' && record.options.verify) {
-    out.say('Verifying…');
-    const result = await verifyClone(prepared, done);
-    for (const [dest, ranges] of Object.entries(result.mismatches)) {
-      for (const r of ranges) out.warn(`verify: ${dest} differs at bytes ${r.offset}+${r.length}`);
-    }
-  }
-  await prepared.close();
-  out.event(done);
-  out.say(summary(done));
   if (signalled && done.state !== 'done') return EXIT.signal;
   if (done.state !== 'done' || done.failedDestinations.length > 0) return EXIT.failed;
   if (done.verified === false) return EXIT.mismatch;
@@ -249,8 +270,18 @@ function summary(d: DoneEvent): string {
   ];
   if (d.unreadableBytes > 0)
     parts.push(`${formatBytes(d.unreadableBytes)} of the source unreadable`);
-  if (d.failedDestinations.length) parts.push(`failed: ${d.failedDestinations.join(', ')}`);
-  if (d.verified !== undefined) parts.push(d.verified ? 'verified' : 'VERIFY FOUND DIFFERENCES');
+  for (const dest of d.destinations ?? []) {
+    if (dest.state !== 'failed') continue;
+    parts.push(
+      `${dest.path} failed (${dest.error}): once it is fixed, "drivetwin resume ${d.job}" brings it ` +
+        `back; "drivetwin resume ${d.job} --drop ${dest.path}" finishes without it`,
+    );
+  }
+  if (d.verified !== undefined) {
+    parts.push(d.verified ? 'verified' : 'VERIFY FOUND DIFFERENCES (or a destination was not compared)');
+  } else if (d.state === 'done' && d.error) {
+    parts.push(`not verified: ${d.error}`);
+  }
   return parts.join('; ');
 }
 
@@ -266,26 +297,37 @@ function givenOptions(v: Values): Partial<JobOptions> {
   if (v['ignore-errors']) given.ignoreErrors = true;
   if (v.sequential) given.sequential = true;
   if (v.verify) given.verify = true;
+  if (v.sparse && v['no-sparse']) throw new UsageError('--sparse and --no-sparse contradict');
+  if (v.sparse) given.sparse = true;
+  if (v['no-sparse']) given.sparse = false;
+  if (v['used-only']) given.usedOnly = true;
+  if (v['zero-free']) given.zeroFree = true;
   return given;
 }
 
-function cloneOptions(v: Values): JobOptions {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { DEFAULT_OPTIONS } = require('./setup') as typeof import('./setup');
-  if (v.sparse && v['no-sparse']) throw new UsageError('--sparse and --no-sparse contradict');
-  return {
-    ...DEFAULT_OPTIONS,
-    ...givenOptions(v),
-    sparse: v.sparse ? true : v['no-sparse'] ? false : null,
-    usedOnly: Boolean(v['used-only']),
-    zeroFree: Boolean(v['zero-free']),
-  };
+function integer(name: string, text: Values[string], fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (typeof text !== 'string' || !/^\d+$/.test(text) || !Number.isSafeInteger(n)) {
+    throw new UsageError(`--${name} takes a whole number, not "${String(text)}"`);
+  }
+  return n;
+}
+
+/** A job's state as a person reads it: a copy that was to be verified and wasn't says so. */
+function stateWords(job: JobRecord): string {
+  if (job.state !== 'done') return job.state;
+  if (job.verified === true) return 'verified';
+  if (job.verified === false) return 'differs';
+  return job.options.verify ? 'copied, not verified' : 'done';
 }
 
 function jobLine(job: JobRecord): string {
   const pct = job.regionsTotal ? ((100 * job.regionsHydrated) / job.regionsTotal).toFixed(1) : '0';
-  const dests = job.destinations.map((d) => (d.failed ? `${d.path} (failed)` : d.path)).join(', ');
-  return `${String(job.id).padStart(4)}  ${job.state.padEnd(11)} ${pct.padStart(5)}%  ${formatBytes(job.sourceSize).padStart(10)}  ${job.source} → ${dests}  ${job.updatedAt}`;
+  const dests = job.destinations
+    .map((d) => (d.dropped ? `${d.path} (dropped)` : d.failed ? `${d.path} (failed)` : d.path))
+    .join(', ');
+  return `${String(job.id).padStart(4)}  ${stateWords(job).padEnd(20)} ${pct.padStart(5)}%  ${formatBytes(job.sourceSize).padStart(10)}  ${job.source} → ${dests}  ${job.updatedAt}`;
 }
 
 function jobJson(job: JobRecord): Record<string, unknown> {
@@ -295,7 +337,13 @@ function jobJson(job: JobRecord): Record<string, unknown> {
     state: job.state,
     mode: job.mode,
     source: job.source,
-    destinations: job.destinations.map((d) => ({ path: d.path, size: d.size, failed: d.failed })),
+    verified: job.verified,
+    destinations: job.destinations.map((d) => ({
+      path: d.path,
+      size: d.size,
+      failed: d.failed,
+      dropped: d.dropped,
+    })),
     bytesTotal: job.sourceSize,
     regionSize: job.regionSize,
     regionsHydrated: job.regionsHydrated,
@@ -303,6 +351,8 @@ function jobJson(job: JobRecord): Record<string, unknown> {
     unreadableBytes: job.unreadableBytes,
     options: job.options,
     error: job.error,
+    copySeconds: job.copySeconds,
+    verifySeconds: job.verifySeconds,
     createdAt: job.createdAt,
     updatedAt: job.updatedAt,
     finishedAt: job.finishedAt,
@@ -321,7 +371,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     const { listDrives, formatDrivesTable } = await import('./drives');
     const drives = await listDrives();
     if (values.json)
-      for (const d of drives) process.stdout.write(JSON.stringify({ type: 'drive', ...d }) + '\n');
+      for (const d of drives) process.stdout.write(frame({ type: 'drive', ...d }));
     else process.stdout.write(formatDrivesTable(drives) + '\n');
     return EXIT.ok;
   },
@@ -329,52 +379,40 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   async clone(args) {
     const { values, positionals } = parse(args, CLONE);
     if (positionals.length < 2) throw new UsageError('clone needs a SOURCE and at least one DEST');
-    const options = cloneOptions(values);
-    const regionSize = size('region-size', values['region-size']);
+    const request: SessionRequest = {
+      kind: 'clone',
+      source: positionals[0],
+      destinations: positionals.slice(1),
+      regionSize: size('region-size', values['region-size']),
+      options: givenOptions(values),
+      allowMounted: Boolean(values['allow-mounted']),
+      allowSystem: Boolean(values['allow-system']),
+      fromMap: values['from-map'] as string | undefined,
+      fresh: Boolean(values.fresh),
+    };
     const meta = openMetadata(values);
-    const { setUpClone } = await import('./setup');
-    return runJob(
-      new Output(Boolean(values.json)),
-      (confirm) =>
-        setUpClone(
-          meta,
-          {
-            source: positionals[0],
-            destinations: positionals.slice(1),
-            regionSize,
-            options,
-            allowMounted: Boolean(values['allow-mounted']),
-            allowSystem: Boolean(values['allow-system']),
-            fromMap: values['from-map'] as string | undefined,
-          },
-          confirm,
-        ),
-      Boolean(values.yes),
-    );
+    return runSession(new Output(Boolean(values.json)), meta, request, Boolean(values.yes));
   },
 
   async resume(args) {
-    const { values, positionals } = parse(args, LIVE);
-    const id = jobId(positionals[0]);
-    const options = givenOptions(values);
+    const { values, positionals } = parse(args, RESUME);
+    const request: SessionRequest = {
+      kind: 'resume',
+      job: jobId(positionals[0]),
+      options: givenOptions(values),
+      drop: values.drop as string[] | undefined,
+      allowMounted: Boolean(values['allow-mounted']),
+      allowSystem: Boolean(values['allow-system']),
+    };
     const meta = openMetadata(values);
-    const { setUpResume } = await import('./setup');
-    return runJob(
-      new Output(Boolean(values.json)),
-      (confirm) =>
-        setUpResume(meta, id, confirm, options, {
-          allowMounted: Boolean(values['allow-mounted']),
-          allowSystem: Boolean(values['allow-system']),
-        }),
-      Boolean(values.yes),
-    );
+    return runSession(new Output(Boolean(values.json)), meta, request, Boolean(values.yes));
   },
 
   async verify(args) {
     const { values, positionals } = parse(args, { ...COMMON, 'region-size': CLONE['region-size'] });
     if (positionals.length < 2) throw new UsageError('verify needs a SOURCE and at least one DEST');
     const out = new Output(Boolean(values.json));
-    const { openReadable, Refused } = await import('./setup');
+    const { openReadable, Refused } = await import('./open');
     const { verify } = await import('./verify');
     const { makeGeometry, regionRange, DEFAULT_REGION_SIZE } = await import('./geometry');
     const [source, ...dests] = await Promise.all(
@@ -437,11 +475,11 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   async status(args) {
     const { values, positionals } = parse(args, COMMON);
     const meta = openMetadata(values);
-    const { statusLine } = await import('./job');
+    const { statusLine } = await import('./status-line');
     const jobs = positionals[0] ? [needJob(meta, jobId(positionals[0]))] : meta.listJobs();
     for (const job of jobs) {
       const line =
-        job.state === 'running' && job.statusLine
+        (job.state === 'running' || job.state === 'verifying') && job.statusLine
           ? job.statusLine
           : statusLine({
               regionSize: job.regionSize,
@@ -461,13 +499,14 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
             type: 'status',
             job: job.id,
             state: job.state,
+            verified: job.verified,
             status: line,
             error: job.error,
           }) + '\n',
         );
       } else {
         process.stdout.write(
-          `${job.id}: ${job.state}: ${line}${job.error ? `  (${job.error})` : ''}\n`,
+          `${job.id}: ${stateWords(job)}: ${line}${job.error ? `  (${job.error})` : ''}\n`,
         );
       }
     }
@@ -504,7 +543,8 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     const id = jobId(positionals[0]);
     const meta = openMetadata(values);
     const job = needJob(meta, id);
-    if (job.state === 'running') throw new UsageError(`job ${id} is running (process ${job.pid})`);
+    if (job.state === 'running' || job.state === 'verifying')
+      throw new UsageError(`job ${id} is running (process ${job.pid})`);
     meta.forget(id);
     if (!values.json) process.stdout.write(`Forgot job ${id}.\n`);
     return EXIT.ok;
@@ -545,7 +585,7 @@ export async function main(argv: string[]): Promise<void> {
 
 async function exitCodeFor(e: unknown): Promise<number> {
   if (e instanceof UsageError) return EXIT.usage;
-  const { Refused } = await import('./setup');
+  const { Refused } = await import('./open');
   const { MetadataError } = await import('./metadata');
   if (e instanceof Refused || e instanceof MetadataError) return EXIT.usage;
   return EXIT.failed;

@@ -1,7 +1,7 @@
-// The engine process: runs jobs for the desktop app and speaks engine/protocol.ts
-// (HostRequest in; HostReply and HostEvent out) over whatever carries it — Electron's
-// parentPort (utility process), child_process IPC (plain Node), or a local socket
-// authenticated by a token (the elevated engine, which connects back to the app).
+// The engine process: runs job sessions for the desktop app and speaks
+// engine/protocol.ts (HostRequest in; HostReply and the sessions' events out) over
+// whatever carries it (engine/transport.ts). It forwards what the sessions say and
+// keeps no job state of its own: paused, throttle and progress are read from them.
 //
 //   node host.js --db FILE                                    (forked: IPC)
 //   node host.js --db FILE --socket PATH --token-file FILE    (elevated: socket)
@@ -9,245 +9,26 @@
 
 import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Range } from './geometry';
-import type { Device } from './io/device';
-import type { CommitDelta, Metadata } from './metadata';
-import {
-  doneWithoutCopy,
-  type DoneEvent,
-  type EngineEvent,
-  type HostAuth,
-  type HostCommand,
-  type HostErrorCode,
-  type HostEvent,
-  type HostOutbound,
-  type HostReply,
-  type HostRequest,
-  type LiveJob,
-  type RegionMapEvent,
+import type { Metadata } from './metadata';
+import { Refused } from './open';
+import { canonical, type SessionRequest } from './plan';
+import type {
+  ClonePlan,
+  DoneEvent,
+  HostCloneRequest,
+  EngineEvent,
+  HostAuth,
+  HostCommand,
+  HostErrorCode,
+  HostReply,
+  HostRequest,
+  LiveJob,
 } from './protocol';
-import { CHUNK_BYTES, RegionMap } from './region-map';
-import { startEvent, verifyClone } from './session';
-import type { PreparedJob } from './setup';
+import type { JobSession } from './session';
+import { type Channel, frame, parentChannel, socketChannel } from './transport';
 
 const PROGRESS_MS = 300;
-
-// ---------------------------------------------------------------------------
-// Transports
-
-/** One message carrier: the host never asks which kind it holds. */
-export interface HostChannel {
-  send(message: HostOutbound): void;
-  onMessage(listener: (message: unknown) => void): void;
-  onClose(listener: () => void): void;
-}
-
-interface ParentPort {
-  on(event: 'message', listener: (e: { data: unknown }) => void): void;
-  postMessage(message: unknown): void;
-}
-
-/** Electron utilityProcess: process.parentPort. */
-export function parentPortChannel(port: ParentPort): HostChannel {
-  return {
-    send: (m) => port.postMessage(m),
-    onMessage: (l) => port.on('message', (e) => l(e.data)),
-    // The utility process dies with the app; nothing to watch.
-    onClose: () => undefined,
-  };
-}
-
-/** child_process.fork: process.send and 'message'. */
-export function processChannel(proc: NodeJS.Process = process): HostChannel {
-  return {
-    send: (m) => {
-      if (proc.connected) proc.send?.(m);
-    },
-    onMessage: (l) => proc.on('message', l),
-    onClose: (l) => proc.on('disconnect', l),
-  };
-}
-
-/** Newline-delimited JSON over a stream socket. */
-export function socketChannel(socket: net.Socket): HostChannel {
-  const listeners: Array<(m: unknown) => void> = [];
-  let partial = '';
-  socket.setEncoding('utf8');
-  socket.on('data', (chunk: string) => {
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) {
-      if (!line.trim()) continue;
-      let message: unknown;
-      try {
-        message = JSON.parse(line);
-      } catch {
-        socket.destroy(); // a peer that sends garbage is not our app
-        return;
-      }
-      for (const l of listeners) l(message);
-    }
-  });
-  socket.on('error', () => socket.destroy());
-  return {
-    send: (m) => {
-      if (!socket.destroyed) socket.write(JSON.stringify(m) + '\n');
-    },
-    onMessage: (l) => listeners.push(l),
-    onClose: (l) => socket.on('close', l),
-  };
-}
-
-/** Connects back to the app's socket and proves who we are with the token. */
-export async function connectBack(socketPath: string, token: string): Promise<HostChannel> {
-  const socket = await new Promise<net.Socket>((resolve, reject) => {
-    const s = net.connect(socketPath, () => resolve(s));
-    s.once('error', reject);
-  });
-  const auth: HostAuth = { kind: 'auth', token };
-  socket.write(JSON.stringify(auth) + '\n');
-  return socketChannel(socket);
-}
-
-// ---------------------------------------------------------------------------
-// Region runs: flat [first, count, …]
-
-export function runsOf(regions: Iterable<number>): number[] {
-  const sorted = [...new Set(regions)].sort((a, b) => a - b);
-  const out: number[] = [];
-  for (const r of sorted) {
-    const n = out.length;
-    if (n > 0 && out[n - 2] + out[n - 1] === r) out[n - 1] += 1;
-    else out.push(r, 1);
-  }
-  return out;
-}
-
-function mapRuns(map: RegionMap): number[] {
-  return map.runs().flatMap((r) => [r.first, r.count]);
-}
-
-function rangeRegions(ranges: Range[], regionSize: number, regionsTotal: number): number[] {
-  const regions: number[] = [];
-  for (const r of ranges) {
-    if (r.length <= 0) continue;
-    const first = Math.floor(r.offset / regionSize);
-    const last = Math.min(Math.floor((r.offset + r.length - 1) / regionSize), regionsTotal - 1);
-    for (let i = first; i <= last; i++) regions.push(i);
-  }
-  return regions;
-}
-
-/**
- * Follows one job's map for the app: committed regions (seen at each commit),
- * regions being hydrated (seen as source reads), unreadable extents. Bounded: the
- * hydrating list holds at most what was read since the last commit.
- */
-class RegionTracker {
-  private readonly committed: RegionMap;
-  private newlyHydrated: number[] = [];
-  private newlyUnreadable: number[] = [];
-  private reading: Array<{ first: number; count: number }> = [];
-  private lastHydrating = '';
-
-  constructor(
-    private readonly job: number,
-    private readonly regionSize: number,
-    private readonly regionsTotal: number,
-    initial: RegionMap,
-    private readonly unreadable: Range[],
-  ) {
-    this.committed = new RegionMap(regionsTotal);
-    this.committed.load([{ index: 0, bytes: initial.bits }]);
-  }
-
-  full(): RegionMapEvent {
-    return this.message(
-      true,
-      mapRuns(this.committed),
-      runsOf(rangeRegions(this.unreadable, this.regionSize, this.regionsTotal)),
-    );
-  }
-
-  read(offset: number, length: number): void {
-    const first = Math.floor(offset / this.regionSize);
-    const last = Math.floor((offset + Math.max(length, 1) - 1) / this.regionSize);
-    this.reading.push({ first, count: last - first + 1 });
-  }
-
-  /** After a successful commit: what the delta set that was not set before. */
-  committedDelta(delta: CommitDelta): void {
-    const bits = this.committed.bits;
-    for (const chunk of delta.chunks) {
-      const base = chunk.index * CHUNK_BYTES;
-      for (let i = 0; i < chunk.bytes.length && base + i < bits.length; i++) {
-        const added = chunk.bytes[i] & ~bits[base + i];
-        if (added === 0) continue;
-        for (let b = 0; b < 8; b++) {
-          if (added & (1 << b)) this.newlyHydrated.push((base + i) * 8 + b);
-        }
-      }
-    }
-    this.committed.load(delta.chunks);
-    this.unreadable.push(...delta.unreadable);
-    this.newlyUnreadable.push(
-      ...rangeRegions(delta.unreadable, this.regionSize, this.regionsTotal),
-    );
-  }
-
-  /** The change since the last call, or null when nothing changed. */
-  delta(): RegionMapEvent | null {
-    this.reading = this.reading.filter((r) => {
-      for (let i = r.first; i < r.first + r.count; i++) if (!this.committed.has(i)) return true;
-      return false;
-    });
-    const hydrating = this.hydratingRuns();
-    const key = hydrating.join(',');
-    if (
-      this.newlyHydrated.length === 0 &&
-      this.newlyUnreadable.length === 0 &&
-      key === this.lastHydrating
-    ) {
-      return null;
-    }
-    this.lastHydrating = key;
-    const message = this.message(false, runsOf(this.newlyHydrated), runsOf(this.newlyUnreadable));
-    this.newlyHydrated = [];
-    this.newlyUnreadable = [];
-    return message;
-  }
-
-  /** The job ended: nothing is in flight any more. */
-  stopped(): void {
-    this.reading = [];
-  }
-
-  private hydratingRuns(): number[] {
-    const regions: number[] = [];
-    for (const r of this.reading) {
-      for (let i = r.first; i < r.first + r.count; i++) if (!this.committed.has(i)) regions.push(i);
-    }
-    return runsOf(regions);
-  }
-
-  private message(reset: boolean, hydrated: number[], unreadable: number[]): RegionMapEvent {
-    return {
-      type: 'region-map',
-      job: this.job,
-      reset,
-      regionSize: this.regionSize,
-      regionsTotal: this.regionsTotal,
-      hydrated,
-      hydrating: this.hydratingRuns(),
-      unreadable,
-    };
-  }
-}
-
-// ---------------------------------------------------------------------------
-// The host
 
 class HostError extends Error {
   constructor(
@@ -256,14 +37,6 @@ class HostError extends Error {
   ) {
     super(message);
   }
-}
-
-interface RunningJob {
-  prepared: PreparedJob;
-  tracker: RegionTracker;
-  paused: boolean;
-  throttle: { percent: number; maxRate: number };
-  finished: Promise<void>;
 }
 
 export interface HostOptions {
@@ -278,14 +51,14 @@ export interface HostOptions {
 
 export class EngineHost {
   private meta: Metadata | null = null;
-  /** The same database, with every successful commit reported to the job's tracker. */
-  private observed: Metadata | null = null;
-  private readonly jobs = new Map<number, RunningJob>();
-  private readonly verifying = new Set<number>();
+  private readonly sessions = new Map<
+    number,
+    { session: JobSession; ended: Promise<DoneEvent> }
+  >();
   private closing = false;
 
   constructor(
-    private readonly channel: HostChannel,
+    private readonly channel: Channel,
     private readonly options: HostOptions,
   ) {
     channel.onMessage((m) => void this.receive(m));
@@ -311,21 +84,37 @@ export class EngineHost {
       throw new HostError('busy', 'the engine is shutting down');
     }
     switch (command.type) {
+      case 'plan':
+        return this.plan(command.request);
       case 'start':
-        return this.start(command);
+        return this.start(
+          { kind: 'clone', ...command.request, options: command.request.options },
+          command.confirmed,
+        );
       case 'resume':
-        return this.resumeJob(command);
-      case 'pause':
-        return this.setPaused(command.job, true);
-      case 'resume-hydration':
-        return this.setPaused(command.job, false);
-      case 'cancel':
-        this.running(command.job).prepared.job.cancel();
-        return null;
-      case 'set-throttle':
-        return this.setThrottle(command);
+        return this.start(
+          { kind: 'resume', job: command.job, options: command.options ?? {}, drop: command.drop },
+          command.confirmed,
+        );
       case 'verify':
         return this.verify(command.job);
+      case 'pause':
+        this.running(command.job).pause();
+        return null;
+      case 'resume-hydration':
+        this.running(command.job).resume();
+        return null;
+      case 'cancel':
+        this.running(command.job).cancel();
+        return null;
+      case 'set-throttle': {
+        const { percent, maxRate } = command;
+        this.running(command.job).setThrottle({
+          ...(percent !== undefined ? { percent } : {}),
+          ...(maxRate !== undefined ? { maxRate } : {}),
+        });
+        return null;
+      }
       case 'list-jobs':
         return this.listJobs();
       case 'forget':
@@ -346,16 +135,9 @@ export class EngineHost {
     if (this.meta) return this.meta;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { Metadata } = require('./metadata') as typeof import('./metadata');
-    const meta = Metadata.open(this.options.dbPath);
+    this.meta = Metadata.open(this.options.dbPath);
     for (const file of this.databaseFiles()) this.giveBack(file);
-    const observed = Object.create(meta) as Metadata;
-    observed.commit = (job: number, delta: CommitDelta) => {
-      meta.commit(job, delta);
-      this.jobs.get(job)?.tracker.committedDelta(delta);
-    };
-    this.meta = meta;
-    this.observed = observed;
-    return meta;
+    return this.meta;
   }
 
   private databaseFiles(): string[] {
@@ -373,145 +155,82 @@ export class EngineHost {
     }
   }
 
+  /** The app asked the user; the engine only checks it was asked about every drive. */
   private confirmer(confirmed: string[]) {
-    const real = (p: string): string => {
-      try {
-        return fs.realpathSync(p);
-      } catch {
-        return path.resolve(p);
-      }
-    };
-    const allowed = new Set(confirmed.map(real));
-    // The app asked the user; the engine only checks it was asked about every drive.
+    const allowed = new Set(confirmed.map(canonical));
     return async (drives: Array<{ path: string }>): Promise<boolean> =>
-      drives.every((d) => allowed.has(real(d.path)));
+      drives.every((d) => allowed.has(canonical(d.path)));
   }
 
-  private async start(command: Extract<HostCommand, { type: 'start' }>): Promise<unknown> {
-    const meta = this.database();
-    const created = command.request.destinations.filter((d) => !fs.existsSync(d));
-    const { setUpClone, DEFAULT_OPTIONS } = await import('./setup');
-    const prepared = await setUpClone(
-      this.observed as Metadata,
-      { ...command.request, options: { ...DEFAULT_OPTIONS, ...command.request.options } },
-      this.confirmer(command.confirmed),
-    );
-    for (const file of [...created, ...this.databaseFiles()]) this.giveBack(file);
-    return this.launch(meta, prepared);
-  }
-
-  private async resumeJob(command: Extract<HostCommand, { type: 'resume' }>): Promise<unknown> {
-    const meta = this.database();
-    if (this.jobs.has(command.job)) throw new HostError('busy', `job ${command.job} is running`);
-    if (!meta.getJob(command.job))
-      throw new HostError('not-found', `there is no job ${command.job}`);
-    const { setUpResume } = await import('./setup');
-    const prepared = await setUpResume(
-      this.observed as Metadata,
-      command.job,
-      this.confirmer(command.confirmed),
-      command.options,
-    );
-    return this.launch(meta, prepared);
-  }
-
-  private launch(meta: Metadata, prepared: PreparedJob): { job: number; resumed: boolean } {
-    const { job, record } = prepared;
-    const initial = prepared.resumed ? meta.loadBitmap(record) : new RegionMap(record.regionsTotal);
-    const tracker = new RegionTracker(
-      job.id,
-      record.regionSize,
-      record.regionsTotal,
-      initial,
-      meta.loadUnreadable(job.id),
-    );
-    watchReads(prepared.source, tracker);
-    const running: RunningJob = {
-      prepared,
-      tracker,
-      paused: false,
-      throttle: { percent: record.options.throttle, maxRate: record.options.maxRate },
-      finished: Promise.resolve(),
+  /** What a clone would do, checked now, nothing written or claimed. */
+  private async plan(request: HostCloneRequest): Promise<ClonePlan> {
+    const { plan } = await import('./plan');
+    const { closeAll } = await import('./open');
+    const planned = await plan(this.database(), { kind: 'clone', ...request });
+    await closeAll([planned.source]);
+    return {
+      intent: planned.intent,
+      job: planned.record?.id ?? null,
+      bytesTotal: planned.geometry.size,
+      sizeKnown: Number.isFinite(planned.geometry.regionCount),
+      regionsHydrated: planned.record?.regionsHydrated ?? 0,
     };
-    this.jobs.set(job.id, running);
-    this.emit(startEvent(prepared));
-    this.emit(tracker.full());
-    // Progress comes from the ticker, with the throttle in force.
-    job.on('event', (e: EngineEvent) => {
-      if (e.type !== 'progress') this.emit(e);
+  }
+
+  private async start(request: SessionRequest, confirmed: string[]) {
+    const { session } = await this.launch(request, confirmed);
+    return { job: session.id, intent: session.intent };
+  }
+
+  private async launch(request: SessionRequest, confirmed: string[]) {
+    const meta = this.database();
+    if (request.kind === 'resume' && this.sessions.has(request.job)) {
+      throw new HostError('busy', `job ${request.job} is running`);
+    }
+    const created =
+      request.kind === 'clone' ? request.destinations.filter((d) => !fs.existsSync(d)) : [];
+    const { JobSession } = await import('./session');
+    const session = await JobSession.open(meta, request, this.confirmer(confirmed), {
+      progressMs: this.options.progressMs ?? PROGRESS_MS,
     });
-    const ticker = setInterval(() => this.tick(running), this.options.progressMs ?? PROGRESS_MS);
-    running.finished = this.run(running).finally(() => clearInterval(ticker));
-    return { job: job.id, resumed: prepared.resumed };
+    for (const file of [...created, ...this.databaseFiles()]) this.giveBack(file);
+    session.on('event', (e: EngineEvent) => this.emit(e));
+    const ended = session.run().finally(() => this.sessions.delete(session.id));
+    this.sessions.set(session.id, { session, ended });
+    return { session, ended };
   }
 
-  private async run(running: RunningJob): Promise<void> {
-    const { prepared } = running;
-    const { job, record } = prepared;
-    let done: DoneEvent;
-    try {
-      done = await job.run();
-    } catch (e) {
-      this.emit({ type: 'error', job: job.id, message: errorText(e), fatal: true });
-      done = doneWithoutCopy(job.id, 'failed');
-    }
-    running.tracker.stopped();
-    this.tick(running);
-    if (done.state === 'done' && record.options.verify) {
-      try {
-        await verifyClone(prepared, done, this.verifyProgress(job.id, record.sourceSize));
-      } catch (e) {
-        this.emit({ type: 'error', job: job.id, message: `verify: ${errorText(e)}`, fatal: false });
-      }
-    }
-    await prepared.close();
-    this.jobs.delete(job.id);
-    this.emit(done);
+  /** Verifies a copied job in a session of its own, and answers when it ended. */
+  private async verify(id: number) {
+    const { ended } = await this.launch(
+      { kind: 'resume', job: id, options: {}, verifyOnly: true },
+      [],
+    );
+    const done = await ended;
+    return {
+      job: id,
+      verified: done.verified === true,
+      mismatches: Object.fromEntries(
+        (done.destinations ?? []).map((d) => [d.path, d.mismatches ?? []]),
+      ),
+      skipped: [],
+      seconds: done.verifySeconds ?? 0,
+    };
   }
 
-  private tick(running: RunningJob): void {
-    const progress = running.prepared.job.progress();
-    this.emit({ ...progress, throttle: { ...running.throttle } });
-    const delta = running.tracker.delta();
-    if (delta) this.emit(delta);
-  }
-
-  private running(id: number): RunningJob {
-    const running = this.jobs.get(id);
+  private running(id: number): JobSession {
+    const running = this.sessions.get(id);
     if (!running) throw new HostError('not-found', `job ${id} is not running in this engine`);
-    return running;
-  }
-
-  private setPaused(id: number, paused: boolean): null {
-    const running = this.running(id);
-    if (paused) running.prepared.job.pause();
-    else running.prepared.job.resume();
-    running.paused = paused;
-    this.tick(running);
-    return null;
-  }
-
-  private async setThrottle(
-    command: Extract<HostCommand, { type: 'set-throttle' }>,
-  ): Promise<null> {
-    const running = this.running(command.job);
-    const { throttleProblem } = await import('./throttle');
-    const change: { percent?: number; maxRate?: number } = {};
-    if (command.percent !== undefined) change.percent = command.percent;
-    if (command.maxRate !== undefined) change.maxRate = command.maxRate;
-    const problem = throttleProblem(change);
-    if (problem) throw new HostError('invalid', problem);
-    running.prepared.job.setThrottle(change);
-    running.throttle = { ...running.throttle, ...change };
-    this.tick(running);
-    return null;
+    return running.session;
   }
 
   private listJobs(): { jobs: unknown[]; live: LiveJob[] } {
-    const meta = this.database();
     return {
-      jobs: meta.listJobs(),
-      live: [...this.jobs.entries()].map(([job, r]) => ({ job, paused: r.paused })),
+      jobs: this.database().listJobs(),
+      live: [...this.sessions.values()].map(({ session }) => ({
+        job: session.id,
+        paused: session.paused,
+      })),
     };
   }
 
@@ -519,26 +238,27 @@ export class EngineHost {
     const meta = this.database();
     const record = meta.getJob(id);
     if (!record) throw new HostError('not-found', `there is no job ${id}`);
-    if (this.jobs.has(id) || record.state === 'running') {
+    if (this.sessions.has(id) || record.state === 'running' || record.state === 'verifying') {
       throw new HostError('busy', `job ${id} is running: cancel it first`);
     }
     meta.forget(id);
     return null;
   }
 
-  private regionMap(id: number): RegionMapEvent {
-    const running = this.jobs.get(id);
-    if (running) return running.tracker.full();
+  private async regionMap(id: number) {
+    const running = this.sessions.get(id);
+    if (running) return running.session.regionMap();
     const meta = this.database();
     const record = meta.getJob(id);
     if (!record) throw new HostError('not-found', `there is no job ${id}`);
-    return new RegionTracker(
+    const { RegionEvents } = await import('./region-events');
+    return new RegionEvents(
       id,
       record.regionSize,
       record.regionsTotal,
       meta.loadBitmap(record),
       meta.loadUnreadable(id),
-    ).full();
+    ).full([]);
   }
 
   private async exportMap(id: number, format: 'json' | 'ddrescue'): Promise<string> {
@@ -550,66 +270,7 @@ export class EngineHost {
     return format === 'json' ? JSON.stringify(report, null, 2) + '\n' : ddrescueMapfile(report);
   }
 
-  private async verify(id: number): Promise<unknown> {
-    const meta = this.database();
-    const record = meta.getJob(id);
-    if (!record) throw new HostError('not-found', `there is no job ${id}`);
-    if (this.jobs.has(id) || record.state === 'running') {
-      throw new HostError('busy', `job ${id} is running: verify it when it is done`);
-    }
-    if (record.state !== 'done') {
-      throw new HostError(
-        'refused',
-        `job ${id} is not finished (${record.state}): resume it first`,
-      );
-    }
-    if (this.verifying.has(id)) throw new HostError('busy', `job ${id} is already being verified`);
-    this.verifying.add(id);
-    const opened: Device[] = [];
-    const started = performance.now();
-    try {
-      const { openReadable } = await import('./setup');
-      const source = await openReadable(record.source);
-      opened.push(source);
-      for (const d of record.destinations.filter((d) => !d.failed)) {
-        opened.push(await openReadable(d.path, 'destination'));
-      }
-      const { verify } = await import('./verify');
-      const { makeGeometry } = await import('./geometry');
-      const result = await verify(
-        source,
-        opened.slice(1),
-        makeGeometry(record.sourceSize, record.regionSize),
-        {
-          unreadable: meta.loadUnreadable(id),
-          onProgress: this.verifyProgress(id, record.sourceSize),
-        },
-      );
-      return {
-        job: id,
-        verified: Object.values(result.mismatches).every((r) => r.length === 0),
-        mismatches: result.mismatches,
-        skipped: result.skipped,
-        seconds: (performance.now() - started) / 1000,
-      };
-    } finally {
-      this.verifying.delete(id);
-      await Promise.all(opened.map((d) => d.close().catch(() => undefined)));
-    }
-  }
-
-  /** Reports verify progress, at most once a progress period (and at the end). */
-  private verifyProgress(id: number, size: number): (bytesDone: number) => void {
-    let last = 0;
-    return (bytesDone) => {
-      const t = performance.now();
-      if (t - last < (this.options.progressMs ?? PROGRESS_MS) && bytesDone < size) return;
-      last = t;
-      this.emit({ type: 'verify-progress', job: id, bytesDone, bytesTotal: size });
-    };
-  }
-
-  private emit(event: HostEvent): void {
+  private emit(event: EngineEvent): void {
     this.channel.send({ kind: 'event', event });
   }
 
@@ -617,8 +278,8 @@ export class EngineHost {
   async shutdown(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    for (const running of this.jobs.values()) running.prepared.job.cancel();
-    await Promise.all([...this.jobs.values()].map((r) => r.finished.catch(() => undefined)));
+    for (const { session } of this.sessions.values()) session.cancel();
+    await Promise.all([...this.sessions.values()].map((r) => r.ended.catch(() => undefined)));
     try {
       this.meta?.close();
     } catch {
@@ -626,15 +287,6 @@ export class EngineHost {
     }
     (this.options.exit ?? (() => process.exit(0)))();
   }
-}
-
-/** Sees every source read, so the app can show which regions are in flight. */
-function watchReads(source: Device, tracker: RegionTracker): void {
-  const read = source.read.bind(source);
-  source.read = (buffer: Buffer, offset: number) => {
-    tracker.read(offset, buffer.length);
-    return read(buffer, offset);
-  };
 }
 
 function isRequest(m: unknown): m is HostRequest {
@@ -655,9 +307,21 @@ function errorText(e: unknown): string {
 
 function errorCode(e: unknown): HostErrorCode {
   if (e instanceof HostError) return e.code;
+  if (e instanceof Refused) return 'refused';
   const name = (e as Error | undefined)?.constructor?.name;
-  if (name === 'Refused') return 'refused';
+  if (name === 'MetadataError') return 'refused';
   return 'engine';
+}
+
+/** Connects back to the app's socket and proves who we are with the token. */
+export async function connectBack(socketPath: string, token: string): Promise<Channel> {
+  const socket = await new Promise<net.Socket>((resolve, reject) => {
+    const s = net.connect(socketPath, () => resolve(s));
+    s.once('error', reject);
+  });
+  const auth: HostAuth = { kind: 'auth', token };
+  socket.write(frame(auth));
+  return socketChannel(socket);
 }
 
 // ---------------------------------------------------------------------------
@@ -683,20 +347,20 @@ export async function main(argv: string[]): Promise<void> {
     strict: true,
   });
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { defaultDatabasePath } = require('./metadata') as typeof import('./metadata');
-  const dbPath = values.db ?? process.env.DRIVETWIN_DB ?? defaultDatabasePath();
+  const { databasePath } = require('./metadata') as typeof import('./metadata');
+  const dbPath = databasePath(values.db);
   const progressMs = values['progress-ms'] ? Number(values['progress-ms']) : undefined;
   const owner = parseOwner(values.owner);
-  let channel: HostChannel;
+  let channel: Channel | null;
   if (values.socket) {
     if (!values['token-file']) throw new Error('--socket needs --token-file');
     const token = fs.readFileSync(values['token-file'], 'utf8').trim();
     channel = await connectBack(values.socket, token);
   } else {
-    const port = (process as NodeJS.Process & { parentPort?: ParentPort }).parentPort;
-    if (port) channel = parentPortChannel(port);
-    else if (process.send) channel = processChannel();
-    else throw new Error('the engine host is started by DriveTwin (no IPC channel, no --socket)');
+    channel = parentChannel();
+    if (!channel) {
+      throw new Error('the engine host is started by DriveTwin (no IPC channel, no --socket)');
+    }
   }
   const elevated = process.getuid?.() === 0 || Boolean(values.socket);
   new EngineHost(channel, { dbPath, owner, elevated, progressMs });

@@ -32,21 +32,30 @@ function inodeOf(file: string): string | null {
   }
 }
 
-export async function identify(device: Device, withHead: boolean): Promise<Identity> {
-  if (isStream(device)) return identifyFile(device.path, device.compressedSize, withHead);
+/** What names a drive or file for good, from its path alone: nothing is opened. */
+export function identifyPath(
+  p: string,
+  facts: Pick<Identity, 'kind' | 'size' | 'logicalBlockSize'>,
+): Identity {
   const id: Identity = {
-    kind: device.kind,
-    size: device.size,
-    logicalBlockSize: device.logicalBlockSize,
+    kind: facts.kind,
+    size: facts.size,
+    logicalBlockSize: facts.logicalBlockSize,
   };
-  if (device.kind === 'file') {
-    id.inode = inodeOf(device.path);
+  if (facts.kind === 'file') {
+    id.inode = inodeOf(p);
   } else {
-    const info = blockFacts(device.path);
+    const info = blockFacts(p);
     id.serial = info.serial;
     id.backingFile = info.backingFile;
     id.inode = info.backingFile ? inodeOf(info.backingFile) : null;
   }
+  return id;
+}
+
+export async function identify(device: Device, withHead: boolean): Promise<Identity> {
+  if (isStream(device)) return identifyFile(device.path, device.compressedSize, withHead);
+  const id = identifyPath(device.path, device);
   if (withHead) {
     const head = alignedBuffer(Math.min(HEAD_BYTES, device.size));
     await device.read(head, 0);

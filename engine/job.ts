@@ -3,67 +3,100 @@
 // destinations, so a region marked hydrated is always really on them.
 
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
 import { Copier, type CopyResult, type Target } from './copier';
 import { type Geometry, type Range, mergeRanges, regionRange } from './geometry';
-import { type Device, isStream } from './io/device';
-import { alignedBuffer } from './io/buffers';
-import type { JobOptions, Metadata, Mode } from './metadata';
+import { type Device, DeviceError, isStream } from './io/device';
+import { MAX_IN_FLIGHT_BYTES, MAX_IO_BYTES, alignedBuffer } from './io/buffers';
+import type { Metadata, Mode } from './metadata';
+import type { JobOptions } from './options';
+import { RateMeter } from './rate';
 import type { RegionMap } from './region-map';
+import { statusLine } from './status-line';
 import { Throttle, type ThrottleSettings } from './throttle';
-import type { DoneEvent, EngineEvent, ProgressEvent } from './protocol';
+import type { EngineEvent, ProgressEvent } from './protocol';
 
 const COMMIT_PERIOD_MS = 1000;
-const RATE_WINDOW_MS = 3000;
 
-type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string };
+/** A destination of the job: `index` is its place in the job's record. */
+export interface JobTarget extends Target {
+  index: number;
+}
 
 export interface JobParts {
   id: number;
   metadata: Metadata;
   geometry: Geometry;
   source: Device;
-  targets: Target[];
+  targets: JobTarget[];
   map: RegionMap;
   options: JobOptions;
   /** Free regions (used-only clones) that are zeroed rather than copied. */
   zeroRegions?: RegionMap | null;
 }
 
-/** Job events: 'event' (EngineEvent) for errors and mode changes. */
+type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string };
+
+/** How the copy ended; the session adds verify and turns it into the done event. */
+export interface CopyOutcome {
+  state: 'done' | 'interrupted' | 'failed';
+  error: string | null;
+  bytesRead: number;
+  bytesWritten: number;
+  regionsCopied: number;
+  unreadable: Range[];
+  /** Destinations that left the job during this run, with why. */
+  failed: Array<{ index: number; path: string; reason: string }>;
+  seconds: number;
+  /** The job database was deleted or replaced while the job ran. */
+  databaseLost: boolean;
+}
+
+/**
+ * Job events: 'event' (ErrorEvent | ModeEvent) for front ends; 'committed' (regions
+ * newly hydrated, as runs, and unreadable extents) after each commit.
+ */
 export class HydrationJob extends EventEmitter {
   readonly id: number;
   private readonly meta: Metadata;
   private readonly geometry: Geometry;
   private readonly source: Device;
-  private readonly targets: (Target | null)[];
+  private readonly targets: (JobTarget | null)[];
   private readonly map: RegionMap;
   private readonly zeroRegions: RegionMap | null;
-  private readonly options: JobOptions;
+  private readonly fixedOptions: JobOptions;
   private readonly throttle: Throttle;
   private readonly copier: Copier;
+  private readonly rateMeter = new RateMeter();
 
   private mode: Mode = 'rw';
   private cursor = 0;
-  private hydrating = 0;
   private paused = false;
+  private flushingAtEnd = false;
   private stopReason: StopReason | null = null;
   private wake: () => void = () => undefined;
   private freeBuffers: Buffer[] = [];
   private buffersLeft: number;
+  private readonly bufferBytes: number;
+  private readonly batchRegions: number;
   private commitChain: Promise<void> = Promise.resolve();
 
-  /** Copied and written, waiting for the next commit. */
+  /** Batches in flight: read, or being written. */
+  private readonly inFlight = new Map<number, number>();
+  /** Written to every destination, waiting for the next commit. */
   private copied: Array<{ first: number; count: number }> = [];
+  /** Taken by the commit under way: written, being flushed. */
+  private committing: Array<{ first: number; count: number }> = [];
   private pendingUnreadable: Range[] = [];
   private unreadable: Range[] = [];
-  private failedDestinations: string[] = [];
+  private readonly failed: CopyOutcome['failed'] = [];
+  private databaseLost = false;
 
   private bytesDone: number;
   private bytesRead = 0;
   private bytesWritten = 0;
   private regionsCopied = 0;
   private startedAt = 0;
-  private samples: Array<{ t: number; bytes: number }> = [];
 
   constructor(parts: JobParts) {
     super();
@@ -75,46 +108,44 @@ export class HydrationJob extends EventEmitter {
     this.targets = [...parts.targets];
     this.map = parts.map;
     this.zeroRegions = parts.zeroRegions ?? null;
-    this.options = parts.options;
+    this.fixedOptions = { ...parts.options };
+    const { regionSize } = parts.geometry;
+    // Memory stays bounded in bytes: a batch is at most one big I/O's worth of regions
+    // (at least one region, copied in pieces when bigger), and only as many batches are
+    // in flight as their buffers fit in the in-flight budget.
+    this.batchRegions = Math.max(1, Math.min(parts.options.batch, MAX_IO_BYTES / regionSize));
+    this.bufferBytes = Math.min(this.batchRegions * regionSize, MAX_IO_BYTES);
+    this.buffersLeft = Math.max(
+      1,
+      Math.min(
+        Math.ceil(parts.options.threshold / this.batchRegions),
+        Math.floor(MAX_IN_FLIGHT_BYTES / this.bufferBytes),
+      ),
+    );
     this.throttle = new Throttle(
       { percent: parts.options.throttle, maxRate: parts.options.maxRate },
       undefined,
       undefined,
-      Math.ceil(parts.options.threshold / parts.options.batch),
+      this.buffersLeft,
     );
     this.copier = new Copier(parts.source, this.throttle, {
       ignoreErrors: parts.options.ignoreErrors,
       sequential: parts.options.sequential,
-      zeroUnit: parts.geometry.regionSize,
+      zeroUnit: regionSize,
     });
     this.unreadable = this.meta.loadUnreadable(this.id);
     this.bytesDone = this.hydratedBytes();
-    // Memory stays bounded: one buffer per batch that may be in flight.
-    this.buffersLeft = Math.ceil(parts.options.threshold / parts.options.batch);
+    this.rateMeter.restart(this.bytesDone);
   }
 
-  /** A batch buffer: a free one, or a new one while fewer than the bound exist. */
-  private takeBuffer(): Buffer | null {
-    const free = this.freeBuffers.pop();
-    if (free) return free;
-    if (this.buffersLeft === 0) return null;
-    this.buffersLeft -= 1;
-    return alignedBuffer(this.options.batch * this.geometry.regionSize);
+  /** The options in force: the throttle holds the live percent and rate cap. */
+  get options(): JobOptions {
+    const { percent, maxRate } = this.throttle.current;
+    return { ...this.fixedOptions, throttle: percent, maxRate };
   }
 
-  async run(): Promise<DoneEvent> {
-    this.startedAt = performance.now();
-    const timer = setInterval(() => void this.commit(), COMMIT_PERIOD_MS);
-    const sizeWasKnown = this.sizeKnown;
-    try {
-      await this.hydrate();
-      // Images of a stream grew with the writes: zero regions at the end left them short.
-      if (!sizeWasKnown && this.sizeKnown) await this.settleImageLengths();
-    } finally {
-      clearInterval(timer);
-    }
-    await this.commit();
-    return this.finish();
+  get isPaused(): boolean {
+    return this.paused;
   }
 
   get sizeKnown(): boolean {
@@ -126,12 +157,107 @@ export class HydrationJob extends EventEmitter {
     return { ...this.geometry };
   }
 
+  async run(): Promise<CopyOutcome> {
+    this.startedAt = performance.now();
+    this.rateMeter.restart(this.bytesDone);
+    const timer = setInterval(() => void this.commit(), COMMIT_PERIOD_MS);
+    const sizeWasKnown = this.sizeKnown;
+    try {
+      await this.hydrate();
+      // Images of a stream grew with the writes: zero regions at the end left them short.
+      if (!sizeWasKnown && this.sizeKnown) await this.settleImageLengths();
+    } finally {
+      clearInterval(timer);
+    }
+    this.flushingAtEnd = true;
+    await this.commit();
+    this.flushingAtEnd = false;
+    return this.finish();
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.rateMeter.restart(this.bytesDone);
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.rateMeter.restart(this.bytesDone);
+    this.wake();
+  }
+
+  /** In-flight I/O finishes and is committed; the job stays resumable. */
+  cancel(): void {
+    this.stopReason ??= { kind: 'cancelled' };
+    this.wake();
+  }
+
+  setThrottle(change: Partial<ThrottleSettings>): void {
+    this.throttle.set(change);
+    this.rateMeter.restart(this.bytesDone);
+  }
+
+  status(): string {
+    return statusLine({
+      regionSize: this.geometry.regionSize,
+      hydrated: this.map.count,
+      total: this.sizeKnown ? this.geometry.regionCount : null,
+      hydrating: this.regionsHydrating(),
+      paused: this.paused,
+      sparse: this.targets.some((t) => t?.skipZeros),
+      options: this.options,
+      mode: this.mode,
+    });
+  }
+
+  /** Regions hydrated plus written-awaiting-commit plus in flight never exceed the total. */
+  progress(): ProgressEvent {
+    this.rateMeter.sample(this.bytesDone);
+    const total = this.sizeKnown ? this.geometry.size : this.estimatedSize();
+    const left = total - this.bytesDone;
+    const throttle = this.throttle.current;
+    return {
+      type: 'progress',
+      job: this.id,
+      phase: this.flushingAtEnd ? 'flushing' : 'copying',
+      bytesDone: this.bytesDone,
+      bytesTotal: total,
+      sizeKnown: this.sizeKnown,
+      regionsHydrated: this.map.count,
+      regionsWritten: count(this.copied) + count(this.committing),
+      hydrating: this.regionsHydrating(),
+      regionsTotal: Math.ceil(total / this.geometry.regionSize),
+      rate: this.paused ? 0 : this.rateMeter.rate(),
+      eta: this.paused ? null : this.rateMeter.eta(left),
+      paused: this.paused,
+      throttle: { percent: throttle.percent, maxRate: throttle.maxRate },
+      status: this.status(),
+    };
+  }
+
+  /** Regions not yet committed: in flight, or written and waiting for the commit. */
+  uncommittedRuns(): Array<{ first: number; count: number }> {
+    const inFlight = [...this.inFlight].map(([first, n]) => ({ first, count: n }));
+    return [...inFlight, ...this.copied, ...this.committing];
+  }
+
+  private regionsHydrating(): number {
+    let n = 0;
+    for (const c of this.inFlight.values()) n += c;
+    return n;
+  }
+
+  /** Until a stream ends: its uncompressed size, extrapolated from how far into the compressed file it is. */
+  private estimatedSize(): number {
+    if (!isStream(this.source) || this.source.compressedPosition === 0) return this.bytesDone;
+    const ratio = this.source.compressedSize / this.source.compressedPosition;
+    return Math.max(this.bytesDone, Math.round(this.bytesDone * ratio));
+  }
+
   private async settleImageLengths(): Promise<void> {
     await Promise.all(
       this.liveTargets().map((t) =>
-        t.device
-          .setLength?.(this.geometry.size)
-          .catch((e: Error) => this.dropTarget(t.device.path, e.message)),
+        t.device.setLength?.(this.geometry.size).catch((e: Error) => this.dropTarget(t, e.message)),
       ),
     );
   }
@@ -145,101 +271,43 @@ export class HydrationJob extends EventEmitter {
     this.meta.setSourceSize(this.id, end, this.geometry.regionCount);
   }
 
-  pause(): void {
-    this.paused = true;
-  }
-
-  resume(): void {
-    this.paused = false;
-    this.wake();
-  }
-
-  /** In-flight I/O finishes and is committed; the job stays resumable. */
-  cancel(): void {
-    this.stopReason ??= { kind: 'cancelled' };
-    this.wake();
-  }
-
-  setThrottle(change: Partial<ThrottleSettings>): void {
-    this.throttle.set(change);
-    if (change.percent !== undefined) this.options.throttle = change.percent;
-    if (change.maxRate !== undefined) this.options.maxRate = change.maxRate;
-  }
-
-  status(): string {
-    return statusLine({
-      regionSize: this.geometry.regionSize,
-      hydrated: this.map.count,
-      total: this.sizeKnown ? this.geometry.regionCount : null,
-      hydrating: this.hydrating,
-      paused: this.paused,
-      sparse: this.targets.some((t) => t?.skipZeros),
-      options: this.options,
-      mode: this.mode,
-    });
-  }
-
-  progress(): ProgressEvent {
-    const t = performance.now();
-    this.samples.push({ t, bytes: this.bytesDone });
-    while (this.samples.length > 2 && t - this.samples[0].t > RATE_WINDOW_MS) this.samples.shift();
-    const first = this.samples[0];
-    const span = (t - first.t) / 1000;
-    const rate = span > 0 ? (this.bytesDone - first.bytes) / span : 0;
-    const total = this.sizeKnown ? this.geometry.size : this.estimatedSize();
-    const left = total - this.bytesDone;
-    return {
-      type: 'progress',
-      job: this.id,
-      bytesDone: this.bytesDone,
-      bytesTotal: total,
-      sizeKnown: this.sizeKnown,
-      regionsHydrated: this.map.count,
-      regionsTotal: Math.ceil(total / this.geometry.regionSize),
-      hydrating: this.hydrating,
-      rate: Math.round(rate),
-      eta: left === 0 ? 0 : rate > 0 ? Math.round(left / rate) : null,
-      paused: this.paused,
-      status: this.status(),
-    };
-  }
-
-  /** Until a stream ends: its uncompressed size, extrapolated from how far into the compressed file it is. */
-  private estimatedSize(): number {
-    if (!isStream(this.source) || this.source.compressedPosition === 0) return this.bytesDone;
-    const ratio = this.source.compressedSize / this.source.compressedPosition;
-    return Math.max(this.bytesDone, Math.round(this.bytesDone * ratio));
-  }
-
   private emitEvent(event: EngineEvent): void {
     this.emit('event', event);
   }
 
+  /** A batch buffer: a free one, or a new one while fewer than the bound exist. */
+  private takeBuffer(): Buffer {
+    const free = this.freeBuffers.pop();
+    if (free) return free;
+    this.buffersLeft -= 1;
+    return alignedBuffer(this.bufferBytes);
+  }
+
+  private hasBuffer(): boolean {
+    return this.freeBuffers.length > 0 || this.buffersLeft > 0;
+  }
+
   /** Keeps up to `threshold` regions in flight until every region is dispatched or we stop. */
   private async hydrate(): Promise<void> {
-    const inFlight = new Set<Promise<void>>();
+    const running = new Set<Promise<void>>();
     for (;;) {
       while (!this.stopReason && !this.paused && this.hasBuffer()) {
         const batch = this.nextBatch();
         if (!batch) break;
         const copy: Promise<void> = this.hydrateBatch(batch.first, batch.count).finally(() =>
-          inFlight.delete(copy),
+          running.delete(copy),
         );
-        inFlight.add(copy);
+        running.add(copy);
       }
       const idle = this.stopReason || this.paused || this.cursor >= this.geometry.regionCount;
-      if (inFlight.size === 0 && (this.stopReason || this.cursor >= this.geometry.regionCount))
+      if (running.size === 0 && (this.stopReason || this.cursor >= this.geometry.regionCount))
         break;
-      if (inFlight.size === 0 && !idle) continue;
+      if (running.size === 0 && !idle) continue;
       await new Promise<void>((resolve) => {
         this.wake = resolve;
-        for (const p of inFlight) void p.then(resolve);
+        for (const p of running) void p.then(resolve);
       });
     }
-  }
-
-  private hasBuffer(): boolean {
-    return this.freeBuffers.length > 0 || this.buffersLeft > 0;
   }
 
   /** The next run of unhydrated regions after the cursor, no longer than a batch nor the threshold allows. */
@@ -249,31 +317,31 @@ export class HydrationJob extends EventEmitter {
       this.cursor = this.geometry.regionCount;
       return null;
     }
-    const room = Math.min(this.options.batch, this.options.threshold - this.hydrating);
+    const room = Math.min(this.batchRegions, this.fixedOptions.threshold - this.regionsHydrating());
     if (room <= 0) return null;
     // A batch is all copies or all zeroings.
     const zero = this.isZeroRegion(first);
-    let count = 1;
+    let n = 1;
     while (
-      count < room &&
-      first + count < this.geometry.regionCount &&
-      !this.map.has(first + count) &&
-      this.isZeroRegion(first + count) === zero
+      n < room &&
+      first + n < this.geometry.regionCount &&
+      !this.map.has(first + n) &&
+      this.isZeroRegion(first + n) === zero
     ) {
-      count += 1;
+      n += 1;
     }
-    this.cursor = first + count;
-    return { first, count };
+    this.cursor = first + n;
+    return { first, count: n };
   }
 
   private isZeroRegion(region: number): boolean {
     return this.zeroRegions?.has(region) ?? false;
   }
 
-  private async hydrateBatch(first: number, count: number): Promise<void> {
-    const buffer = this.takeBuffer() as Buffer;
-    this.hydrating += count;
-    const range = regionRange(this.geometry, first, count);
+  private async hydrateBatch(first: number, n: number): Promise<void> {
+    const buffer = this.takeBuffer();
+    this.inFlight.set(first, n);
+    const range = regionRange(this.geometry, first, n);
     let result: CopyResult;
     try {
       result = this.isZeroRegion(first)
@@ -283,24 +351,29 @@ export class HydrationJob extends EventEmitter {
           )
         : await this.copier.copy(range, buffer, this.targets);
     } catch (e) {
-      this.stop(`copy of bytes ${range.offset}+${range.length} failed: ${(e as Error).message}`);
-      return;
+      this.inFlight.delete(first);
+      return this.stop(`copy of bytes ${range.offset}+${range.length} failed: ${(e as Error).message}`);
     } finally {
-      this.hydrating -= count;
       this.freeBuffers.push(buffer);
     }
+    this.inFlight.delete(first);
     this.bytesRead += result.bytesRead;
     this.bytesWritten += result.bytesWritten;
     if (result.end !== undefined) this.learnSize(result.end);
     // Past a stream's end there are no regions to mark.
-    const real = Math.min(count, this.geometry.regionCount - first);
+    const real = Math.min(n, this.geometry.regionCount - first);
     const length = Math.min(range.length, this.geometry.size - range.offset);
-    if (result.readError) {
-      this.recordError(this.source.path, result.readError.message, true, result.readError);
-      this.stop(result.readError.message);
-      return;
+    if (result.readError || result.unreadable.length > 0) {
+      const gone = await this.sourceGone(result.readError);
+      if (gone) return this.stop(gone, this.source.path);
     }
-    result.writeErrors.forEach((e) => this.dropTarget(e.path, e.message));
+    if (result.readError) {
+      return this.stop(result.readError.message, this.source.path, result.readError);
+    }
+    result.writeErrors.forEach((e) => {
+      const target = this.targets.find((t) => t?.device.path === e.path);
+      if (target) this.dropTarget(target, e.message);
+    });
     if (this.liveTargets().length === 0) return;
     if (result.unreadable.length > 0) {
       this.pendingUnreadable.push(...result.unreadable);
@@ -320,22 +393,45 @@ export class HydrationJob extends EventEmitter {
     this.copied.push({ first, count: real });
     this.bytesDone += length;
     this.regionsCopied += real;
+    this.rateMeter.sample(this.bytesDone);
   }
 
-  private liveTargets(): Target[] {
-    return this.targets.filter((t): t is Target => t !== null);
+  /**
+   * A drive that is gone is not a bad sector: when a read fails, the first block (read
+   * when the job started) is read again; failing too, the source is gone, and the job
+   * stops resumably instead of recording the rest of the disk as unreadable.
+   */
+  private async sourceGone(error: DeviceError | null): Promise<string | null> {
+    if (isStream(this.source)) return null;
+    const why = (code: string | undefined): string =>
+      `the source ${this.source.path} is gone (${code ?? 'no answer'}): reads that worked ` +
+      `before fail now. Reconnect it, then resume job ${this.id}`;
+    if (!fs.existsSync(this.source.path)) return why('ENOENT');
+    try {
+      await this.source.read(alignedBuffer(this.source.logicalBlockSize), 0);
+    } catch (e) {
+      return why((e as DeviceError).code ?? error?.code);
+    }
+    return null;
+  }
+
+  private liveTargets(): JobTarget[] {
+    return this.targets.filter((t): t is JobTarget => t !== null);
   }
 
   /** kcopyd's write_err: the failing destination leaves the job, the others go on. */
-  private dropTarget(path: string, reason: string): void {
-    const index = this.targets.findIndex((t) => t?.device.path === path);
-    if (index < 0) return;
-    const target = this.targets[index] as Target;
-    this.targets[index] = null;
-    this.failedDestinations.push(path);
+  private dropTarget(target: JobTarget, reason: string): void {
+    const slot = this.targets.indexOf(target);
+    if (slot < 0) return;
+    this.targets[slot] = null;
+    this.failed.push({ index: target.index, path: target.device.path, reason });
     void target.device.close().catch(() => undefined);
-    this.meta.failDestination(this.id, index, reason);
-    this.recordError(path, `${reason}; this destination was dropped`, false);
+    try {
+      this.meta.failDestination(this.id, target.index, reason);
+    } catch (e) {
+      this.metadataFailed(`recording that ${target.device.path} failed: ${(e as Error).message}`);
+    }
+    this.recordError(target.device.path, `${reason}; this destination left the job`, false);
     if (this.liveTargets().length === 0) this.stop('every destination failed');
   }
 
@@ -356,8 +452,12 @@ export class HydrationJob extends EventEmitter {
     });
   }
 
-  private stop(message: string): void {
-    this.stopReason ??= { kind: 'failed', message };
+  /** Stops hydrating, saying why once: the first reason is the one recorded. */
+  private stop(message: string, device: string | null = null, at?: Range): void {
+    if (!this.stopReason) {
+      this.stopReason = { kind: 'failed', message };
+      this.recordError(device, message, true, at);
+    }
     this.wake();
   }
 
@@ -372,13 +472,20 @@ export class HydrationJob extends EventEmitter {
       return;
     }
     // Only regions whose writes completed before the flush is issued may be marked.
-    const regions = this.copied.splice(0);
+    this.committing = this.copied.splice(0);
     const unreadable = this.pendingUnreadable.splice(0);
     const flushes = this.liveTargets().map((t) =>
-      t.device.flush().catch((e: Error) => this.dropTarget(t.device.path, e.message)),
+      t.device.flush().catch((e: Error) => this.dropTarget(t, e.message)),
     );
     await Promise.all(flushes);
+    const regions = this.committing;
+    this.committing = [];
     if (this.liveTargets().length === 0) return;
+    if (!this.databaseLost && !this.meta.stillAtPath()) {
+      // Commits still reach the open (deleted) file: the session writes it out again at the end.
+      this.databaseLost = true;
+      this.stop(`the job database ${this.meta.file} was deleted or replaced during the copy`);
+    }
     for (const r of regions) this.map.setRange(r.first, r.count);
     this.unreadable = mergeRanges([...this.unreadable, ...unreadable]);
     try {
@@ -391,15 +498,16 @@ export class HydrationJob extends EventEmitter {
       });
     } catch (e) {
       this.metadataFailed(`commit failed: ${(e as Error).message}`);
+      return;
     }
+    this.emit('committed', regions, unreadable);
   }
 
   /** Like dm-clone: a failed commit makes the metadata read-only and reloads what is committed. */
   private metadataFailed(reason: string): void {
     this.setMode('ro', reason);
     try {
-      const committed = this.meta.loadBitmap(this.meta.getJob(this.id)!);
-      this.map.load([{ index: 0, bytes: committed.bits }]);
+      this.map.load([{ index: 0, bytes: this.meta.loadBitmap(this.meta.getJob(this.id)!).bits }]);
     } catch (e) {
       this.setMode('fail', `reloading the committed bitmap failed: ${(e as Error).message}`);
     }
@@ -413,27 +521,42 @@ export class HydrationJob extends EventEmitter {
     this.emitEvent({ type: 'mode', job: this.id, mode: next, reason });
   }
 
-  private finish(): DoneEvent {
+  /** Done only when every destination still in the job holds every region. */
+  private finish(): CopyOutcome {
     const complete =
       this.sizeKnown && this.map.count === this.geometry.regionCount && this.mode === 'rw';
-    const state = complete ? 'done' : this.stopReason?.kind === 'failed' ? 'failed' : 'interrupted';
-    const error = this.stopReason?.kind === 'failed' ? this.stopReason.message : null;
+    const lostDestination = this.failed.length > 0;
+    let error = this.stopReason?.kind === 'failed' ? this.stopReason.message : null;
+    if (lostDestination && !error) {
+      error = this.failed.map((f) => `destination ${f.path} failed: ${f.reason}`).join('; ');
+    }
+    const state =
+      complete && !lostDestination
+        ? 'done'
+        : error !== null
+          ? 'failed'
+          : 'interrupted';
+    const seconds = (performance.now() - this.startedAt) / 1000;
     try {
-      this.meta.setState(this.id, state, { error, mode: this.mode, options: this.options });
+      this.meta.setState(this.id, state, {
+        error,
+        mode: this.mode,
+        options: this.options,
+        copySeconds: seconds,
+      });
     } catch (e) {
       this.setMode('fail', `recording the job's end failed: ${(e as Error).message}`);
     }
     return {
-      type: 'done',
-      job: this.id,
       state,
+      error,
       bytesRead: this.bytesRead,
       bytesWritten: this.bytesWritten,
       regionsCopied: this.regionsCopied,
-      unreadableBytes: this.unreadable.reduce((n, r) => n + r.length, 0),
       unreadable: this.unreadable,
-      failedDestinations: this.failedDestinations,
-      seconds: (performance.now() - this.startedAt) / 1000,
+      failed: this.failed,
+      seconds,
+      databaseLost: this.databaseLost,
     };
   }
 
@@ -446,39 +569,6 @@ export class HydrationJob extends EventEmitter {
   }
 }
 
-/** dm-clone's status line: <region size> <hydrated>/<total> <hydrating> <features> <core args> <mode>. */
-export function statusLine(s: {
-  regionSize: number;
-  hydrated: number;
-  /** Null while a streamed source's size is unknown. */
-  total: number | null;
-  hydrating: number;
-  paused: boolean;
-  sparse: boolean;
-  options: JobOptions;
-  mode: Mode;
-}): string {
-  const o = s.options;
-  const features = [
-    s.paused && 'no_hydration',
-    o.ignoreErrors && 'ignore_errors',
-    o.sequential && 'sequential',
-    s.sparse && 'sparse',
-  ].filter((f): f is string => typeof f === 'string');
-  const args = [
-    ['hydration_threshold', o.threshold],
-    ['hydration_batch_size', o.batch],
-    ['throttle', o.throttle],
-    ['max_rate', o.maxRate],
-  ].flat();
-  return [
-    s.regionSize,
-    `${s.hydrated}/${s.total ?? '?'}`,
-    s.hydrating,
-    features.length,
-    ...features,
-    args.length,
-    ...args,
-    s.mode,
-  ].join(' ');
+function count(runs: Array<{ count: number }>): number {
+  return runs.reduce((n, r) => n + r.count, 0);
 }

@@ -1,5 +1,6 @@
 // The job database: jobs, their destinations, the hydrated bitmap (in chunks),
-// unreadable extents and errors. One module owns the schema and its version rule.
+// unreadable extents and errors. One module owns the schema, its version rule and
+// where the file lives.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -7,38 +8,28 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { type Range, mergeRanges } from './geometry';
 import { RegionMap } from './region-map';
 import type { Identity } from './identity';
+import type { JobOptions } from './options';
 
 export const SCHEMA_MAJOR = 1;
-export const SCHEMA_MINOR = 0;
+export const SCHEMA_MINOR = 1;
 /** PRAGMA application_id: "DTwn", so another program's SQLite file is told apart. */
 const APPLICATION_ID = 0x4454776e;
 
 export class MetadataError extends Error {}
 
-export type JobState = 'running' | 'interrupted' | 'done' | 'failed';
+/** `verifying`: copied, and being compared; a verify that never ended reads as done, not verified. */
+export type JobState = 'running' | 'verifying' | 'interrupted' | 'done' | 'failed';
 export type Mode = 'rw' | 'ro' | 'fail';
-
-export interface JobOptions {
-  threshold: number;
-  batch: number;
-  throttle: number;
-  maxRate: number;
-  sparse: boolean | null;
-  ignoreErrors: boolean;
-  sequential: boolean;
-  verify: boolean;
-  /** Copy only what an ext2/3/4 or FAT32 file system uses. */
-  usedOnly: boolean;
-  /** With usedOnly: write zeros over free space on drives (images get holes anyway). */
-  zeroFree: boolean;
-}
 
 export interface DestinationRecord {
   index: number;
   path: string;
   size: number;
   identity: Identity;
+  /** Why it left the job (a failed write or flush, or the user dropped it), or null. */
   failed: string | null;
+  /** The user chose to finish without it: it never comes back. */
+  dropped: boolean;
 }
 
 export interface JobRecord {
@@ -56,6 +47,10 @@ export interface JobRecord {
   pid: number | null;
   error: string | null;
   statusLine: string | null;
+  /** Every destination still in the job compared equal (true), differed (false), or not verified. */
+  verified: boolean | null;
+  copySeconds: number;
+  verifySeconds: number;
   createdAt: string;
   updatedAt: string;
   finishedAt: string | null;
@@ -70,7 +65,7 @@ export interface CommitDelta {
   statusLine: string;
 }
 
-const SCHEMA = `
+const SCHEMA_1_0 = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE jobs (
   id INTEGER PRIMARY KEY,
@@ -121,6 +116,22 @@ CREATE TABLE errors (
 );
 `;
 
+/** 1.1: verify results and times; a failed destination keeps the bitmap it held when it failed. */
+const MIGRATE_1_1 = `
+ALTER TABLE jobs ADD COLUMN verified INTEGER;
+ALTER TABLE jobs ADD COLUMN copy_seconds REAL NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN verify_seconds REAL NOT NULL DEFAULT 0;
+ALTER TABLE destinations ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE destination_bitmap (
+  job INTEGER NOT NULL,
+  idx INTEGER NOT NULL,
+  chunk INTEGER NOT NULL,
+  bits BLOB NOT NULL,
+  PRIMARY KEY (job, idx, chunk),
+  FOREIGN KEY (job, idx) REFERENCES destinations(job, idx) ON DELETE CASCADE
+);
+`;
+
 /** Where the database lives unless --db or DRIVETWIN_DB says otherwise. */
 export function defaultDatabasePath(env = process.env, platform = process.platform): string {
   const home = env.HOME ?? env.USERPROFILE ?? '.';
@@ -135,6 +146,11 @@ export function defaultDatabasePath(env = process.env, platform = process.platfo
   return path.join(data, 'drivetwin', 'jobs.db');
 }
 
+/** The one rule for which database to use: a --db flag, else $DRIVETWIN_DB, else the default. */
+export function databasePath(flag?: string, env = process.env): string {
+  return flag ?? env.DRIVETWIN_DB ?? defaultDatabasePath(env);
+}
+
 /** The version rule: same major loads, a newer minor is tolerated, another major is refused. */
 export function versionProblem(major: number, minor: number): string | null {
   if (major === SCHEMA_MAJOR) return null;
@@ -143,6 +159,12 @@ export function versionProblem(major: number, minor: number): string | null {
     `the job database has schema ${major}.${minor}, from ${which} DriveTwin; ` +
     `this one reads ${SCHEMA_MAJOR}.x (use --db to choose another database)`
   );
+}
+
+/** SQLite's "another connection holds the lock" (after busy_timeout). */
+export function isBusy(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
 }
 
 const now = (): string => new Date().toISOString();
@@ -162,13 +184,36 @@ interface JobRow {
   pid: number | null;
   error: string | null;
   status_line: string | null;
+  verified: number | null;
+  copy_seconds: number;
+  verify_seconds: number;
   created_at: string;
   updated_at: string;
   finished_at: string | null;
 }
 
+interface DestinationRow {
+  idx: number;
+  path: string;
+  size: number;
+  identity: string;
+  failed: string | null;
+  dropped: number;
+}
+
+type Chunk = { index: number; bytes: Buffer };
+
 export class Metadata {
-  private constructor(readonly db: BetterSqlite3.Database) {}
+  private readonly statements = new Map<string, BetterSqlite3.Statement>();
+  /** dev:ino of the file when opened: a file deleted or replaced under us is noticed. */
+  private readonly inode: string | null;
+
+  private constructor(
+    readonly db: BetterSqlite3.Database,
+    readonly file: string,
+  ) {
+    this.inode = inodeOf(file);
+  }
 
   static open(file: string): Metadata {
     fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
@@ -189,9 +234,11 @@ export class Metadata {
       db.pragma('foreign_keys = ON');
     } catch (e) {
       db.close();
-      throw e instanceof MetadataError ? e : new MetadataError((e as Error).message);
+      if (e instanceof MetadataError) throw e;
+      if (isBusy(e)) throw new MetadataError(lockedMessage(file));
+      throw new MetadataError((e as Error).message);
     }
-    return new Metadata(db);
+    return new Metadata(db, path.resolve(file));
   }
 
   private static migrate(db: BetterSqlite3.Database, file: string): void {
@@ -199,12 +246,14 @@ export class Metadata {
     try {
       appId = db.pragma('application_id', { simple: true }) as number;
     } catch (e) {
+      if (isBusy(e)) throw e;
       throw new MetadataError(`${file} is not a DriveTwin job database: ${(e as Error).message}`);
     }
     const tables = db.prepare(`SELECT count(*) AS n FROM sqlite_master`).get() as { n: number };
     if (appId === 0 && tables.n === 0) {
       db.transaction(() => {
-        db.exec(SCHEMA);
+        db.exec(SCHEMA_1_0);
+        db.exec(MIGRATE_1_1);
         db.pragma(`application_id = ${APPLICATION_ID}`);
         const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
         put.run('schema_major', String(SCHEMA_MAJOR));
@@ -221,12 +270,53 @@ export class Metadata {
       Number(
         (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string }).value,
       );
-    const problem = versionProblem(get('schema_major'), get('schema_minor'));
+    const major = get('schema_major');
+    const minor = get('schema_minor');
+    const problem = versionProblem(major, minor);
     if (problem) throw new MetadataError(problem);
+    if (minor < 1) {
+      db.transaction(() => {
+        db.exec(MIGRATE_1_1);
+        db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema_minor'`).run(
+          String(SCHEMA_MINOR),
+        );
+      })();
+    }
+  }
+
+  /** Each statement is prepared once, on first use. */
+  private sql(text: string): BetterSqlite3.Statement {
+    let statement = this.statements.get(text);
+    if (!statement) {
+      statement = this.db.prepare(text);
+      this.statements.set(text, statement);
+    }
+    return statement;
+  }
+
+  /** A write transaction taken at once, so a lock held elsewhere is met before anything else is done. */
+  private write<T>(work: () => T): T {
+    try {
+      return this.db.transaction(work).immediate();
+    } catch (e) {
+      if (isBusy(e)) throw new MetadataError(lockedMessage(this.file));
+      throw e;
+    }
   }
 
   close(): void {
     this.db.close();
+  }
+
+  /** False once the file was deleted or replaced: what is committed now reaches no file anyone will open. */
+  stillAtPath(): boolean {
+    return this.inode !== null && inodeOf(this.file) === this.inode;
+  }
+
+  /** Writes everything this connection holds to a new database at its path (after the file was deleted). */
+  saveAgain(): void {
+    if (fs.existsSync(this.file)) throw new Error(`${this.file} exists again: left as it is`);
+    this.db.prepare('VACUUM INTO ?').run(this.file);
   }
 
   createJob(job: {
@@ -238,177 +328,278 @@ export class Metadata {
     options: JobOptions;
     destinations: Array<{ path: string; size: number; identity: Identity }>;
   }): number {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const t = now();
-      const { lastInsertRowid } = this.db
-        .prepare(
-          `INSERT INTO jobs (source, source_size, source_identity, region_size, regions_total,
-             options, state, pid, created_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)`,
-        )
-        .run(
-          job.source,
-          job.sourceSize,
-          JSON.stringify(job.sourceIdentity),
-          job.regionSize,
-          job.regionsTotal,
-          JSON.stringify(job.options),
-          process.pid,
-          t,
-          t,
-        );
+      const { lastInsertRowid } = this.sql(
+        `INSERT INTO jobs (source, source_size, source_identity, region_size, regions_total,
+           options, state, pid, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)`,
+      ).run(
+        job.source,
+        job.sourceSize,
+        JSON.stringify(job.sourceIdentity),
+        job.regionSize,
+        job.regionsTotal,
+        JSON.stringify(job.options),
+        process.pid,
+        t,
+        t,
+      );
       const id = Number(lastInsertRowid);
-      const put = this.db.prepare(
+      const put = this.sql(
         'INSERT INTO destinations (job, idx, path, size, identity) VALUES (?, ?, ?, ?, ?)',
       );
       job.destinations.forEach((d, i) =>
         put.run(id, i, d.path, d.size, JSON.stringify(d.identity)),
       );
       return id;
-    })();
+    });
+  }
+
+  /**
+   * Takes job `id` for this process: refused while another live process runs it. One
+   * transaction, so two processes resuming the same job at once can't both win.
+   */
+  claimJob(id: number, options: JobOptions, state: 'running' | 'verifying' = 'running'): void {
+    this.write(() => {
+      const row = this.sql('SELECT state, pid FROM jobs WHERE id = ?').get(id) as
+        | { state: JobState; pid: number | null }
+        | undefined;
+      if (!row) throw new MetadataError(`there is no job ${id}`);
+      if ((row.state === 'running' || row.state === 'verifying') && processAlive(row.pid)) {
+        throw new MetadataError(`job ${id} is already running (process ${row.pid})`);
+      }
+      this.sql(
+        `UPDATE jobs SET state = ?, pid = ?, options = ?, error = NULL, mode = 'rw',
+           updated_at = ?, finished_at = NULL WHERE id = ?`,
+      ).run(state, process.pid, JSON.stringify(options), now(), id);
+    });
   }
 
   getJob(id: number): JobRecord | null {
-    const row = this.db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
+    const row = this.sql('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
     return row ? this.toRecord(row) : null;
   }
 
   listJobs(): JobRecord[] {
-    const rows = this.db.prepare('SELECT * FROM jobs ORDER BY id').all() as JobRow[];
+    const rows = this.sql('SELECT * FROM jobs ORDER BY id').all() as JobRow[];
     return rows.map((r) => this.toRecord(r));
   }
 
   /** The newest unfinished job copying exactly this source to exactly these destinations. */
   findUnfinished(source: string, destinations: string[]): JobRecord | null {
-    return this.findJob(source, destinations, `state != 'done'`);
+    return this.jobsFor(source, destinations).find((j) => j.state !== 'done') ?? null;
   }
 
   /** The newest finished one: cloning it again brings the destinations up to date. */
   findFinished(source: string, destinations: string[]): JobRecord | null {
-    return this.findJob(source, destinations, `state = 'done'`);
+    return this.jobsFor(source, destinations).find((j) => j.state === 'done') ?? null;
   }
 
-  private findJob(source: string, destinations: string[], stateTest: string): JobRecord | null {
+  /** Every job copying exactly this source to exactly these destinations, newest first. */
+  jobsFor(source: string, destinations: string[]): JobRecord[] {
     const key = (paths: string[]): string => [...paths].sort().join('\n');
-    const rows = this.db
-      .prepare(`SELECT * FROM jobs WHERE source = ? AND ${stateTest} ORDER BY id DESC`)
-      .all(source) as JobRow[];
-    const match = rows
+    const rows = this.sql(`SELECT * FROM jobs WHERE source = ? ORDER BY id DESC`).all(
+      source,
+    ) as JobRow[];
+    return rows
       .map((row) => this.toRecord(row))
-      .find((job) => key(job.destinations.map((d) => d.path)) === key(destinations));
-    return match ?? null;
+      .filter((job) => key(job.destinations.map((d) => d.path)) === key(destinations));
+  }
+
+  /** Jobs running now (in a live process) that write `file`. */
+  runningJobsWriting(file: string): JobRecord[] {
+    return this.listJobs().filter(
+      (j) =>
+        (j.state === 'running' || j.state === 'verifying') &&
+        j.destinations.some((d) => d.path === file),
+    );
   }
 
   /** A streamed source's size, learnt when its end was read. */
   setSourceSize(jobId: number, size: number, regionsTotal: number): void {
-    this.db
-      .prepare('UPDATE jobs SET source_size = ?, regions_total = ? WHERE id = ?')
-      .run(size, regionsTotal, jobId);
+    this.sql('UPDATE jobs SET source_size = ?, regions_total = ? WHERE id = ?').run(
+      size,
+      regionsTotal,
+      jobId,
+    );
+  }
+
+  /** A destination image the job emptied first: where nothing was written it reads zeros. */
+  markEmptied(jobId: number, index: number): void {
+    this.sql(
+      `UPDATE destinations SET identity = json_set(identity, '$.emptied', json('true'))
+       WHERE job = ? AND idx = ?`,
+    ).run(jobId, index);
   }
 
   /** A delta re-clone starts from a source whose content changed. */
   setSourceIdentity(jobId: number, identity: Identity): void {
-    this.db
-      .prepare('UPDATE jobs SET source_identity = ? WHERE id = ?')
-      .run(JSON.stringify(identity), jobId);
+    this.sql('UPDATE jobs SET source_identity = ? WHERE id = ?').run(
+      JSON.stringify(identity),
+      jobId,
+    );
   }
 
-  loadBitmap(job: JobRecord): RegionMap {
+  loadBitmap(job: Pick<JobRecord, 'id' | 'regionsTotal'>): RegionMap {
+    return this.bitmapOf(job, this.sql('SELECT chunk, bits FROM bitmap WHERE job = ?').all(job.id));
+  }
+
+  private bitmapOf(job: Pick<JobRecord, 'regionsTotal'>, rows: unknown[]): RegionMap {
     // 0: a streamed source whose end has not been read yet.
     const map = new RegionMap(job.regionsTotal || Infinity);
-    const rows = this.db
-      .prepare('SELECT chunk AS index_, bits FROM bitmap WHERE job = ?')
-      .all(job.id) as Array<{ index_: number; bits: Buffer }>;
-    map.load(rows.map((r) => ({ index: r.index_, bytes: r.bits })));
+    map.load((rows as Array<{ chunk: number; bits: Buffer }>).map(chunkOf));
     return map;
   }
 
   /** Joined: extents found by neighbouring batches may touch. */
   loadUnreadable(jobId: number): Range[] {
     return mergeRanges(
-      this.db
-        .prepare('SELECT offset, length FROM unreadable WHERE job = ? ORDER BY offset')
-        .all(jobId) as Range[],
+      this.sql('SELECT offset, length FROM unreadable WHERE job = ? ORDER BY offset').all(
+        jobId,
+      ) as Range[],
     );
   }
 
   /** One transaction: the bitmap delta and the counters move together or not at all. */
   commit(jobId: number, delta: CommitDelta): void {
     this.db.transaction(() => {
-      const put = this.db.prepare(
-        'INSERT INTO bitmap (job, chunk, bits) VALUES (?, ?, ?) ON CONFLICT (job, chunk) DO UPDATE SET bits = excluded.bits',
-      );
-      for (const c of delta.chunks) put.run(jobId, c.index, c.bytes);
-      const bad = this.db.prepare('INSERT INTO unreadable (job, offset, length) VALUES (?, ?, ?)');
+      this.putChunks(jobId, delta.chunks);
+      const bad = this.sql('INSERT INTO unreadable (job, offset, length) VALUES (?, ?, ?)');
       for (const r of delta.unreadable) bad.run(jobId, r.offset, r.length);
-      this.db
-        .prepare(
-          `UPDATE jobs SET regions_hydrated = ?, unreadable_bytes = unreadable_bytes + ?,
-             status_line = ?, updated_at = ? WHERE id = ?`,
-        )
-        .run(delta.regionsHydrated, delta.unreadableBytes, delta.statusLine, now(), jobId);
+      this.sql(
+        `UPDATE jobs SET regions_hydrated = ?, unreadable_bytes = unreadable_bytes + ?,
+           status_line = ?, updated_at = ? WHERE id = ?`,
+      ).run(delta.regionsHydrated, delta.unreadableBytes, delta.statusLine, now(), jobId);
     })();
+  }
+
+  private putChunks(jobId: number, chunks: Chunk[]): void {
+    const put = this.sql(
+      'INSERT INTO bitmap (job, chunk, bits) VALUES (?, ?, ?) ON CONFLICT (job, chunk) DO UPDATE SET bits = excluded.bits',
+    );
+    for (const c of chunks) put.run(jobId, c.index, c.bytes);
   }
 
   setState(
     jobId: number,
     state: JobState,
-    extra: { error?: string | null; mode?: Mode; options?: JobOptions } = {},
+    extra: { error?: string | null; mode?: Mode; options?: JobOptions; copySeconds?: number } = {},
   ): void {
     const finished = state === 'done' || state === 'failed' ? now() : null;
-    this.db
-      .prepare(
-        `UPDATE jobs SET state = ?, pid = ?, error = coalesce(?, error), mode = coalesce(?, mode),
-           options = coalesce(?, options), updated_at = ?, finished_at = ? WHERE id = ?`,
-      )
-      .run(
-        state,
-        state === 'running' ? process.pid : null,
-        extra.error ?? null,
-        extra.mode ?? null,
-        extra.options ? JSON.stringify(extra.options) : null,
-        now(),
-        finished,
-        jobId,
-      );
+    this.sql(
+      `UPDATE jobs SET state = ?, pid = ?, error = coalesce(?, error), mode = coalesce(?, mode),
+         options = coalesce(?, options), copy_seconds = copy_seconds + ?, updated_at = ?,
+         finished_at = ? WHERE id = ?`,
+    ).run(
+      state,
+      state === 'running' || state === 'verifying' ? process.pid : null,
+      extra.error ?? null,
+      extra.mode ?? null,
+      extra.options ? JSON.stringify(extra.options) : null,
+      extra.copySeconds ?? 0,
+      now(),
+      finished,
+      jobId,
+    );
   }
 
+  /** The end of a verify: equal or not (null: it could not compare every destination). */
+  setVerified(jobId: number, verified: boolean | null, seconds: number): void {
+    this.sql(
+      `UPDATE jobs SET verified = ?, verify_seconds = verify_seconds + ?, updated_at = ? WHERE id = ?`,
+    ).run(verified === null ? null : Number(verified), seconds, now(), jobId);
+  }
+
+  /** A copy is about to change the destinations: any earlier verify result no longer holds. */
+  clearVerified(jobId: number): void {
+    this.sql('UPDATE jobs SET verified = NULL WHERE id = ?').run(jobId);
+  }
+
+  /**
+   * A destination left the job: it keeps the bitmap committed while it was in, which is
+   * what it surely holds (every commit flushed it), so it can come back later.
+   */
   failDestination(jobId: number, index: number, reason: string): void {
-    this.db
-      .prepare('UPDATE destinations SET failed = ? WHERE job = ? AND idx = ?')
-      .run(reason, jobId, index);
+    this.db.transaction(() => {
+      this.sql('UPDATE destinations SET failed = ? WHERE job = ? AND idx = ?').run(
+        reason,
+        jobId,
+        index,
+      );
+      this.sql('DELETE FROM destination_bitmap WHERE job = ? AND idx = ?').run(jobId, index);
+      this.sql(
+        `INSERT INTO destination_bitmap (job, idx, chunk, bits)
+         SELECT job, ?, chunk, bits FROM bitmap WHERE job = ?`,
+      ).run(index, jobId);
+    })();
+  }
+
+  /** The user chose to finish without this destination. */
+  dropDestination(jobId: number, index: number): void {
+    this.db.transaction(() => {
+      this.sql(
+        `UPDATE destinations SET failed = coalesce(failed, 'dropped by the user'), dropped = 1
+         WHERE job = ? AND idx = ?`,
+      ).run(jobId, index);
+      this.sql('DELETE FROM destination_bitmap WHERE job = ? AND idx = ?').run(jobId, index);
+    })();
+  }
+
+  /**
+   * A failed destination comes back: the job's bitmap becomes what every destination
+   * holds, i.e. it loses the regions committed after this one failed. Returns that map.
+   */
+  restoreDestination(job: JobRecord, index: number): RegionMap {
+    return this.db.transaction(() => {
+      const map = this.loadBitmap(job);
+      const held = this.bitmapOf(
+        job,
+        this.sql('SELECT chunk, bits FROM destination_bitmap WHERE job = ? AND idx = ?').all(
+          job.id,
+          index,
+        ),
+      );
+      for (const run of map.runs()) {
+        for (let r = run.first; r < run.first + run.count; r++) if (!held.has(r)) map.clear(r);
+      }
+      this.putChunks(job.id, map.takeDirtyChunks());
+      this.sql('UPDATE jobs SET regions_hydrated = ? WHERE id = ?').run(map.count, job.id);
+      this.sql('UPDATE destinations SET failed = NULL, dropped = 0 WHERE job = ? AND idx = ?').run(
+        job.id,
+        index,
+      );
+      this.sql('DELETE FROM destination_bitmap WHERE job = ? AND idx = ?').run(job.id, index);
+      return map;
+    })();
   }
 
   recordError(jobId: number, device: string | null, message: string): void {
-    this.db
-      .prepare('INSERT INTO errors (job, at, device, message) VALUES (?, ?, ?, ?)')
-      .run(jobId, now(), device, message);
+    this.sql('INSERT INTO errors (job, at, device, message) VALUES (?, ?, ?, ?)').run(
+      jobId,
+      now(),
+      device,
+      message,
+    );
   }
 
   forget(jobId: number): boolean {
-    return this.db.prepare('DELETE FROM jobs WHERE id = ?').run(jobId).changes > 0;
+    return this.sql('DELETE FROM jobs WHERE id = ?').run(jobId).changes > 0;
   }
 
   private toRecord(row: JobRow): JobRecord {
     const destinations = (
-      this.db
-        .prepare('SELECT * FROM destinations WHERE job = ? ORDER BY idx')
-        .all(row.id) as Array<{
-        idx: number;
-        path: string;
-        size: number;
-        identity: string;
-        failed: string | null;
-      }>
+      this.sql('SELECT * FROM destinations WHERE job = ? ORDER BY idx').all(
+        row.id,
+      ) as DestinationRow[]
     ).map((d) => ({
       index: d.idx,
       path: d.path,
       size: d.size,
       identity: JSON.parse(d.identity) as Identity,
       failed: d.failed,
+      dropped: d.dropped === 1,
     }));
-    // A job marked running whose process is gone was killed: it is interrupted.
-    const state = row.state === 'running' && !processAlive(row.pid) ? 'interrupted' : row.state;
     return {
       id: row.id,
       source: row.source,
@@ -419,16 +610,49 @@ export class Metadata {
       regionsHydrated: row.regions_hydrated,
       unreadableBytes: row.unreadable_bytes,
       options: JSON.parse(row.options) as JobOptions,
-      state,
+      state: liveState(row),
       mode: row.mode,
       pid: row.pid,
       error: row.error,
       statusLine: row.status_line,
+      verified: row.verified === null ? null : row.verified === 1,
+      copySeconds: row.copy_seconds,
+      verifySeconds: row.verify_seconds,
       createdAt: row.created_at,
       updatedAt: row.updated_at,
       finishedAt: row.finished_at,
       destinations,
     };
+  }
+}
+
+/**
+ * A job marked running whose process is gone was killed: it is interrupted. One killed
+ * while verifying was copied: it is done, and not verified.
+ */
+function liveState(row: Pick<JobRow, 'state' | 'pid'>): JobState {
+  if (row.state === 'running' && !processAlive(row.pid)) return 'interrupted';
+  if (row.state === 'verifying' && !processAlive(row.pid)) return 'done';
+  return row.state;
+}
+
+function chunkOf(row: { chunk: number; bits: Buffer }): Chunk {
+  return { index: row.chunk, bytes: row.bits };
+}
+
+function lockedMessage(file: string): string {
+  return (
+    `the job database ${file} is locked by another program; nothing was written ` +
+    '(close that program, or use --db to choose another database)'
+  );
+}
+
+function inodeOf(file: string): string | null {
+  try {
+    const st = fs.statSync(file);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
   }
 }
 

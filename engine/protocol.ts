@@ -2,37 +2,57 @@
 // --json output, the desktop app's engine host). Every event has a `type`.
 
 import type { Range } from './geometry';
-import type { JobOptions, Mode } from './metadata';
+import type { Mode } from './metadata';
+import type { JobOptions } from './options';
+
+export type Intent = 'new' | 'resume' | 'update';
 
 export interface StartEvent {
   type: 'start';
   job: number;
+  /** Decided before anything was written: a new job, the resume of one, or an update (delta). */
+  intent: Intent;
+  /** intent is not 'new'. */
   resumed: boolean;
   source: string;
   destinations: string[];
   regionSize: number;
   regionsTotal: number;
   regionsHydrated: number;
+  /** The image's real size (uncompressed); an estimate while sizeKnown is false. */
   bytesTotal: number;
-  /** A delta re-clone of a finished job: the regions found to differ, about to be copied. */
+  sizeKnown: boolean;
+  /** The options in force. */
+  options: JobOptions;
+  /** An update: the regions found to differ, about to be copied. */
   delta?: number;
 }
+
+export type Phase = 'copying' | 'flushing';
 
 export interface ProgressEvent {
   type: 'progress';
   job: number;
+  /** copying; flushing: everything is written, the last flush and commit run. */
+  phase: Phase;
   bytesDone: number;
   /** Estimated from the compressed position while sizeKnown is false. */
   bytesTotal: number;
   sizeKnown: boolean;
+  /** Committed: on every destination, flushed, recorded. */
   regionsHydrated: number;
-  regionsTotal: number;
+  /** On every destination, waiting for the next commit. */
+  regionsWritten: number;
+  /** In flight. hydrated + written + hydrating ≤ total. */
   hydrating: number;
-  /** Bytes per second over the last few seconds. */
+  regionsTotal: number;
+  /** Bytes per second over the last second or so (since the last pause or throttle change). */
   rate: number;
-  /** Seconds left at that rate, or null while unknown. */
+  /** Seconds left at that rate; null while paused or not yet known. */
   eta: number | null;
   paused: boolean;
+  /** The throttle in force. */
+  throttle: { percent: number; maxRate: number };
   status: string;
 }
 
@@ -54,17 +74,58 @@ export interface ModeEvent {
   reason: string;
 }
 
+/** Comparing before an update, or verifying after a copy. */
+export interface VerifyProgressEvent {
+  type: 'verify-progress';
+  job: number;
+  phase: 'comparing' | 'verifying';
+  bytesDone: number;
+  bytesTotal: number;
+  rate: number;
+  eta: number | null;
+}
+
+/** The verify of a job: per destination, equal or the regions that differ. */
+export interface VerifyEvent {
+  type: 'verify';
+  job: number;
+  /** Every destination still in the job compared equal. */
+  equal: boolean;
+  destinations: Array<{ path: string; equal: boolean; mismatches: Range[]; regions: number[] }>;
+  /** Source ranges that could not be read, so were not compared. */
+  skipped: Range[];
+  seconds: number;
+}
+
+export interface DestinationResult {
+  path: string;
+  /** done: holds every region; failed: left the job (error says why); unfinished: the job stopped. */
+  state: 'done' | 'failed' | 'unfinished';
+  error: string | null;
+  /** Set when it was verified. */
+  verified?: boolean;
+  mismatches?: Range[];
+}
+
 export interface DoneEvent {
   type: 'done';
   job: number;
+  intent?: Intent;
+  /** done: every destination still in the job holds every region. */
   state: 'done' | 'interrupted' | 'failed';
+  error?: string | null;
   bytesRead: number;
   bytesWritten: number;
   regionsCopied: number;
   unreadableBytes: number;
   unreadable: Range[];
   failedDestinations: string[];
+  destinations?: DestinationResult[];
+  /** Wall time of the whole session; copySeconds and verifySeconds of its parts. */
   seconds: number;
+  copySeconds?: number;
+  verifySeconds?: number;
+  /** Set when the job verified: true only when every destination compared equal. */
   verified?: boolean;
   mismatches?: Range[];
 }
@@ -85,13 +146,6 @@ export function doneWithoutCopy(job: number, state: 'interrupted' | 'failed'): D
   };
 }
 
-export type EngineEvent = StartEvent | ProgressEvent | ErrorEvent | ModeEvent | DoneEvent;
-
-// ---------------------------------------------------------------------------
-// The engine host (engine/host.ts): commands in, replies and events out, the same
-// whatever the transport (child_process IPC, Electron's parentPort, an
-// authenticated local socket for the elevated engine).
-
 /** Region map changes; run lists are flat [first, count, first, count, …] by region index. */
 export interface RegionMapEvent {
   type: 'region-map';
@@ -101,46 +155,64 @@ export interface RegionMapEvent {
   regionSize: number;
   regionsTotal: number;
   hydrated: number[];
-  /** Replaces the previous set: read from the source, not yet committed. */
+  /** Replaces the previous set: in flight or written, not yet committed. */
   hydrating: number[];
   unreadable: number[];
 }
 
-export interface VerifyProgressEvent {
-  type: 'verify-progress';
-  job: number;
-  bytesDone: number;
-  bytesTotal: number;
-}
-
-/** Progress as the host sends it: with the throttle in force. */
-export interface HostProgressEvent extends ProgressEvent {
-  throttle: { percent: number; maxRate: number };
-}
-
-export type HostEvent =
+/** Everything a job session says, in order. */
+export type EngineEvent =
   | StartEvent
-  | HostProgressEvent
+  | ProgressEvent
   | ErrorEvent
   | ModeEvent
-  | DoneEvent
+  | VerifyProgressEvent
+  | VerifyEvent
   | RegionMapEvent
-  | VerifyProgressEvent;
+  | DoneEvent;
+
+// ---------------------------------------------------------------------------
+// The engine host (engine/host.ts): commands in, replies and events out, the same
+// whatever the transport (child_process IPC, Electron's parentPort, an
+// authenticated local socket for the elevated engine).
+
+/** What the host sends: the sessions' events. */
+export type HostEvent = EngineEvent;
 
 export interface HostCloneRequest {
   source: string;
   destinations: string[];
   regionSize?: number;
-  /** What is not given takes the engine's defaults (engine/setup.ts DEFAULT_OPTIONS). */
+  /** What the user chose; the rest takes the defaults (engine/options.ts), or the existing job's. */
   options: Partial<JobOptions>;
   allowMounted?: boolean;
   allowSystem?: boolean;
+  /** A new job even where one exists for this source and these destinations. */
+  fresh?: boolean;
+}
+
+/** What a clone would do, from every check, before anything is written. */
+export interface ClonePlan {
+  intent: Intent;
+  /** The existing job it would resume or update. */
+  job: number | null;
+  bytesTotal: number;
+  sizeKnown: boolean;
+  regionsHydrated: number;
 }
 
 export type HostCommand =
+  | { type: 'plan'; request: HostCloneRequest }
   /** `confirmed`: the drive paths the user confirmed; any other drive to be written is refused. */
   | { type: 'start'; request: HostCloneRequest; confirmed: string[] }
-  | { type: 'resume'; job: number; options?: Partial<JobOptions>; confirmed: string[] }
+  | {
+      type: 'resume';
+      job: number;
+      options?: Partial<JobOptions>;
+      confirmed: string[];
+      /** Destinations to finish without. */
+      drop?: string[];
+    }
   | { type: 'pause'; job: number }
   | { type: 'resume-hydration'; job: number }
   | { type: 'cancel'; job: number }

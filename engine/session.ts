@@ -1,45 +1,444 @@
-// What every front end does around a job: announce it, and verify it at the end.
+// A job session: the one owner of a job's life — checks, claim, set-up, hydration,
+// commit, verify, close — and the one source of every event a front end shows. The
+// CLI prints these events and the engine host forwards them; neither keeps a job's
+// state of its own.
+//
+//   open:  plan (every check, nothing written) → confirm drives → claim destinations
+//          and the job → set-up (first writes)
+//   run:   [update: compare] → start → hydrate + commit → [verify] → done
 
-import { isStream } from './io/device';
-import type { DoneEvent, StartEvent } from './protocol';
-import { type PreparedJob, openReadable } from './setup';
-import { verify, type VerifyResult } from './verify';
+import { EventEmitter } from 'node:events';
+import { type Claim, type Confirm, claimDestinations, claimJob } from './claim';
+import type { Geometry, Range } from './geometry';
+import { type Identity, identifyPath } from './identity';
+import { type Device, isStream } from './io/device';
+import { ZstImage } from './io/zst-image';
+import { type CopyOutcome, HydrationJob } from './job';
+import type { Metadata } from './metadata';
+import { Refused, closeAll, openReadable } from './open';
+import type { JobOptions } from './options';
+import { type Intent, type Plan, type SessionRequest, confirmDrives, plan } from './plan';
+import type {
+  DestinationResult,
+  DoneEvent,
+  EngineEvent,
+  RegionMapEvent,
+  StartEvent,
+  VerifyEvent,
+} from './protocol';
+import { RateMeter } from './rate';
+import { RegionEvents } from './region-events';
+import { type SetUp, commitMap, setUp } from './setup';
+import { type ThrottleSettings, throttleProblem } from './throttle';
+import { verify } from './verify';
 
-export function startEvent(prepared: PreparedJob): StartEvent {
-  const { job, record, resumed } = prepared;
-  const now = job.progress();
-  return {
-    type: 'start',
-    job: job.id,
-    resumed,
-    source: record.source,
-    destinations: prepared.destinations.map((d) => d.path),
-    regionSize: record.regionSize,
-    regionsTotal: now.regionsTotal,
-    regionsHydrated: now.regionsHydrated,
-    bytesTotal: now.bytesTotal,
-    ...(prepared.delta !== null ? { delta: prepared.delta } : {}),
-  };
+const PROGRESS_MS = 400;
+
+export interface SessionOptions {
+  /** How often progress is reported, ms (at most 500: the --json contract). */
+  progressMs?: number;
 }
 
-/** Compares the destinations that are left with the source; fills done.verified and done.mismatches. */
-export async function verifyClone(
-  prepared: PreparedJob,
-  done: DoneEvent,
-  onProgress?: (bytesDone: number) => void,
-): Promise<VerifyResult> {
-  // A stream was read to its end: compare against a fresh one.
-  const source = isStream(prepared.source)
-    ? await openReadable(prepared.record.source)
-    : prepared.source;
-  const result = await verify(
-    source,
-    prepared.destinations.filter((d) => !done.failedDestinations.includes(d.path)),
-    prepared.job.currentGeometry(),
-    { unreadable: done.unreadable, onProgress, skipRegion: (r) => prepared.free?.has(r) ?? false },
-  );
-  if (source !== prepared.source) await source.close();
-  done.mismatches = Object.values(result.mismatches).flat();
-  done.verified = done.mismatches.length === 0;
-  return result;
+/** Events: 'event' (EngineEvent), every one a front end shows, in order. */
+export class JobSession extends EventEmitter {
+  private stopped = false;
+  private phase: 'comparing' | 'copying' | 'verifying' = 'copying';
+  private job: HydrationJob;
+  private readonly regions: RegionEvents;
+  private delta: number | null = null;
+
+  private constructor(
+    private readonly meta: Metadata,
+    private readonly plan: Plan,
+    private readonly claim: Claim,
+    readonly id: number,
+    private readonly setup: SetUp,
+    private readonly progressMs: number,
+  ) {
+    super();
+    this.job = this.hydrationJob(plan.source);
+    const g = plan.geometry;
+    this.regions = new RegionEvents(
+      id,
+      g.regionSize,
+      Number.isFinite(g.regionCount) ? g.regionCount : 0,
+      setup.map,
+      meta.loadUnreadable(id),
+    );
+  }
+
+  /** Every check, the user's confirmation, the claim and the set-up; Refused: nothing was written. */
+  static async open(
+    meta: Metadata,
+    request: SessionRequest,
+    confirm: Confirm,
+    options: SessionOptions = {},
+  ): Promise<JobSession> {
+    const planned = await plan(meta, request);
+    let claim: Claim | null = null;
+    let id: number | null = null;
+    try {
+      await confirmDrives(planned, confirm);
+      claim = await claimDestinations(meta, planned);
+      id = claimJob(meta, planned, identities(planned, claim));
+      const set = await setUp(meta, planned, claim, id);
+      return new JobSession(meta, planned, claim, id, set, options.progressMs ?? PROGRESS_MS);
+    } catch (e) {
+      if (id !== null) recordFailure(meta, id, e);
+      await claim?.release(id === null);
+      await closeAll([planned.source]);
+      throw e;
+    }
+  }
+
+  get intent(): Intent {
+    return this.plan.intent;
+  }
+
+  get paused(): boolean {
+    return this.job.isPaused;
+  }
+
+  /** The options in force, as the job holds them. */
+  get options(): JobOptions {
+    return this.job.options;
+  }
+
+  pause(): void {
+    this.job.pause();
+    this.tick();
+  }
+
+  resume(): void {
+    this.job.resume();
+    this.tick();
+  }
+
+  /** What is in flight finishes and is committed; the job stays resumable. */
+  cancel(): void {
+    this.stopped = true;
+    this.job.cancel();
+  }
+
+  setThrottle(change: Partial<ThrottleSettings>): void {
+    const problem = throttleProblem(change);
+    if (problem) throw new Refused(problem);
+    this.job.setThrottle(change);
+    this.tick();
+  }
+
+  /** The whole region map now. */
+  regionMap(): RegionMapEvent {
+    return this.regions.full(this.job.uncommittedRuns());
+  }
+
+  async run(): Promise<DoneEvent> {
+    const began = performance.now();
+    let copy: CopyOutcome | null = null;
+    let checked: VerifyEvent | null = null;
+    let failure: Error | null = null;
+    let verifySeconds = 0;
+    const ticker = setInterval(() => this.tick(), this.progressMs);
+    try {
+      if (this.plan.intent === 'update') await this.compare();
+      if (!this.stopped) {
+        this.emitEvent(this.startEvent());
+        this.emitEvent(this.regionMap());
+        this.job.on('event', (e: EngineEvent) => this.emitEvent(e));
+        this.job.on('committed', (regions, unreadable) =>
+          this.regions.committedNow(regions, unreadable),
+        );
+        copy = this.plan.verifyOnly ? this.alreadyCopied() : await this.job.run();
+        this.tick();
+      }
+      if (copy?.state === 'done' && this.options.verify && !this.stopped) {
+        const t = performance.now();
+        checked = await this.verify(copy);
+        verifySeconds = (performance.now() - t) / 1000;
+      }
+    } catch (e) {
+      failure = e as Error;
+      this.emitEvent({ type: 'error', job: this.id, message: failure.message, fatal: true });
+    } finally {
+      clearInterval(ticker);
+    }
+    // Otherwise the copy (and the verify) recorded how the job ended.
+    if (copy === null || failure) this.recordEnd(copy, failure);
+    await this.close();
+    const done = this.doneEvent(copy, checked, (performance.now() - began) / 1000, verifySeconds);
+    if (copy?.databaseLost) this.saveLostDatabase();
+    this.emitEvent(done);
+    return done;
+  }
+
+  /**
+   * The job's state when the session ends early. Before an update compared, and when a
+   * verify fails, the job is what it was: copied (and not verified).
+   */
+  private recordEnd(copy: CopyOutcome | null, failure: Error | null): void {
+    const copied = copy
+      ? copy.state === 'done'
+      : this.plan.intent === 'update' || this.plan.verifyOnly;
+    const error = failure?.message ?? null;
+    try {
+      if (copied) {
+        this.meta.setState(this.id, 'done', { error: error && `verify: ${error}` });
+      } else {
+        this.meta.setState(this.id, failure ? 'failed' : 'interrupted', { error });
+      }
+    } catch {
+      // the database may be what failed; the error reaches the user all the same
+    }
+  }
+
+  private hydrationJob(source: Device): HydrationJob {
+    return new HydrationJob({
+      id: this.id,
+      metadata: this.meta,
+      geometry: this.plan.geometry,
+      source,
+      targets: this.setup.targets,
+      map: this.setup.map,
+      options: this.plan.options,
+      zeroRegions: this.setup.zeroRegions,
+    });
+  }
+
+  private emitEvent(event: EngineEvent): void {
+    this.emit('event', event);
+  }
+
+  private tick(): void {
+    if (this.phase !== 'copying') return;
+    this.emitEvent(this.job.progress());
+    const delta = this.regions.delta(this.job.uncommittedRuns());
+    if (delta) this.emitEvent(delta);
+  }
+
+  private startEvent(): StartEvent {
+    const now = this.job.progress();
+    return {
+      type: 'start',
+      job: this.id,
+      intent: this.plan.intent,
+      resumed: this.plan.intent !== 'new',
+      source: this.plan.sourcePath,
+      destinations: this.setup.targets.map((t) => t.device.path),
+      regionSize: this.plan.geometry.regionSize,
+      regionsTotal: now.regionsTotal,
+      regionsHydrated: now.regionsHydrated,
+      bytesTotal: now.bytesTotal,
+      sizeKnown: now.sizeKnown,
+      options: this.options,
+      ...(this.delta !== null ? { delta: this.delta } : {}),
+    };
+  }
+
+  /**
+   * An update: every region of the source is compared with the destinations and only
+   * those that differ are hydrated again. The compare reads a stream to its end, so
+   * the copy reads it afresh.
+   */
+  private async compare(): Promise<void> {
+    this.phase = 'comparing';
+    const g = this.plan.geometry;
+    const found = await verify(this.plan.source, this.setup.targets.map((t) => t.device), g, {
+      skipRegion: (r) => this.plan.free?.has(r) ?? false,
+      unreadable: this.meta.loadUnreadable(this.id),
+      onProgress: this.verifyProgress(g.size),
+    });
+    const differing = new Set(Object.values(found.mismatchedRegions).flat());
+    for (const r of differing) this.setup.map.clear(r);
+    commitMap(this.meta, this.id, this.setup.map);
+    this.meta.setSourceIdentity(this.id, this.plan.sourceIdentity);
+    this.delta = differing.size;
+    this.meta.setState(this.id, 'running');
+    if (isStream(this.plan.source)) {
+      await this.plan.source.close();
+      this.plan.source = await openReadable(this.plan.sourcePath);
+    }
+    this.job = this.hydrationJob(this.plan.source);
+    this.phase = 'copying';
+  }
+
+  /** Reports compare and verify progress, at most once a progress period (and at the end). */
+  private verifyProgress(size: number): (bytesDone: number) => void {
+    let last = 0;
+    const meter = new RateMeter();
+    return (bytesDone) => {
+      meter.sample(bytesDone);
+      const t = performance.now();
+      if (t - last < this.progressMs && bytesDone < size) return;
+      last = t;
+      this.emitEvent({
+        type: 'verify-progress',
+        job: this.id,
+        phase: this.phase === 'comparing' ? 'comparing' : 'verifying',
+        bytesDone,
+        bytesTotal: size,
+        rate: meter.rate(),
+        eta: meter.eta(size - bytesDone),
+      });
+    };
+  }
+
+  /** A copied job that only verifies: nothing to hydrate. */
+  private alreadyCopied(): CopyOutcome {
+    return {
+      state: 'done',
+      error: null,
+      bytesRead: 0,
+      bytesWritten: 0,
+      regionsCopied: 0,
+      unreadable: this.meta.loadUnreadable(this.id),
+      failed: [],
+      seconds: 0,
+      databaseLost: false,
+    };
+  }
+
+  /** Compares every destination left with the source; a backup is read by decompressing it. */
+  private async verify(copy: CopyOutcome): Promise<VerifyEvent> {
+    this.phase = 'verifying';
+    this.meta.setState(this.id, 'verifying');
+    const g: Geometry = this.job.currentGeometry();
+    const began = performance.now();
+    const opened: Device[] = [];
+    try {
+      // A stream was read to its end: compare against a fresh one.
+      const source = isStream(this.plan.source)
+        ? await openReadable(this.plan.sourcePath)
+        : this.plan.source;
+      if (source !== this.plan.source) opened.push(source);
+      const live = this.setup.targets.filter((t) => !copy.failed.some((f) => f.index === t.index));
+      const devices: Device[] = [];
+      for (const t of live) {
+        if (t.device instanceof ZstImage) {
+          await t.device.close();
+          const backup = await openReadable(t.device.path, 'destination');
+          opened.push(backup);
+          devices.push(backup);
+        } else devices.push(t.device);
+      }
+      const result = await verify(source, devices, g, {
+        unreadable: copy.unreadable,
+        onProgress: this.verifyProgress(g.size),
+        skipRegion: (r) => this.plan.free?.has(r) ?? false,
+      });
+      const destinations = devices.map((d) => ({
+        path: d.path,
+        equal: result.mismatches[d.path].length === 0,
+        mismatches: result.mismatches[d.path],
+        regions: result.mismatchedRegions[d.path],
+      }));
+      const equal = copy.failed.length === 0 && destinations.every((d) => d.equal);
+      const seconds = (performance.now() - began) / 1000;
+      this.meta.setVerified(this.id, equal, seconds);
+      this.meta.setState(this.id, 'done');
+      const event: VerifyEvent = {
+        type: 'verify',
+        job: this.id,
+        equal,
+        destinations,
+        skipped: result.skipped,
+        seconds,
+      };
+      this.emitEvent(event);
+      return event;
+    } finally {
+      await closeAll(opened);
+    }
+  }
+
+  private doneEvent(
+    copy: CopyOutcome | null,
+    checked: VerifyEvent | null,
+    seconds: number,
+    verifySeconds: number,
+  ): DoneEvent {
+    const failed = new Map((copy?.failed ?? []).map((f) => [f.index, f.reason]));
+    const destinations: DestinationResult[] = this.setup.targets.map((t) => {
+      const reason = failed.get(t.index);
+      const compared = checked?.destinations.find((d) => d.path === t.device.path);
+      return {
+        path: t.device.path,
+        state: reason !== undefined ? 'failed' : copy?.state === 'done' ? 'done' : 'unfinished',
+        error: reason ?? null,
+        ...(compared ? { verified: compared.equal, mismatches: compared.mismatches } : {}),
+      };
+    });
+    const unreadable: Range[] = copy?.unreadable ?? [];
+    return {
+      type: 'done',
+      job: this.id,
+      intent: this.plan.intent,
+      state: copy?.state ?? (this.stopped ? 'interrupted' : 'failed'),
+      error: copy?.error ?? null,
+      bytesRead: copy?.bytesRead ?? 0,
+      bytesWritten: copy?.bytesWritten ?? 0,
+      regionsCopied: copy?.regionsCopied ?? 0,
+      unreadableBytes: unreadable.reduce((n, r) => n + r.length, 0),
+      unreadable,
+      failedDestinations: [...failed.keys()].map(
+        (i) => this.setup.targets.find((t) => t.index === i)!.device.path,
+      ),
+      destinations,
+      seconds,
+      copySeconds: copy?.seconds ?? 0,
+      verifySeconds,
+      ...(checked
+        ? {
+            verified: checked.equal,
+            mismatches: checked.destinations.flatMap((d) => d.mismatches),
+          }
+        : {}),
+    };
+  }
+
+  private async close(): Promise<void> {
+    await closeAll([this.plan.source, ...this.setup.targets.map((t) => t.device)]);
+    await this.claim.release();
+  }
+
+  /** The database file was deleted under the job: write it out again from this connection. */
+  private saveLostDatabase(): void {
+    try {
+      this.meta.saveAgain();
+      this.emitEvent({
+        type: 'error',
+        job: this.id,
+        fatal: true,
+        message: `the job database was written again to ${this.meta.file} from what this process held: resume job ${this.id} to go on`,
+      });
+    } catch (e) {
+      this.emitEvent({
+        type: 'error',
+        job: this.id,
+        fatal: true,
+        message: `the job database could not be written again (${(e as Error).message}): job ${this.id} can't be resumed; clone again with --fresh`,
+      });
+    }
+  }
+}
+
+/** Identities of the claimed destinations, recorded with a new job. */
+function identities(p: Plan, claim: Claim): Map<number, Identity> {
+  const size = Number.isFinite(p.geometry.regionCount) ? p.geometry.size : 0;
+  const out = new Map<number, Identity>();
+  for (const d of p.destinations) {
+    const drive = claim.drives.get(d.index);
+    out.set(
+      d.index,
+      identifyPath(d.probe.path, drive ?? { kind: 'file', size, logicalBlockSize: 512 }),
+    );
+  }
+  return out;
+}
+
+function recordFailure(meta: Metadata, id: number, e: unknown): void {
+  try {
+    meta.setState(id, 'failed', { error: (e as Error).message });
+  } catch {
+    // the database may be what failed; the error reaches the user all the same
+  }
 }

@@ -11,11 +11,13 @@ import { z } from 'zod';
 import { type Drive, imageFileDrive, verdictFor } from '../engine/drives';
 import { MAX_REGION_SIZE, MIN_REGION_SIZE } from '../engine/geometry';
 import type { JobRecord } from '../engine/metadata';
-import type { HostCommand, HostEvent } from '../engine/protocol';
+import type { HostCloneRequest, HostCommand, HostEvent, LiveJob } from '../engine/protocol';
 import type {
   ApiErrorCode,
   ApiFailure,
   Capabilities,
+  CloneIntent,
+  ClonePlan,
   CloneRequest,
   DriveInfo,
   DriveQuery,
@@ -28,6 +30,7 @@ import type {
   JobProgress,
   JobStarted,
   JobSummary,
+  JobVerified,
   MapExport,
   MethodArgs,
   MethodResult,
@@ -55,8 +58,8 @@ export interface Engine {
   request(command: HostCommand, access?: Access): Promise<unknown>;
   /** Every event from every engine process, plus interruptions when one dies. */
   onEvent(listener: (event: HostEvent) => void): Unsubscribe;
-  /** Jobs running in an engine process now. */
-  live(job: number): { paused: boolean } | undefined;
+  /** Whether an engine process runs this job now (where its commands go). */
+  running(job: number): boolean;
 }
 
 export interface Dialogs {
@@ -169,6 +172,7 @@ const cloneRequest = z.strictObject({
   source: pathText,
   targets: z.array(cloneTarget).min(1, 'at least one target is needed').max(MAX_TARGETS),
   options: cloneOptions.optional(),
+  fresh: z.boolean().optional(),
 });
 
 const driveQuery = z.strictObject({
@@ -188,6 +192,7 @@ const resumeRequest = z.strictObject({
       verify: z.boolean().optional(),
     })
     .optional(),
+  drop: z.array(pathText).max(MAX_TARGETS).optional(),
 });
 
 const throttleChange = z
@@ -201,6 +206,7 @@ const ARGS = {
   listDrives: z.tuple([driveQuery.optional()]),
   pickImageToOpen: z.tuple([pathText.optional()]),
   pickImageToSave: z.tuple([pathText.optional()]),
+  planClone: z.tuple([cloneRequest]),
   startClone: z.tuple([cloneRequest]),
   pause: z.tuple([jobId]),
   resume: z.tuple([jobId]),
@@ -220,6 +226,7 @@ const ARG_NAMES: { [M in DriveTwinMethod]: string[] } = {
   listDrives: ['query'],
   pickImageToOpen: ['typedPath'],
   pickImageToSave: ['typedPath'],
+  planClone: ['request'],
   startClone: ['request'],
   pause: ['job'],
   resume: ['job'],
@@ -347,6 +354,8 @@ function forwardEngineEvent(e: HostEvent, emit: Emit): void {
       return emit('done', omitType(e) satisfies JobDone);
     case 'verify-progress':
       return emit('verify-progress', omitType(e) satisfies VerifyProgress);
+    case 'verify':
+      return emit('verified', omitType(e) satisfies JobVerified);
   }
 }
 
@@ -366,6 +375,23 @@ function engineError(e: unknown): ApiError {
     known.includes(code as ApiErrorCode) ? (code as ApiErrorCode) : 'engine',
     message,
   );
+}
+
+/** The engine's form of a clone request. */
+function hostRequest(
+  req: CloneRequest,
+  allow: { allowMounted: boolean; allowSystem: boolean },
+): HostCloneRequest {
+  const { regionSize, ...options } = req.options ?? {};
+  return {
+    source: req.source,
+    destinations: req.targets.map((t) => t.path),
+    regionSize,
+    options,
+    allowMounted: allow.allowMounted,
+    allowSystem: allow.allowSystem,
+    fresh: req.fresh,
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -413,24 +439,23 @@ export function createBackend(deps: BackendDeps): Backend {
     }
   }
 
-  async function jobRecords(): Promise<JobRecord[]> {
-    const result = (await request({ type: 'list-jobs' })) as { jobs: JobRecord[] };
-    return result.jobs;
+  /** The job records, and the jobs the engine runs now as it reports them (paused or not). */
+  async function jobRecords(): Promise<{ jobs: JobRecord[]; live: LiveJob[] }> {
+    return (await request({ type: 'list-jobs' })) as { jobs: JobRecord[]; live: LiveJob[] };
   }
 
   async function jobRecord(id: number): Promise<JobRecord> {
-    const record = (await jobRecords()).find((j) => j.id === id);
+    const record = (await jobRecords()).jobs.find((j) => j.id === id);
     if (!record) throw new ApiError('not-found', `there is no job ${id}`);
     return record;
   }
 
   function requireLive(id: number): void {
-    if (!deps.engine.live(id)) throw new ApiError('not-found', `job ${id} is not running`);
+    if (!deps.engine.running(id)) throw new ApiError('not-found', `job ${id} is not running`);
   }
 
-  function summary(record: JobRecord): JobSummary {
-    const live = deps.engine.live(record.id);
-    const state = live ? (live.paused ? 'paused' : 'running') : record.state;
+  function summary(record: JobRecord, live: LiveJob | undefined): JobSummary {
+    const state = live ? (live.paused ? 'paused' : record.state) : record.state;
     return {
       job: record.id,
       state,
@@ -442,6 +467,7 @@ export function createBackend(deps: BackendDeps): Backend {
         path: d.path,
         size: d.size,
         failed: d.failed,
+        dropped: d.dropped,
       })),
       bytesTotal: record.sourceSize,
       regionSize: record.regionSize,
@@ -450,6 +476,9 @@ export function createBackend(deps: BackendDeps): Backend {
       unreadableBytes: record.unreadableBytes,
       options: { ...record.options },
       error: record.error,
+      verified: record.verified,
+      copySeconds: record.copySeconds,
+      verifySeconds: record.verifySeconds,
       statusLine: record.statusLine,
       createdAt: record.createdAt,
       updatedAt: record.updatedAt,
@@ -623,26 +652,28 @@ export function createBackend(deps: BackendDeps): Backend {
       return pickImage(typed, deps.dialogs ? () => deps.dialogs!.save() : undefined, true);
     },
 
+    async planClone(...args) {
+      const [req] = parseArgs('planClone', args);
+      requireAbsolute(req.source, 'source');
+      return (await request(
+        {
+          type: 'plan',
+          request: hostRequest(req, {
+            allowMounted: req.targets.some((t) => t.allowMounted === true),
+            allowSystem: req.targets.some((t) => t.confirmSystemName !== undefined),
+          }),
+        },
+        { read: [req.source, ...req.targets.map((t) => t.path)], write: [] },
+      )) as ClonePlan;
+    },
+
     async startClone(...args) {
       const [req] = parseArgs('startClone', args);
       const checked = await checkClone(req);
-      const { regionSize, ...options } = req.options ?? {};
-      const result = (await request(
-        {
-          type: 'start',
-          request: {
-            source: req.source,
-            destinations: req.targets.map((t) => t.path),
-            regionSize,
-            options,
-            allowMounted: checked.allowMounted,
-            allowSystem: checked.allowSystem,
-          },
-          confirmed: checked.confirmed,
-        },
+      return (await request(
+        { type: 'start', request: hostRequest(req, checked), confirmed: checked.confirmed },
         { read: [req.source], write: req.targets.map((t) => t.path) },
-      )) as { job: number };
-      return { job: result.job };
+      )) as { job: number; intent: CloneIntent };
     },
 
     async pause(...args) {
@@ -671,28 +702,19 @@ export function createBackend(deps: BackendDeps): Backend {
 
     async listJobs(...args) {
       parseArgs('listJobs', args);
-      return (await jobRecords()).map(summary);
+      const { jobs, live } = await jobRecords();
+      return jobs.map((j) => summary(j, live.find((l) => l.job === j.id)));
     },
 
     async resumeJob(...args) {
       const [job, req = {}] = parseArgs('resumeJob', args);
       const record = await jobRecord(job);
-      if (deps.engine.live(job)) throw new ApiError('busy', `job ${job} is running`);
-      if (record.state === 'done') throw new ApiError('refused', `job ${job} is already done`);
-      if (record.state === 'running') {
-        throw new ApiError('busy', `job ${job} is running in another process (${record.pid})`);
-      }
-      const drives = await deps.listDrives();
-      const live = record.destinations.filter((d) => !d.failed);
-      const destinations = live.map((d) => d.path);
-      const onDrives = live
-        .filter((d) => d.identity.kind === 'block' || statOrNull(d.path)?.isBlockDevice())
-        .map((d) => d.path);
-      for (const d of onDrives) {
-        if (!findDrive(drives, d) || !statOrNull(d)) {
-          throw new ApiError('refused', `destination ${d} is no longer connected`);
-        }
-      }
+      if (deps.engine.running(job)) throw new ApiError('busy', `job ${job} is running`);
+      // Every destination not dropped goes on, failed ones included: the engine checks
+      // each (there, the same drive, safe); the backend's part is the user's confirmation.
+      const drop = new Set(req.drop ?? []);
+      const staying = record.destinations.filter((d) => !d.dropped && !drop.has(d.path));
+      const onDrives = staying.filter((d) => d.identity.kind === 'block').map((d) => d.path);
       if (onDrives.length > 0 && req.confirmed !== true) {
         throw new ApiError(
           'refused',
@@ -700,15 +722,15 @@ export function createBackend(deps: BackendDeps): Backend {
         );
       }
       const result = (await request(
-        { type: 'resume', job, options: req.options, confirmed: onDrives },
-        { read: [record.source], write: destinations },
+        { type: 'resume', job, options: req.options, confirmed: onDrives, drop: req.drop },
+        { read: [record.source], write: staying.map((d) => d.path) },
       )) as { job: number };
       return { job: result.job };
     },
 
     async forgetJob(...args) {
       const [job] = parseArgs('forgetJob', args);
-      if (deps.engine.live(job))
+      if (deps.engine.running(job))
         throw new ApiError('busy', `job ${job} is running: cancel it first`);
       await request({ type: 'forget', job });
     },

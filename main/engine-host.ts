@@ -23,6 +23,7 @@ import {
   type HostEvent,
   type HostOutbound,
 } from '../engine/protocol';
+import { socketChannel } from '../engine/transport';
 import type { Access, Engine } from './api';
 
 const STDERR_TAIL = 4000;
@@ -105,36 +106,13 @@ function utilityLink(forker: UtilityForker, hostScript: string, args: string[]):
   };
 }
 
-/** Newline-delimited JSON on an authenticated socket; `leftover` arrived with the token. */
+/** The authenticated socket, framed like every engine link; `leftover` arrived with the token. */
 function socketLink(socket: net.Socket, leftover: string, launcher: ChildProcess | null): Link {
-  const listeners: Array<(m: unknown) => void> = [];
-  let partial = leftover;
-  const deliver = (chunk: string): void => {
-    const lines = (partial + chunk).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) {
-      if (!line.trim()) continue;
-      try {
-        const message: unknown = JSON.parse(line);
-        for (const l of listeners) l(message);
-      } catch {
-        socket.destroy();
-      }
-    }
-  };
-  socket.setEncoding('utf8');
-  socket.on('data', deliver);
-  socket.on('error', () => socket.destroy());
-  socket.resume(); // paused by the listener while it handed the socket over
+  const channel = socketChannel(socket, leftover);
   const stderr = keepTail(launcher?.stderr);
   return {
-    send: (m) => {
-      if (!socket.destroyed) socket.write(JSON.stringify(m) + '\n');
-    },
-    onMessage: (l) => {
-      listeners.push(l);
-      if (listeners.length === 1 && partial.includes('\n')) queueMicrotask(() => deliver(''));
-    },
+    send: (m) => channel.send(m),
+    onMessage: (l) => channel.onMessage(l),
     onExit: (l) =>
       socket.once('close', () =>
         l(`the elevated engine disconnected${stderr() ? `: ${stderr()}` : ''}`),
@@ -493,18 +471,14 @@ export interface SupervisorOptions {
 
 type Slot = 'normal' | 'elevated';
 
-/** The job's engine process and whether it is paused, from the events it sends. */
-interface LiveJob {
-  connection: EngineConnection;
-  paused: boolean;
-}
 
 export class EngineSupervisor implements Engine {
   private readonly events = new EventEmitter();
   private readonly connections: Partial<Record<Slot, Promise<EngineConnection>>> = {};
   /** The same, once started: so a dead one is dropped at once. */
   private readonly started: Partial<Record<Slot, EngineConnection>> = {};
-  private readonly jobs = new Map<number, LiveJob>();
+  /** Which engine process runs each job: where its commands go. Nothing else is kept. */
+  private readonly jobs = new Map<number, EngineConnection>();
   private closed = false;
 
   constructor(private readonly options: SupervisorOptions) {
@@ -518,12 +492,11 @@ export class EngineSupervisor implements Engine {
 
   /** The pid of the engine process running `job`. */
   jobPid(job: number): number | undefined {
-    return this.jobs.get(job)?.connection.pid;
+    return this.jobs.get(job)?.pid;
   }
 
-  live(job: number): { paused: boolean } | undefined {
-    const j = this.jobs.get(job);
-    return j ? { paused: j.paused } : undefined;
+  running(job: number): boolean {
+    return this.jobs.has(job);
   }
 
   onEvent(listener: (event: HostEvent) => void): () => void {
@@ -535,7 +508,7 @@ export class EngineSupervisor implements Engine {
     if (this.closed) throw new EngineRequestError('unavailable', 'the engine is shut down');
     const job = 'job' in command ? command.job : undefined;
     const running = job !== undefined ? this.jobs.get(job) : undefined;
-    if (running) return running.connection.request(command);
+    if (running) return running.request(command);
     const needed = this.options.elevation?.needed ?? needsElevation;
     const slot: Slot = access && needed(access) ? 'elevated' : 'normal';
     const connection = await this.connection(slot);
@@ -635,14 +608,9 @@ export class EngineSupervisor implements Engine {
   }
 
   private track(event: HostEvent, from: EngineConnection): void {
-    if (event.type === 'start') {
-      this.jobs.set(event.job, { connection: from, paused: false });
-    } else if (event.type === 'progress') {
-      const j = this.jobs.get(event.job);
-      if (j) j.paused = event.paused;
-    } else if (event.type === 'done') {
-      this.jobs.delete(event.job);
-    }
+    // An update's compare reports progress before its start.
+    if (event.type === 'start' || event.type === 'verify-progress') this.jobs.set(event.job, from);
+    else if (event.type === 'done') this.jobs.delete(event.job);
     this.events.emit('event', event);
   }
 
@@ -652,8 +620,8 @@ export class EngineSupervisor implements Engine {
       delete this.started[slot];
       delete this.connections[slot];
     }
-    for (const [job, live] of [...this.jobs]) {
-      if (live.connection !== from) continue;
+    for (const [job, connection] of [...this.jobs]) {
+      if (connection !== from) continue;
       this.jobs.delete(job);
       this.events.emit('event', {
         type: 'error',

@@ -122,6 +122,22 @@ export interface CloneRequest {
   /** One or more, no path twice. Drives need `confirmed: true`. */
   targets: CloneTarget[];
   options?: CloneOptions;
+  /** A new job (erase and copy) even where a job for this source and these targets exists. */
+  fresh?: boolean;
+}
+
+/** new: erase and copy; resume: go on with an unfinished job; update: copy what differs. */
+export type CloneIntent = 'new' | 'resume' | 'update';
+
+/** What startClone would do, from every check, before anything is written. */
+export interface ClonePlan {
+  intent: CloneIntent;
+  /** The existing job it would resume or update. */
+  job: JobId | null;
+  /** The image's size (uncompressed); an estimate while sizeKnown is false. */
+  bytesTotal: number;
+  sizeKnown: boolean;
+  regionsHydrated: number;
 }
 
 export interface ResumeRequest {
@@ -129,6 +145,8 @@ export interface ResumeRequest {
   confirmed?: boolean;
   /** Only these may change on resume. */
   options?: Pick<CloneOptions, 'threshold' | 'batch' | 'throttle' | 'maxRate' | 'verify'>;
+  /** Destinations (paths) to finish without, for good. */
+  drop?: string[];
 }
 
 export interface ThrottleChange {
@@ -138,7 +156,8 @@ export interface ThrottleChange {
   maxRate?: number;
 }
 
-export type JobState = 'running' | 'paused' | 'interrupted' | 'done' | 'failed';
+/** verifying: copied, being compared. done: copied (see `verified`). */
+export type JobState = 'running' | 'paused' | 'verifying' | 'interrupted' | 'done' | 'failed';
 export type MetadataMode = 'rw' | 'ro' | 'fail';
 
 export interface JobOptionsInfo {
@@ -163,7 +182,8 @@ export interface JobSummary {
   resumable: boolean;
   mode: MetadataMode;
   source: string;
-  destinations: Array<{ path: string; size: number; failed: string | null }>;
+  /** failed: why it left the job (it comes back on resume unless dropped). */
+  destinations: Array<{ path: string; size: number; failed: string | null; dropped: boolean }>;
   bytesTotal: number;
   regionSize: number;
   regionsHydrated: number;
@@ -171,6 +191,10 @@ export interface JobSummary {
   unreadableBytes: number;
   options: JobOptionsInfo;
   error: string | null;
+  /** Every destination compared equal (true), differed (false), or not verified (null). */
+  verified: boolean | null;
+  copySeconds: number;
+  verifySeconds: number;
   /** dm-clone style: `<region size> <hydrated>/<total> <hydrating> <features> <core args> <mode>`. */
   statusLine: string | null;
   createdAt: string;
@@ -210,29 +234,41 @@ export interface MapExport {
 
 export interface JobStarted {
   job: JobId;
+  intent: CloneIntent;
+  /** intent is not 'new'. */
   resumed: boolean;
   source: string;
   destinations: string[];
   regionSize: number;
   regionsTotal: number;
   regionsHydrated: number;
+  /** The image's size (uncompressed); an estimate while sizeKnown is false. */
   bytesTotal: number;
-  /** A delta re-clone of a finished job: how many regions were found to differ. */
+  sizeKnown: boolean;
+  /** The options in force. */
+  options: JobOptionsInfo;
+  /** An update: how many regions were found to differ. */
   delta?: number;
 }
 
-/** Sent every ~300 ms while a job runs (paused jobs too, with no bytes moving). */
+/** Sent every ~300 ms while a job copies (paused jobs too, with no bytes moving). */
 export interface JobProgress {
   job: JobId;
+  /** copying; flushing: all written, the last flush and commit run. */
+  phase: 'copying' | 'flushing';
   bytesDone: number;
   bytesTotal: number;
+  sizeKnown: boolean;
+  /** Committed: on every destination and flushed. */
   regionsHydrated: number;
-  regionsTotal: number;
-  /** Regions in flight. */
+  /** Written to every destination, waiting for the next commit. */
+  regionsWritten: number;
+  /** Regions in flight. hydrated + written + hydrating ≤ total. */
   hydrating: number;
-  /** Bytes per second over the last few seconds. */
+  regionsTotal: number;
+  /** Bytes per second over about the last second (since the last pause or throttle change). */
   rate: number;
-  /** Seconds left at that rate, or null while unknown. */
+  /** Seconds left at that rate; null while paused or not yet known. */
   eta: number | null;
   paused: boolean;
   /** The throttle in force. */
@@ -277,26 +313,55 @@ export interface ModeChange {
   reason: string;
 }
 
+export interface DestinationResult {
+  path: string;
+  /** done: holds every region; failed: left the job (error says why); unfinished: the job stopped. */
+  state: 'done' | 'failed' | 'unfinished';
+  error: string | null;
+  /** Set when it was verified. */
+  verified?: boolean;
+  mismatches?: ByteRange[];
+}
+
 export interface JobDone {
   job: JobId;
-  /** interrupted and failed jobs are resumable. */
+  intent?: CloneIntent;
+  /** done: every destination still in the job holds every region. interrupted and failed jobs are resumable. */
   state: 'done' | 'interrupted' | 'failed';
+  error?: string | null;
   bytesRead: number;
   bytesWritten: number;
   regionsCopied: number;
   unreadableBytes: number;
   unreadable: ByteRange[];
   failedDestinations: string[];
+  /** Per destination: its result (and its verify result). */
+  destinations?: DestinationResult[];
   seconds: number;
-  /** Set when the job verified (options.verify). */
+  copySeconds?: number;
+  verifySeconds?: number;
+  /** Set when the job verified: true only when every destination compared equal. */
   verified?: boolean;
   mismatches?: ByteRange[];
 }
 
+/** Comparing before an update, or verifying after a copy. */
 export interface VerifyProgress {
   job: JobId;
+  phase: 'comparing' | 'verifying';
   bytesDone: number;
   bytesTotal: number;
+  rate: number;
+  eta: number | null;
+}
+
+/** A job's verify: per destination, equal or the ranges that differ. */
+export interface JobVerified {
+  job: JobId;
+  equal: boolean;
+  destinations: Array<{ path: string; equal: boolean; mismatches: ByteRange[]; regions: number[] }>;
+  skipped: ByteRange[];
+  seconds: number;
 }
 
 /** Event name → payload. */
@@ -309,6 +374,7 @@ export interface DriveTwinEvents {
   mode: ModeChange;
   done: JobDone;
   'verify-progress': VerifyProgress;
+  verified: JobVerified;
 }
 
 export type DriveTwinEventName = keyof DriveTwinEvents;
@@ -337,7 +403,9 @@ export interface DriveTwinApi {
   /** An image file to write (may not exist yet): as pickImageToOpen, with a save dialog. */
   pickImageToSave(typedPath?: string): Promise<DriveInfo | null>;
 
-  startClone(request: CloneRequest): Promise<{ job: JobId }>;
+  /** What startClone would do (erase and copy, resume, update), checked, nothing written. */
+  planClone(request: CloneRequest): Promise<ClonePlan>;
+  startClone(request: CloneRequest): Promise<{ job: JobId; intent: CloneIntent }>;
   /** Pause hydration: in-flight regions finish, nothing new is read. */
   pause(job: JobId): Promise<void>;
   /** Resume hydration of a paused job. */
@@ -371,6 +439,7 @@ export const METHODS = [
   'listDrives',
   'pickImageToOpen',
   'pickImageToSave',
+  'planClone',
   'startClone',
   'pause',
   'resume',
@@ -393,6 +462,7 @@ export const EVENTS = [
   'mode',
   'done',
   'verify-progress',
+  'verified',
 ] as const satisfies readonly DriveTwinEventName[];
 
 // Compile-time check that METHODS and EVENTS name every member (and nothing else).

@@ -31,6 +31,7 @@ const methods = [
   'listDrives',
   'pickImageToOpen',
   'pickImageToSave',
+  'planClone',
   'startClone',
   'pause',
   'resume',
@@ -53,6 +54,7 @@ const events = [
   'mode',
   'done',
   'verify-progress',
+  'verified',
 ] as const;
 
 type Same<A, B> =

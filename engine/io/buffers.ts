@@ -12,3 +12,8 @@ export function alignedBuffer(size: number): Buffer {
 export function zeroedBuffer(size: number): Buffer {
   return alignedBuffer(size).fill(0);
 }
+
+/** The largest single I/O: a region or batch bigger than this is copied in pieces of it. */
+export const MAX_IO_BYTES = 8 * 1024 * 1024;
+/** The copy buffers of all I/Os in flight together: what bounds memory, whatever the region size. */
+export const MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024;

@@ -187,6 +187,7 @@ function badArgs(rng: Rng, method: (typeof METHODS)[number]): unknown[] {
     case 'listJobs':
       return [anyValue(rng) ?? 0];
     case 'startClone':
+    case 'planClone':
       return [anyValue(rng)];
   }
 }

@@ -26,7 +26,7 @@ function fakeEngine() {
       listeners.add(l);
       return () => listeners.delete(l);
     },
-    live: () => undefined,
+    running: () => false,
   };
   return { engine, commands, emit: (e: HostEvent) => listeners.forEach((l) => l(e)) };
 }
@@ -193,11 +193,19 @@ test('engine events reach the renderer under the contract names, without the pro
   const got: Array<[string, unknown]> = [];
   const off = backend.onEvent((event, payload) => got.push([event, payload]));
   emit({ type: 'mode', job: 3, mode: 'ro', reason: 'commit failed' });
-  emit({ type: 'verify-progress', job: 3, bytesDone: 1, bytesTotal: 2 });
+  emit({
+    type: 'verify-progress',
+    job: 3,
+    phase: 'verifying',
+    bytesDone: 1,
+    bytesTotal: 2,
+    rate: 0,
+    eta: null,
+  });
   off();
   emit({ type: 'mode', job: 3, mode: 'fail', reason: 'x' });
   assert.deepEqual(got, [
     ['mode', { job: 3, mode: 'ro', reason: 'commit failed' }],
-    ['verify-progress', { job: 3, bytesDone: 1, bytesTotal: 2 }],
+    ['verify-progress', { job: 3, phase: 'verifying', bytesDone: 1, bytesTotal: 2, rate: 0, eta: null }],
   ]);
 });

@@ -553,7 +553,19 @@ describe('isTrustedSender', () => {
 
 const started: JobStarted = {
   job: 4,
+  intent: 'new',
   resumed: false,
+  sizeKnown: true,
+  options: {
+    threshold: 32,
+    batch: 8,
+    throttle: 100,
+    maxRate: 0,
+    sparse: null,
+    ignoreErrors: false,
+    sequential: false,
+    verify: false,
+  },
   source: '/srv/disk.img',
   destinations: ['/dev/sdb'],
   regionSize: 1 << 20,
@@ -565,9 +577,12 @@ const started: JobStarted = {
 function progress(p: Partial<JobProgress> = {}): JobProgress {
   return {
     job: 4,
+    phase: 'copying',
     bytesDone: 512 << 20,
     bytesTotal: 1 << 30,
+    sizeKnown: true,
     regionsHydrated: 512,
+    regionsWritten: 0,
     regionsTotal: 1024,
     hydrating: 8,
     rate: 100 << 20,
@@ -934,7 +949,7 @@ describe('main/index.ts against a fake Electron', () => {
     const [engine] = engines;
 
     engine.event({ type: 'start', ...started });
-    engine.event({ type: 'progress', sizeKnown: true, ...progress() });
+    engine.event({ type: 'progress', ...progress() });
     await until('the title shows the progress', () =>
       win.titles.includes('50% · 5 min left — DriveTwin'),
     );

@@ -14,8 +14,8 @@ import {
   SCHEMA_MINOR,
   defaultDatabasePath,
   versionProblem,
-  type JobOptions,
 } from '../../engine/metadata';
+import type { JobOptions } from '../../engine/options';
 import { CHUNK_BYTES, RegionMap } from '../../engine/region-map';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'drivetwin-metadata-'));

@@ -1,0 +1,116 @@
+// Taking the destinations and the job before the first byte is written: an exclusive
+// OS lock on every destination (flock on files; O_EXCL on Linux drives, which the
+// kernel enforces against every other opener), then the job's row in the database.
+// A second writer — another DriveTwin process or session, or any program that takes
+// the same locks — is refused here, and told which job holds the destination.
+
+import fs from 'node:fs';
+import { setFlock } from '@ronomon/direct-io';
+import { BlockDevice } from './io/block-device';
+import type { Identity } from './identity';
+import { type Metadata, MetadataError } from './metadata';
+import { Refused, closeAll } from './open';
+import type { Plan } from './plan';
+
+/** Asked once before writing to drives; false declines. */
+export type Confirm = (
+  drives: Array<{ path: string; size: number; detail: string }>,
+) => Promise<boolean>;
+
+export interface Claim {
+  /** Drives opened exclusively for writing, by destination index in the job. */
+  readonly drives: Map<number, BlockDevice>;
+  /** Files the claim created (removed again if the job never starts). */
+  readonly created: string[];
+  /** Gives everything up; `unclaimed`: also removes the files the claim created. */
+  release(unclaimed?: boolean): Promise<void>;
+}
+
+const LOCK_BUSY = new Set(['EWOULDBLOCK', 'EAGAIN', 'EBUSY']);
+
+/** Who holds `file`, for the message: a running job of ours, or another program. */
+function holder(meta: Metadata, file: string): string {
+  const jobs = meta.runningJobsWriting(file);
+  if (jobs.length === 0) return 'another program holds it (mounted, or opened exclusively)';
+  return jobs.map((j) => `job ${j.id} (process ${j.pid}) is writing it`).join('; ');
+}
+
+function lockFile(fd: number): Promise<void> {
+  return new Promise((resolve, reject) =>
+    setFlock(fd, 1, (error) => (error ? reject(error) : resolve())),
+  );
+}
+
+/** Every destination of the plan, claimed; nothing is written. */
+export async function claimDestinations(meta: Metadata, plan: Plan): Promise<Claim> {
+  const drives = new Map<number, BlockDevice>();
+  const locks: number[] = [];
+  const created: string[] = [];
+  const release = async (unclaimed = false): Promise<void> => {
+    await closeAll([...drives.values()]);
+    drives.clear();
+    for (const fd of locks.splice(0)) fs.closeSync(fd);
+    if (unclaimed) for (const file of created) fs.rmSync(file, { force: true });
+  };
+  try {
+    for (const d of plan.destinations) {
+      const file = d.probe.path;
+      try {
+        if (d.probe.kind === 'block') {
+          drives.set(d.index, await BlockDevice.open(file, true));
+          continue;
+        }
+        const existed = fs.existsSync(file);
+        const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+        locks.push(fd);
+        if (!existed) created.push(file);
+        if (process.platform !== 'win32') await lockFile(fd);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code ?? '';
+        if (LOCK_BUSY.has(code)) {
+          throw new Refused(`destination ${file} is in use: ${holder(meta, file)}`);
+        }
+        throw new Refused(`can't open destination ${file} for writing: ${(e as Error).message}`);
+      }
+    }
+  } catch (e) {
+    await release(true);
+    throw e;
+  }
+  return { drives, created, release };
+}
+
+/** The job's row: a new one, or the existing job taken for this process. */
+export function claimJob(
+  meta: Metadata,
+  plan: Plan,
+  identities: Map<number, Identity>,
+): number {
+  try {
+    if (!plan.record) {
+      for (const id of plan.replaces) meta.forget(id);
+      return meta.createJob({
+        source: plan.sourcePath,
+        // 0 until a stream's end is read.
+        sourceSize: Number.isFinite(plan.geometry.regionCount) ? plan.geometry.size : 0,
+        sourceIdentity: plan.sourceIdentity,
+        regionSize: plan.geometry.regionSize,
+        regionsTotal: Number.isFinite(plan.geometry.regionCount) ? plan.geometry.regionCount : 0,
+        options: plan.options,
+        destinations: plan.destinations.map((d) => ({
+          path: d.probe.path,
+          size: identities.get(d.index)!.size,
+          identity: identities.get(d.index)!,
+        })),
+      });
+    }
+    // Until an update has compared, or while a copy is verified, the job is what it was: copied.
+    const verifying = plan.intent === 'update' || plan.verifyOnly;
+    meta.claimJob(plan.record.id, plan.options, verifying ? 'verifying' : 'running');
+    for (const index of plan.drop) meta.dropDestination(plan.record.id, index);
+    return plan.record.id;
+  } catch (e) {
+    if (e instanceof MetadataError) throw new Refused(e.message);
+    throw e;
+  }
+}

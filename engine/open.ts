@@ -1,0 +1,61 @@
+// What a path names (a drive, an image, a backup, nothing yet), and opening one for
+// reading. Nothing here writes.
+
+import fs from 'node:fs';
+import { blockFacts } from './drives';
+import { BlockDevice } from './io/block-device';
+import type { Device } from './io/device';
+import { IMAGE_BLOCK_SIZE, ImageFile } from './io/image-file';
+
+/** A refused request: a check said no, and nothing was written. */
+export class Refused extends Error {}
+
+/** A destination written as a compressed, resumable backup. */
+export const isZstPath = (p: string): boolean => /\.zst$/i.test(p);
+
+export interface Probe {
+  path: string;
+  kind: 'block' | 'file' | 'zst' | 'missing';
+  size: number;
+  logicalBlockSize: number;
+}
+
+export function probe(p: string): Probe {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch {
+    return { path: p, kind: 'missing', size: 0, logicalBlockSize: IMAGE_BLOCK_SIZE };
+  }
+  if (st.isBlockDevice()) {
+    const info = blockFacts(p);
+    return { path: p, kind: 'block', size: info.size, logicalBlockSize: info.logicalBlockSize };
+  }
+  if (st.isFile()) {
+    const kind = isZstPath(p) ? 'zst' : 'file';
+    return { path: p, kind, size: st.size, logicalBlockSize: IMAGE_BLOCK_SIZE };
+  }
+  throw new Refused(`${p} is neither a drive nor an image file`);
+}
+
+/** Opens a drive, image or compressed image for reading only; `role` names it in messages. */
+export async function openReadable(p: string, role = 'source'): Promise<Device> {
+  const found = probe(p);
+  if (found.kind === 'missing') throw new Refused(`${role} ${p} does not exist`);
+  try {
+    if (found.kind === 'block') return await BlockDevice.open(p, false);
+    const { detectCompression, openCompressedSource } = await import('./io/compressed');
+    if (detectCompression(p)) return await openCompressedSource(p);
+    const device = ImageFile.open(p, false);
+    if (device.size === 0) throw new Refused(`${role} ${p} is empty`);
+    return device;
+  } catch (e) {
+    if (e instanceof Refused) throw e;
+    throw new Refused(`${role} ${p} can't be read: ${(e as Error).message}`);
+  }
+}
+
+/** Closes every device, whatever fails. */
+export async function closeAll(devices: Array<Device | null | undefined>): Promise<void> {
+  await Promise.all(devices.map((d) => d?.close().catch(() => undefined)));
+}

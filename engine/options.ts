@@ -1,0 +1,89 @@
+// A job's options: their defaults, what makes them valid, and which of them may change
+// when a job goes on (resume, or a re-run of the same clone). One place for each rule.
+
+import { throttleProblem } from './throttle';
+
+export interface JobOptions {
+  threshold: number;
+  batch: number;
+  throttle: number;
+  maxRate: number;
+  sparse: boolean | null;
+  ignoreErrors: boolean;
+  sequential: boolean;
+  verify: boolean;
+  /** Copy only what an ext2/3/4 or FAT32 file system uses. */
+  usedOnly: boolean;
+  /** With usedOnly: write zeros over free space on drives (images get holes anyway). */
+  zeroFree: boolean;
+}
+
+export const DEFAULT_OPTIONS: JobOptions = {
+  threshold: 32,
+  batch: 8,
+  throttle: 100,
+  maxRate: 0,
+  sparse: null,
+  ignoreErrors: false,
+  sequential: false,
+  verify: false,
+  usedOnly: false,
+  zeroFree: false,
+};
+
+/** May change whenever a job goes on: they change how it copies, not what lands on disk. */
+export const LIVE_OPTIONS = [
+  'threshold',
+  'batch',
+  'throttle',
+  'maxRate',
+  'ignoreErrors',
+  'sequential',
+  'verify',
+] as const satisfies ReadonlyArray<keyof JobOptions>;
+
+/** Fixed for a job's life; the flag that sets each, for messages. */
+const FIXED_FLAGS: Record<Exclude<keyof JobOptions, (typeof LIVE_OPTIONS)[number]>, string> = {
+  sparse: '--sparse / --no-sparse',
+  usedOnly: '--used-only',
+  zeroFree: '--zero-free',
+};
+
+export function optionsProblem(o: JobOptions): string | null {
+  if (!Number.isInteger(o.threshold) || o.threshold < 1 || o.threshold > 4096) {
+    return `threshold must be a whole number from 1 to 4096, not ${o.threshold}`;
+  }
+  if (!Number.isInteger(o.batch) || o.batch < 1 || o.batch > o.threshold) {
+    return `batch must be a whole number from 1 to the threshold (${o.threshold}), not ${o.batch}`;
+  }
+  if (o.zeroFree && !o.usedOnly) return 'zeroing free space only makes sense with --used-only';
+  return throttleProblem({ percent: o.throttle, maxRate: o.maxRate });
+}
+
+/** The live options among `given`. */
+export function liveOptions(given: Partial<JobOptions>): Partial<JobOptions> {
+  const out: Partial<JobOptions> = {};
+  for (const key of LIVE_OPTIONS) {
+    if (given[key] !== undefined) (out as Record<string, unknown>)[key] = given[key];
+  }
+  return out;
+}
+
+/**
+ * Why `given` can't apply to job `id` whose options are `current`: a fixed option asked
+ * to differ. Refused rather than ignored, so nobody believes a flag took effect.
+ */
+export function fixedOptionProblem(
+  id: number,
+  current: JobOptions,
+  given: Partial<JobOptions>,
+): string | null {
+  for (const [key, flag] of Object.entries(FIXED_FLAGS) as Array<[keyof JobOptions, string]>) {
+    if (given[key] === undefined || given[key] === current[key]) continue;
+    return (
+      `${flag} can't change for job ${id} (it was started with ${key} ${String(current[key])}); ` +
+      'run the clone with --fresh to start over'
+    );
+  }
+  return null;
+}

@@ -1,0 +1,471 @@
+// Every check before a job may write: what the user asked (a clone, or the resume of
+// a job), whether each flag is valid for it, which job it means and with which intent
+// (new, resume, update), sizes, identities and the target-safety rules. Reads only:
+// a check that fails throws Refused, and nothing anywhere has been written.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Confirm } from './claim';
+import { describeBlockDevice, destinationProblems } from './drives';
+import {
+  DEFAULT_REGION_SIZE,
+  type Geometry,
+  makeGeometry,
+  regionRange,
+  regionSizeProblem,
+} from './geometry';
+import { type Identity, identify, identifyPath, identityProblem } from './identity';
+import { type Device, knownSize } from './io/device';
+import type { DestinationRecord, JobRecord, Metadata } from './metadata';
+import { type Probe, Refused, closeAll, isZstPath, openReadable, probe } from './open';
+import {
+  DEFAULT_OPTIONS,
+  type JobOptions,
+  fixedOptionProblem,
+  liveOptions,
+  optionsProblem,
+} from './options';
+import { RegionMap } from './region-map';
+import { formatBytes } from './size';
+
+export type Intent = 'new' | 'resume' | 'update';
+
+interface Allow {
+  allowMounted?: boolean;
+  allowSystem?: boolean;
+}
+
+export interface CloneRequest extends Allow {
+  kind: 'clone';
+  source: string;
+  destinations: string[];
+  regionSize?: number;
+  /** What the user chose; the rest is the defaults, or the existing job's. */
+  options: Partial<JobOptions>;
+  /** A GNU ddrescue mapfile: its finished areas are already on the destinations. */
+  fromMap?: string;
+  /** A new job even where one exists for this source and these destinations. */
+  fresh?: boolean;
+}
+
+export interface ResumeRequest extends Allow {
+  kind: 'resume';
+  job: number;
+  /** Only the live options (options.ts) may be given. */
+  options: Partial<JobOptions>;
+  /** Destination paths to finish without, for good. */
+  drop?: string[];
+  /** Only verify a copied job (again, if it was verified before). */
+  verifyOnly?: boolean;
+}
+
+export type SessionRequest = CloneRequest | ResumeRequest;
+
+export interface PlannedDestination {
+  probe: Probe;
+  /** Its place in the job's record. */
+  index: number;
+  /** An existing job's record of it. */
+  record: DestinationRecord | null;
+  /** It failed (or was dropped) earlier and comes back now. */
+  restore: boolean;
+}
+
+export interface Plan {
+  intent: Intent;
+  /** The existing job (resume, update). */
+  record: JobRecord | null;
+  sourcePath: string;
+  /** Open for reading; whoever holds the plan closes it. */
+  source: Device;
+  sourceIdentity: Identity;
+  /** regionCount is Infinity while a stream's size is unknown. */
+  geometry: Geometry;
+  options: JobOptions;
+  destinations: PlannedDestination[];
+  /** Record indices the user drops now. */
+  drop: number[];
+  /** Free regions of a used-only clone. */
+  free: RegionMap | null;
+  /** Regions a ddrescue mapfile says are already on the destinations. */
+  seeded: RegionMap | null;
+  /** A copied job that only needs verifying. */
+  verifyOnly: boolean;
+  /** Unfinished jobs for the same pair that a --fresh clone replaces. */
+  replaces: number[];
+}
+
+/** Canonical path, so that another name for the same thing finds the same job. */
+export function canonical(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+export async function plan(meta: Metadata, request: SessionRequest): Promise<Plan> {
+  return request.kind === 'resume'
+    ? planResume(meta, request)
+    : planClone(meta, request);
+}
+
+async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
+  const options = { ...DEFAULT_OPTIONS, ...request.options };
+  const problem = optionsProblem(options);
+  if (problem) throw new Refused(problem);
+  if (request.regionSize !== undefined) {
+    const sizeProblem = regionSizeProblem(request.regionSize, []);
+    if (sizeProblem) throw new Refused(sizeProblem);
+  }
+  const mapText = request.fromMap === undefined ? null : readMapfile(request.fromMap);
+  const sourcePath = canonical(request.source);
+  const destPaths = request.destinations.map(canonical);
+  if (new Set(destPaths).size !== destPaths.length) {
+    throw new Refused('the same destination is named twice');
+  }
+  const existing = request.fresh ? null : meta.findUnfinished(sourcePath, destPaths);
+  // A finished job is brought up to date where its devices are still the same size;
+  // otherwise (and for compressed backups) a new job starts.
+  const finished =
+    request.fresh || existing || destPaths.some(isZstPath)
+      ? null
+      : meta.findFinished(sourcePath, destPaths);
+  const going = existing ?? (finished && sameSizes(finished) ? finished : null);
+  if (going) {
+    const why =
+      (request.regionSize !== undefined && request.regionSize !== going.regionSize
+        ? `--region-size can't change for job ${going.id} (it copies ${formatBytes(going.regionSize)} regions); run the clone with --fresh to start over`
+        : null) ??
+      (request.fromMap !== undefined
+        ? `--from-map seeds a new job, and job ${going.id} already copies this source to these destinations; run the clone with --fresh to start over`
+        : null) ??
+      fixedOptionProblem(going.id, going.options, request.options);
+    if (why) throw new Refused(why);
+    return existing
+      ? planResume(meta, { ...request, kind: 'resume', job: existing.id })
+      : planUpdate(going, request);
+  }
+
+  const source = await openReadable(sourcePath);
+  return closingOnError([source], async () => {
+    const probes = destPaths.map((d) => checkDestination(source, d, request));
+    const regionSize = request.regionSize ?? DEFAULT_REGION_SIZE;
+    const sizeProblem = regionSizeProblem(regionSize, [
+      source.logicalBlockSize,
+      ...probes.map((p) => p.logicalBlockSize),
+    ]);
+    if (sizeProblem) throw new Refused(sizeProblem);
+    const size = knownSize(source);
+    const geometry = size === null ? unknownGeometry(regionSize) : makeGeometry(size, regionSize);
+    const withRules = withZstRules(options, probes);
+    const free = withRules.usedOnly ? await freeSpace(source, geometry) : null;
+    const seeded = mapText === null ? null : await mapSeed(request.fromMap!, mapText, geometry);
+    if (seeded) holdsRescuedData(probes, seeded, geometry);
+    const replaces = request.fresh
+      ? meta
+          .jobsFor(sourcePath, destPaths)
+          .filter((j) => j.state !== 'done')
+          .map((j) => j.id)
+      : [];
+    return {
+      intent: 'new',
+      record: null,
+      sourcePath,
+      source,
+      sourceIdentity: await identify(source, true),
+      geometry,
+      options: withRules,
+      destinations: probes.map((p, index) => ({ probe: p, index, record: null, restore: false })),
+      drop: [],
+      free,
+      seeded,
+      verifyOnly: false,
+      replaces,
+    };
+  });
+}
+
+/** Resumes job `id` onto the same source and destinations; anything else is refused. */
+async function planResume(meta: Metadata, request: ResumeRequest | (CloneRequest & { kind: 'resume'; job: number })): Promise<Plan> {
+  const record = meta.getJob(request.job);
+  if (!record) throw new Refused(`there is no job ${request.job}`);
+  if (record.state === 'running' || record.state === 'verifying') {
+    throw new Refused(`job ${record.id} is already running (process ${record.pid})`);
+  }
+  const options = { ...record.options, ...liveOptions(request.options) };
+  const problem = optionsProblem(options);
+  if (problem) throw new Refused(problem);
+  // A finished job copied everything to every destination left; one that lost a
+  // destination (an older DriveTwin called that done too) resumes to bring it back.
+  const copied = record.state === 'done' && record.destinations.every((d) => !d.failed || d.dropped);
+  const verifyOnly = copied;
+  if ('verifyOnly' in request && request.verifyOnly) {
+    if (!copied) {
+      throw new Refused(`job ${record.id} is not finished (${record.state}): resume it first`);
+    }
+    options.verify = true;
+  } else if (copied && (!options.verify || record.verified === true)) {
+    throw new Refused(
+      `job ${record.id} is already done${record.verified ? ' and verified' : ''}: run the same ` +
+        'clone again to bring its destinations up to date' +
+        (record.verified ? '' : ', or resume it with --verify to verify it'),
+    );
+  }
+  return planExisting(record, request, {
+    intent: 'resume',
+    options,
+    sameContent: true,
+    verifyOnly,
+  });
+}
+
+/**
+ * Brings a finished clone up to date: the session compares every region of the
+ * source with the destinations and hydrates again only those that differ.
+ */
+async function planUpdate(record: JobRecord, request: CloneRequest): Promise<Plan> {
+  const options = { ...record.options, ...liveOptions(request.options) };
+  const problem = optionsProblem(options);
+  if (problem) throw new Refused(problem);
+  return planExisting(record, request, {
+    intent: 'update',
+    options,
+    sameContent: false,
+    verifyOnly: false,
+  });
+}
+
+async function planExisting(
+  record: JobRecord,
+  request: Allow & { drop?: string[] },
+  how: { intent: Intent; options: JobOptions; sameContent: boolean; verifyOnly: boolean },
+): Promise<Plan> {
+  const dropPaths = new Set((request.drop ?? []).map(canonical));
+  for (const p of dropPaths) {
+    if (!record.destinations.some((d) => d.path === p)) {
+      throw new Refused(`--drop ${p}: job ${record.id} does not write there`);
+    }
+  }
+  const source = await openReadable(record.source);
+  return closingOnError([source], async () => {
+    const sourceIdentity = await checkSource(record, source, how.sameContent);
+    const drop: number[] = [];
+    const destinations: PlannedDestination[] = [];
+    for (const d of record.destinations) {
+      // An update compares every destination, so one dropped before comes back with it.
+      if (d.dropped && how.intent !== 'update') continue;
+      if (dropPaths.has(d.path)) {
+        drop.push(d.index);
+        continue;
+      }
+      destinations.push({
+        probe: checkJobDestination(record, d, source, request),
+        index: d.index,
+        record: d,
+        restore: d.failed !== null,
+      });
+    }
+    if (destinations.length === 0) {
+      throw new Refused(`job ${record.id} has no destination left: every one was dropped`);
+    }
+    const options = withZstRules(
+      how.options,
+      destinations.map((d) => d.probe),
+    );
+    const geometry = geometryOf(record);
+    return {
+      intent: how.intent,
+      record,
+      sourcePath: record.source,
+      source,
+      sourceIdentity,
+      geometry,
+      options,
+      destinations,
+      drop,
+      free: options.usedOnly ? await freeSpace(source, geometry) : null,
+      seeded: null,
+      verifyOnly: how.verifyOnly,
+      replaces: [],
+    };
+  });
+}
+
+/** Drives among the planned destinations, asked about once before anything is claimed. */
+export async function confirmDrives(p: Plan, confirm: Confirm): Promise<void> {
+  if (p.verifyOnly) return;
+  const drives = p.destinations
+    .filter((d) => d.probe.kind === 'block')
+    .map(({ probe: found }) => {
+      const info = describeBlockDevice(found.path);
+      const mounted = info.mountpoints.length ? `, mounted at ${info.mountpoints.join(', ')}` : '';
+      return {
+        path: found.path,
+        size: found.size,
+        detail: `${formatBytes(found.size)}${mounted}`,
+      };
+    });
+  if (drives.length > 0 && !(await confirm(drives))) {
+    throw new Refused('not confirmed: nothing was written');
+  }
+}
+
+/** A job's geometry: sourceSize 0 means a stream whose end was not reached yet. */
+export function geometryOf(record: JobRecord): Geometry {
+  return record.sourceSize > 0
+    ? makeGeometry(record.sourceSize, record.regionSize)
+    : unknownGeometry(record.regionSize);
+}
+
+function unknownGeometry(regionSize: number): Geometry {
+  return { size: Number.MAX_SAFE_INTEGER, regionSize, regionCount: Infinity };
+}
+
+async function closingOnError<T>(devices: Device[], work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (e) {
+    await closeAll(devices);
+    throw e;
+  }
+}
+
+function sameSizes(record: JobRecord): boolean {
+  return (
+    probe(record.source).size === record.sourceSize &&
+    record.destinations.every((d) => d.failed !== null || probe(d.path).size === d.size)
+  );
+}
+
+/** A backup is written strictly in order and never sparse: zeros go into the stream. */
+function withZstRules(options: JobOptions, probes: Probe[]): JobOptions {
+  return probes.some((p) => p.kind === 'zst') ? { ...options, sequential: true } : options;
+}
+
+/** The source must be the one the job started from; an update allows new content. */
+async function checkSource(
+  record: JobRecord,
+  source: Device,
+  sameContent: boolean,
+): Promise<Identity> {
+  const now = await identify(source, true);
+  const then = sameContent
+    ? record.sourceIdentity
+    : { ...record.sourceIdentity, headSha256: undefined };
+  const problem = identityProblem(`source ${record.source}`, then, now);
+  if (problem) throw new Refused(`${problem}; job ${record.id} can't go on from it`);
+  return now;
+}
+
+/** A destination of an existing job: there, the same one, and still safe to write. */
+function checkJobDestination(
+  record: JobRecord,
+  d: DestinationRecord,
+  source: Device,
+  allow: Allow,
+): Probe {
+  const found = probe(d.path);
+  const dropHint = `, or finish without it: drivetwin resume ${record.id} --drop ${d.path}`;
+  if (found.kind === 'missing') {
+    throw new Refused(`destination ${d.path} is gone: reattach it${dropHint}`);
+  }
+  // Said before the size checks: a detached drive or a swapped one is not "too small".
+  if (found.kind === 'block' && found.size !== d.size) {
+    const now = found.size === 0 ? 'has no medium (size 0)' : `changed size to ${found.size} bytes`;
+    throw new Refused(
+      `destination ${d.path} ${now}; job ${record.id} wrote to ${d.size} bytes there: ` +
+        `reattach the same drive${dropHint}`,
+    );
+  }
+  checkDestination(source, d.path, allow);
+  const now = identifyPath(d.path, { ...found, kind: found.kind === 'block' ? 'block' : 'file' });
+  const why = identityProblem(`destination ${d.path}`, d.identity, now);
+  if (why) throw new Refused(`${why}; job ${record.id} can't go on onto it${dropHint}`);
+  return found;
+}
+
+function checkDestination(source: Device, dest: string, allow: Allow): Probe {
+  const found = probe(dest);
+  if (found.kind === 'missing') {
+    if (!fs.existsSync(path.dirname(dest))) {
+      throw new Refused(`destination ${dest}: folder ${path.dirname(dest)} does not exist`);
+    }
+    return { ...found, kind: isZstPath(dest) ? 'zst' : 'file' };
+  }
+  const problems = destinationProblems(source.path, dest, allow);
+  if (problems.length > 0) throw new Refused(problems.join('; '));
+  // A stream of unknown size is checked when its end is read: a write past the drive fails.
+  const size = knownSize(source);
+  if (found.kind === 'block' && size !== null && found.size < size) {
+    throw new Refused(
+      `destination ${dest} is smaller (${formatBytes(found.size)}) than the source (${formatBytes(size)})`,
+    );
+  }
+  return found;
+}
+
+/** Regions of the source's file system that hold nothing; refuses what can't be read safely. */
+async function freeSpace(source: Device, g: Geometry): Promise<RegionMap> {
+  if (source.kind === 'block' && describeBlockDevice(source.path).mountpoints.length > 0) {
+    throw new Refused(`--used-only: ${source.path} is mounted; unmount it first`);
+  }
+  const { usedSpace, freeRegions, FilesystemRefused } = await import('./filesystems');
+  let used;
+  try {
+    used = await usedSpace(source);
+  } catch (e) {
+    if (e instanceof FilesystemRefused) throw new Refused(`--used-only: ${e.message}`);
+    throw e;
+  }
+  if (!used) {
+    throw new Refused(`--used-only: ${source.path} holds no ext2/3/4 or FAT32 file system`);
+  }
+  const free = new RegionMap(g.regionCount);
+  for (const run of freeRegions(used.used, g.size, g.regionSize))
+    free.setRange(run.first, run.count);
+  return free;
+}
+
+function readMapfile(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Refused(`--from-map ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** Regions a ddrescue mapfile calls finished: already on the destinations. */
+async function mapSeed(file: string, text: string, g: Geometry): Promise<RegionMap> {
+  const { parseMapfile, finishedRegions } = await import('./ddrescue-map');
+  let runs;
+  try {
+    runs = finishedRegions(parseMapfile(text), g.size, g.regionSize);
+  } catch (e) {
+    throw new Refused(`--from-map ${file}: ${(e as Error).message}`);
+  }
+  const seeded = new RegionMap(g.regionCount);
+  for (const run of runs) seeded.setRange(run.first, run.count);
+  return seeded;
+}
+
+/** A mapfile's finished areas must really be on every destination: refuses those that can't hold them. */
+function holdsRescuedData(probes: Probe[], seeded: RegionMap, g: Geometry): void {
+  const runs = seeded.runs();
+  const last = runs[runs.length - 1];
+  const tail = last ? regionRange(g, last.first, last.count) : { offset: 0, length: 0 };
+  const rescuedEnd = tail.offset + tail.length;
+  for (const p of probes) {
+    if (p.kind === 'missing' || !fs.existsSync(p.path)) {
+      throw new Refused(`--from-map: ${p.path} does not exist, so it holds no rescued data`);
+    }
+    if (p.kind === 'zst') {
+      throw new Refused(`--from-map: ${p.path} is a compressed backup, written from the start`);
+    }
+    if (p.kind === 'file' && p.size < rescuedEnd) {
+      throw new Refused(
+        `--from-map: ${p.path} ends before the last area the mapfile calls rescued`,
+      );
+    }
+  }
+}
