@@ -31,7 +31,9 @@ const LOCK_BUSY = new Set(['EWOULDBLOCK', 'EAGAIN', 'EBUSY']);
 /** Who holds `file`, for the message: a running job of ours, or another program. */
 function holder(meta: Metadata, file: string): string {
   const jobs = meta.runningJobsWriting(file);
-  if (jobs.length === 0) return 'another program holds it (mounted, or opened exclusively)';
+  if (jobs.length === 0) {
+    return 'another DriveTwin job or another program holds it (mounted, or opened exclusively)';
+  }
   return jobs.map((j) => `job ${j.id} (process ${j.pid}) is writing it`).join('; ');
 }
 
@@ -66,8 +68,9 @@ export async function claimDestinations(meta: Metadata, plan: Plan): Promise<Cla
         if (!existed) created.push(file);
         if (process.platform !== 'win32') await lockFile(fd);
       } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code ?? '';
-        if (LOCK_BUSY.has(code)) {
+        // direct-io's flock errors carry their code only in the message.
+        const code = (e as NodeJS.ErrnoException).code ?? /^E[A-Z]+/.exec((e as Error).message)?.[0];
+        if (code && LOCK_BUSY.has(code)) {
           throw new Refused(`destination ${file} is in use: ${holder(meta, file)}`);
         }
         throw new Refused(`can't open destination ${file} for writing: ${(e as Error).message}`);

@@ -670,10 +670,11 @@ export function createBackend(deps: BackendDeps): Backend {
     async startClone(...args) {
       const [req] = parseArgs('startClone', args);
       const checked = await checkClone(req);
-      return (await request(
+      const started = (await request(
         { type: 'start', request: hostRequest(req, checked), confirmed: checked.confirmed },
         { read: [req.source], write: req.targets.map((t) => t.path) },
       )) as { job: number; intent: CloneIntent };
+      return { job: started.job, intent: started.intent };
     },
 
     async pause(...args) {

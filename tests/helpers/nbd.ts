@@ -222,3 +222,42 @@ export async function forgetfulDrive(
     { ...process.env, TMPDIR: cache }, // where the cache filter keeps its (deleted) cache file
   );
 }
+
+export interface PluggableDrive extends NbdDrive {
+  loop: LoopDevice;
+  /** Pulls the cable: from now on every read and write fails (EIO), the device stays. */
+  unplug(): void;
+  /** Plugs it back: the same device, the same data. */
+  replug(): void;
+}
+
+/**
+ * `image` as a drive that can be unplugged and plugged back in: nbdkit's error filter
+ * fails every request while its trigger file exists. Killing nbdkit (stop({ kill }))
+ * is the other way a drive goes: for good.
+ */
+export async function pluggableDrive(
+  image: string,
+  opts: { readOnly?: boolean; sectorSize?: 512 | 4096 } = {},
+): Promise<PluggableDrive> {
+  const dir = tempDir('drivetwin-pluggable-');
+  const trigger = path.join(dir.dir, 'unplugged');
+  const drive = await serve(
+    [
+      ...(opts.readOnly ? ['-r'] : []),
+      '--filter=error',
+      'file',
+      `file=${path.resolve(image)}`,
+      'error-rate=100%',
+      `error-file=${trigger}`,
+    ],
+    dir,
+    { sectorSize: opts.sectorSize, readOnly: opts.readOnly },
+  );
+  return {
+    ...drive,
+    loop: drive.loop!,
+    unplug: () => fs.writeFileSync(trigger, ''),
+    replug: () => fs.rmSync(trigger, { force: true }),
+  };
+}

@@ -18,7 +18,7 @@ function fakeEngine() {
   const engine: Engine = {
     async request(command) {
       commands.push(command);
-      if (command.type === 'start') return { job: 7, resumed: false };
+      if (command.type === 'start') return { job: 7, intent: 'new' };
       if (command.type === 'list-jobs') return { jobs: [], live: [] };
       return null;
     },
@@ -159,7 +159,7 @@ test('a system drive target needs its exact name typed; a mounted one needs allo
   await refusedWith({ confirmSystemName: 'Samsung SSD 980' }, /confirm/);
   assert.equal(commands.length, 0);
   const ok = await start({ confirmed: true, confirmSystemName: 'Samsung SSD 980' });
-  assert.deepEqual(ok, { ok: true, value: { job: 7 } });
+  assert.deepEqual(ok, { ok: true, value: { job: 7, intent: 'new' } });
   const started = commands.at(-1) as Extract<HostCommand, { type: 'start' }>;
   assert.deepEqual(started.confirmed, [dev]);
   assert.equal(started.request.allowSystem, true);

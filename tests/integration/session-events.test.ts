@@ -1,0 +1,148 @@
+// The events are the truth, over real runs through the engine host: in every progress
+// event the region counts add up, a paused job has no ETA, the rate follows a throttle
+// change within about a second, and `done` says verified only when every destination
+// compared equal.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { type Harness, sleep, startBackend } from '../helpers/backend';
+import { sha256, tempDir, writeRandomFile } from '../helpers/files';
+import { requireRoot } from '../helpers/loop';
+import { faultyDrive } from '../helpers/nbd';
+import type { JobDone, JobProgress } from '../../preload/api';
+
+const MIB = 1024 * 1024;
+
+function setUp(t: TestContext, prefix: string) {
+  const tmp = tempDir(`drivetwin-events-${prefix}-`);
+  t.after(() => tmp.cleanup());
+  const file = (name: string): string => path.join(tmp.dir, name);
+  const harness = startBackend(t, { dbPath: file('jobs.db'), progressMs: 100 });
+  return { file, dir: tmp.dir, ...harness };
+}
+
+/** The invariants every progress event and every done event must keep. */
+function checkEvents(h: Harness): { progress: number; done: JobDone[] } {
+  const progress = h.of('progress').map((r) => r.payload as JobProgress);
+  for (const p of progress) {
+    const counts = [p.regionsHydrated, p.regionsWritten, p.hydrating];
+    const where = JSON.stringify(p);
+    assert.ok(counts.every((n) => Number.isInteger(n) && n >= 0), where);
+    assert.ok(counts.reduce((a, b) => a + b) <= p.regionsTotal, `counts exceed the total: ${where}`);
+    assert.ok(p.bytesDone <= p.bytesTotal, where);
+    if (p.paused) assert.equal(p.eta, null, `an ETA while paused: ${where}`);
+    if (p.eta !== null) assert.ok(p.eta > 0 || p.bytesDone === p.bytesTotal, where);
+  }
+  const done = h.of('done').map((r) => r.payload as JobDone);
+  for (const d of done) {
+    const dests = d.destinations ?? [];
+    if (d.verified === true) {
+      assert.equal(d.state, 'done', JSON.stringify(d));
+      assert.ok(dests.length > 0 && dests.every((x) => x.verified === true), JSON.stringify(d));
+    }
+    if (dests.some((x) => x.state === 'failed')) {
+      assert.notEqual(d.verified, true, JSON.stringify(d));
+      assert.notEqual(d.state, 'done', JSON.stringify(d));
+    }
+  }
+  return { progress: progress.length, done };
+}
+
+test('pause, throttle changes, a killed engine and resume: every event adds up, verified means equal', async (t) => {
+  const h = setUp(t, 'props');
+  writeRandomFile(h.file('src.img'), 96 * MIB, 21);
+  const targets = [{ path: h.file('a.img') }, { path: h.file('b.img') }];
+  const { job } = await h.call('startClone', {
+    source: h.file('src.img'),
+    targets,
+    options: { maxRate: 32 * MIB, verify: true },
+  });
+  await h.waitFor('progress', (p) => p.job === job && p.regionsHydrated > 2);
+  await h.call('pause', job);
+  await sleep(600);
+  await h.call('setThrottle', job, { maxRate: 48 * MIB });
+  await h.call('resume', job);
+  await sleep(400);
+  await h.call('setThrottle', job, { percent: 50 });
+  await h.waitFor('progress', (p) => p.job === job && p.regionsHydrated > 30);
+  process.kill(h.engine.jobPid(job)!, 'SIGKILL');
+  await h.waitFor('done', (d) => d.job === job && d.state === 'interrupted');
+  await h.call('resumeJob', job, { options: { maxRate: 0 } });
+  const done = await h.waitFor('done', (d) => d.job === job && d.state === 'done');
+  assert.equal(done.verified, true);
+  for (const target of targets) assert.equal(sha256(target.path), sha256(h.file('src.img')));
+  const seen = checkEvents(h);
+  t.diagnostic(`${seen.progress} progress events checked`);
+  assert.ok(seen.progress > 20);
+});
+
+test('ignore-errors on a faulty drive, and a destination that fails: the counts add up, nothing is called verified', async (t) => {
+  if (!requireRoot(t)) return;
+  const h = setUp(t, 'faults');
+  writeRandomFile(h.file('image.img'), 48 * MIB, 22);
+  const drive = await faultyDrive(h.file('image.img'), [
+    { offset: 5 * MIB + 512, length: 4096 },
+    { offset: 30 * MIB, length: 65536 },
+  ]);
+  t.after(() => drive.stop());
+  const small = h.file('small');
+  fs.mkdirSync(small);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16M', 'tmpfs', small]);
+  t.after(() => execFileSync('umount', ['-l', small]));
+  const { job } = await h.call('startClone', {
+    source: drive.loop!.path,
+    targets: [{ path: h.file('ok.img') }, { path: path.join(small, 'full.img') }],
+    options: { ignoreErrors: true, verify: true },
+  });
+  const done = await h.waitFor('done', (d) => d.job === job);
+  assert.equal(done.state, 'failed');
+  assert.ok(done.unreadableBytes >= 4096 + 65536, JSON.stringify(done));
+  const failed = done.destinations!.find((d) => d.state === 'failed');
+  assert.match(failed?.error ?? '', /ENOSPC/);
+  checkEvents(h);
+});
+
+test('the rate follows a throttle change within about a second; no ETA while paused, and none until the new pace is known', async (t) => {
+  const h = setUp(t, 'rate');
+  writeRandomFile(h.file('src.img'), 512 * MIB, 23);
+  const { job } = await h.call('startClone', {
+    source: h.file('src.img'),
+    targets: [{ path: h.file('dst.img') }],
+    options: { maxRate: 160 * MIB },
+  });
+  await h.waitFor('progress', (p) => p.job === job && p.rate > 0);
+  await sleep(1000);
+  const changedAt = performance.now();
+  await h.call('setThrottle', job, { maxRate: 20 * MIB });
+  await sleep(2200);
+  const after = h.of('progress', job).filter((r) => r.at > changedAt);
+  const late = after.filter((r) => r.at >= changedAt + 1200);
+  const rates = late.map((r) => r.payload.rate / MIB);
+  t.diagnostic(
+    `rate after the change (MiB/s, every 100 ms): ${after.map((r) => (r.payload.rate / MIB).toFixed(1)).join(' ')}`,
+  );
+  assert.ok(rates.length > 5);
+  for (const rate of rates) assert.ok(rate > 14 && rate < 26, `rate ${rate.toFixed(1)} MiB/s at a 20 MiB/s cap`);
+  const early = after.filter((r) => r.at < changedAt + 900);
+  assert.ok(
+    early.some((r) => r.payload.eta === null),
+    'no ETA until the new pace is measured',
+  );
+
+  await h.call('pause', job);
+  const pausedAt = performance.now();
+  await sleep(800);
+  const paused = h.of('progress', job).filter((r) => r.at > pausedAt + 150);
+  assert.ok(paused.length > 3);
+  for (const r of paused) {
+    assert.equal(r.payload.paused, true);
+    assert.equal(r.payload.eta, null);
+    assert.equal(r.payload.rate, 0);
+  }
+  await h.call('cancel', job);
+  await h.waitFor('done', (d) => d.job === job);
+  checkEvents(h);
+});
