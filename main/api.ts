@@ -8,7 +8,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { type Drive, imageFileDrive, verdictFor } from '../engine/drives';
+import { type Drive, imageFileDrive } from '../engine/drives/classify';
+import { verdictFor } from '../engine/drives/safety';
 import { MAX_REGION_SIZE, MIN_REGION_SIZE } from '../engine/geometry';
 import type { JobRecord } from '../engine/metadata';
 import type { HostCommand, HostEvent } from '../engine/protocol';
@@ -73,7 +74,7 @@ export interface DrivesChanges {
 
 export interface BackendDeps {
   engine: Engine;
-  /** Drives now (engine/drives.ts listDrives). */
+  /** Drives now (engine/drives/list.ts listDrives). */
   listDrives: () => Promise<Drive[]>;
   /** The drive watcher, for 'drives-changed'. */
   drivesChanges?: DrivesChanges;

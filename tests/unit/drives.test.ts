@@ -5,26 +5,24 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import {
-  blockInfoOf,
-  busFromSysfsPath,
   classifyDrives,
-  describeBlockDevice,
-  destinationProblems,
-  devnoOf,
-  findNode,
-  formatDrivesTable,
+  type Drive,
+  type DrivelistEntry,
   imageFileDrive,
-  listDrives,
+} from '../../engine/drives/classify';
+import { busFromSysfsPath, describeBlockDevice, devnoOf } from '../../engine/drives/linux';
+import { formatDrivesTable, listDrives } from '../../engine/drives/list';
+import { destinationProblems, verdictFor } from '../../engine/drives/safety';
+import {
+  blockInfoOf,
+  findNode,
   parseLosetup,
   parseLsblk,
   parseMountinfo,
   parseSwaps,
-  verdictFor,
-  withBackingFiles,
-  type Drive,
-  type DrivelistEntry,
   type SystemSnapshot,
-} from '../../engine/drives';
+  withBackingFiles,
+} from '../../engine/drives/topology';
 
 // ---------------------------------------------------------------------------
 // Captured outputs: tests/fixtures/drives/<machine>/ holds `lsblk -J -b -O`,
