@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import {
   type BlockNode,
   findNode,
+  holdersOf,
   isSystemNode,
   mountpointsOf,
   naturalCompare,
@@ -25,6 +26,8 @@ export interface Drive {
   readOnly: boolean;
   /** Of the drive and everything on it (partitions, device-mapper volumes); swap is `[SWAP]`. */
   mountpoints: string[];
+  /** /dev paths of what holds it open: device-mapper or md devices on it or its partitions. */
+  holders: string[];
   /** Holds the running OS (the filesystem at /) or its boot partition (/boot, /boot/efi). */
   system: boolean;
   kind: 'block' | 'file';
@@ -46,7 +49,8 @@ export interface DrivelistEntry {
   mountpoints: Array<{ path: string }>;
 }
 
-function driveName(node: BlockNode): string {
+/** A name a person recognises: vendor and model, or what kind of disk it is. */
+export function driveName(node: BlockNode): string {
   if (node.type === 'loop') return `Loop device (backing: ${node.backingFile ?? 'none'})`;
   // "ATA" and PCI vendor ids ("0x1af4") say nothing to a person.
   const vendor = node.vendor && !/^(ata|0x[0-9a-f]+)$/i.test(node.vendor) ? node.vendor : null;
@@ -68,6 +72,7 @@ function driveFromNode(snapshot: SystemSnapshot, node: BlockNode, disks: Set<str
     removable: node.removable,
     readOnly: node.readOnly,
     mountpoints: mountpointsOf(snapshot, node.name),
+    holders: holdersOf(snapshot.topology, node),
     system: isSystemNode(snapshot, node.name, disks),
     kind: 'block',
     serial: node.type === 'loop' ? null : node.serial,
@@ -88,6 +93,7 @@ export function driveFromDrivelist(entry: DrivelistEntry, systemMounts = SYSTEM_
     removable: entry.isRemovable,
     readOnly: entry.isReadOnly,
     mountpoints,
+    holders: [],
     system: mountpoints.some((m) => systemMounts.has(m)),
     kind: 'block',
     serial: null,
@@ -138,6 +144,7 @@ export function imageFileDrive(file: string): Drive {
     removable: false,
     readOnly,
     mountpoints: [],
+    holders: [],
     system: false,
     kind: 'file',
     serial: null,

@@ -18,11 +18,41 @@ import {
   type SystemSnapshot,
 } from './topology';
 
+/**
+ * How a target and the source share bytes; safety.ts says it in words. `same`: one
+ * thing, `via` another name for it (a link, another path to the device) unless null.
+ */
+export type Overlap = { source: string } & (
+  | { kind: 'same'; via: 'device' | 'file' | null }
+  | { kind: 'target is a loop over the source' }
+  | { kind: 'source is a loop over the target' }
+  | { kind: 'loops over one file'; file: string | null }
+  | { kind: 'within'; inner: 'target' | 'source'; how: Within }
+);
+
+/**
+ * How the inner one lies within the outer one: a file on it, a partition of it, a
+ * partition of `disk` (a loop device over it), or on it, maybe through `backing`,
+ * the backing file of a loop device.
+ */
+export type Within =
+  | { as: 'file on' }
+  | { as: 'partition of' }
+  | { as: 'partition of a loop over'; disk: string }
+  | { as: 'on'; backing: string | null };
+
+export interface OverlapTarget {
+  path: string;
+  /** 'file' also for an image file still to be created. */
+  kind: 'block' | 'file';
+  backingFile: string | null;
+}
+
 type Region =
   | { kind: 'block'; node: BlockNode }
   | { kind: 'file'; dev: bigint; ino: bigint | null; fsNode: BlockNode | null; file: string };
 
-export function regionKey(region: Region): string {
+function regionKey(region: Region): string {
   if (region.kind === 'block') return `block:${region.node.name}`;
   return region.ino === null ? `new file:${region.file}` : `file:${region.dev}:${region.ino}`;
 }
@@ -37,7 +67,7 @@ function filesystemNode(dev: bigint, snapshot: SystemSnapshot): BlockNode | null
   return use ? (findNode(snapshot.topology, use.source) ?? null) : null;
 }
 
-export function fileRegion(file: string, snapshot: SystemSnapshot): Region | null {
+function fileRegion(file: string, snapshot: SystemSnapshot): Region | null {
   try {
     const st = fs.statSync(file, { bigint: true });
     return {
@@ -53,7 +83,7 @@ export function fileRegion(file: string, snapshot: SystemSnapshot): Region | nul
 }
 
 /** A loop device stands for its backing file. */
-export function canonical(region: Region, snapshot: SystemSnapshot): Region {
+function canonical(region: Region, snapshot: SystemSnapshot): Region {
   if (region.kind === 'block' && region.node.type === 'loop' && region.node.backingFile) {
     return fileRegion(region.node.backingFile, snapshot) ?? region;
   }
@@ -99,56 +129,96 @@ function regionOf(p: string, snapshot: SystemSnapshot): Region | null {
   }
 }
 
-/** "`inner` lies within `outer`", said as precisely as the picture allows. */
-function within(
-  inner: Region,
-  innerLabel: string,
-  outer: Region,
-  outerLabel: string,
-  snapshot: SystemSnapshot,
-): string {
-  if (inner.kind === 'file') return `${innerLabel} is a file on ${outerLabel}`;
+/** How `inner` lies within `outer`, as precisely as the picture allows. */
+function within(inner: Region, outer: Region, snapshot: SystemSnapshot): Within {
+  if (inner.kind === 'file') return { as: 'file on' };
   const parent = snapshot.topology.nodes.get(inner.node.parents[0] ?? '');
   if (inner.node.type === 'part' && parent) {
-    if (outer.kind === 'block' && parent.name === outer.node.name)
-      return `${innerLabel} is a partition of ${outerLabel}`;
+    if (outer.kind === 'block' && parent.name === outer.node.name) return { as: 'partition of' };
     const disk = canonical({ kind: 'block', node: parent }, snapshot);
     if (regionKey(disk) === regionKey(canonical(outer, snapshot))) {
-      return `${innerLabel} is a partition of ${parent.path}, a loop device backed by ${outerLabel}`;
+      return { as: 'partition of a loop over', disk: parent.path };
     }
   }
-  const backing = loopBacking(snapshot.topology, inner.node);
-  return `${innerLabel} lies on ${outerLabel}${backing ? ` (through the loop device's backing file ${backing})` : ''}`;
+  return { as: 'on', backing: loopBacking(snapshot.topology, inner.node) };
 }
 
-/** Why writing `dest` would write the source `source`, or null. */
-export function overlapProblem(
-  source: string,
-  dest: string,
-  snapshot: SystemSnapshot,
-): string | null {
+/** How writing `target` would write the source, from the live system; null: it would not. */
+function liveOverlap(source: string, target: string, snapshot: SystemSnapshot): Overlap | null {
   const src = regionOf(source, snapshot);
-  const dst = regionOf(dest, snapshot);
+  const dst = regionOf(target, snapshot);
   if (!src || !dst) return null;
   const srcCanon = canonical(src, snapshot);
   const dstCanon = canonical(dst, snapshot);
-  const also =
-    dest === source ? '' : ` (same ${src.kind === 'block' ? 'device' : 'file'} as ${source})`;
   if (regionKey(srcCanon) === regionKey(dstCanon)) {
     if (src.kind === dst.kind && (src.kind === 'file' || regionKey(src) === regionKey(dst))) {
-      return `${dest} is the source${also}`;
+      return {
+        source,
+        kind: 'same',
+        via: target === source ? null : src.kind === 'block' ? 'device' : 'file',
+      };
     }
     if (dst.kind === 'block' && src.kind === 'file')
-      return `${dest} is a loop device backed by the source image ${source}`;
+      return { source, kind: 'target is a loop over the source' };
     if (src.kind === 'block' && dst.kind === 'file')
-      return `the source ${source} is a loop device backed by ${dest}`;
-    return `${dest} and the source ${source} are loop devices backed by the same file ${dst.kind === 'block' ? dst.node.backingFile : ''}`;
+      return { source, kind: 'source is a loop over the target' };
+    return {
+      source,
+      kind: 'loops over one file',
+      file: dst.kind === 'block' ? dst.node.backingFile : null,
+    };
   }
   if (containers(dst, snapshot).has(regionKey(srcCanon))) {
-    return within(dst, dest, src, `the source ${source}`, snapshot);
+    return { source, kind: 'within', inner: 'target', how: within(dst, src, snapshot) };
   }
   if (containers(src, snapshot).has(regionKey(dstCanon))) {
-    return within(src, `the source ${source}`, dst, dest, snapshot);
+    return { source, kind: 'within', inner: 'source', how: within(src, dst, snapshot) };
   }
   return null;
+}
+
+/** What the paths alone say, when the live system can't be asked (a path from another machine). */
+function overlapByPath(source: string, target: OverlapTarget): Overlap | null {
+  const resolved = path.resolve(source);
+  if (resolved === path.resolve(target.path)) return { source, kind: 'same', via: null };
+  if (target.backingFile && path.resolve(target.backingFile) === resolved) {
+    return { source, kind: 'target is a loop over the source' };
+  }
+  const partition = new RegExp(`^${target.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}p?\\d+$`);
+  if (target.kind === 'block' && partition.test(resolved)) {
+    return { source, kind: 'within', inner: 'source', how: { as: 'partition of' } };
+  }
+  return null;
+}
+
+/**
+ * How writing `target` would write the source `source`, or null. Asked of the live
+ * system when both exist; otherwise what the paths say.
+ */
+export function overlapOf(
+  source: string,
+  target: OverlapTarget,
+  snapshot: () => SystemSnapshot,
+): Overlap | null {
+  // An image file still to be created is asked about too: it would lie on its folder's filesystem.
+  if (fs.existsSync(source) && (fs.existsSync(target.path) || target.kind === 'file')) {
+    try {
+      return liveOverlap(source, target.path, snapshot());
+    } catch {
+      // fall through to what the paths alone say
+    }
+  }
+  return overlapByPath(source, target);
+}
+
+/** The loop devices whose backing file is `file` (by what it is, not by its name). */
+export function loopsBackedBy(file: string, snapshot: SystemSnapshot): BlockNode[] {
+  const region = fileRegion(file, snapshot);
+  if (!region) return [];
+  return [...snapshot.topology.nodes.values()].filter(
+    (node) =>
+      node.type === 'loop' &&
+      node.backingFile !== null &&
+      regionKey(canonical({ kind: 'block', node }, snapshot)) === regionKey(region),
+  );
 }

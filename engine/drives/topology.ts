@@ -304,6 +304,17 @@ export function loopBacking(topology: BlockTopology, node: BlockNode): string | 
   return disk?.type === 'loop' ? disk.backingFile : null;
 }
 
+/** /dev paths of what sits on a node or on its partitions (device-mapper, md), not the partitions. */
+export function holdersOf(topology: BlockTopology, node: BlockNode): string[] {
+  const partitions = childrenOf(topology, node.name).filter((child) => child.type === 'part');
+  const holders = [node, ...partitions].flatMap((n) =>
+    childrenOf(topology, n.name)
+      .filter((child) => child.type !== 'part')
+      .map((child) => child.path),
+  );
+  return unique(holders).sort(naturalCompare);
+}
+
 /** What the copy and the safety rules need to know about one block device. */
 export interface BlockInfo {
   path: string;
@@ -331,18 +342,13 @@ export function blockInfoOf(
   const parent = node.type === 'part' ? topology.nodes.get(node.parents[0] ?? '') : undefined;
   const whole = parent ?? node;
   const partitions = childrenOf(topology, node.name).filter((child) => child.type === 'part');
-  const holders = [node, ...partitions].flatMap((n) =>
-    childrenOf(topology, n.name)
-      .filter((child) => child.type !== 'part')
-      .map((child) => child.path),
-  );
   return {
     path: realPath,
     devno: node.devno ?? '',
     wholeDisk: whole.path,
     partitions: partitions.map((p) => p.path).sort(naturalCompare),
     mountpoints: mountpointsOf(snapshot, node.name),
-    holders: unique(holders).sort(naturalCompare),
+    holders: holdersOf(topology, node),
     system: isSystemNode(snapshot, node.name),
     readOnly: node.readOnly,
     logicalBlockSize: node.logicalBlockSize,

@@ -54,6 +54,7 @@ function blockDrive(p: string, extra: Partial<Drive>): Drive {
     removable: false,
     readOnly: false,
     mountpoints: [],
+    holders: [],
     system: false,
     kind: 'block',
     serial: null,

@@ -15,6 +15,7 @@ function drive(p: string, extra: Partial<Drive> = {}): Drive {
     removable: true,
     readOnly: false,
     mountpoints: [],
+    holders: [],
     system: false,
     kind: 'block',
     serial: null,
