@@ -21,7 +21,7 @@ import { IMAGE_BLOCK_SIZE, ImageFile } from './io/image-file';
 import { ZstImage } from './io/zst-image';
 import { type Identity, identify, identityProblem } from './identity';
 import { blockFacts, describeBlockDevice } from './drives/linux';
-import { destinationProblems } from './drives/safety';
+import { destinationProblems, namedTwice } from './drives/safety';
 import { HydrationJob } from './job';
 import type { JobOptions, JobRecord, Metadata } from './metadata';
 import { RegionMap } from './region-map';
@@ -158,9 +158,8 @@ export async function setUpClone(
   if (problem) throw new Refused(problem);
   const sourcePath = canonical(request.source);
   const destPaths = request.destinations.map(canonical);
-  if (new Set(destPaths).size !== destPaths.length) {
-    throw new Refused('the same destination is named twice');
-  }
+  const twice = namedTwice(request.destinations);
+  if (twice) throw new Refused(twice);
   const unfinished = meta.findUnfinished(sourcePath, destPaths);
   if (unfinished) return setUpResume(meta, unfinished.id, confirm, request.options, request);
   // A finished job is brought up to date where its devices are still the same size;
@@ -411,23 +410,12 @@ async function checkedTargets(
 }
 
 function checkDestination(source: Device, dest: string, allow: Allow): Probe {
-  const found = probe(dest);
-  if (found.kind === 'missing') {
-    if (!fs.existsSync(path.dirname(dest))) {
-      throw new Refused(`destination ${dest}: folder ${path.dirname(dest)} does not exist`);
-    }
-    return { ...found, kind: isZstPath(dest) ? 'zst' : 'file' };
-  }
-  const problems = destinationProblems(source.path, dest, allow);
-  if (problems.length > 0) throw new Refused(problems.join('; '));
   // A stream of unknown size is checked when its end is read: a write past the drive fails.
-  const size = knownSize(source);
-  if (found.kind === 'block' && size !== null && found.size < size) {
-    throw new Refused(
-      `destination ${dest} is smaller (${formatBytes(found.size)}) than the source (${formatBytes(size)})`,
-    );
-  }
-  return found;
+  const sourceSize = knownSize(source) ?? undefined;
+  const problems = destinationProblems(source.path, dest, { ...allow, sourceSize });
+  if (problems.length > 0) throw new Refused(problems.join('; '));
+  const found = probe(dest);
+  return found.kind === 'missing' ? { ...found, kind: isZstPath(dest) ? 'zst' : 'file' } : found;
 }
 
 async function confirmDrives(probes: Probe[], confirm: Confirm): Promise<void> {
