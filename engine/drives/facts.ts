@@ -46,12 +46,18 @@ function lazySnapshot(): () => SystemSnapshot {
   return () => (snapshot ??= readSystemSnapshot());
 }
 
-function withOverlap(facts: Facts, source: string | undefined, snapshot: () => SystemSnapshot) {
+/** With how it shares bytes with `source`; a drive that is gone shares none. */
+function withOverlap(
+  facts: Facts,
+  source: string | undefined,
+  snapshot: () => SystemSnapshot,
+): Facts {
   if (source === undefined || (facts.kind === 'missing' && facts.drivePath)) return facts;
   const kind = facts.kind === 'block' ? 'block' : 'file';
   return { ...facts, overlap: overlapOf(source, { ...facts, kind }, snapshot) };
 }
 
+/** Nothing at `p`: the facts every gatherer starts from. */
 function nothingKnown(p: string): Facts {
   return {
     path: p,
@@ -140,7 +146,7 @@ export function pathFacts(
     const folderExists = statOrNull(folder)?.isDirectory() === true;
     facts = { ...base, drivePath, missingFolder: drivePath || folderExists ? null : folder };
   } else if (st.isBlockDevice()) {
-    facts = blockFacts(p, snapshot());
+    facts = liveBlockFacts(p, snapshot());
   } else if (st.isFile()) {
     facts = {
       ...base,
@@ -159,7 +165,8 @@ export function pathFacts(
   return withOverlap(facts, opts.source, snapshot);
 }
 
-function blockFacts(p: string, snapshot: SystemSnapshot): Facts {
+/** A block device as /sys and /proc describe it now. */
+function liveBlockFacts(p: string, snapshot: SystemSnapshot): Facts {
   const base: Facts = { ...nothingKnown(p), kind: 'block', drivePath: true };
   let found;
   try {

@@ -21,6 +21,7 @@ export async function listDrives(): Promise<Drive[]> {
   return classifyDrives(entries, readSystemSnapshot());
 }
 
+/** `drivetwin drives`: aligned columns, binary units, one row a drive. */
 export function formatDrivesTable(drives: Drive[]): string {
   const yesNo = (flag: boolean): string => (flag ? 'yes' : 'no');
   const header = ['PATH', 'NAME', 'SIZE', 'BLOCK', 'RM', 'RO', 'SYSTEM', 'MOUNTPOINTS'];

@@ -25,25 +25,8 @@ const MIB = 1024 * 1024;
 
 /** A writable, unused, unmounted 1 GiB drive, but for `over`. */
 function driveFacts(over: Partial<Facts>): Facts {
-  return {
-    path: '/dev/sdx',
-    kind: 'block',
-    drivePath: true,
-    name: 'Disk',
-    size: 1024 * MIB,
-    readOnly: false,
-    unreadable: null,
-    unknownDevice: false,
-    mountpoints: [],
-    holders: [],
-    system: false,
-    wholeDisk: null,
-    backingFile: null,
-    missingFolder: null,
-    loops: [],
-    overlap: null,
-    ...over,
-  };
+  const nothing = pathFacts('/dev/drivetwin-no-such-drive');
+  return { ...nothing, path: '/dev/sdx', kind: 'block', name: 'Disk', size: 1024 * MIB, ...over };
 }
 
 /** A backend over the real drive list whose engine must never be asked. */
