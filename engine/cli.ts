@@ -368,7 +368,7 @@ function needJob(meta: Metadata, id: number): JobRecord {
 const commands: Record<string, (args: string[]) => Promise<number>> = {
   async drives(args) {
     const { values } = parse(args, COMMON);
-    const { listDrives, formatDrivesTable } = await import('./drives');
+    const { listDrives, formatDrivesTable } = await import('./drives/list');
     const drives = await listDrives();
     if (values.json)
       for (const d of drives) process.stdout.write(frame({ type: 'drive', ...d }));

@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { type Device, isStream } from './io/device';
 import { alignedBuffer } from './io/buffers';
-import { blockFacts } from './drives';
+import { blockFacts } from './drives/linux';
 
 export interface Identity {
   kind: Device['kind'];

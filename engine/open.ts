@@ -2,7 +2,7 @@
 // reading. Nothing here writes.
 
 import fs from 'node:fs';
-import { blockFacts } from './drives';
+import { blockFacts } from './drives/linux';
 import { BlockDevice } from './io/block-device';
 import type { Device } from './io/device';
 import { IMAGE_BLOCK_SIZE, ImageFile } from './io/image-file';

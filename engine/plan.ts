@@ -6,7 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Confirm } from './claim';
-import { describeBlockDevice, destinationProblems } from './drives';
+import { describeBlockDevice } from './drives/linux';
+import { destinationProblems, namedTwice } from './drives/safety';
 import {
   DEFAULT_REGION_SIZE,
   type Geometry,
@@ -121,9 +122,8 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
   const mapText = request.fromMap === undefined ? null : readMapfile(request.fromMap);
   const sourcePath = canonical(request.source);
   const destPaths = request.destinations.map(canonical);
-  if (new Set(destPaths).size !== destPaths.length) {
-    throw new Refused('the same destination is named twice');
-  }
+  const twice = namedTwice(request.destinations);
+  if (twice) throw new Refused(twice);
   const existing = request.fresh ? null : meta.findUnfinished(sourcePath, destPaths);
   // A finished job is brought up to date where its devices are still the same size;
   // otherwise (and for compressed backups) a new job starts.
@@ -385,24 +385,14 @@ function checkJobDestination(
   return found;
 }
 
+/** The one target-safety rule (drives/safety.ts), with the source's real size. */
 function checkDestination(source: Device, dest: string, allow: Allow): Probe {
-  const found = probe(dest);
-  if (found.kind === 'missing') {
-    if (!fs.existsSync(path.dirname(dest))) {
-      throw new Refused(`destination ${dest}: folder ${path.dirname(dest)} does not exist`);
-    }
-    return { ...found, kind: isZstPath(dest) ? 'zst' : 'file' };
-  }
-  const problems = destinationProblems(source.path, dest, allow);
-  if (problems.length > 0) throw new Refused(problems.join('; '));
   // A stream of unknown size is checked when its end is read: a write past the drive fails.
-  const size = knownSize(source);
-  if (found.kind === 'block' && size !== null && found.size < size) {
-    throw new Refused(
-      `destination ${dest} is smaller (${formatBytes(found.size)}) than the source (${formatBytes(size)})`,
-    );
-  }
-  return found;
+  const sourceSize = knownSize(source) ?? undefined;
+  const problems = destinationProblems(source.path, dest, { ...allow, sourceSize });
+  if (problems.length > 0) throw new Refused(problems.join('; '));
+  const found = probe(dest);
+  return found.kind === 'missing' ? { ...found, kind: isZstPath(dest) ? 'zst' : 'file' } : found;
 }
 
 /** Regions of the source's file system that hold nothing; refuses what can't be read safely. */

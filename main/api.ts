@@ -8,7 +8,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { type Drive, imageFileDrive, verdictFor } from '../engine/drives';
+import { type Drive, imageFileDrive } from '../engine/drives/classify';
+import { driveFacts, type Facts, pathFacts } from '../engine/drives/facts';
+import {
+  inUse,
+  namedTwice,
+  sourceVerdict,
+  targetVerdict,
+  verdictFor,
+} from '../engine/drives/safety';
 import { MAX_REGION_SIZE, MIN_REGION_SIZE } from '../engine/geometry';
 import type { JobRecord } from '../engine/metadata';
 import type { HostCloneRequest, HostCommand, HostEvent, LiveJob } from '../engine/protocol';
@@ -76,7 +84,7 @@ export interface DrivesChanges {
 
 export interface BackendDeps {
   engine: Engine;
-  /** Drives now (engine/drives.ts listDrives). */
+  /** Drives now (engine/drives/list.ts listDrives). */
   listDrives: () => Promise<Drive[]>;
   /** The drive watcher, for 'drives-changed'. */
   drivesChanges?: DrivesChanges;
@@ -322,6 +330,20 @@ function findDrive(drives: Drive[], p: string): Drive | undefined {
   return drives.find((d) => d.path === p || realOrResolved(d.path) === real);
 }
 
+/**
+ * Facts about `p` for the safety rules: a listed drive as the user was shown it, and
+ * anything else as it is now. A block device DriveTwin does not list is not written.
+ */
+function factsOf(p: string, drives: Drive[], source?: string): Facts {
+  const listed = findDrive(drives, p);
+  const st = statOrNull(p);
+  if (listed?.kind === 'block' && st) return driveFacts(listed, source);
+  if (st?.isBlockDevice()) {
+    throw new ApiError('refused', `${p} is not a drive DriveTwin lists (no longer connected?)`);
+  }
+  return pathFacts(p, { source, drive: listed?.kind === 'block' });
+}
+
 function requireAbsolute(p: string, what: string): string {
   if (!path.isAbsolute(p)) throw new ApiError('invalid', `${what}: give a full path, not "${p}"`);
   return path.resolve(p);
@@ -487,8 +509,9 @@ export function createBackend(deps: BackendDeps): Backend {
   }
 
   /**
-   * Every check the user must hear about before the engine is asked: the source
-   * can be read, each target is present, not refused, and confirmed as it must be.
+   * Every check the user must hear about before the engine is asked: the source can
+   * be read, each target may be written (engine/drives/safety.ts says why not), and
+   * each drive target carries the confirmation it needs.
    */
   async function checkClone(request: CloneRequest): Promise<{
     confirmed: string[];
@@ -497,78 +520,37 @@ export function createBackend(deps: BackendDeps): Backend {
   }> {
     const drives = await deps.listDrives();
     const source = requireAbsolute(request.source, 'source');
-    const sourceStat = statOrNull(source);
-    const sourceDrive = findDrive(drives, source);
-    if (!sourceStat) {
-      throw new ApiError(
-        sourceDrive ? 'refused' : 'not-found',
-        `source ${source} does not exist${sourceDrive ? ' (it was disconnected)' : ''}`,
-      );
+    const sourceFacts = factsOf(source, drives);
+    const readable = sourceVerdict(sourceFacts);
+    if (readable.level === 'refused') {
+      const gone = sourceFacts.kind === 'missing' && !sourceFacts.drivePath;
+      throw new ApiError(gone ? 'not-found' : 'refused', readable.reasons.join('; '));
     }
-    if (sourceStat.isBlockDevice() && !sourceDrive) {
-      throw new ApiError('refused', `source ${source} is not a drive DriveTwin lists`);
-    }
-    if (!sourceStat.isBlockDevice() && !sourceStat.isFile()) {
-      throw new ApiError('refused', `source ${source} is neither a drive nor an image file`);
-    }
-    const sourceAsDrive = sourceDrive ?? imageFileDrive(source);
-    const sourceVerdict = verdictFor(sourceAsDrive, 'source');
-    if (sourceVerdict.level === 'refused') {
-      throw new ApiError('refused', sourceVerdict.reasons.join('; '));
-    }
+    const twice = namedTwice(request.targets.map((t) => t.path));
+    if (twice) throw new ApiError('refused', twice);
 
-    const seen = new Set<string>([realOrResolved(source)]);
     const confirmed: string[] = [];
     let allowMounted = false;
     let allowSystem = false;
     for (const target of request.targets) {
-      const real = realOrResolved(target.path);
-      if (seen.has(real)) {
-        throw new ApiError(
-          'refused',
-          real === realOrResolved(source)
-            ? `target ${target.path} is the source`
-            : `target ${target.path} is named twice`,
-        );
-      }
-      seen.add(real);
-      const st = statOrNull(target.path);
+      requireAbsolute(target.path, 'target');
       const listed = findDrive(drives, target.path);
-      const isDrive = st?.isBlockDevice() || (listed?.kind === 'block' && !st);
-      if (target.confirmSystemName !== undefined && !(isDrive && listed?.system)) {
+      const systemDrive = listed?.kind === 'block' && listed.system;
+      if (target.confirmSystemName !== undefined && !systemDrive) {
         throw new ApiError(
           'invalid',
           `target ${target.path}: confirmSystemName is only for the drive that holds the system`,
         );
       }
-      if (!isDrive) {
-        if (st && !st.isFile()) {
-          throw new ApiError('refused', `target ${target.path} is neither a drive nor a file`);
-        }
-        requireAbsolute(target.path, 'target');
-        const folder = path.dirname(path.resolve(target.path));
-        if (!st && !statOrNull(folder)?.isDirectory()) {
-          throw new ApiError('refused', `target ${target.path}: folder ${folder} does not exist`);
-        }
-        const verdict = verdictFor(imageFileDrive(target.path), 'target', {
-          sourcePath: source,
-          sourceSize: sourceAsDrive.size,
-        });
-        if (verdict.level === 'refused') throw new ApiError('refused', verdict.reasons.join('; '));
-        continue;
-      }
-      // A drive that disappeared can't be written, whatever the renderer still shows.
-      if (!listed || !st) {
-        throw new ApiError('refused', `target ${target.path} is no longer connected`);
-      }
-      const systemNamed = target.confirmSystemName !== undefined;
-      const verdict = verdictFor(listed, 'target', {
-        sourcePath: source,
-        sourceSize: sourceAsDrive.size,
+      const facts = factsOf(target.path, drives, source);
+      const verdict = targetVerdict(facts, {
+        sourceSize: sourceFacts.size,
         allowMounted: target.allowMounted === true,
-        allowSystem: systemNamed,
+        allowSystem: target.confirmSystemName !== undefined,
       });
       if (verdict.level === 'refused') throw new ApiError('refused', verdict.reasons.join('; '));
+      allowMounted ||= target.allowMounted === true && inUse(facts);
+      if (facts.kind !== 'block') continue;
       if (target.confirmed !== true) {
         throw new ApiError(
           'refused',
@@ -576,14 +558,13 @@ export function createBackend(deps: BackendDeps): Backend {
             'and the user has to confirm that (confirmed: true)',
         );
       }
-      if (listed.system && target.confirmSystemName !== listed.name) {
+      if (listed?.system && target.confirmSystemName !== listed.name) {
         throw new ApiError(
           'refused',
           `target ${target.path} holds the running system: confirmSystemName must be its name, "${listed.name}"`,
         );
       }
-      allowMounted ||= target.allowMounted === true && listed.mountpoints.length > 0;
-      allowSystem ||= listed.system;
+      allowSystem ||= facts.system;
       confirmed.push(target.path);
     }
     return { confirmed, allowMounted, allowSystem };

@@ -3,7 +3,7 @@
 // reported once and polling goes on.
 
 import { EventEmitter } from 'node:events';
-import type { Drive } from '../engine/drives';
+import type { Drive } from '../engine/drives/classify';
 
 export interface DrivesDiff {
   drives: Drive[];

@@ -17,7 +17,7 @@ import {
   type Session,
   type WebContents,
 } from 'electron';
-import { listDrives } from '../engine/drives';
+import { listDrives } from '../engine/drives/list';
 import { defaultDatabasePath } from '../engine/metadata';
 import { createBackend } from './api';
 import { CONTENT_SECURITY_POLICY, CSP_META_POLICY, cspMetaOf } from './csp';

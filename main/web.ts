@@ -6,7 +6,7 @@
 // is in flight is committed and they stay resumable.
 
 import { parseArgs } from 'node:util';
-import { listDrives } from '../engine/drives';
+import { listDrives } from '../engine/drives/list';
 import { defaultDatabasePath } from '../engine/metadata';
 import { createBackend } from './api';
 import { DriveWatcher } from './drive-watcher';

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { type BlockDeviceInfo, getBlockDevice } from '@ronomon/direct-io';
-import { blockFacts } from '../drives';
+import { blockFacts } from '../drives/linux';
 import type { Device } from './device';
 import { DeviceError } from './device';
 import { closeFd, preadFully, pwriteFully, syncData } from './fd';

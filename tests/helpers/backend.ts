@@ -3,7 +3,7 @@
 // event recorded.
 
 import type { TestContext } from 'node:test';
-import type { Drive } from '../../engine/drives';
+import type { Drive } from '../../engine/drives/classify';
 import type { HostCommand } from '../../engine/protocol';
 import { type Backend, createBackend } from '../../main/api';
 import { EngineSupervisor, type SupervisorOptions } from '../../main/engine-host';

@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { listDrives } from '../../engine/drives';
+import { listDrives } from '../../engine/drives/list';
 import { sleep, startBackend } from '../helpers/backend';
 import { sha256, tempDir, writeMixedFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import type { Drive } from '../../engine/drives';
+import type { Drive } from '../../engine/drives/classify';
 import type { HostCommand, HostEvent } from '../../engine/protocol';
 import { createBackend, type Dialogs, type Engine } from '../../main/api';
 import { EVENT_CHANNELS, EVENTS, INVOKE_CHANNELS, METHODS } from '../../preload/api';
@@ -54,6 +54,7 @@ function blockDrive(p: string, extra: Partial<Drive>): Drive {
     removable: false,
     readOnly: false,
     mountpoints: [],
+    holders: [],
     system: false,
     kind: 'block',
     serial: null,

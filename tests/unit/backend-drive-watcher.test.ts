@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Drive } from '../../engine/drives';
+import type { Drive } from '../../engine/drives/classify';
 import { diffDrives, DriveWatcher, type DrivesDiff } from '../../main/drive-watcher';
 
 function drive(p: string, extra: Partial<Drive> = {}): Drive {
@@ -15,6 +15,7 @@ function drive(p: string, extra: Partial<Drive> = {}): Drive {
     removable: true,
     readOnly: false,
     mountpoints: [],
+    holders: [],
     system: false,
     kind: 'block',
     serial: null,

@@ -855,7 +855,7 @@ describe('main/index.ts against a fake Electron', () => {
     const consoleError = console.error;
     console.error = (...args: unknown[]) => void errors.push(args.join(' '));
     try {
-      loadGlue('main/index.ts', { electron: fake.electron, '../engine/drives': drives });
+      loadGlue('main/index.ts', { electron: fake.electron, '../engine/drives/list': drives });
       await tick();
       await tick();
     } finally {
