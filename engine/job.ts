@@ -40,6 +40,8 @@ type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string };
 /** How the copy ended; the session adds verify and turns it into the done event. */
 export interface CopyOutcome {
   state: 'done' | 'interrupted' | 'failed';
+  /** Every region is hydrated on the destinations still in the job (whatever left it). */
+  complete: boolean;
   error: string | null;
   bytesRead: number;
   bytesWritten: number;
@@ -549,6 +551,7 @@ export class HydrationJob extends EventEmitter {
     }
     return {
       state,
+      complete,
       error,
       bytesRead: this.bytesRead,
       bytesWritten: this.bytesWritten,

@@ -286,6 +286,7 @@ export class JobSession extends EventEmitter {
   private alreadyCopied(): CopyOutcome {
     return {
       state: 'done',
+      complete: true,
       error: null,
       bytesRead: 0,
       bytesWritten: 0,
@@ -362,7 +363,7 @@ export class JobSession extends EventEmitter {
       const compared = checked?.destinations.find((d) => d.path === t.device.path);
       return {
         path: t.device.path,
-        state: reason !== undefined ? 'failed' : copy?.state === 'done' ? 'done' : 'unfinished',
+        state: reason !== undefined ? 'failed' : copy?.complete ? 'done' : 'unfinished',
         error: reason ?? null,
         ...(compared ? { verified: compared.equal, mismatches: compared.mismatches } : {}),
       };

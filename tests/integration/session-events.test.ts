@@ -5,9 +5,9 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { listDrives } from '../../engine/drives/list';
 import { type Harness, sleep, startBackend } from '../helpers/backend';
 import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';
@@ -20,7 +20,7 @@ function setUp(t: TestContext, prefix: string) {
   const tmp = tempDir(`drivetwin-events-${prefix}-`);
   t.after(() => tmp.cleanup());
   const file = (name: string): string => path.join(tmp.dir, name);
-  const harness = startBackend(t, { dbPath: file('jobs.db'), progressMs: 100 });
+  const harness = startBackend(t, { dbPath: file('jobs.db'), progressMs: 100, listDrives });
   return { file, dir: tmp.dir, ...harness };
 }
 
@@ -88,10 +88,12 @@ test('ignore-errors on a faulty drive, and a destination that fails: the counts 
     { offset: 30 * MIB, length: 65536 },
   ]);
   t.after(() => drive.stop());
-  const small = h.file('small');
-  fs.mkdirSync(small);
+  const { dir: small, cleanup } = tempDir('drivetwin-tmpfs-');
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16M', 'tmpfs', small]);
-  t.after(() => execFileSync('umount', ['-l', small]));
+  t.after(() => {
+    execFileSync('umount', ['-l', small]);
+    cleanup();
+  });
   const { job } = await h.call('startClone', {
     source: drive.loop!.path,
     targets: [{ path: h.file('ok.img') }, { path: path.join(small, 'full.img') }],

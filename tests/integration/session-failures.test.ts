@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { test } from 'node:test';
 import { type CliEvent, explain, expectExit, only, runCli, spawnCli } from '../helpers/cli';
-import { sha256, writeRandomFile } from '../helpers/files';
+import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';
 import { pluggableDrive } from '../helpers/nbd';
 import { workspace } from '../helpers/workspace';
@@ -23,11 +23,14 @@ async function job(db: string, id: number): Promise<CliEvent> {
   return found;
 }
 
-/** A tmpfs of `size` bytes at a new folder, unmounted when the test ends. */
-function smallTmpfs(t: { after(fn: () => void): void }, dir: string, size: number): string {
-  fs.mkdirSync(dir);
+/** A tmpfs of `size` bytes in a folder of its own, unmounted and removed when the test ends. */
+function smallTmpfs(t: { after(fn: () => void): void }, size: number): string {
+  const { dir, cleanup } = tempDir('drivetwin-tmpfs-');
   execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]);
-  t.after(() => execFileSync('umount', ['-l', dir]));
+  t.after(() => {
+    execFileSync('umount', ['-l', dir]);
+    cleanup();
+  });
   return dir;
 }
 
@@ -37,7 +40,7 @@ test('two destinations, one on a full file system: the job is failed, not done; 
   const src = env.file('src.img');
   writeRandomFile(src, 48 * MIB, 11);
   const roomy = env.file('roomy.img');
-  const small = smallTmpfs(t, env.file('small'), 16 * MIB);
+  const small = smallTmpfs(t, 16 * MIB);
   const cramped = `${small}/cramped.img`;
 
   const first = await runCli(['clone', src, roomy, cramped, '--json'], { db: env.db });
@@ -184,7 +187,7 @@ test('the job database deleted mid-copy: the copy stops, the database is written
   const env = workspace(t, 'fail-db-gone');
   const src = env.file('src.img');
   const dst = env.file('dst.img');
-  writeRandomFile(src, 64 * MIB, 16);
+  writeRandomFile(src, 160 * MIB, 16);
   const run = spawnCli(['clone', src, dst, '--max-rate', '32M', '--json'], { db: env.db });
   await run.waitEvent((e) => e.type === 'progress' && (e.regionsHydrated as number) > 4);
   for (const suffix of ['', '-wal', '-shm']) fs.rmSync(env.db + suffix, { force: true });
