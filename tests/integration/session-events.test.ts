@@ -4,11 +4,13 @@
 // compared equal.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { listDrives } from '../../engine/drives/list';
 import { type Harness, sleep, startBackend } from '../helpers/backend';
+import { spawnCli } from '../helpers/cli';
 import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';
 import { faultyDrive } from '../helpers/nbd';
@@ -147,4 +149,32 @@ test('the rate follows a throttle change within about a second; no ETA while pau
   await h.call('cancel', job);
   await h.waitFor('done', (d) => d.job === job);
   checkEvents(h);
+});
+
+test('progress at least every 500 ms from an .xz source while both cores are busy elsewhere', async (t) => {
+  const tmp = tempDir('drivetwin-events-busy-');
+  t.after(() => tmp.cleanup());
+  const file = (name: string): string => path.join(tmp.dir, name);
+  // A 4 KiB pattern over and over: xz makes it quickly, and it decodes at full speed.
+  const pattern = Buffer.alloc(4096);
+  for (let i = 0; i < pattern.length; i += 4) pattern.writeUInt32LE((i * 2654435761) >>> 0, i);
+  fs.writeFileSync(file('src.img'), Buffer.concat(Array.from({ length: 64 * 256 }, () => pattern)));
+  for (let i = 0; i < 4; i++) fs.appendFileSync(file('src.img'), fs.readFileSync(file('src.img')).subarray(0, 64 * MIB));
+  execFileSync('sh', ['-c', `xz -T2 -0 -c ${file('src.img')} > ${file('src.img.xz')}`]);
+  const burners = [0, 1].map(() =>
+    spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }),
+  );
+  t.after(() => burners.forEach((b) => b.kill('SIGKILL')));
+  const run = spawnCli(['clone', file('src.img.xz'), file('dst.img'), '--json'], {
+    db: file('jobs.db'),
+  });
+  const r = await run.done;
+  assert.equal(r.code, 0, r.stderr);
+  const timeline = run.arrivals.filter((a) => a.event.type !== 'error');
+  let worst = 0;
+  for (let i = 1; i < timeline.length; i++) worst = Math.max(worst, timeline[i].at - timeline[i - 1].at);
+  t.diagnostic(`${timeline.length} events, the longest gap ${worst} ms`);
+  // 500 ms, plus scheduling of this process and the child.
+  assert.ok(worst <= 650, `${worst} ms without an event`);
+  assert.equal(sha256(file('dst.img')), sha256(file('src.img')));
 });
