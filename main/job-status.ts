@@ -10,14 +10,21 @@ import type {
   JobId,
   JobProgress,
   JobStarted,
+  VerifyProgress,
 } from '../preload/api';
 import { APP_NAME } from './window';
+
+/** What one job is doing, from its latest event. */
+export type JobActivity = 'starting' | 'comparing' | 'copying' | 'flushing' | 'verifying';
 
 /** All live jobs as one: what the title and the taskbar show. */
 export interface OverallProgress {
   jobs: number;
+  /** Of the jobs that reported progress (copy, or compare / verify for a single job). */
   bytesDone: number;
   bytesTotal: number;
+  /** For a single job, what it does now (absent: copying). */
+  activity?: JobActivity;
   /** Every live job is paused. */
   paused: boolean;
   /** A job's metadata left read-write mode, or a fatal error is being reported. */
@@ -64,7 +71,11 @@ export function exactDuration(seconds: number): string {
 export function progressTitle(p: OverallProgress | null, appName = APP_NAME): string {
   if (!p || p.jobs === 0) return appName;
   const percent = `${percentOf(p.bytesDone, p.bytesTotal)}%`;
+  if (p.jobs === 1 && p.activity === 'starting') return `Starting — ${appName}`;
+  if (p.jobs === 1 && p.activity === 'comparing') return `Comparing ${percent} — ${appName}`;
+  if (p.jobs === 1 && p.activity === 'verifying') return `Verifying ${percent} — ${appName}`;
   if (p.paused) return `Paused at ${percent} — ${appName}`;
+  if (p.jobs === 1 && p.activity === 'flushing') return `Flushing · ${percent} — ${appName}`;
   const what = p.jobs > 1 ? `${p.jobs} copies · ${percent}` : percent;
   const left = p.jobs === 1 && p.eta !== null ? ` · ${roughDuration(p.eta)} left` : '';
   return `${what}${left} — ${appName}`;
@@ -82,32 +93,58 @@ function listPaths(paths: string[]): string {
   return `${paths.length} destinations`;
 }
 
-/** The notification for a job's end. */
+/** The notification for a job's end, from its done event (and its start's options). */
 export function doneNotice(
   done: JobDone,
   context: { started?: JobStarted; progress?: JobProgress; lastError?: string } = {},
 ): Notice {
   const job = `Job ${done.job}`;
   const resumable = 'It can be resumed from the job list.';
+  const verifyOn = context.started?.options.verify === true;
+  const failedTargets = (done.destinations ?? []).filter((d) => d.state === 'failed');
+  const sentence = (s: string): string => s.replace(/\.$/, '');
   if (done.state === 'interrupted') {
     const at = context.progress
       ? ` at ${percentOf(context.progress.bytesDone, context.progress.bytesTotal)}%`
       : '';
+    const unverified = verifyOn ? ' It was not verified.' : '';
     return {
       title: 'Copy stopped',
-      body: `${job} stopped${at}; what was copied is kept. ${resumable}`,
+      body: `${job} stopped${at}; what was copied is kept.${unverified} ${resumable}`,
     };
   }
   if (done.state === 'failed') {
-    const why = context.lastError ? `: ${context.lastError.replace(/\.$/, '')}` : '';
+    if (failedTargets.length > 0) {
+      const which = failedTargets
+        .map((d) => `${d.path} failed (${sentence(d.error ?? 'no reason given')})`)
+        .join('; ');
+      return {
+        title: 'Copy failed',
+        body:
+          `${job} stopped: ${which}. Once fixed, resume the job to bring it back, or finish ` +
+          'without it, from the job list.',
+      };
+    }
+    const error = done.error ?? context.lastError;
+    const why = error ? `: ${sentence(error)}` : '';
     return { title: 'Copy failed', body: `${job} failed${why}. ${resumable}` };
   }
   const parts: string[] = [];
   const bytes = context.started?.bytesTotal ?? done.bytesRead;
   const onto = context.started ? ` to ${listPaths(context.started.destinations)}` : '';
-  parts.push(`${job}: ${formatBytes(bytes)} copied${onto} in ${exactDuration(done.seconds)}.`);
+  const seconds = done.copySeconds ?? done.seconds;
+  parts.push(`${job}: ${formatBytes(bytes)} copied${onto} in ${exactDuration(seconds)}.`);
+  let unverified = false;
   if (done.verified === true) parts.push('Verified: the copy is identical.');
-  if (done.verified === false) parts.push('Verify found differences: see the job.');
+  else if (done.verified === false) {
+    const differing = (done.destinations ?? []).filter((d) => d.verified === false);
+    const where = differing.length > 0 ? ` on ${listPaths(differing.map((d) => d.path))}` : '';
+    parts.push(`Verify found differences${where}: see the job.`);
+  } else if (verifyOn) {
+    unverified = true;
+    const error = done.error ?? context.lastError;
+    parts.push(`Not verified: ${error ? sentence(error) : 'the verify did not finish'}.`);
+  }
   if (done.unreadableBytes > 0) {
     parts.push(`${formatBytes(done.unreadableBytes)} could not be read and were written as zeros.`);
   }
@@ -115,7 +152,10 @@ export function doneNotice(
     parts.push(`Not written: ${done.failedDestinations.join(', ')}.`);
   }
   const problem =
-    done.verified === false || done.unreadableBytes > 0 || done.failedDestinations.length > 0;
+    done.verified === false ||
+    unverified ||
+    done.unreadableBytes > 0 ||
+    done.failedDestinations.length > 0;
   return {
     title: problem ? 'Copy finished, with problems' : 'Copy finished',
     body: parts.join(' '),
@@ -140,6 +180,8 @@ export function stopPrompt(jobs: number): {
 interface LiveJob {
   started?: JobStarted;
   progress?: JobProgress;
+  /** The latest compare / verify progress, until copy progress follows. */
+  verify?: VerifyProgress;
   troubled: boolean;
   lastError?: string;
 }
@@ -165,7 +207,16 @@ export class JobStatus {
       case 'progress': {
         const e = payload as JobProgress;
         const j = this.jobs.get(e.job);
-        if (j) j.progress = e;
+        if (j) {
+          j.progress = e;
+          j.verify = undefined;
+        }
+        return null;
+      }
+      case 'verify-progress': {
+        const e = payload as VerifyProgress;
+        const j = this.jobs.get(e.job);
+        if (j) j.verify = e;
         return null;
       }
       case 'mode': {
@@ -195,22 +246,43 @@ export class JobStatus {
 
   overall(): OverallProgress | null {
     if (this.jobs.size === 0) return null;
+    const only = this.jobs.size === 1 ? [...this.jobs.values()][0] : undefined;
+    if (only && !only.progress && !only.verify) {
+      return {
+        jobs: 1,
+        bytesDone: 0,
+        bytesTotal: 0,
+        paused: false,
+        troubled: only.troubled,
+        eta: null,
+        activity: 'starting',
+      };
+    }
+    if (only?.verify) {
+      const v = only.verify;
+      return {
+        jobs: 1,
+        bytesDone: v.bytesDone,
+        bytesTotal: v.bytesTotal,
+        paused: false,
+        troubled: only.troubled,
+        eta: v.eta,
+        activity: v.phase,
+      };
+    }
+    // Only what the jobs reported: a job with no progress yet adds nothing.
     let bytesDone = 0;
     let bytesTotal = 0;
     let paused = true;
     let troubled = false;
     for (const j of this.jobs.values()) {
-      const total = j.progress?.bytesTotal ?? j.started?.bytesTotal ?? 0;
-      const fromStart = j.started
-        ? Math.min(total, (j.started.regionsHydrated * total) / Math.max(1, j.started.regionsTotal))
-        : 0;
-      bytesDone += j.progress?.bytesDone ?? fromStart;
-      bytesTotal += total;
+      bytesDone += j.progress?.bytesDone ?? 0;
+      bytesTotal += j.progress?.bytesTotal ?? 0;
       paused &&= j.progress?.paused ?? false;
       troubled ||= j.troubled;
     }
-    const only = this.jobs.size === 1 ? [...this.jobs.values()][0] : undefined;
     const eta = only?.progress && !only.progress.paused ? only.progress.eta : null;
-    return { jobs: this.jobs.size, bytesDone, bytesTotal, paused, troubled, eta };
+    const activity = only?.progress?.phase;
+    return { jobs: this.jobs.size, bytesDone, bytesTotal, paused, troubled, eta, activity };
   }
 }

@@ -1,16 +1,153 @@
-import type { JobState, JobSummary } from '../../preload/api';
+// A job's events in the user's words. Plain functions of the events (and of the job's
+// record, for the history): nothing here keeps or works out a job's state.
+import type {
+  ClonePlan,
+  DestinationResult,
+  JobDone,
+  JobProgress,
+  JobState,
+  JobSummary,
+} from '../../preload/api';
 import { formatBytes, formatPercent } from './format';
 
 export const STATE_WORDS: Record<JobState, string> = {
   running: 'Copying',
   paused: 'Paused',
+  verifying: 'Verifying',
   interrupted: 'Stopped — resumable',
   done: 'Finished',
   failed: 'Stopped by an error — resumable',
 };
 
+/** A finished job's verify, as its record says. */
+export function verifiedWords(j: JobSummary): string | null {
+  if (j.state !== 'done') return null;
+  if (j.verified === true) return 'verified';
+  if (j.verified === false) return 'differences found';
+  return 'not verified';
+}
+
 /** "45 % (230 MiB of 512 MiB)" from the committed regions. */
 export function jobProgressText(j: JobSummary): string {
   const done = Math.min(j.bytesTotal, j.regionsHydrated * j.regionSize);
   return `${formatPercent(j.regionsHydrated, j.regionsTotal)} (${formatBytes(done)} of ${formatBytes(j.bytesTotal)})`;
+}
+
+export interface RegionCounts {
+  total: number;
+  /** Committed: on every destination, flushed and recorded. */
+  copied: number;
+  /** On every destination, waiting for the next commit. */
+  written: number;
+  inFlight: number;
+  /** total − the three above. */
+  notYet: number;
+}
+
+/** The region counts exactly as one progress event gives them. */
+export function regionCounts(p: JobProgress): RegionCounts {
+  return {
+    total: p.regionsTotal,
+    copied: p.regionsHydrated,
+    written: p.regionsWritten,
+    inFlight: p.hydrating,
+    notYet: p.regionsTotal - p.regionsHydrated - p.regionsWritten - p.hydrating,
+  };
+}
+
+/**
+ * The confirmation's title and button for what the engine planned. `regionsTotal`: the
+ * job's, from its record (the plan does not say it). `erases`: a target holds something
+ * now (a drive, an existing file), not only new files.
+ */
+export function planWords(
+  plan: ClonePlan,
+  targets: number,
+  regionsTotal: number | null,
+  erases = true,
+): { title: string; button: string } {
+  const these = targets === 1 ? 'this target' : `these ${targets} targets`;
+  if (plan.intent === 'resume') {
+    const percent =
+      regionsTotal !== null && regionsTotal > 0
+        ? ` (${formatPercent(plan.regionsHydrated, regionsTotal)} already copied)`
+        : '';
+    return {
+      title: `Continue job ${plan.job} onto ${these}?`,
+      button: `Continue job ${plan.job}${percent}`,
+    };
+  }
+  if (plan.intent === 'update') {
+    return {
+      title: `Update ${these} from job ${plan.job}?`,
+      button: 'Update: copy only what differs',
+    };
+  }
+  if (!erases) {
+    return {
+      title: `Copy onto ${targets === 1 ? 'this new file' : `these ${targets} new files`}?`,
+      button: 'Copy',
+    };
+  }
+  return { title: `Erase ${these} and copy?`, button: 'Erase and copy' };
+}
+
+export const START_OVER = 'Start over instead (erase everything and copy)';
+
+export type VerifyOutcome = 'verified' | 'differs' | 'stopped' | 'failed' | 'off';
+
+/**
+ * The verify, as the done event says it: verified only when it ran and every
+ * destination compared equal. `verifyOn` is job-started's options.verify; `error` is the
+ * job's last fatal error, said when the done event gives none.
+ */
+export function verifyOutcome(
+  done: JobDone,
+  verifyOn: boolean | null,
+  error: string | null,
+): { outcome: VerifyOutcome; text: string } {
+  if (done.verified === true) {
+    return {
+      outcome: 'verified',
+      text: 'Verified: every target was compared with the source and is equal.',
+    };
+  }
+  if (done.verified === false) {
+    const differing = (done.destinations ?? []).filter((d) => d.verified === false).length;
+    return {
+      outcome: 'differs',
+      text:
+        differing > 0
+          ? `Differences found on ${differing === 1 ? 'one target' : `${differing} targets`}: see each target below.`
+          : 'Differences found: not every target is equal to the source.',
+    };
+  }
+  if (verifyOn !== true) return { outcome: 'off', text: 'Verify was off.' };
+  if (done.state !== 'done') {
+    return {
+      outcome: 'stopped',
+      text: 'Stopped before verifying: the copy did not finish, so nothing was compared.',
+    };
+  }
+  const why = done.error ?? error;
+  return {
+    outcome: 'failed',
+    text: `Not verified: ${why ? why.replace(/\.$/, '') : 'the verify did not finish'}.`,
+  };
+}
+
+/** One destination's result, as the done event says it. */
+export function destinationWords(d: DestinationResult): string {
+  const copy =
+    d.state === 'done'
+      ? 'copied'
+      : d.state === 'failed'
+        ? `failed: ${d.error ?? 'no reason given'}`
+        : 'not finished';
+  if (d.verified === true) return `${copy}, verified equal`;
+  if (d.verified === false) {
+    const n = d.mismatches?.length ?? 0;
+    return `${copy}, differs from the source (${n} range${n === 1 ? '' : 's'})`;
+  }
+  return copy;
 }

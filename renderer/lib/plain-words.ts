@@ -87,8 +87,8 @@ export function explainError(e: JobError, ctx: Context): Explained {
       todo: e.fatal
         ? 'The copy stopped; what was written and recorded is kept. Fix the target, then resume ' +
           'the copy from Jobs.'
-        : 'This target was dropped and its copy is incomplete; the other targets go on. Copy to ' +
-          'it again later.',
+        : 'This target left the copy and its copy is incomplete; the other targets go on. Once ' +
+          'it is fixed, Resume brings it back where it stopped, or finish the job without it.',
     };
   }
   if (e.job === null) {

@@ -1,16 +1,21 @@
-// The job on screen: fed by window.driveTwin's events, one job at a time.
+// The job on screen: fed by window.driveTwin's events, one job at a time. It keeps the
+// latest event of each kind and shows those; it never works out a job's state (rates,
+// times, counts, paused) itself — the engine's session says them.
 //
 // Events can arrive before startClone/resumeJob answer with the job's id, so events
 // of jobs not (yet) shown are kept briefly and replayed when the job is shown.
 import type {
+  CloneIntent,
   DriveTwinEventName,
   DriveTwinEvents,
   JobDone,
   JobError,
   JobId,
+  JobOptionsInfo,
   JobProgress,
   JobStarted,
   JobSummary,
+  JobVerified,
   ModeChange,
   RegionMapChange,
   ThrottleChange,
@@ -30,7 +35,13 @@ export interface RateSample {
   paused: boolean;
 }
 
-export type Phase = 'idle' | 'copying' | 'paused' | 'verifying' | 'finished';
+/**
+ * What the job is doing, from its latest event: starting (nothing heard yet), comparing
+ * (before an update), copying, flushing (the last flush and commit), paused, verifying
+ * (after the copy), finished (done).
+ */
+export type Phase =
+  'idle' | 'starting' | 'comparing' | 'copying' | 'flushing' | 'paused' | 'verifying' | 'finished';
 
 const MAX_SAMPLES = 1200;
 const MAX_ERRORS = 100;
@@ -54,7 +65,12 @@ function thin(samples: RateSample[]): RateSample[] {
 
 class CurrentJob {
   id = $state<JobId | null>(null);
-  resumed = $state(false);
+  /** From job-started: a new copy, a resumed one, or an update (copies what differs). */
+  intent = $state<CloneIntent | null>(null);
+  /** The options in force, from job-started (or the job's record when shown from Jobs). */
+  options = $state.raw<JobOptionsInfo | null>(null);
+  /** job-started's: how many regions an update found to differ. */
+  delta = $state<number | null>(null);
   source = $state('');
   destinations = $state.raw<string[]>([]);
   bytesTotal = $state(0);
@@ -67,7 +83,10 @@ class CurrentJob {
   errorCount = $state(0);
   mode = $state.raw<ModeChange | null>(null);
   done = $state.raw<JobDone | null>(null);
+  /** The latest compare (before an update) or verify progress, until copy progress follows. */
   verifying = $state.raw<VerifyProgress | null>(null);
+  /** The verify's result per destination. */
+  verified = $state.raw<JobVerified | null>(null);
   /** Errors not about one job (e.g. the engine could not start). */
   engineErrors = $state.raw<JobError[]>([]);
   /** Bumped whenever `map` changes (it is not reactive itself: it can be large). */
@@ -75,11 +94,8 @@ class CurrentJob {
   readonly map = new RegionCells();
   /** A control (pause, throttle…) the backend refused. */
   controlError = $state<string | null>(null);
+  /** Cancel was asked and the job has not ended yet (what the button shows). */
   stopping = $state(false);
-  /** Mean rate while not paused, since the job came on screen. */
-  average = $state(0);
-  /** Seconds spent copying (not paused) since the job came on screen. */
-  activeSeconds = $state(0);
 
   phase: Phase = $derived(
     this.id === null
@@ -87,19 +103,19 @@ class CurrentJob {
       : this.done
         ? 'finished'
         : this.verifying
-          ? 'verifying'
-          : this.progress?.paused
-            ? 'paused'
-            : 'copying',
+          ? this.verifying.phase
+          : this.progress
+            ? this.progress.paused
+              ? 'paused'
+              : this.progress.phase
+            : 'starting',
   );
   bytesDone = $derived(this.progress?.bytesDone ?? 0);
 
   private shownAt = 0;
-  private firstBytes: number | null = null;
-  private lastAt = 0;
-  private lastPaused = false;
-  private activeMs = 0;
   private kept = new Map<JobId, Buffered[]>();
+  /** False between hold() and show(): events are kept, even the shown job's. */
+  private following = true;
 
   start(): void {
     const on = <E extends DriveTwinEventName>(event: E): void => {
@@ -112,6 +128,7 @@ class CurrentJob {
     on('mode');
     on('done');
     on('verify-progress');
+    on('verified');
   }
 
   private receive(message: Buffered): void {
@@ -121,7 +138,7 @@ class CurrentJob {
       return;
     }
     if (message.event === 'done' || message.event === 'job-started') void history.refresh();
-    if (job === this.id) {
+    if (job === this.id && this.following) {
       this.handle(message);
       return;
     }
@@ -154,15 +171,36 @@ class CurrentJob {
       case 'verify-progress':
         this.verifying = message.payload;
         return;
+      case 'verified':
+        this.verified = message.payload;
+        return;
       case 'drives-changed':
         return;
     }
   }
 
+  /**
+   * Before starting or resuming a job: its events are kept from now on, to be shown by
+   * show(). A resumed job has the id of the one that may be on screen: its new session
+   * must not land on the old one's screen, and nothing heard before belongs to it.
+   */
+  hold(): void {
+    this.following = false;
+    this.kept.clear();
+  }
+
+  /** The start or resume was refused: back to the job on screen. */
+  unhold(): void {
+    this.following = true;
+  }
+
   /** Show job `id`: from its start event, or from the history (a job already running). */
   show(id: JobId, from?: JobStarted | JobSummary): void {
+    this.following = true;
     this.id = id;
-    this.resumed = false;
+    this.intent = null;
+    this.options = null;
+    this.delta = null;
     this.progress = null;
     this.samples = [];
     this.errors = [];
@@ -170,24 +208,21 @@ class CurrentJob {
     this.mode = null;
     this.done = null;
     this.verifying = null;
+    this.verified = null;
     this.controlError = null;
     this.engineErrors = [];
     this.stopping = false;
-    this.average = 0;
-    this.activeSeconds = 0;
     this.shownAt = performance.now();
-    this.firstBytes = null;
-    this.lastAt = 0;
-    this.activeMs = 0;
     this.map.clear(0, 0);
     this.mapVersion++;
-    if (from && 'resumed' in from) this.onStarted(from);
+    if (from && 'intent' in from) this.onStarted(from);
     else if (from) {
       this.source = from.source;
       this.destinations = from.destinations.map((d) => d.path);
       this.bytesTotal = from.bytesTotal;
       this.regionSize = from.regionSize;
       this.regionsTotal = from.regionsTotal;
+      this.options = from.options;
       if (from.mode !== 'rw') this.mode = { job: id, mode: from.mode, reason: from.error ?? '' };
     }
     for (const message of this.kept.get(id) ?? []) this.handle(message);
@@ -212,7 +247,9 @@ class CurrentJob {
   }
 
   private onStarted(e: JobStarted): void {
-    this.resumed = e.resumed;
+    this.intent = e.intent;
+    this.options = e.options;
+    this.delta = e.delta ?? null;
     this.source = e.source;
     this.destinations = e.destinations;
     this.bytesTotal = e.bytesTotal;
@@ -221,20 +258,15 @@ class CurrentJob {
   }
 
   private onProgress(p: JobProgress): void {
-    const now = performance.now();
-    if (this.firstBytes === null) this.firstBytes = p.bytesDone;
-    if (this.lastAt > 0 && !this.lastPaused) this.activeMs += now - this.lastAt;
-    this.lastAt = now;
-    this.lastPaused = p.paused;
     this.progress = p;
+    // Copy progress after a compare: the compare is over.
+    this.verifying = null;
     this.bytesTotal = p.bytesTotal;
     this.regionsTotal = p.regionsTotal;
-    this.activeSeconds = this.activeMs / 1000;
-    this.average =
-      this.activeMs > 500 ? (p.bytesDone - this.firstBytes) / (this.activeMs / 1000) : p.rate;
+    // The chart keeps the rates as they came: a curve of the events, nothing worked out.
     const sample: RateSample = {
-      t: (now - this.shownAt) / 1000,
-      rate: p.paused ? 0 : p.rate,
+      t: (performance.now() - this.shownAt) / 1000,
+      rate: p.rate,
       cap: p.throttle.maxRate,
       paused: p.paused,
     };

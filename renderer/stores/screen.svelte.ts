@@ -14,10 +14,16 @@ export function isDrivePath(path: string): boolean {
   return path.startsWith('/dev/') || path.startsWith('\\\\.\\');
 }
 
+/** A resume waiting for the user's word: the job, and the destinations to finish without. */
+export interface ResumeAsk {
+  summary: JobSummary;
+  drop: string[];
+}
+
 class Screen {
   view = $state<View>('setup');
   /** A resume waiting for the user to confirm (it writes to drives). */
-  confirmResume = $state.raw<JobSummary | null>(null);
+  confirmResume = $state.raw<ResumeAsk | null>(null);
   /** Why the last resume was refused. */
   resumeError = $state<{ job: number; message: string } | null>(null);
 
@@ -26,35 +32,49 @@ class Screen {
     if (view === 'jobs') void history.refresh();
   }
 
+  /** Starts the copy and shows it; what it is (new, resume, update) comes with job-started. */
   async startCopy(request: CloneRequest): Promise<void> {
-    const { job: id } = await api().startClone(request);
+    job.hold();
+    let id: number;
+    try {
+      ({ job: id } = await api().startClone(request));
+    } catch (e) {
+      job.unhold();
+      throw e;
+    }
     job.show(id);
     this.view = 'job';
     void history.refresh();
   }
 
-  /** From the history or the start-up offer: asks first when the job writes drives. */
-  askResume(summary: JobSummary): void {
+  /**
+   * From the history, the start-up offer or the done screen: asks first when the job
+   * writes drives. `drop`: destinations to finish without, for good.
+   */
+  askResume(summary: JobSummary, drop: string[] = []): void {
     this.resumeError = null;
-    if (summary.destinations.some((d) => !d.failed && isDrivePath(d.path))) {
-      this.confirmResume = summary;
+    const staying = summary.destinations.filter((d) => !d.dropped && !drop.includes(d.path));
+    if (drop.length > 0 || staying.some((d) => isDrivePath(d.path))) {
+      this.confirmResume = { summary, drop };
     } else {
       void this.resume(summary, false);
     }
   }
 
-  async resume(summary: JobSummary, confirmed: boolean): Promise<boolean> {
+  async resume(summary: JobSummary, confirmed: boolean, drop: string[] = []): Promise<boolean> {
     this.resumeError = null;
+    job.hold();
     try {
-      const { job: id } = await api().resumeJob(
-        summary.job,
-        confirmed ? { confirmed: true } : undefined,
-      );
+      const { job: id } = await api().resumeJob(summary.job, {
+        ...(confirmed ? { confirmed: true } : {}),
+        ...(drop.length > 0 ? { drop } : {}),
+      });
       job.show(id, summary);
       this.view = 'job';
       void history.refresh();
       return true;
     } catch (e) {
+      job.unhold();
       this.resumeError = { job: summary.job, message: errorText(e) };
       return false;
     }

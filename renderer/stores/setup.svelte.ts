@@ -1,6 +1,12 @@
 // What the user chose before a copy: the source, the targets, the options. Nothing
 // is preselected; a chosen target that disappears, changes or becomes refused is
 // unchosen (a different drive may turn up at the same path).
+//
+// Once a copy starts, the choices that were about that copy go: the source, the
+// targets, and the risky allowances (writing mounted drives or the system drive,
+// ignoring read errors) — the next copy must ask for them again. How copies run
+// (region size, verify, sparse, sequential writes, disk time, speed limit) is a
+// preference that stays: none of it can lose data or hide an error.
 import type { CloneOptions, CloneRequest, CloneTarget, DriveInfo } from '../../preload/api';
 import { drives } from './drives.svelte';
 
@@ -126,8 +132,11 @@ class Setup {
     return options;
   }
 
-  /** The request, with the confirmations given in the Confirmation dialog. */
-  request(systemNames: Record<string, string>): CloneRequest {
+  /**
+   * The request, with the confirmations given in the Confirmation dialog. `fresh`: a new
+   * job (erase and copy) even where one exists for this source and these targets.
+   */
+  request(systemNames: Record<string, string>, fresh = false): CloneRequest {
     const targets: CloneTarget[] = this.targetDrives.map((d) => {
       const target: CloneTarget = { path: d.path };
       if (d.kind === 'block') {
@@ -137,15 +146,23 @@ class Setup {
       }
       return target;
     });
-    return { source: this.source ?? '', targets, options: this.cloneOptions() };
+    const request: CloneRequest = {
+      source: this.source ?? '',
+      targets,
+      options: this.cloneOptions(),
+    };
+    if (fresh) request.fresh = true;
+    return request;
   }
 
-  /** Back to nothing chosen (after a copy started). */
+  /** After a copy started: nothing chosen, and no risky choice carried to the next copy. */
   reset(): void {
     this.source = null;
     this.targets = [];
     this.allowMounted = false;
     this.allowSystem = false;
+    // In place: the Options form is bound to this object.
+    this.options.ignoreErrors = false;
     this.notice = null;
     void drives.setQuery({});
   }

@@ -16,6 +16,7 @@ import {
   driveRow,
   measuredRate,
   openApp,
+  plannedIntent,
   requireBrowser,
   screenshot,
   sleep,
@@ -100,11 +101,13 @@ test('a clone from the window: pick, confirm, progress, throttle, pause, cancel,
   await screenshot(page, '03-options', { at: options });
 
   // 4. Confirmation names every target; Escape closes it.
+  // It says what the engine planned: a new job, erasing the target.
   await page.getByTestId('copy-button').click();
   const dialog = page.getByTestId('confirm-dialog');
-  await dialog.getByRole('heading').waitFor();
+  assert.equal(await plannedIntent(page), 'new');
   const confirmText = await dialog.innerText();
-  assert.match(confirmText, /Erase and overwrite these targets\?/);
+  assert.match(confirmText, /Erase this target and copy\?/);
+  assert.equal(await dialog.getByTestId('start-button').innerText(), 'Erase and copy');
   assert.ok(confirmText.includes(target.path), confirmText);
   assert.match(confirmText, /1\.25 GiB/);
   await screenshot(page, '04-confirmation');
@@ -112,7 +115,8 @@ test('a clone from the window: pick, confirm, progress, throttle, pause, cancel,
   await dialog.getByRole('heading').waitFor({ state: 'detached' });
   assert.equal(await page.locator('[data-testid="job-view"]').count(), 0, 'Escape started nothing');
   await page.getByTestId('copy-button').click();
-  await dialog.getByRole('button', { name: /Erase and copy to it/ }).click();
+  assert.equal(await plannedIntent(page), 'new');
+  await dialog.getByRole('button', { name: 'Erase and copy', exact: true }).click();
 
   // 5. Copying: progress rises.
   const view = page.getByTestId('job-view');
@@ -194,12 +198,13 @@ test('a clone from the window: pick, confirm, progress, throttle, pause, cancel,
   await view.getByRole('button', { name: 'Resume', exact: true }).click();
   await until('copying again', async () => (await bytesDone(page)) > pausedAt, 15_000);
 
-  // Cancel: the job stops and stays resumable.
+  // Cancel: the job stops and stays resumable; with Verify on, it says it was not verified.
   await view.getByRole('button', { name: 'Cancel', exact: true }).click();
   const done = page.getByTestId('done');
   await done.waitFor({ timeout: 30_000 });
   assert.equal(await done.getAttribute('data-state'), 'interrupted');
   assert.match(await done.innerText(), /can be resumed/);
+  assert.match(await page.getByTestId('verify-result').innerText(), /^Stopped before verifying/);
   const map = page.getByTestId('region-map');
   const hydrated = Number(await map.getAttribute('data-hydrated'));
   t.diagnostic(`cancelled at ${hydrated} of ${await map.getAttribute('data-total')} regions`);
@@ -230,15 +235,36 @@ test('a clone from the window: pick, confirm, progress, throttle, pause, cancel,
   await resumeDialog.getByRole('button', { name: 'Resume writing' }).click();
   await view.waitFor();
   await until('the resumed job on screen', async () =>
-    /Copying \(resumed\)/.test(await view.locator('#job-heading').innerText()),
+    new RegExp(`Copying \\(continuing job ${jobId}\\)`).test(
+      await view.locator('#job-heading').innerText(),
+    ),
   );
   // Full speed for the rest: the limits changed live were kept with the job.
   await page.getByRole('button', { name: 'No limit' }).click();
   await slider.focus();
   await page.keyboard.press('End');
+  // Verifying, shown as such (1.25 GiB read twice: a few seconds).
+  await until(
+    'the verify',
+    async () =>
+      (await view.getAttribute('data-phase')) === 'verifying' && (await done.count()) === 0,
+    120_000,
+    50,
+  );
+  assert.match(await view.locator('#job-heading').innerText(), /^Verifying/);
+  assert.match(await page.getByTestId('verify-progress').innerText(), /^Verifying: /);
+  assert.match(await page.title(), /^Verifying \d+ % — DriveTwin/);
+  await screenshot(page, '07-verifying');
   await done.waitFor({ timeout: 120_000 });
   assert.equal(await done.getAttribute('data-state'), 'done');
-  assert.match(await done.innerText(), /Verified: every readable byte/);
+  assert.equal(await done.getAttribute('data-verify'), 'verified');
+  assert.match(await done.innerText(), /Verified: every target was compared with the source/);
+  assert.equal(
+    await page
+      .locator(`[data-testid="destination-results"] li[data-path="${target.path}"]`)
+      .getAttribute('data-verified'),
+    'true',
+  );
   assert.match(await page.title(), /Copy finished — DriveTwin/);
   await screenshot(page, '09-done');
 

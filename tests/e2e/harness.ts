@@ -250,3 +250,65 @@ export async function until(
     await sleep(everyMs);
   }
 }
+
+/**
+ * The confirmation dialog once the engine's plan is in (its title and button say what
+ * will happen): the planned intent, or `refused: <why>` when the engine refused the plan.
+ */
+export async function plannedIntent(page: Page): Promise<string> {
+  const dialog = page.getByTestId('confirm-dialog');
+  const content = dialog.locator('[data-intent]');
+  await until(
+    'the plan in the confirmation',
+    async () =>
+      (await content.getAttribute('data-intent')) !== '' ||
+      (await dialog.getByTestId('plan-error').count()) > 0,
+  );
+  const intent = (await content.getAttribute('data-intent')) ?? '';
+  return intent !== '' ? intent : `refused: ${await dialog.getByTestId('plan-error').innerText()}`;
+}
+
+export interface ShownCounts {
+  copied: number;
+  written: number;
+  inFlight: number;
+  notYet: number;
+  total: number;
+  /**
+   * Bytes done and total, and the time left, as the progress view shows them at the same
+   * instant (NaN and '' once the job ended: the done summary replaces it).
+   */
+  bytesDone: number;
+  bytesTotal: number;
+  timeLeft: string;
+  phase: string;
+}
+
+/**
+ * The region counts as the page shows them (the text of the map's legend), read at one
+ * instant; NaN where none is shown (no progress yet).
+ */
+export async function shownCounts(page: Page): Promise<ShownCounts | null> {
+  // A string: the page's code, not this file's (no DOM types here).
+  return (await page.evaluate(`(() => {
+    const legend = document.querySelector('[data-testid="region-map"]');
+    const progress = document.querySelector('[data-testid="progress"]');
+    const view = document.querySelector('[data-testid="job-view"]');
+    if (!legend || !view) return null;
+    const n = (name) => {
+      const text = (legend.querySelector('[data-count="' + name + '"] strong')?.textContent ?? '').trim();
+      return text === '' || text === '—' ? NaN : Number(text.replace(/,/g, ''));
+    };
+    return {
+      copied: n('copied'),
+      written: n('written'),
+      inFlight: n('in-flight'),
+      notYet: n('not-yet'),
+      total: n('total'),
+      bytesDone: progress ? Number(progress.getAttribute('data-bytes-done')) : NaN,
+      bytesTotal: progress ? Number(progress.getAttribute('data-bytes-total')) : NaN,
+      timeLeft: (progress?.querySelector('[data-testid="time-left"]')?.textContent ?? '').trim(),
+      phase: view.getAttribute('data-phase') ?? '',
+    };
+  })()`)) as ShownCounts | null;
+}

@@ -13,6 +13,7 @@ import {
   assertOnlyBridge,
   driveRow,
   openApp,
+  plannedIntent,
   requireBrowser,
   screenshot,
   startBridge,
@@ -45,7 +46,11 @@ async function copyToNewImage(
     await page.locator('#opt-ignore').check();
   }
   await page.getByTestId('copy-button').click();
-  await page.getByTestId('confirm-dialog').getByRole('button', { name: 'Start copy' }).click();
+  assert.equal(await plannedIntent(page), 'new');
+  await page
+    .getByTestId('confirm-dialog')
+    .getByRole('button', { name: 'Copy', exact: true })
+    .click();
   await page.getByTestId('job-view').waitFor();
 }
 
@@ -86,7 +91,7 @@ test('a read error on the source is shown in plain words, and the copy stays res
   await done.waitFor({ timeout: 60_000 });
   assert.equal(await done.getAttribute('data-state'), 'done');
   assert.match(await done.innerText(), /Unreadable\s+4\.00 KiB \(written as zeros\)/);
-  assert.match(await page.getByTestId('region-map').innerText(), /unreadable\s+1\b/);
+  assert.match(await page.getByTestId('region-map').innerText(), /unreadable, among copied\s+1\b/);
   assert.match(
     await page.getByTestId('job-error').first().innerText(),
     /Part of the source .* could not be read/,

@@ -635,12 +635,35 @@ describe('progress outside the page', () => {
     const s = new JobStatus();
     assert.equal(s.overall(), null);
     s.onEvent('job-started', started);
-    assert.equal(progressTitle(s.overall()), '25% — DriveTwin', 'from the hydrated regions');
+    assert.equal(
+      progressTitle(s.overall()),
+      'Starting — DriveTwin',
+      'no percent worked out before the job says it',
+    );
     s.onEvent('progress', progress());
     assert.equal(progressTitle(s.overall()), '50% · 5 min left — DriveTwin');
+    s.onEvent('progress', progress({ phase: 'flushing', eta: 0, bytesDone: 1 << 30 }));
+    assert.equal(progressTitle(s.overall()), 'Flushing · 99% — DriveTwin');
+    s.onEvent('verify-progress', {
+      job: 4,
+      phase: 'verifying',
+      bytesDone: 256 << 20,
+      bytesTotal: 1 << 30,
+      rate: 100 << 20,
+      eta: 8,
+    });
+    assert.equal(progressTitle(s.overall()), 'Verifying 25% — DriveTwin');
+    assert.deepEqual(taskbarProgress(s.overall()), { value: 0.25, mode: 'normal' });
+    s.onEvent('progress', progress());
     s.onEvent('mode', { job: 4, mode: 'ro', reason: 'commit failed' });
     assert.equal(taskbarProgress(s.overall()).mode, 'error');
     s.onEvent('job-started', { ...started, job: 5, bytesTotal: 1 << 30, regionsHydrated: 0 });
+    assert.equal(
+      progressTitle(s.overall()),
+      '2 copies · 50% — DriveTwin',
+      'a job with no progress yet adds nothing',
+    );
+    s.onEvent('progress', progress({ job: 5, bytesDone: 0 }));
     assert.equal(progressTitle(s.overall()), '2 copies · 25% — DriveTwin');
     assert.equal(s.onEvent('done', done({ job: 5 }))?.title, 'Copy finished');
     const notice = s.onEvent('done', done());
@@ -649,6 +672,20 @@ describe('progress outside the page', () => {
     s.onEvent('progress', progress());
     assert.equal(s.overall(), null);
     assert.equal(progressTitle(s.overall()), 'DriveTwin');
+  });
+
+  test('a compare before an update shows in the title', () => {
+    const s = new JobStatus();
+    s.onEvent('job-started', { ...started, intent: 'update', resumed: true });
+    s.onEvent('verify-progress', {
+      job: 4,
+      phase: 'comparing',
+      bytesDone: 512 << 20,
+      bytesTotal: 1 << 30,
+      rate: 1,
+      eta: null,
+    });
+    assert.equal(progressTitle(s.overall()), 'Comparing 50% — DriveTwin');
   });
 
   test('the notification says how the job ended', () => {
@@ -665,7 +702,80 @@ describe('progress outside the page', () => {
     assert.match(stopped.body, /stopped at 50%; what was copied is kept\. It can be resumed/);
     const failed = doneNotice(done({ state: 'failed' }), { ...ctx, lastError: 'read error.' });
     assert.equal(failed.body, 'Job 4 failed: read error. It can be resumed from the job list.');
+    const withError = doneNotice(done({ state: 'failed', error: 'source gone' }), {
+      ...ctx,
+      lastError: 'an older one',
+    });
+    assert.equal(withError.body, 'Job 4 failed: source gone. It can be resumed from the job list.');
     assert.deepEqual(stopPrompt(2).buttons, ['Keep copying', 'Stop and quit']);
+  });
+
+  test('the notification says verified only when every destination compared equal', () => {
+    const verifyOn = { ...started, options: { ...started.options, verify: true } };
+    const ctx = { started: verifyOn, progress: progress() };
+
+    // Verify off: nothing said about it, and nothing wrong.
+    const off = doneNotice(done(), { started, progress: progress() });
+    assert.equal(off.title, 'Copy finished');
+    assert.doesNotMatch(off.body, /verif/i);
+
+    // Verify on, done, but no verify result: not verified, with why.
+    const noResult = doneNotice(done({ error: 'reading /dev/sdb failed' }), ctx);
+    assert.equal(noResult.title, 'Copy finished, with problems');
+    assert.match(noResult.body, /Not verified: reading \/dev\/sdb failed\./);
+    assert.doesNotMatch(noResult.body, /Verified:/);
+    const noReason = doneNotice(done(), ctx);
+    assert.match(noReason.body, /Not verified: the verify did not finish\./);
+
+    // Verify on, cancelled: stopped, not verified.
+    const cancelled = doneNotice(done({ state: 'interrupted' }), ctx);
+    assert.equal(cancelled.title, 'Copy stopped');
+    assert.match(cancelled.body, /It was not verified\./);
+
+    // One destination differs: named.
+    const differs = doneNotice(
+      done({
+        verified: false,
+        destinations: [
+          { path: '/dev/sdb', state: 'done', error: null, verified: true, mismatches: [] },
+          {
+            path: '/dev/sdc',
+            state: 'done',
+            error: null,
+            verified: false,
+            mismatches: [{ offset: 0, length: 4096 }],
+          },
+        ],
+      }),
+      ctx,
+    );
+    assert.equal(differs.title, 'Copy finished, with problems');
+    assert.match(differs.body, /Verify found differences on \/dev\/sdc: see the job\./);
+  });
+
+  test('the notification names a failed destination and what to do', () => {
+    const notice = doneNotice(
+      done({
+        state: 'failed',
+        error: 'destination /mnt/full/b.img failed: ENOSPC: no space left on device, write',
+        failedDestinations: ['/mnt/full/b.img'],
+        destinations: [
+          { path: '/srv/a.img', state: 'unfinished', error: null },
+          {
+            path: '/mnt/full/b.img',
+            state: 'failed',
+            error: 'ENOSPC: no space left on device, write',
+          },
+        ],
+      }),
+      { started, progress: progress() },
+    );
+    assert.equal(notice.title, 'Copy failed');
+    assert.equal(
+      notice.body,
+      'Job 4 stopped: /mnt/full/b.img failed (ENOSPC: no space left on device, write). Once ' +
+        'fixed, resume the job to bring it back, or finish without it, from the job list.',
+    );
   });
 });
 

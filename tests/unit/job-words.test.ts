@@ -1,0 +1,181 @@
+// The renderer's words for a job's events (renderer/lib/job-words.ts), under plain Node:
+// the counts shown are the progress event's and add up, the confirmation says what the
+// engine planned, and "verified" is said only when the done event says every
+// destination compared equal.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { ClonePlan, JobDone, JobProgress } from '../../preload/api';
+import {
+  destinationWords,
+  planWords,
+  regionCounts,
+  verifyOutcome,
+} from '../../renderer/lib/job-words';
+
+function progress(p: Partial<JobProgress> = {}): JobProgress {
+  return {
+    job: 1,
+    phase: 'copying',
+    bytesDone: 0,
+    bytesTotal: 2048 << 20,
+    sizeKnown: true,
+    regionsHydrated: 0,
+    regionsWritten: 0,
+    hydrating: 0,
+    regionsTotal: 2048,
+    rate: 0,
+    eta: null,
+    paused: false,
+    throttle: { percent: 100, maxRate: 0 },
+    status: '',
+    ...p,
+  };
+}
+
+function done(d: Partial<JobDone> = {}): JobDone {
+  return {
+    job: 1,
+    state: 'done',
+    bytesRead: 0,
+    bytesWritten: 0,
+    regionsCopied: 0,
+    unreadableBytes: 0,
+    unreadable: [],
+    failedDestinations: [],
+    seconds: 1,
+    ...d,
+  };
+}
+
+describe('region counts', () => {
+  test('are the progress event’s, and not yet copied is what is left of the total', () => {
+    const c = regionCounts(progress({ regionsHydrated: 100, regionsWritten: 616, hydrating: 32 }));
+    assert.deepEqual(c, { total: 2048, copied: 100, written: 616, inFlight: 32, notYet: 1300 });
+    assert.equal(c.copied + c.written + c.inFlight + c.notYet, c.total);
+  });
+});
+
+describe('the confirmation says what the engine planned', () => {
+  const plan = (p: Partial<ClonePlan>): ClonePlan => ({
+    intent: 'new',
+    job: null,
+    bytesTotal: 1 << 30,
+    sizeKnown: true,
+    regionsHydrated: 0,
+    ...p,
+  });
+
+  test('new: erase and copy (or only copy onto new files)', () => {
+    assert.deepEqual(planWords(plan({}), 1, null), {
+      title: 'Erase this target and copy?',
+      button: 'Erase and copy',
+    });
+    assert.equal(planWords(plan({}), 2, null).title, 'Erase these 2 targets and copy?');
+    assert.deepEqual(planWords(plan({}), 2, null, false), {
+      title: 'Copy onto these 2 new files?',
+      button: 'Copy',
+    });
+  });
+
+  test('resume: continue job N, with how much is copied when the record says the total', () => {
+    const resume = plan({ intent: 'resume', job: 7, regionsHydrated: 300 });
+    assert.equal(planWords(resume, 1, 1024).button, 'Continue job 7 (29 % already copied)');
+    assert.equal(planWords(resume, 1, null).button, 'Continue job 7');
+    assert.equal(planWords(resume, 1, 1024).title, 'Continue job 7 onto this target?');
+  });
+
+  test('update: copy only what differs', () => {
+    const words = planWords(plan({ intent: 'update', job: 3, regionsHydrated: 1024 }), 2, 1024);
+    assert.equal(words.button, 'Update: copy only what differs');
+    assert.equal(words.title, 'Update these 2 targets from job 3?');
+  });
+});
+
+describe('the verify, as the done event says it', () => {
+  test('verified only when the done event says so', () => {
+    assert.equal(verifyOutcome(done({ verified: true }), true, null).outcome, 'verified');
+    assert.equal(verifyOutcome(done({}), true, null).outcome, 'failed');
+    assert.equal(verifyOutcome(done({}), false, null).outcome, 'off');
+  });
+
+  test('differences, counted by destination', () => {
+    const v = verifyOutcome(
+      done({
+        verified: false,
+        destinations: [
+          { path: '/a', state: 'done', error: null, verified: true, mismatches: [] },
+          {
+            path: '/b',
+            state: 'done',
+            error: null,
+            verified: false,
+            mismatches: [{ offset: 0, length: 1 }],
+          },
+        ],
+      }),
+      true,
+      null,
+    );
+    assert.equal(v.outcome, 'differs');
+    assert.match(v.text, /Differences found on one target/);
+  });
+
+  test('cancelled or failed with verify on: stopped before verifying', () => {
+    for (const state of ['interrupted', 'failed'] as const) {
+      const v = verifyOutcome(done({ state }), true, 'cancelled');
+      assert.equal(v.outcome, 'stopped');
+      assert.match(v.text, /^Stopped before verifying/);
+    }
+  });
+
+  test('done with an error and no result: not verified, and why', () => {
+    assert.equal(
+      verifyOutcome(done({ error: 'reading /dev/sdb failed.' }), true, 'older').text,
+      'Not verified: reading /dev/sdb failed.',
+    );
+    assert.equal(
+      verifyOutcome(done({}), true, 'EIO on /dev/sdb').text,
+      'Not verified: EIO on /dev/sdb.',
+    );
+  });
+
+  test('verify off, said only when it was', () => {
+    assert.equal(
+      verifyOutcome(done({ state: 'interrupted' }), false, null).text,
+      'Verify was off.',
+    );
+    assert.equal(verifyOutcome(done({ state: 'interrupted' }), null, null).outcome, 'off');
+  });
+});
+
+describe('each destination’s result', () => {
+  test('done, failed with its reason, not finished; verified or differing', () => {
+    assert.equal(destinationWords({ path: '/a', state: 'done', error: null }), 'copied');
+    assert.equal(
+      destinationWords({ path: '/a', state: 'failed', error: 'ENOSPC: no space left on device' }),
+      'failed: ENOSPC: no space left on device',
+    );
+    assert.equal(
+      destinationWords({ path: '/a', state: 'unfinished', error: null }),
+      'not finished',
+    );
+    assert.equal(
+      destinationWords({ path: '/a', state: 'done', error: null, verified: true, mismatches: [] }),
+      'copied, verified equal',
+    );
+    assert.equal(
+      destinationWords({
+        path: '/a',
+        state: 'done',
+        error: null,
+        verified: false,
+        mismatches: [
+          { offset: 0, length: 1 },
+          { offset: 9, length: 1 },
+        ],
+      }),
+      'copied, differs from the source (2 ranges)',
+    );
+  });
+});
