@@ -69,7 +69,8 @@ export async function claimDestinations(meta: Metadata, plan: Plan): Promise<Cla
         if (process.platform !== 'win32') await lockFile(fd);
       } catch (e) {
         // direct-io's flock errors carry their code only in the message.
-        const code = (e as NodeJS.ErrnoException).code ?? /^E[A-Z]+/.exec((e as Error).message)?.[0];
+        const code =
+          (e as NodeJS.ErrnoException).code ?? /^E[A-Z]+/.exec((e as Error).message)?.[0];
         if (code && LOCK_BUSY.has(code)) {
           throw new Refused(`destination ${file} is in use: ${holder(meta, file)}`);
         }
@@ -84,11 +85,7 @@ export async function claimDestinations(meta: Metadata, plan: Plan): Promise<Cla
 }
 
 /** The job's row: a new one, or the existing job taken for this process. */
-export function claimJob(
-  meta: Metadata,
-  plan: Plan,
-  identities: Map<number, Identity>,
-): number {
+export function claimJob(meta: Metadata, plan: Plan, identities: Map<number, Identity>): number {
   try {
     if (!plan.record) {
       for (const id of plan.replaces) meta.forget(id);

@@ -94,7 +94,6 @@ function parse(args: string[], options: ParseArgsConfig['options']) {
   }
 }
 
-
 function size(name: string, text: Values[string]): number | undefined {
   if (text === undefined) return undefined;
   try {
@@ -216,7 +215,8 @@ function show(out: Output, e: EngineEvent): void {
     case 'verify':
       out.event(e);
       for (const d of e.destinations) {
-        for (const r of d.mismatches) out.warn(`verify: ${d.path} differs at bytes ${r.offset}+${r.length}`);
+        for (const r of d.mismatches)
+          out.warn(`verify: ${d.path} differs at bytes ${r.offset}+${r.length}`);
       }
       return;
     case 'done':
@@ -278,7 +278,9 @@ function summary(d: DoneEvent): string {
     );
   }
   if (d.verified !== undefined) {
-    parts.push(d.verified ? 'verified' : 'VERIFY FOUND DIFFERENCES (or a destination was not compared)');
+    parts.push(
+      d.verified ? 'verified' : 'VERIFY FOUND DIFFERENCES (or a destination was not compared)',
+    );
   } else if (d.state === 'done' && d.error) {
     parts.push(`not verified: ${d.error}`);
   }
@@ -370,8 +372,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     const { values } = parse(args, COMMON);
     const { listDrives, formatDrivesTable } = await import('./drives/list');
     const drives = await listDrives();
-    if (values.json)
-      for (const d of drives) process.stdout.write(frame({ type: 'drive', ...d }));
+    if (values.json) for (const d of drives) process.stdout.write(frame({ type: 'drive', ...d }));
     else process.stdout.write(formatDrivesTable(drives) + '\n');
     return EXIT.ok;
   },

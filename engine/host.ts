@@ -51,10 +51,7 @@ export interface HostOptions {
 
 export class EngineHost {
   private meta: Metadata | null = null;
-  private readonly sessions = new Map<
-    number,
-    { session: JobSession; ended: Promise<DoneEvent> }
-  >();
+  private readonly sessions = new Map<number, { session: JobSession; ended: Promise<DoneEvent> }>();
   private closing = false;
 
   constructor(

@@ -354,7 +354,9 @@ export class HydrationJob extends EventEmitter {
         : await this.copier.copy(range, buffer, this.targets);
     } catch (e) {
       this.inFlight.delete(first);
-      return this.stop(`copy of bytes ${range.offset}+${range.length} failed: ${(e as Error).message}`);
+      return this.stop(
+        `copy of bytes ${range.offset}+${range.length} failed: ${(e as Error).message}`,
+      );
     } finally {
       this.freeBuffers.push(buffer);
     }
@@ -532,12 +534,7 @@ export class HydrationJob extends EventEmitter {
     if (lostDestination && !error) {
       error = this.failed.map((f) => `destination ${f.path} failed: ${f.reason}`).join('; ');
     }
-    const state =
-      complete && !lostDestination
-        ? 'done'
-        : error !== null
-          ? 'failed'
-          : 'interrupted';
+    const state = complete && !lostDestination ? 'done' : error !== null ? 'failed' : 'interrupted';
     const seconds = (performance.now() - this.startedAt) / 1000;
     try {
       this.meta.setState(this.id, state, {

@@ -363,8 +363,7 @@ export class Metadata {
   claimJob(id: number, options: JobOptions, state: 'running' | 'verifying' = 'running'): void {
     this.write(() => {
       const row = this.sql('SELECT state, pid FROM jobs WHERE id = ?').get(id) as
-        | { state: JobState; pid: number | null }
-        | undefined;
+        { state: JobState; pid: number | null } | undefined;
       if (!row) throw new MetadataError(`there is no job ${id}`);
       if ((row.state === 'running' || row.state === 'verifying') && processAlive(row.pid)) {
         throw new MetadataError(`job ${id} is already running (process ${row.pid})`);

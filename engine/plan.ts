@@ -106,9 +106,7 @@ export function canonical(p: string): string {
 }
 
 export async function plan(meta: Metadata, request: SessionRequest): Promise<Plan> {
-  return request.kind === 'resume'
-    ? planResume(meta, request)
-    : planClone(meta, request);
+  return request.kind === 'resume' ? planResume(meta, request) : planClone(meta, request);
 }
 
 async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
@@ -187,7 +185,10 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
 }
 
 /** Resumes job `id` onto the same source and destinations; anything else is refused. */
-async function planResume(meta: Metadata, request: ResumeRequest | (CloneRequest & { kind: 'resume'; job: number })): Promise<Plan> {
+async function planResume(
+  meta: Metadata,
+  request: ResumeRequest | (CloneRequest & { kind: 'resume'; job: number }),
+): Promise<Plan> {
   const record = meta.getJob(request.job);
   if (!record) throw new Refused(`there is no job ${request.job}`);
   if (record.state === 'running' || record.state === 'verifying') {
@@ -198,7 +199,8 @@ async function planResume(meta: Metadata, request: ResumeRequest | (CloneRequest
   if (problem) throw new Refused(problem);
   // A finished job copied everything to every destination left; one that lost a
   // destination (an older DriveTwin called that done too) resumes to bring it back.
-  const copied = record.state === 'done' && record.destinations.every((d) => !d.failed || d.dropped);
+  const copied =
+    record.state === 'done' && record.destinations.every((d) => !d.failed || d.dropped);
   const verifyOnly = copied;
   if ('verifyOnly' in request && request.verifyOnly) {
     if (!copied) {
@@ -421,7 +423,9 @@ function readMapfile(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new Refused(`--from-map ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new Refused(
+      `--from-map ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
 }
 

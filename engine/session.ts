@@ -242,11 +242,16 @@ export class JobSession extends EventEmitter {
   private async compare(): Promise<void> {
     this.phase = 'comparing';
     const g = this.plan.geometry;
-    const found = await verify(this.plan.source, this.setup.targets.map((t) => t.device), g, {
-      skipRegion: (r) => this.plan.free?.has(r) ?? false,
-      unreadable: this.meta.loadUnreadable(this.id),
-      onProgress: this.verifyProgress(g.size),
-    });
+    const found = await verify(
+      this.plan.source,
+      this.setup.targets.map((t) => t.device),
+      g,
+      {
+        skipRegion: (r) => this.plan.free?.has(r) ?? false,
+        unreadable: this.meta.loadUnreadable(this.id),
+        onProgress: this.verifyProgress(g.size),
+      },
+    );
     const differing = new Set(Object.values(found.mismatchedRegions).flat());
     for (const r of differing) this.setup.map.clear(r);
     commitMap(this.meta, this.id, this.setup.map);

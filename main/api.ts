@@ -685,7 +685,12 @@ export function createBackend(deps: BackendDeps): Backend {
     async listJobs(...args) {
       parseArgs('listJobs', args);
       const { jobs, live } = await jobRecords();
-      return jobs.map((j) => summary(j, live.find((l) => l.job === j.id)));
+      return jobs.map((j) =>
+        summary(
+          j,
+          live.find((l) => l.job === j.id),
+        ),
+      );
     },
 
     async resumeJob(...args) {

@@ -471,7 +471,6 @@ export interface SupervisorOptions {
 
 type Slot = 'normal' | 'elevated';
 
-
 export class EngineSupervisor implements Engine {
   private readonly events = new EventEmitter();
   private readonly connections: Partial<Record<Slot, Promise<EngineConnection>>> = {};

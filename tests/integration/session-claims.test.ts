@@ -93,7 +93,10 @@ test('a job database locked by another program: refused after the wait, the dest
   await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()));
   const r = await runCli(['clone', src, dst, '--json'], { db: env.db });
   expectExit(r, 2);
-  assert.match(only(r, 'error').message as string, /is locked by another program; nothing was written/);
+  assert.match(
+    only(r, 'error').message as string,
+    /is locked by another program; nothing was written/,
+  );
   assert.equal(sha256(dst), before, 'the destination was not touched');
   assert.equal(fs.statSync(dst).size, 64 * MIB, 'nor resized');
   holder.kill('SIGKILL');

@@ -32,8 +32,14 @@ function checkEvents(h: Harness): { progress: number; done: JobDone[] } {
   for (const p of progress) {
     const counts = [p.regionsHydrated, p.regionsWritten, p.hydrating];
     const where = JSON.stringify(p);
-    assert.ok(counts.every((n) => Number.isInteger(n) && n >= 0), where);
-    assert.ok(counts.reduce((a, b) => a + b) <= p.regionsTotal, `counts exceed the total: ${where}`);
+    assert.ok(
+      counts.every((n) => Number.isInteger(n) && n >= 0),
+      where,
+    );
+    assert.ok(
+      counts.reduce((a, b) => a + b) <= p.regionsTotal,
+      `counts exceed the total: ${where}`,
+    );
     assert.ok(p.bytesDone <= p.bytesTotal, where);
     if (p.paused) assert.equal(p.eta, null, `an ETA while paused: ${where}`);
     if (p.eta !== null) assert.ok(p.eta > 0 || p.bytesDone === p.bytesTotal, where);
@@ -129,7 +135,8 @@ test('the rate follows a throttle change within about a second; no ETA while pau
     `rate after the change (MiB/s, every 100 ms): ${after.map((r) => (r.payload.rate / MIB).toFixed(1)).join(' ')}`,
   );
   assert.ok(rates.length > 5);
-  for (const rate of rates) assert.ok(rate > 14 && rate < 26, `rate ${rate.toFixed(1)} MiB/s at a 20 MiB/s cap`);
+  for (const rate of rates)
+    assert.ok(rate > 14 && rate < 26, `rate ${rate.toFixed(1)} MiB/s at a 20 MiB/s cap`);
   const early = after.filter((r) => r.at < changedAt + 900);
   assert.ok(
     early.some((r) => r.payload.eta === null),
@@ -159,7 +166,8 @@ test('progress at least every 500 ms from an .xz source while both cores are bus
   const pattern = Buffer.alloc(4096);
   for (let i = 0; i < pattern.length; i += 4) pattern.writeUInt32LE((i * 2654435761) >>> 0, i);
   fs.writeFileSync(file('src.img'), Buffer.concat(Array.from({ length: 64 * 256 }, () => pattern)));
-  for (let i = 0; i < 4; i++) fs.appendFileSync(file('src.img'), fs.readFileSync(file('src.img')).subarray(0, 64 * MIB));
+  for (let i = 0; i < 4; i++)
+    fs.appendFileSync(file('src.img'), fs.readFileSync(file('src.img')).subarray(0, 64 * MIB));
   execFileSync('sh', ['-c', `xz -T2 -0 -c ${file('src.img')} > ${file('src.img.xz')}`]);
   const burners = [0, 1].map(() =>
     spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }),
@@ -172,7 +180,8 @@ test('progress at least every 500 ms from an .xz source while both cores are bus
   assert.equal(r.code, 0, r.stderr);
   const timeline = run.arrivals.filter((a) => a.event.type !== 'error');
   let worst = 0;
-  for (let i = 1; i < timeline.length; i++) worst = Math.max(worst, timeline[i].at - timeline[i - 1].at);
+  for (let i = 1; i < timeline.length; i++)
+    worst = Math.max(worst, timeline[i].at - timeline[i - 1].at);
   t.diagnostic(`${timeline.length} events, the longest gap ${worst} ms`);
   // 500 ms, plus scheduling of this process and the child.
   assert.ok(worst <= 650, `${worst} ms without an event`);

@@ -194,8 +194,14 @@ test('the job database deleted mid-copy: the copy stops, the database is written
   const r = await run.done;
   expectExit(r, 1);
   const messages = r.events.filter((e) => e.type === 'error').map((e) => e.message as string);
-  assert.ok(messages.some((m) => /was deleted or replaced during the copy/.test(m)), explain(r));
-  assert.ok(messages.some((m) => /written again/.test(m)), explain(r));
+  assert.ok(
+    messages.some((m) => /was deleted or replaced during the copy/.test(m)),
+    explain(r),
+  );
+  assert.ok(
+    messages.some((m) => /written again/.test(m)),
+    explain(r),
+  );
   const id = only(r, 'done').job as number;
   const record = await job(env.db, id);
   assert.notEqual(record.state, 'done');

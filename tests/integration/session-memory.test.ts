@@ -18,7 +18,8 @@ const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'drivetwin.js');
 /** VmHWM (peak resident set) and VmRSS of a process, in MiB. */
 function memoryOf(pid: number): { peak: number; now: number } {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)![1]);
+  const kib = (key: string): number =>
+    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)![1]);
   return { peak: kib('VmHWM') / 1024, now: kib('VmRSS') / 1024 };
 }
 
@@ -76,7 +77,9 @@ test('the engine host over ten verified copies of every kind: peak under 200 MiB
   const loop = (name: string, size: number): string => {
     fs.writeFileSync(file(name), '');
     fs.truncateSync(file(name), size);
-    const dev = execFileSync('losetup', ['--find', '--show', file(name)], { encoding: 'utf8' }).trim();
+    const dev = execFileSync('losetup', ['--find', '--show', file(name)], {
+      encoding: 'utf8',
+    }).trim();
     loops.push(dev);
     return dev;
   };
@@ -99,19 +102,28 @@ test('the engine host over ten verified copies of every kind: peak under 200 MiB
   for (const copy of copies) {
     const { job } = await h.call('startClone', {
       source: copy.source,
-      targets: copy.targets.map((p) => ({ path: p, confirmed: p.startsWith('/dev/') ? true : undefined })),
+      targets: copy.targets.map((p) => ({
+        path: p,
+        confirmed: p.startsWith('/dev/') ? true : undefined,
+      })),
       options: { verify: true },
       fresh: true,
     });
     const pid = h.engine.jobPid(job)!;
     const done = await h.waitFor('done', (d) => d.job === job);
-    assert.equal(done.verified, true, `${copy.source} → ${copy.targets.join(', ')}: ${JSON.stringify(done)}`);
+    assert.equal(
+      done.verified,
+      true,
+      `${copy.source} → ${copy.targets.join(', ')}: ${JSON.stringify(done)}`,
+    );
     peak = Math.max(peak, memoryOf(pid).peak);
   }
   const pid = (await h.engine.pid())!;
   await sleep(1500);
   const idle = memoryOf(pid).now;
-  t.diagnostic(`engine host over ten verified copies: peak ${peak.toFixed(0)} MiB, idle ${idle.toFixed(0)} MiB`);
+  t.diagnostic(
+    `engine host over ten verified copies: peak ${peak.toFixed(0)} MiB, idle ${idle.toFixed(0)} MiB`,
+  );
   assert.ok(peak < 200, `peak ${peak.toFixed(0)} MiB`);
   assert.ok(idle < 120, `idle ${idle.toFixed(0)} MiB`);
   assert.equal(sha256(file('g.img')), sha256(file('src.img')));

@@ -207,6 +207,9 @@ test('engine events reach the renderer under the contract names, without the pro
   emit({ type: 'mode', job: 3, mode: 'fail', reason: 'x' });
   assert.deepEqual(got, [
     ['mode', { job: 3, mode: 'ro', reason: 'commit failed' }],
-    ['verify-progress', { job: 3, phase: 'verifying', bytesDone: 1, bytesTotal: 2, rate: 0, eta: null }],
+    [
+      'verify-progress',
+      { job: 3, phase: 'verifying', bytesDone: 1, bytesTotal: 2, rate: 0, eta: null },
+    ],
   ]);
 });
