@@ -26,7 +26,11 @@ export type Compression = 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'zip';
 
 export interface CompressedSource extends StreamSource {
   readonly compression: Compression;
-  /** Uncompressed size where the format states it (xz index, zip central directory, zstd frame content sizes summed over frames), else null. */
+  /**
+   * Uncompressed size where the format states it (xz index, zip central directory, zstd seek
+   * table or frame content sizes summed over frames, a gzip ISIZE that can only be the size),
+   * else null.
+   */
   readonly knownSize: number | null;
   /**
    * Like read() but returns the number of bytes read; fewer than buffer.length only at the
@@ -67,7 +71,13 @@ export class FormatError extends Error {
 
 /** What a format learnt from its headers, and how to decompress it. */
 export interface Opened {
+  /** The uncompressed size where the format states it (exactly), else null. */
   knownSize: number | null;
+  /**
+   * When knownSize is null: the format's guess at the uncompressed size, about the least it
+   * can be. Without one, the compressed size.
+   */
+  estimate?: number;
   compressedSize: number;
   /** Made when the image is opened for reading; nothing is decompressed before the first read. */
   decoder(): Decoder;

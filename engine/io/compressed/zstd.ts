@@ -1,5 +1,7 @@
 // zstd (.zst): the native decoder, straight into the caller's buffer. The
-// uncompressed size is the sum of the content sizes in the frame headers.
+// uncompressed size comes from the seek table at the end where there is one
+// (the seekable format, DriveTwin's own .img.zst backups), else from the content
+// sizes in the frame headers.
 
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
@@ -10,13 +12,17 @@ import { asBuffer, FormatError, type Decoder, type Opened } from './source';
 
 /** zstd frames may ask for windows up to 2 GiB (`zstd --long=31`); the frame header says how much. */
 const ZSTD_WINDOW_LOG_MAX = 31;
+const SEEK_TABLE_MAGIC = 0x184d2a5e;
+const SEEKABLE_FOOTER_MAGIC = 0x8f92eab1;
+/** Seek table entries read at a time. */
+const ENTRIES_PER_READ = 4096;
 
 export async function openZstd(file: string): Promise<Opened> {
   const compressedSize = fileSize(file);
   const fd = fs.openSync(file, 'r');
   let knownSize: number | null;
   try {
-    knownSize = await zstdContentSize(fd, compressedSize);
+    knownSize = seekTableSize(fd, compressedSize) ?? (await zstdContentSize(fd, compressedSize));
   } finally {
     fs.closeSync(fd);
   }
@@ -154,5 +160,39 @@ async function zstdContentSize(fd: number, fileSize: number): Promise<number | n
     pos = at + (hasChecksum ? 4 : 0);
     if (pos > fileSize) throw new FormatError('the last zstd frame runs past the end (truncated?)');
   }
+  return total;
+}
+
+/**
+ * The sum of the decompressed sizes in the seek table (zstd's seekable format: a skippable
+ * frame at the end listing each frame's compressed size, decompressed size and, if the
+ * footer's descriptor says so, checksum; then frame count, descriptor and magic). Null
+ * when there is none, or when its frames do not account for every byte before it.
+ */
+function seekTableSize(fd: number, fileSize: number): number | null {
+  if (fileSize < 17) return null;
+  const footer = preadSync(fd, fileSize - 9, 9);
+  if (footer.readUInt32LE(5) !== SEEKABLE_FOOTER_MAGIC) return null;
+  const frames = footer.readUInt32LE(0);
+  const entry = footer[4] & 0x80 ? 12 : 8;
+  const content = frames * entry + 9;
+  const tableAt = fileSize - 8 - content;
+  if (tableAt < 0) return null;
+  const header = preadSync(fd, tableAt, 8);
+  if (header.readUInt32LE(0) !== SEEK_TABLE_MAGIC || header.readUInt32LE(4) !== content) {
+    return null;
+  }
+  let compressed = 0;
+  let total = 0;
+  for (let first = 0; first < frames; first += ENTRIES_PER_READ) {
+    const count = Math.min(ENTRIES_PER_READ, frames - first);
+    const entries = preadSync(fd, tableAt + 8 + first * entry, count * entry);
+    for (let at = 0; at < entries.length; at += entry) {
+      compressed += entries.readUInt32LE(at);
+      total += entries.readUInt32LE(at + 4);
+    }
+  }
+  if (compressed !== tableAt) return null;
+  if (frames > 0 && preadSync(fd, 0, 4).readUInt32LE(0) !== ZSTD_MAGIC) return null;
   return total;
 }
