@@ -226,9 +226,8 @@ export class CompressedImage implements CompressedSource {
   async read(buffer: Buffer, offset: number): Promise<void> {
     const n = await this.readAt(buffer, offset);
     if (n < buffer.length) {
-      throw new CompressedSourceError(
+      throw this.error(
         'read',
-        this.path,
         offset,
         buffer.length,
         'EOF',
@@ -239,28 +238,12 @@ export class CompressedImage implements CompressedSource {
 
   write(buffer: Buffer, offset: number): Promise<void> {
     return Promise.reject(
-      new CompressedSourceError(
-        'write',
-        this.path,
-        offset,
-        buffer.length,
-        'EROFS',
-        'a compressed image is read-only',
-      ),
+      this.error('write', offset, buffer.length, 'EROFS', 'a compressed image is read-only'),
     );
   }
 
   flush(): Promise<void> {
-    return Promise.reject(
-      new CompressedSourceError(
-        'flush',
-        this.path,
-        0,
-        0,
-        'EROFS',
-        'a compressed image is read-only',
-      ),
-    );
+    return Promise.reject(this.error('flush', 0, 0, 'EROFS', 'a compressed image is read-only'));
   }
 
   async close(): Promise<void> {
@@ -335,14 +318,7 @@ export class CompressedImage implements CompressedSource {
           ? `the ${this.compression} data ends after ${this.end} bytes, but the file says ` +
             `${this.knownSize} (truncated?)`
           : `the ${this.compression} data goes on past the ${this.knownSize} bytes the file says`;
-      throw new CompressedSourceError(
-        'read',
-        this.path,
-        Math.min(this.end, this.knownSize),
-        0,
-        'ECORRUPT',
-        detail,
-      );
+      throw this.error('read', Math.min(this.end, this.knownSize), 0, 'ECORRUPT', detail);
     }
   }
 
@@ -354,17 +330,15 @@ export class CompressedImage implements CompressedSource {
     else {
       const err = e as NodeJS.ErrnoException;
       error = err.syscall
-        ? new CompressedSourceError(
+        ? this.error(
             'read',
-            this.path,
             reached,
             length,
             'ESOURCEIO',
             `reading the compressed file failed after ${reached} decompressed bytes: ${err.message}`,
           )
-        : new CompressedSourceError(
+        : this.error(
             'read',
-            this.path,
             reached,
             length,
             'ECORRUPT',
@@ -385,9 +359,8 @@ export class CompressedImage implements CompressedSource {
   }
 
   private backwardsError(offset: number, length: number): DeviceError {
-    return new CompressedSourceError(
+    return this.error(
       'read',
-      this.path,
       offset,
       length,
       'ESPIPE',
@@ -396,14 +369,17 @@ export class CompressedImage implements CompressedSource {
     );
   }
 
+  private error(
+    op: DeviceError['op'],
+    offset: number,
+    length: number,
+    code: string,
+    detail: string,
+  ): DeviceError {
+    return new CompressedSourceError(op, this.path, offset, length, code, detail);
+  }
+
   private closedError(offset: number, length: number): DeviceError {
-    return new CompressedSourceError(
-      'read',
-      this.path,
-      offset,
-      length,
-      'EBADF',
-      'source is closed',
-    );
+    return this.error('read', offset, length, 'EBADF', 'source is closed');
   }
 }
