@@ -13,7 +13,7 @@ import {
   openCompressedSource,
   type CompressedSource,
   type Compression,
-} from '../../engine/io/compressed';
+} from '../../engine/io/compressed/index';
 import { DeviceError } from '../../engine/io/device';
 import { readRange, sha256, tempDir, writeMixedFile } from '../helpers/files';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { detectCompression } from '../../engine/io/compressed';
+import { detectCompression } from '../../engine/io/compressed/index';
 import { tempDir } from '../helpers/files';
 
 const tmp = tempDir('drivetwin-detect-');
