@@ -44,7 +44,7 @@ export async function openReadable(p: string, role = 'source'): Promise<Device> 
   if (found.kind === 'missing') throw new Refused(`${role} ${p} does not exist`);
   try {
     if (found.kind === 'block') return await BlockDevice.open(p, false);
-    const { detectCompression, openCompressedSource } = await import('./io/compressed');
+    const { detectCompression, openCompressedSource } = await import('./io/compressed/index');
     if (detectCompression(p)) return await openCompressedSource(p);
     const device = ImageFile.open(p, false);
     if (device.size === 0) throw new Refused(`${role} ${p} is empty`);

@@ -20,7 +20,7 @@ function findTests(dir) {
 const root = path.join(__dirname, '..', 'dist', 'tests');
 const only = process.argv.slice(2);
 const files = findTests(root)
-  .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
+  .filter((f) => only.length === 0 || only.some((o) => path.relative(root, f).includes(o)))
   .sort();
 
 // Node 20 reports a test after all its subtests, so a result at nesting n is a

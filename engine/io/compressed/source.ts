@@ -99,6 +99,20 @@ export interface Decoder {
 }
 
 /** A decoder over a Node stream of decompressed chunks, started on the first read. */
+/**
+ * Highly compressible data decodes for seconds without waiting on any I/O (the stream
+ * hands over chunks as microtasks): the timers that report progress would starve.
+ * Decoding lets the event loop run at least this often.
+ */
+const YIELD_MS = 20;
+let lastYield = performance.now();
+
+export async function letTimersRun(): Promise<void> {
+  if (performance.now() - lastYield < YIELD_MS) return;
+  await new Promise((resolve) => setImmediate(resolve));
+  lastYield = performance.now();
+}
+
 export class StreamDecoder implements Decoder {
   private output: Readable | null = null;
   private chunks: AsyncIterator<unknown> | null = null;
@@ -123,6 +137,7 @@ export class StreamDecoder implements Decoder {
     }
     let filled = 0;
     while (filled < dst.length) {
+      await letTimersRun();
       if (this.pending.length === 0) {
         if (this.ended || this.closed) break;
         const next = await this.chunks.next();

@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import * as zstd from 'zstd-napi/binding';
 import { SKIPPABLE_MAGIC, SKIPPABLE_MASK, ZSTD_MAGIC } from './detect';
 import { fileSize, fileStream, preadSync } from './file';
-import { asBuffer, FormatError, type Decoder, type Opened } from './source';
+import { asBuffer, FormatError, letTimersRun, type Decoder, type Opened } from './source';
 
 /** zstd frames may ask for windows up to 2 GiB (`zstd --long=31`); the frame header says how much. */
 const ZSTD_WINDOW_LOG_MAX = 31;
@@ -55,6 +55,7 @@ class ZstdDecoder implements Decoder {
     }
     let filled = 0;
     while (filled < dst.length) {
+      await letTimersRun();
       if (this.pending.length === 0 && !this.eof) {
         const next = await this.chunks.next();
         if (next.done) this.eof = true;
