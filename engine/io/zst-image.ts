@@ -312,7 +312,12 @@ export class ZstImage implements Device {
     return best;
   }
 
-  /** Not supported: the image is write-only. */
+  /** False once close() was called: every frame is then on disk. */
+  get writable(): boolean {
+    return !this.closed;
+  }
+
+  /** Not supported: the image is write-only (verify reads the file back by decompressing it). */
   read(buffer: Buffer, offset: number): Promise<void> {
     return Promise.reject(
       new DeviceError(
