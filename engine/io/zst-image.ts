@@ -187,7 +187,8 @@ export class ZstImage implements Device {
   private constructor(
     readonly path: string,
     private readonly fd: number,
-    readonly size: number,
+    /** Uncompressed bytes; MAX_SAFE_INTEGER until a streamed source's end is known (setLength). */
+    public size: number,
     /** Uncompressed offset where writing starts. */
     start: number,
     /** Compressed bytes on disk. */
@@ -299,6 +300,21 @@ export class ZstImage implements Device {
   /** False once close() was called: every frame is then on disk. */
   get writable(): boolean {
     return !this.closed;
+  }
+
+  /**
+   * A streamed source ended: the image is complete at `size`, which must be where the
+   * writes ended. close() then appends the seek table, as for an image of known size.
+   */
+  setLength(size: number): Promise<void> {
+    if (this.closed || size !== this.accepted || size > this.size) {
+      const why = this.closed
+        ? 'the image is closed'
+        : `a .zst image ends where its writes ended (${this.accepted})`;
+      return Promise.reject(seqError(this.path, size, 0, why));
+    }
+    this.size = size;
+    return Promise.resolve();
   }
 
   /** Not supported: the image is write-only (verify reads the file back by decompressing it). */
