@@ -4,12 +4,16 @@
 // to the caller to drop; the others go on. With ignore-errors an unreadable
 // range is delimited down to the logical block by re-reading halves, and the
 // blocks that can't be read are written as zeros and reported.
+//
+// A job longer than its buffer is split into sub-jobs that run one after the
+// other through that buffer (kcopyd splits jobs too): the bytes in flight are
+// the caller's buffers, whatever the region size.
 
 import type { Device } from './io/device';
 import { DeviceError, readSome } from './io/device';
 import { type Range, mergeRanges } from './geometry';
 import type { Throttle } from './throttle';
-import { zeroedBuffer } from './io/buffers';
+import { IO_ALIGNMENT, MAX_IO_BYTES, zeroedBuffer } from './io/buffers';
 
 export interface Target {
   device: Device;
@@ -23,7 +27,7 @@ export interface CopyOptions {
   ignoreErrors: boolean;
   /** Writes reach each destination in strictly ascending order (zoned drives). */
   sequential: boolean;
-  /** Zero detection granularity (the region size). */
+  /** Zero detection granularity (the region size; a sub-job at most). */
   zeroUnit: number;
 }
 
@@ -59,6 +63,18 @@ function emptyResult(): CopyResult {
   };
 }
 
+/** Bytes per sub-job: the whole range when the buffer holds it, else whole aligned buffers. */
+function subJobBytes(rangeLength: number, bufferLength: number): number {
+  if (bufferLength >= rangeLength) return rangeLength;
+  const step = bufferLength - (bufferLength % IO_ALIGNMENT);
+  if (step === 0) {
+    throw new RangeError(
+      `a copy buffer of ${bufferLength} bytes is under one block (${IO_ALIGNMENT})`,
+    );
+  }
+  return step;
+}
+
 function isMediaError(e: unknown): e is DeviceError {
   return e instanceof DeviceError && MEDIA_ERRORS.has(e.code ?? '');
 }
@@ -73,66 +89,96 @@ export class Copier {
     private readonly options: CopyOptions,
   ) {}
 
-  /** Copies `range` through `buffer` (at least range.length bytes) to every live target. */
+  /**
+   * Copies `range` to every live target through `buffer`. A range longer than the
+   * buffer is copied as buffer-sized sub-jobs, in ascending order, each admitted by
+   * the throttle on its own: memory is the buffer whatever the region size.
+   */
   async copy(range: Range, buffer: Buffer, targets: (Target | null)[]): Promise<CopyResult> {
-    const data = buffer.subarray(0, range.length);
+    const step = subJobBytes(range.length, buffer.length);
     const result = emptyResult();
+    // A target whose write fails is left out of the rest of the job.
+    const live = [...targets];
     const turn = this.writeTurn();
     try {
-      await this.throttle.admit(range.length);
-      await this.throttle.measure(() => this.readThenWrite(range, data, targets, result, turn));
+      for (let done = 0; done < range.length; done += step) {
+        const piece = { offset: range.offset + done, length: Math.min(step, range.length - done) };
+        await this.throttle.admit(piece.length);
+        const data = buffer.subarray(0, piece.length);
+        const more = await this.throttle.measure(() =>
+          this.readThenWrite(piece, data, live, result, turn),
+        );
+        if (!more) break;
+      }
     } finally {
       turn.release();
     }
+    result.unreadable = mergeRanges(result.unreadable);
     return result;
   }
 
+  /** One sub-job; false when the job must end here (a read failed, a stream ended, no target left). */
   private async readThenWrite(
     range: Range,
     data: Buffer,
     targets: (Target | null)[],
     result: CopyResult,
     turn: WriteTurn,
-  ): Promise<void> {
+  ): Promise<boolean> {
+    let more = true;
     try {
       const n = await readSome(this.source, data, range.offset);
-      result.bytesRead = n;
+      result.bytesRead += n;
       if (n < range.length) {
         // A stream ended: its size is now known; nothing past it exists to write.
         result.end = range.offset + n;
-        if (n === 0) return;
+        if (n === 0) return false;
         data = data.subarray(0, n);
+        more = false;
       }
     } catch (e) {
       if (!isMediaError(e)) {
         result.readError = e as DeviceError;
-        return;
+        return false;
       }
       if (!this.options.ignoreErrors) {
         result.readError = await this.firstBadBlock(data, range.offset, e);
-        return;
+        return false;
       }
-      result.unreadable = await this.readAround(data, range.offset, range.length);
-      result.bytesRead = range.length - result.unreadable.reduce((n, r) => n + r.length, 0);
+      const bad = await this.readAround(data, range.offset, range.length);
+      result.unreadable.push(...bad);
+      result.bytesRead += range.length - bad.reduce((n, r) => n + r.length, 0);
     }
     await turn.ready;
     await this.writeAll(data, range.offset, targets, result);
+    return more && targets.some((t) => t !== null);
   }
 
-  /** Writes zeros over `range` on every live target (kcopyd's zero job). */
+  /** Writes zeros over `range` on every live target (kcopyd's zero job), a bounded piece at a time. */
   async zero(range: Range, targets: (Target | null)[]): Promise<CopyResult> {
-    if (this.zeros.length < range.length) this.zeros = zeroedBuffer(range.length);
+    const step = subJobBytes(range.length, MAX_IO_BYTES);
+    const zeros = this.zeroBuffer(Math.min(step, range.length));
     const result = emptyResult();
+    const live = [...targets];
     const turn = this.writeTurn();
     try {
       await turn.ready;
-      await this.throttle.measure(() =>
-        this.writeAll(this.zeros.subarray(0, range.length), range.offset, targets, result),
-      );
+      await this.throttle.measure(async () => {
+        for (let done = 0; done < range.length && live.some((t) => t !== null); done += step) {
+          const length = Math.min(step, range.length - done);
+          await this.writeAll(zeros.subarray(0, length), range.offset + done, live, result);
+        }
+      });
     } finally {
       turn.release();
     }
     return result;
+  }
+
+  /** At least `size` bytes of zeros (at most MAX_IO_BYTES are ever asked for). */
+  private zeroBuffer(size: number): Buffer {
+    if (this.zeros.length < size) this.zeros = zeroedBuffer(size);
+    return this.zeros;
   }
 
   /** Narrows a failed read down to the first logical block that fails, so the error says where. */
@@ -219,19 +265,24 @@ export class Copier {
         } catch (e) {
           result.writeErrorMask |= 1 << i;
           result.writeErrors.push(e as DeviceError);
+          targets[i] = null;
         }
       }),
     );
   }
 
-  /** [start, end) spans of `data` holding non-zero units, adjacent ones merged. */
+  /**
+   * [start, end) spans of `data` holding non-zero units, adjacent ones merged. A unit
+   * (a region) larger than the sub-job is judged a sub-job at a time: a target that
+   * skips zeros already reads zeros there, so any span of zeros may be left alone.
+   */
   private nonZeroPieces(data: Buffer): Array<[number, number]> {
-    const unit = this.options.zeroUnit;
-    if (this.zeros.length < unit) this.zeros = zeroedBuffer(unit);
+    const unit = Math.min(this.options.zeroUnit, data.length);
+    const zeros = this.zeroBuffer(unit);
     const spans: Array<[number, number]> = [];
     for (let start = 0; start < data.length; start += unit) {
       const end = Math.min(start + unit, data.length);
-      if (data.subarray(start, end).equals(this.zeros.subarray(0, end - start))) continue;
+      if (data.subarray(start, end).equals(zeros.subarray(0, end - start))) continue;
       const last = spans[spans.length - 1];
       if (last && last[1] === start) last[1] = end;
       else spans.push([start, end]);

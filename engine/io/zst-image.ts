@@ -10,18 +10,20 @@
 // frames from the start, keeps those that end at or before the committed
 // offset and cuts the rest (a frame torn by a kill, and the seek table).
 //
-// Compression runs in a worker thread: compressing one frame takes tens of
-// milliseconds, which would otherwise stall the event loop (and the job's
-// commit timer, the throttle and the other destinations).
+// Compression runs in a worker thread (zst-worker.ts): compressing one frame
+// takes tens of milliseconds, which would otherwise stall the event loop (and
+// the job's commit timer, the throttle and the other destinations).
 
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import * as zstd from 'zstd-napi/binding';
 import type { Device } from './device';
 import { DeviceError } from './device';
 import { closeFd, pwriteFully, syncData } from './fd';
+import type { CompressReply, CompressRequest, CompressorSettings } from './zst-worker';
 
 const MIB = 1024 * 1024;
 export const DEFAULT_FRAME_BYTES = 8 * MIB;
@@ -90,33 +92,16 @@ export class ZstResumeError extends Error {
   }
 }
 
-interface WorkerReply {
-  id: number;
-  buf: ArrayBuffer;
-  out?: Uint8Array;
-  error?: string;
+/**
+ * The compression thread's compiled module (zst-worker.js), beside this one in `dir`.
+ * Packaged, it is read from app.asar.unpacked (electron-builder unpacks dist/engine/**):
+ * a worker thread can't be relied on to load a script from inside the asar archive.
+ */
+export function compressionWorkerFile(dir = __dirname): string {
+  return path
+    .join(dir, 'zst-worker.js')
+    .replace(/([\\/])app\.asar([\\/])/, '$1app.asar.unpacked$2');
 }
-
-// Runs as CommonJS in the worker (eval: no extra file to compile or package).
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { Compressor } = require(workerData.zstd);
-const c = new Compressor();
-c.setParameters({ compressionLevel: workerData.level, checksumFlag: true, contentSizeFlag: true });
-if (workerData.threads > 0) {
-  try { c.updateParameters({ nbWorkers: workerData.threads }); } catch { /* built without threads */ }
-}
-parentPort.on('message', ({ id, buf, length }) => {
-  try {
-    const r = c.compress(new Uint8Array(buf, 0, length));
-    const out = new Uint8Array(r.length);
-    out.set(r);
-    parentPort.postMessage({ id, buf, out }, [buf, out.buffer]);
-  } catch (e) {
-    parentPort.postMessage({ id, buf, error: String((e && e.message) || e) }, [buf]);
-  }
-});
-`;
 
 /** Compresses whole frames, in order, on a worker thread. */
 class FrameCompressor {
@@ -129,17 +114,15 @@ class FrameCompressor {
   private dead: Error | null = null;
 
   constructor(level: number, threads: number) {
-    this.worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: { zstd: require.resolve('zstd-napi'), level, threads },
-    });
+    const settings: CompressorSettings = { level, threads };
+    this.worker = new Worker(compressionWorkerFile(), { workerData: settings });
     this.worker.unref();
-    this.worker.on('message', (m: WorkerReply) => {
+    this.worker.on('message', (m: CompressReply) => {
       const p = this.pending.get(m.id);
       if (!p) return;
       this.settled(m.id);
-      if (m.out) p.resolve({ out: m.out, buf: m.buf });
-      else p.reject(new Error(`zstd: ${m.error ?? 'compression failed'}`));
+      if ('out' in m) p.resolve({ out: m.out, buf: m.buf });
+      else p.reject(new Error(`zstd: ${m.error}`));
     });
     const die = (e: Error): void => {
       this.dead ??= e;
@@ -159,7 +142,8 @@ class FrameCompressor {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       if (this.pending.size === 1) this.worker.ref(); // keep the process up while compressing
-      this.worker.postMessage({ id, buf, length }, [buf]);
+      const request: CompressRequest = { id, buf, length };
+      this.worker.postMessage(request, [buf]);
     });
   }
 
@@ -203,7 +187,8 @@ export class ZstImage implements Device {
   private constructor(
     readonly path: string,
     private readonly fd: number,
-    readonly size: number,
+    /** Uncompressed bytes; MAX_SAFE_INTEGER until a streamed source's end is known (setLength). */
+    public size: number,
     /** Uncompressed offset where writing starts. */
     start: number,
     /** Compressed bytes on disk. */
@@ -312,7 +297,27 @@ export class ZstImage implements Device {
     return best;
   }
 
-  /** Not supported: the image is write-only. */
+  /** False once close() was called: every frame is then on disk. */
+  get writable(): boolean {
+    return !this.closed;
+  }
+
+  /**
+   * A streamed source ended: the image is complete at `size`, which must be where the
+   * writes ended. close() then appends the seek table, as for an image of known size.
+   */
+  setLength(size: number): Promise<void> {
+    if (this.closed || size !== this.accepted || size > this.size) {
+      const why = this.closed
+        ? 'the image is closed'
+        : `a .zst image ends where its writes ended (${this.accepted})`;
+      return Promise.reject(seqError(this.path, size, 0, why));
+    }
+    this.size = size;
+    return Promise.resolve();
+  }
+
+  /** Not supported: the image is write-only (verify reads the file back by decompressing it). */
   read(buffer: Buffer, offset: number): Promise<void> {
     return Promise.reject(
       new DeviceError(
