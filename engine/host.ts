@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
+import { forgetKeptBuffers } from './io/buffers';
 import type { Metadata } from './metadata';
 import { Refused } from './open';
 import { canonical, type SessionRequest } from './plan';
@@ -192,7 +193,14 @@ export class EngineHost {
     });
     for (const file of [...created, ...this.databaseFiles()]) this.giveBack(file);
     session.on('event', (e: EngineEvent) => this.emit(e));
-    const ended = session.run().finally(() => this.sessions.delete(session.id));
+    const ended = session.run().finally(() => {
+      this.sessions.delete(session.id);
+      // A session leaves tens of MiB of buffers and decoder state behind: with nothing
+      // running, let them go now rather than whenever the heap next fills.
+      if (this.sessions.size > 0) return;
+      forgetKeptBuffers();
+      global.gc?.();
+    });
     this.sessions.set(session.id, { session, ended });
     return { session, ended };
   }

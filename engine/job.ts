@@ -7,7 +7,13 @@ import fs from 'node:fs';
 import { Copier, type CopyResult, type Target } from './copier';
 import { type Geometry, type Range, mergeRanges, regionRange } from './geometry';
 import { type Device, DeviceError, isStream } from './io/device';
-import { MAX_IN_FLIGHT_BYTES, MAX_IO_BYTES, alignedBuffer } from './io/buffers';
+import {
+  MAX_IN_FLIGHT_BYTES,
+  MAX_IO_BYTES,
+  alignedBuffer,
+  borrowBuffer,
+  giveBack,
+} from './io/buffers';
 import type { Metadata, Mode } from './metadata';
 import type { JobOptions } from './options';
 import { RateMeter } from './rate';
@@ -171,6 +177,7 @@ export class HydrationJob extends EventEmitter {
     } finally {
       clearInterval(timer);
     }
+    giveBack(this.freeBuffers.splice(0));
     this.flushingAtEnd = true;
     await this.commit();
     this.flushingAtEnd = false;
@@ -282,7 +289,7 @@ export class HydrationJob extends EventEmitter {
     const free = this.freeBuffers.pop();
     if (free) return free;
     this.buffersLeft -= 1;
-    return alignedBuffer(this.bufferBytes);
+    return borrowBuffer(this.bufferBytes);
   }
 
   private hasBuffer(): boolean {

@@ -9,7 +9,13 @@
 
 import { createXXHash64 } from 'hash-wasm';
 import { type Device, isStream } from './io/device';
-import { IO_ALIGNMENT, MAX_IN_FLIGHT_BYTES, MAX_IO_BYTES, alignedBuffer } from './io/buffers';
+import {
+  IO_ALIGNMENT,
+  MAX_IN_FLIGHT_BYTES,
+  MAX_IO_BYTES,
+  borrowBuffer,
+  giveBack,
+} from './io/buffers';
 import { ZstImage } from './io/zst-image';
 import { type Geometry, type Range, mergeRanges, regionRange } from './geometry';
 
@@ -46,7 +52,7 @@ export interface VerifyOptions {
 }
 
 /** Pieces read ahead while an earlier one is hashed. */
-const IN_FLIGHT = 4;
+const IN_FLIGHT = 2;
 /** Every verify buffer together: pieces in flight × (source + destinations). */
 const VERIFY_BUFFER_BYTES = MAX_IN_FLIGHT_BYTES;
 const MIN_PIECE_BYTES = 256 * 1024;
@@ -151,9 +157,7 @@ async function compare(
     unreadable.some((s) => s.offset < r.offset + r.length && r.offset < s.offset + s.length);
   const devices = [source, ...destinations];
   const hashers = await Promise.all(devices.map(() => createXXHash64()));
-  const free = Array.from({ length: IN_FLIGHT }, () =>
-    devices.map(() => alignedBuffer(pieceBytes)),
-  );
+  const free = Array.from({ length: IN_FLIGHT }, () => devices.map(() => borrowBuffer(pieceBytes)));
   let end = geometry.size;
   let region: RegionState | null = null;
 
@@ -228,6 +232,7 @@ async function compare(
     inFlight.push(start(range));
   }
   while (inFlight.length > 0) await hashPiece(inFlight.shift()!);
+  giveBack(free.flat());
   return end;
 }
 

@@ -22,3 +22,37 @@ export function alignedBuffer(size: number): Buffer {
 export function zeroedBuffer(size: number): Buffer {
   return alignedBuffer(size).fill(0);
 }
+
+/**
+ * Copy and verify buffers are lent and given back, not allocated per job: MiBs
+ * allocated and freed job after job leave the C heap fragmented, and a long-lived
+ * engine's memory grew by tens of MiB per copy. Kept buffers are bounded in bytes.
+ */
+const KEPT_BYTES_LIMIT = MAX_IN_FLIGHT_BYTES;
+const kept = new Map<number, Buffer[]>();
+let keptBytes = 0;
+
+/** An aligned buffer of `size` bytes (not zeroed), from those given back when one fits. */
+export function borrowBuffer(size: number): Buffer {
+  const free = kept.get(size)?.pop();
+  if (!free) return alignedBuffer(size);
+  keptBytes -= size;
+  return free;
+}
+
+/** Buffers from borrowBuffer, no longer used. */
+export function giveBack(buffers: Buffer[]): void {
+  for (const buffer of buffers) {
+    if (keptBytes + buffer.length > KEPT_BYTES_LIMIT) return;
+    const list = kept.get(buffer.length) ?? [];
+    list.push(buffer);
+    kept.set(buffer.length, list);
+    keptBytes += buffer.length;
+  }
+}
+
+/** Nothing runs: the kept buffers go too (the engine host calls this when its last job ends). */
+export function forgetKeptBuffers(): void {
+  kept.clear();
+  keptBytes = 0;
+}

@@ -29,7 +29,7 @@ const MIB = 1024 * 1024;
 export const DEFAULT_FRAME_BYTES = 8 * MIB;
 export const DEFAULT_LEVEL = 3;
 /** Frames handed to the compressor and not yet on disk; bounds memory to (this + 1) × frameBytes. */
-const MAX_IN_FLIGHT = 2;
+const MAX_IN_FLIGHT = 1;
 
 const FRAME_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MASK = 0xfffffff0;
@@ -103,8 +103,25 @@ export function compressionWorkerFile(dir = __dirname): string {
     .replace(/([\\/])app\.asar([\\/])/, '$1app.asar.unpacked$2');
 }
 
-/** Compresses whole frames, in order, on a worker thread. */
+/**
+ * Compresses whole frames, in order, on a worker thread. Backups open at once with the
+ * same settings share one thread; it ends with the last of them.
+ */
 class FrameCompressor {
+  private static readonly shared = new Map<string, FrameCompressor>();
+  private users = 0;
+
+  static open(level: number, threads: number): FrameCompressor {
+    const key = `${level}:${threads}`;
+    let c = FrameCompressor.shared.get(key);
+    if (!c || c.dead) {
+      c = new FrameCompressor(level, threads);
+      FrameCompressor.shared.set(key, c);
+    }
+    c.users += 1;
+    return c;
+  }
+
   private readonly worker: Worker;
   private readonly pending = new Map<
     number,
@@ -113,9 +130,12 @@ class FrameCompressor {
   private nextId = 0;
   private dead: Error | null = null;
 
-  constructor(level: number, threads: number) {
+  private constructor(level: number, threads: number) {
     const settings: CompressorSettings = { level, threads };
-    this.worker = new Worker(compressionWorkerFile(), { workerData: settings });
+    this.worker = new Worker(compressionWorkerFile(), {
+      workerData: settings,
+      resourceLimits: { maxYoungGenerationSizeMb: 4 },
+    });
     this.worker.unref();
     this.worker.on('message', (m: CompressReply) => {
       const p = this.pending.get(m.id);
@@ -152,9 +172,15 @@ class FrameCompressor {
     if (this.pending.size === 0) this.worker.unref();
   }
 
-  terminate(): Promise<number> {
+  /** One backup is done with it; the last one ends the thread. */
+  async release(): Promise<void> {
+    this.users -= 1;
+    if (this.users > 0) return;
+    for (const [key, c] of FrameCompressor.shared) {
+      if (c === this) FrameCompressor.shared.delete(key);
+    }
     this.dead ??= new Error('compressor closed');
-    return this.worker.terminate();
+    await this.worker.terminate();
   }
 }
 
@@ -215,7 +241,7 @@ export class ZstImage implements Device {
     // thread waits); on two CPUs one compressing thread beside the main thread is best.
     const threads = opts.threads ?? (cpus > 2 ? Math.min(4, cpus - 1) : 0);
     this.accepted = this.frameStart = start;
-    this.compressor = new FrameCompressor(level, threads);
+    this.compressor = FrameCompressor.open(level, threads);
   }
 
   /** Creates (or empties) `path` for an image of `size` uncompressed bytes. */
@@ -385,7 +411,7 @@ export class ZstImage implements Device {
         }
       } finally {
         await closeFd(this.fd).catch(() => undefined);
-        await this.compressor.terminate();
+        await this.compressor.release();
       }
     }, true);
   }

@@ -39,6 +39,9 @@ function compressor(settings: CompressorSettings): Compressor {
   return c;
 }
 
+/** zstd-napi keeps scratch buffers up to 128 KiB; anything bigger it allocated for this frame alone. */
+const OWN_BUFFER_BYTES = 128 * 1024;
+
 function serve(port: MessagePort, settings: CompressorSettings): void {
   const c = compressor(settings);
   port.on('message', ({ id, buf, length }: CompressRequest) => {
@@ -46,11 +49,13 @@ function serve(port: MessagePort, settings: CompressorSettings): void {
     const transfer: ArrayBuffer[] = [buf];
     try {
       const compressed = c.compress(new Uint8Array(buf, 0, length));
-      // Copied out of zstd's scratch buffer, so it can be transferred.
-      const out = new Uint8Array(compressed.length);
-      out.set(compressed);
+      // A frame's worth comes in a buffer of its own: handed over as it is, not copied
+      // (a copy per frame doubled this thread's garbage). Small results may share
+      // zstd's scratch buffer or Node's pool: those are copied.
+      const own = compressed.byteLength > OWN_BUFFER_BYTES;
+      const out = own ? compressed : Uint8Array.from(compressed);
       reply = { id, buf, out };
-      transfer.push(out.buffer);
+      transfer.push(out.buffer as ArrayBuffer);
     } catch (e) {
       reply = { id, buf, error: e instanceof Error ? e.message : String(e) };
     }

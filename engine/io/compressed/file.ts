@@ -30,6 +30,40 @@ export function fileStream(
   return stream;
 }
 
+/**
+ * The same bytes as a web stream, read one chunk ahead of the decoder. (Node 20's
+ * Readable.toWeb counts the file stream's 1 MiB high-water mark in chunks: it read a
+ * whole .xz file into memory ahead of the decoder.)
+ */
+export function fileWebStream(
+  file: string,
+  counter: { bytes: number },
+): ReadableStream<Uint8Array> {
+  let handle: fs.promises.FileHandle | null = null;
+  let position = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        handle ??= await fs.promises.open(file, 'r');
+        const chunk = Buffer.allocUnsafe(INPUT_CHUNK);
+        const { bytesRead } = await handle.read(chunk, 0, INPUT_CHUNK, position);
+        if (bytesRead === 0) {
+          await handle.close();
+          controller.close();
+          return;
+        }
+        position += bytesRead;
+        counter.bytes += bytesRead;
+        controller.enqueue(chunk.subarray(0, bytesRead));
+      },
+      async cancel() {
+        await handle?.close();
+      },
+    },
+    { highWaterMark: 1 },
+  );
+}
+
 /** Up to `length` bytes at `position`; fewer only at the end of the file. */
 export function preadSync(fd: number, position: number, length: number): Buffer {
   const buf = Buffer.alloc(length);

@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { XZ_MAGIC } from './detect';
-import { fileSize, fileStream, need, withFd } from './file';
+import { fileSize, fileWebStream, need, withFd } from './file';
 import { FormatError, StreamDecoder, type Opened } from './source';
 
 export async function openXz(file: string): Promise<Opened> {
@@ -14,8 +14,7 @@ export async function openXz(file: string): Promise<Opened> {
     const counter = { bytes: 0 };
     return new StreamDecoder(() => {
       const XzReadableStream = isolatedXzReadableStream();
-      const input = Readable.toWeb(fileStream(file, counter));
-      return Readable.fromWeb(new XzReadableStream(input as unknown as ReadableStream));
+      return Readable.fromWeb(new XzReadableStream(fileWebStream(file, counter)));
     }, counter);
   };
   return { knownSize, compressedSize, decoder, explain: explainXzError };
