@@ -29,7 +29,13 @@ export interface CopyOptions {
   sequential: boolean;
   /** Zero detection granularity (the region size; a sub-job at most). */
   zeroUnit: number;
+  /** After each sub-job reached the targets: its bytes, and when the throttle let it start. */
+  onMoved?: (bytes: number, admittedAt: number) => void;
 }
+
+/** Under a rate cap a sub-job is about this much of a second's worth, so the pace is even. */
+const CAPPED_SUB_JOB_SECONDS = 0.1;
+const MIN_SUB_JOB_BYTES = 64 * 1024;
 
 interface WriteTurn {
   ready: Promise<void>;
@@ -45,6 +51,8 @@ export interface CopyResult {
   unreadable: Range[];
   bytesRead: number;
   bytesWritten: number;
+  /** Bytes written to each target (by its index in the targets given). */
+  written: number[];
   /** Set when a streamed source ended inside the range: its size. */
   end?: number;
 }
@@ -52,7 +60,7 @@ export interface CopyResult {
 // Errors that mean "these blocks are bad", as opposed to "the device is gone".
 const MEDIA_ERRORS = new Set(['EIO', 'ENODATA', 'EILSEQ', 'EBADMSG']);
 
-function emptyResult(): CopyResult {
+function emptyResult(targets: unknown[]): CopyResult {
   return {
     readError: null,
     writeErrorMask: 0,
@@ -60,6 +68,7 @@ function emptyResult(): CopyResult {
     unreadable: [],
     bytesRead: 0,
     bytesWritten: 0,
+    written: targets.map(() => 0),
   };
 }
 
@@ -95,19 +104,28 @@ export class Copier {
    * the throttle on its own: memory is the buffer whatever the region size.
    */
   async copy(range: Range, buffer: Buffer, targets: (Target | null)[]): Promise<CopyResult> {
-    const step = subJobBytes(range.length, buffer.length);
-    const result = emptyResult();
+    const result = emptyResult(targets);
     // A target whose write fails is left out of the rest of the job.
     const live = [...targets];
     const turn = this.writeTurn();
     try {
-      for (let done = 0; done < range.length; done += step) {
-        const piece = { offset: range.offset + done, length: Math.min(step, range.length - done) };
-        await this.throttle.admit(piece.length);
+      for (let done = 0, step = 0; done < range.length; done += step) {
+        // Sized afresh for each sub-job, and again once admitted: a cap lowered while it
+        // waited applies to it, and the throttle gets back what it no longer uses.
+        step = subJobBytes(range.length - done, this.subJobLimit(buffer.length));
+        await this.throttle.admit(step);
+        const now = subJobBytes(range.length - done, this.subJobLimit(buffer.length));
+        if (now < step) {
+          this.throttle.refund(step - now);
+          step = now;
+        }
+        const admittedAt = performance.now();
+        const piece = { offset: range.offset + done, length: step };
         const data = buffer.subarray(0, piece.length);
         const more = await this.throttle.measure(() =>
           this.readThenWrite(piece, data, live, result, turn),
         );
+        if (live.some((t) => t !== null)) this.options.onMoved?.(piece.length, admittedAt);
         if (!more) break;
       }
     } finally {
@@ -154,11 +172,22 @@ export class Copier {
     return more && targets.some((t) => t !== null);
   }
 
+  /**
+   * The largest sub-job now: the buffer, or under a rate cap a tenth of a second's
+   * worth (an 8 MiB I/O at 4 MiB/s would move in lumps two seconds apart).
+   */
+  private subJobLimit(bufferBytes: number): number {
+    const { maxRate } = this.throttle.current;
+    if (maxRate === 0) return bufferBytes;
+    const share = Math.max(MIN_SUB_JOB_BYTES, maxRate * CAPPED_SUB_JOB_SECONDS);
+    return Math.min(bufferBytes, Math.floor(share / IO_ALIGNMENT) * IO_ALIGNMENT);
+  }
+
   /** Writes zeros over `range` on every live target (kcopyd's zero job), a bounded piece at a time. */
   async zero(range: Range, targets: (Target | null)[]): Promise<CopyResult> {
     const step = subJobBytes(range.length, MAX_IO_BYTES);
     const zeros = this.zeroBuffer(Math.min(step, range.length));
-    const result = emptyResult();
+    const result = emptyResult(targets);
     const live = [...targets];
     const turn = this.writeTurn();
     try {
@@ -166,7 +195,9 @@ export class Copier {
       await this.throttle.measure(async () => {
         for (let done = 0; done < range.length && live.some((t) => t !== null); done += step) {
           const length = Math.min(step, range.length - done);
+          const admittedAt = performance.now();
           await this.writeAll(zeros.subarray(0, length), range.offset + done, live, result);
+          this.options.onMoved?.(length, admittedAt);
         }
       });
     } finally {
@@ -257,10 +288,12 @@ export class Copier {
             for (const [start, end] of pieces) {
               await target.device.write(data.subarray(start, end), offset + start);
               result.bytesWritten += end - start;
+              result.written[i] += end - start;
             }
           } else {
             await target.device.write(data, offset);
             result.bytesWritten += data.length;
+            result.written[i] += data.length;
           }
         } catch (e) {
           result.writeErrorMask |= 1 << i;

@@ -171,6 +171,10 @@ export class EngineHost {
       job: planned.record?.id ?? null,
       bytesTotal: planned.geometry.size,
       sizeKnown: Number.isFinite(planned.geometry.regionCount),
+      regionSize: planned.geometry.regionSize,
+      regionsTotal: Number.isFinite(planned.geometry.regionCount)
+        ? planned.geometry.regionCount
+        : 0,
       regionsHydrated: planned.record?.regionsHydrated ?? 0,
     };
   }

@@ -55,6 +55,9 @@ export interface CopyOutcome {
   unreadable: Range[];
   /** Destinations that left the job during this run, with why. */
   failed: Array<{ index: number; path: string; reason: string }>;
+  /** Bytes written to each destination (by its index in the job) during this run. */
+  written: Map<number, number>;
+  /** Copying time, pauses left out. */
   seconds: number;
   /** The job database was deleted or replaced while the job ran. */
   databaseLost: boolean;
@@ -78,6 +81,8 @@ export class HydrationJob extends EventEmitter {
   private readonly rateMeter = new RateMeter();
 
   private mode: Mode = 'rw';
+  private movedBytes = 0;
+  private paceSince = 0;
   private cursor = 0;
   private paused = false;
   private flushingAtEnd = false;
@@ -98,6 +103,9 @@ export class HydrationJob extends EventEmitter {
   private pendingUnreadable: Range[] = [];
   private unreadable: Range[] = [];
   private readonly failed: CopyOutcome['failed'] = [];
+  private readonly written = new Map<number, number>();
+  private pausedAt: number | null = null;
+  private pausedMs = 0;
   private databaseLost = false;
 
   private bytesDone: number;
@@ -140,10 +148,26 @@ export class HydrationJob extends EventEmitter {
       ignoreErrors: parts.options.ignoreErrors,
       sequential: parts.options.sequential,
       zeroUnit: regionSize,
+      onMoved: (bytes, admittedAt) => this.moved(bytes, admittedAt),
     });
     this.unreadable = this.meta.loadUnreadable(this.id);
     this.bytesDone = this.hydratedBytes();
-    this.rateMeter.restart(this.bytesDone);
+  }
+
+  /**
+   * The rate is of bytes moved at the current pace: what the throttle let start before
+   * the last pause or throttle change was the old pace's, and is left out.
+   */
+  private moved(bytes: number, admittedAt: number): void {
+    if (admittedAt < this.paceSince) return;
+    this.movedBytes += bytes;
+    this.rateMeter.sample(this.movedBytes);
+  }
+
+  /** The pace changed on purpose: the rate and the time left are measured afresh. */
+  private newPace(): void {
+    this.paceSince = performance.now();
+    this.rateMeter.restart(this.movedBytes);
   }
 
   /** The options in force: the throttle holds the live percent and rate cap. */
@@ -167,7 +191,7 @@ export class HydrationJob extends EventEmitter {
 
   async run(): Promise<CopyOutcome> {
     this.startedAt = performance.now();
-    this.rateMeter.restart(this.bytesDone);
+    this.newPace();
     const timer = setInterval(() => void this.commit(), COMMIT_PERIOD_MS);
     const sizeWasKnown = this.sizeKnown;
     try {
@@ -186,12 +210,15 @@ export class HydrationJob extends EventEmitter {
 
   pause(): void {
     this.paused = true;
-    this.rateMeter.restart(this.bytesDone);
+    this.pausedAt ??= performance.now();
+    this.newPace();
   }
 
   resume(): void {
     this.paused = false;
-    this.rateMeter.restart(this.bytesDone);
+    if (this.pausedAt !== null) this.pausedMs += performance.now() - this.pausedAt;
+    this.pausedAt = null;
+    this.newPace();
     this.wake();
   }
 
@@ -203,7 +230,7 @@ export class HydrationJob extends EventEmitter {
 
   setThrottle(change: Partial<ThrottleSettings>): void {
     this.throttle.set(change);
-    this.rateMeter.restart(this.bytesDone);
+    this.newPace();
   }
 
   status(): string {
@@ -221,7 +248,6 @@ export class HydrationJob extends EventEmitter {
 
   /** Regions hydrated plus written-awaiting-commit plus in flight never exceed the total. */
   progress(): ProgressEvent {
-    this.rateMeter.sample(this.bytesDone);
     const total = this.sizeKnown ? this.geometry.size : this.estimatedSize();
     const left = total - this.bytesDone;
     const throttle = this.throttle.current;
@@ -370,6 +396,9 @@ export class HydrationJob extends EventEmitter {
     this.inFlight.delete(first);
     this.bytesRead += result.bytesRead;
     this.bytesWritten += result.bytesWritten;
+    this.targets.forEach((t, i) => {
+      if (t) this.written.set(t.index, (this.written.get(t.index) ?? 0) + (result.written[i] ?? 0));
+    });
     if (result.end !== undefined) this.learnSize(result.end);
     // Past a stream's end there are no regions to mark.
     const real = Math.min(n, this.geometry.regionCount - first);
@@ -404,7 +433,6 @@ export class HydrationJob extends EventEmitter {
     this.copied.push({ first, count: real });
     this.bytesDone += length;
     this.regionsCopied += real;
-    this.rateMeter.sample(this.bytesDone);
   }
 
   /**
@@ -542,7 +570,9 @@ export class HydrationJob extends EventEmitter {
       error = this.failed.map((f) => `destination ${f.path} failed: ${f.reason}`).join('; ');
     }
     const state = complete && !lostDestination ? 'done' : error !== null ? 'failed' : 'interrupted';
-    const seconds = (performance.now() - this.startedAt) / 1000;
+    const now = performance.now();
+    const paused = this.pausedMs + (this.pausedAt === null ? 0 : now - this.pausedAt);
+    const seconds = (now - this.startedAt - paused) / 1000;
     try {
       this.meta.setState(this.id, state, {
         error,
@@ -562,6 +592,7 @@ export class HydrationJob extends EventEmitter {
       regionsCopied: this.regionsCopied,
       unreadable: this.unreadable,
       failed: this.failed,
+      written: this.written,
       seconds,
       databaseLost: this.databaseLost,
     };

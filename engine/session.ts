@@ -165,7 +165,10 @@ export class JobSession extends EventEmitter {
     // Otherwise the copy (and the verify) recorded how the job ended.
     if (copy === null || failure) this.recordEnd(copy, failure);
     await this.close();
-    const done = this.doneEvent(copy, checked, (performance.now() - began) / 1000, verifySeconds);
+    const done = this.doneEvent(copy, checked, failure, {
+      seconds: (performance.now() - began) / 1000,
+      verifySeconds,
+    });
     if (copy?.databaseLost) this.saveLostDatabase();
     this.emitEvent(done);
     return done;
@@ -250,8 +253,11 @@ export class JobSession extends EventEmitter {
         skipRegion: (r) => this.plan.free?.has(r) ?? false,
         unreadable: this.meta.loadUnreadable(this.id),
         onProgress: this.verifyProgress(g.size),
+        stopped: () => this.stopped,
       },
     );
+    // Stopped before everything was compared: the destinations are as the last copy left them.
+    if (!found.finished) return;
     const differing = new Set(Object.values(found.mismatchedRegions).flat());
     for (const r of differing) this.setup.map.clear(r);
     commitMap(this.meta, this.id, this.setup.map);
@@ -262,7 +268,12 @@ export class JobSession extends EventEmitter {
       await this.plan.source.close();
       this.plan.source = await openReadable(this.plan.sourcePath);
     }
+    // Pause and throttle changes made while comparing hold for the copy.
+    const { throttle, maxRate } = this.job.options;
+    const paused = this.job.isPaused;
     this.job = this.hydrationJob(this.plan.source);
+    this.job.setThrottle({ percent: throttle, maxRate });
+    if (paused) this.job.pause();
     this.phase = 'copying';
   }
 
@@ -298,13 +309,14 @@ export class JobSession extends EventEmitter {
       regionsCopied: 0,
       unreadable: this.meta.loadUnreadable(this.id),
       failed: [],
+      written: new Map(),
       seconds: 0,
       databaseLost: false,
     };
   }
 
   /** Compares every destination left with the source; a backup is read by decompressing it. */
-  private async verify(copy: CopyOutcome): Promise<VerifyEvent> {
+  private async verify(copy: CopyOutcome): Promise<VerifyEvent | null> {
     this.phase = 'verifying';
     this.meta.setState(this.id, 'verifying');
     const g: Geometry = this.job.currentGeometry();
@@ -330,7 +342,13 @@ export class JobSession extends EventEmitter {
         unreadable: copy.unreadable,
         onProgress: this.verifyProgress(g.size),
         skipRegion: (r) => this.plan.free?.has(r) ?? false,
+        stopped: () => this.stopped,
       });
+      if (!result.finished) {
+        // Stopped: copied, and not verified.
+        this.meta.setState(this.id, 'done');
+        return null;
+      }
       const destinations = devices.map((d) => ({
         path: d.path,
         equal: result.mismatches[d.path].length === 0,
@@ -359,8 +377,8 @@ export class JobSession extends EventEmitter {
   private doneEvent(
     copy: CopyOutcome | null,
     checked: VerifyEvent | null,
-    seconds: number,
-    verifySeconds: number,
+    failure: Error | null,
+    time: { seconds: number; verifySeconds: number },
   ): DoneEvent {
     const failed = new Map((copy?.failed ?? []).map((f) => [f.index, f.reason]));
     const destinations: DestinationResult[] = this.setup.targets.map((t) => {
@@ -370,6 +388,8 @@ export class JobSession extends EventEmitter {
         path: t.device.path,
         state: reason !== undefined ? 'failed' : copy?.complete ? 'done' : 'unfinished',
         error: reason ?? null,
+        // A backup's is what reached its file: compressed.
+        bytesWritten: t.device.storedBytes ?? copy?.written.get(t.index) ?? 0,
         ...(compared ? { verified: compared.equal, mismatches: compared.mismatches } : {}),
       };
     });
@@ -379,7 +399,7 @@ export class JobSession extends EventEmitter {
       job: this.id,
       intent: this.plan.intent,
       state: copy?.state ?? (this.stopped ? 'interrupted' : 'failed'),
-      error: copy?.error ?? null,
+      error: copy?.error ?? (failure && (copy ? `verify: ${failure.message}` : failure.message)),
       bytesRead: copy?.bytesRead ?? 0,
       bytesWritten: copy?.bytesWritten ?? 0,
       regionsCopied: copy?.regionsCopied ?? 0,
@@ -389,9 +409,9 @@ export class JobSession extends EventEmitter {
         (i) => this.setup.targets.find((t) => t.index === i)!.device.path,
       ),
       destinations,
-      seconds,
+      seconds: time.seconds,
       copySeconds: copy?.seconds ?? 0,
-      verifySeconds,
+      verifySeconds: time.verifySeconds,
       ...(checked
         ? {
             verified: checked.equal,

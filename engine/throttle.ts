@@ -70,7 +70,13 @@ export class Throttle {
     // Time until now is settled at the limits that were in force during it.
     this.refill();
     this.account();
+    const before = this.settings.maxRate;
     this.settings = { ...this.settings, ...change };
+    // A debt is time owed at the rate it was run up at: a lower cap must not make the
+    // I/O already let through cost more waiting than it did (a pause of seconds).
+    if (this.credit < 0 && before > 0 && this.settings.maxRate > 0) {
+      this.credit *= this.settings.maxRate / before;
+    }
     this.credit = Math.min(this.credit, this.burst());
   }
 
@@ -79,6 +85,11 @@ export class Throttle {
     const turn = this.queue.then(() => this.waitForTurn(bytes));
     this.queue = turn.catch(() => undefined);
     return turn;
+  }
+
+  /** Bytes admitted and then not used (the job shrank): they no longer count against the cap. */
+  refund(bytes: number): void {
+    if (this.settings.maxRate > 0) this.credit = Math.min(this.credit + bytes, this.burst());
   }
 
   /** Brackets real I/O so its time counts against the percent limit. */

@@ -39,6 +39,8 @@ export interface VerifyResult {
   /** Source ranges (whole regions) that could not be read, so were not compared. */
   skipped: Range[];
   bytesCompared: number;
+  /** False when it was stopped before the end: nothing past bytesCompared was compared. */
+  finished: boolean;
 }
 
 export interface VerifyOptions {
@@ -49,6 +51,8 @@ export interface VerifyOptions {
   onProgress?: (bytesDone: number) => void;
   /** Largest read per device (default: what the memory bound allows, at most MAX_IO_BYTES). */
   pieceBytes?: number;
+  /** Asked before each piece: true stops the compare there (result.finished false). */
+  stopped?: () => boolean;
 }
 
 /** Pieces read ahead while an earlier one is hashed. */
@@ -114,6 +118,7 @@ export async function verify(
     readErrors: {},
     skipped: [],
     bytesCompared: 0,
+    finished: true,
   };
   const opened = await Promise.all(
     destinations.map((d) => openForVerify(d).catch((e: Error) => e)),
@@ -226,6 +231,10 @@ async function compare(
 
   const inFlight: Piece[] = [];
   for (const range of pieces(geometry, pieceBytes, options.skipRegion)) {
+    if (options.stopped?.()) {
+      result.finished = false;
+      break;
+    }
     if (inFlight.length === IN_FLIGHT) await hashPiece(inFlight.shift()!);
     // A stream ended: nothing after it exists to compare.
     if (range.offset >= end) break;

@@ -137,6 +137,10 @@ export interface ClonePlan {
   /** The image's size (uncompressed); an estimate while sizeKnown is false. */
   bytesTotal: number;
   sizeKnown: boolean;
+  regionSize: number;
+  /** 0 while a stream's size is unknown. */
+  regionsTotal: number;
+  /** Already copied (resume, update): what the job's record holds. */
   regionsHydrated: number;
 }
 
@@ -318,6 +322,8 @@ export interface DestinationResult {
   /** done: holds every region; failed: left the job (error says why); unfinished: the job stopped. */
   state: 'done' | 'failed' | 'unfinished';
   error: string | null;
+  /** Bytes that reached it in this session (a backup's: compressed). */
+  bytesWritten: number;
   /** Set when it was verified. */
   verified?: boolean;
   mismatches?: ByteRange[];

@@ -16,6 +16,8 @@ export interface Device {
   close(): Promise<void>;
   /** Image files: cut or extend to exactly `size` bytes. */
   setLength?(size: number): Promise<void>;
+  /** Where what is written is stored otherwise (a compressed backup): the bytes stored since opened. */
+  readonly storedBytes?: number;
 }
 
 /** An I/O error that names the device and the byte range it hit. */

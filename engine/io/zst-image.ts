@@ -191,6 +191,12 @@ function seqError(path: string, offset: number, length: number, message: string)
 export class ZstImage implements Device {
   readonly kind = 'file' as const;
   readonly logicalBlockSize = 512;
+  /** Compressed bytes appended since it was opened. */
+  private stored = 0;
+
+  get storedBytes(): number {
+    return this.stored;
+  }
 
   private readonly compressor: FrameCompressor;
   private readonly frameBytes: number;
@@ -480,6 +486,7 @@ export class ZstImage implements Device {
           sizeInHeader: true,
         });
         this.fileEnd += data.length;
+        this.stored += data.length;
       })
       .catch((e: Error) => {
         this.failure ??= e;

@@ -56,21 +56,19 @@ export function regionCounts(p: JobProgress): RegionCounts {
 }
 
 /**
- * The confirmation's title and button for what the engine planned. `regionsTotal`: the
- * job's, from its record (the plan does not say it). `erases`: a target holds something
- * now (a drive, an existing file), not only new files.
+ * The confirmation's title and button for what the engine planned. `erases`: a target
+ * holds something now (a drive, an existing file), not only new files.
  */
 export function planWords(
   plan: ClonePlan,
   targets: number,
-  regionsTotal: number | null,
   erases = true,
 ): { title: string; button: string } {
   const these = targets === 1 ? 'this target' : `these ${targets} targets`;
   if (plan.intent === 'resume') {
     const percent =
-      regionsTotal !== null && regionsTotal > 0
-        ? ` (${formatPercent(plan.regionsHydrated, regionsTotal)} already copied)`
+      plan.regionsTotal > 0
+        ? ` (${formatPercent(plan.regionsHydrated, plan.regionsTotal)} already copied)`
         : '';
     return {
       title: `Continue job ${plan.job} onto ${these}?`,

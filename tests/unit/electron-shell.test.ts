@@ -737,11 +737,19 @@ describe('progress outside the page', () => {
       done({
         verified: false,
         destinations: [
-          { path: '/dev/sdb', state: 'done', error: null, verified: true, mismatches: [] },
+          {
+            path: '/dev/sdb',
+            state: 'done',
+            error: null,
+            bytesWritten: 0,
+            verified: true,
+            mismatches: [],
+          },
           {
             path: '/dev/sdc',
             state: 'done',
             error: null,
+            bytesWritten: 0,
             verified: false,
             mismatches: [{ offset: 0, length: 4096 }],
           },
@@ -760,11 +768,12 @@ describe('progress outside the page', () => {
         error: 'destination /mnt/full/b.img failed: ENOSPC: no space left on device, write',
         failedDestinations: ['/mnt/full/b.img'],
         destinations: [
-          { path: '/srv/a.img', state: 'unfinished', error: null },
+          { path: '/srv/a.img', state: 'unfinished', error: null, bytesWritten: 0 },
           {
             path: '/mnt/full/b.img',
             state: 'failed',
             error: 'ENOSPC: no space left on device, write',
+            bytesWritten: 0,
           },
         ],
       }),

@@ -62,31 +62,33 @@ describe('the confirmation says what the engine planned', () => {
     job: null,
     bytesTotal: 1 << 30,
     sizeKnown: true,
+    regionSize: 1 << 20,
+    regionsTotal: 1024,
     regionsHydrated: 0,
     ...p,
   });
 
   test('new: erase and copy (or only copy onto new files)', () => {
-    assert.deepEqual(planWords(plan({}), 1, null), {
+    assert.deepEqual(planWords(plan({}), 1), {
       title: 'Erase this target and copy?',
       button: 'Erase and copy',
     });
-    assert.equal(planWords(plan({}), 2, null).title, 'Erase these 2 targets and copy?');
-    assert.deepEqual(planWords(plan({}), 2, null, false), {
+    assert.equal(planWords(plan({}), 2).title, 'Erase these 2 targets and copy?');
+    assert.deepEqual(planWords(plan({}), 2, false), {
       title: 'Copy onto these 2 new files?',
       button: 'Copy',
     });
   });
 
-  test('resume: continue job N, with how much is copied when the record says the total', () => {
+  test('resume: continue job N, with how much is copied when the size is known', () => {
     const resume = plan({ intent: 'resume', job: 7, regionsHydrated: 300 });
-    assert.equal(planWords(resume, 1, 1024).button, 'Continue job 7 (29 % already copied)');
-    assert.equal(planWords(resume, 1, null).button, 'Continue job 7');
-    assert.equal(planWords(resume, 1, 1024).title, 'Continue job 7 onto this target?');
+    assert.equal(planWords(resume, 1).button, 'Continue job 7 (29 % already copied)');
+    assert.equal(planWords({ ...resume, regionsTotal: 0 }, 1).button, 'Continue job 7');
+    assert.equal(planWords(resume, 1).title, 'Continue job 7 onto this target?');
   });
 
   test('update: copy only what differs', () => {
-    const words = planWords(plan({ intent: 'update', job: 3, regionsHydrated: 1024 }), 2, 1024);
+    const words = planWords(plan({ intent: 'update', job: 3, regionsHydrated: 1024 }), 2);
     assert.equal(words.button, 'Update: copy only what differs');
     assert.equal(words.title, 'Update these 2 targets from job 3?');
   });
@@ -104,11 +106,19 @@ describe('the verify, as the done event says it', () => {
       done({
         verified: false,
         destinations: [
-          { path: '/a', state: 'done', error: null, verified: true, mismatches: [] },
+          {
+            path: '/a',
+            state: 'done',
+            error: null,
+            bytesWritten: 0,
+            verified: true,
+            mismatches: [],
+          },
           {
             path: '/b',
             state: 'done',
             error: null,
+            bytesWritten: 0,
             verified: false,
             mismatches: [{ offset: 0, length: 1 }],
           },
@@ -151,17 +161,32 @@ describe('the verify, as the done event says it', () => {
 
 describe('each destination’s result', () => {
   test('done, failed with its reason, not finished; verified or differing', () => {
-    assert.equal(destinationWords({ path: '/a', state: 'done', error: null }), 'copied');
     assert.equal(
-      destinationWords({ path: '/a', state: 'failed', error: 'ENOSPC: no space left on device' }),
+      destinationWords({ path: '/a', state: 'done', error: null, bytesWritten: 0 }),
+      'copied',
+    );
+    assert.equal(
+      destinationWords({
+        path: '/a',
+        state: 'failed',
+        error: 'ENOSPC: no space left on device',
+        bytesWritten: 0,
+      }),
       'failed: ENOSPC: no space left on device',
     );
     assert.equal(
-      destinationWords({ path: '/a', state: 'unfinished', error: null }),
+      destinationWords({ path: '/a', state: 'unfinished', error: null, bytesWritten: 0 }),
       'not finished',
     );
     assert.equal(
-      destinationWords({ path: '/a', state: 'done', error: null, verified: true, mismatches: [] }),
+      destinationWords({
+        path: '/a',
+        state: 'done',
+        error: null,
+        bytesWritten: 0,
+        verified: true,
+        mismatches: [],
+      }),
       'copied, verified equal',
     );
     assert.equal(
@@ -169,6 +194,7 @@ describe('each destination’s result', () => {
         path: '/a',
         state: 'done',
         error: null,
+        bytesWritten: 0,
         verified: false,
         mismatches: [
           { offset: 0, length: 1 },
