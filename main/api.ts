@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { type Drive, imageFileDrive } from '../engine/drives/classify';
+import { imageSize } from '../engine/io/compressed/index';
 import { driveFacts, type Facts, pathFacts } from '../engine/drives/facts';
 import {
   inUse,
@@ -282,11 +283,30 @@ function parseArgs<M extends DriveTwinMethod>(method: M, args: unknown[]): Metho
 // ---------------------------------------------------------------------------
 // Drives
 
-function toDriveInfo(drive: Drive, query: DriveQuery, sourceSize?: number): DriveInfo {
+/**
+ * An image file as the copy sees it: a compressed image is as big as what it holds
+ * (exact where its format says, else an estimate), not as its file.
+ */
+async function imageDrive(file: string): Promise<Drive & { sizeKnown: boolean }> {
+  const drive = imageFileDrive(file);
+  try {
+    const { size, known } = await imageSize(drive.path);
+    return { ...drive, size, sizeKnown: known };
+  } catch {
+    return { ...drive, sizeKnown: true }; // not there yet, or unreadable: its verdict says so
+  }
+}
+
+function toDriveInfo(
+  drive: Drive & { sizeKnown?: boolean },
+  query: DriveQuery,
+  sourceSize?: number,
+): DriveInfo {
   return {
     path: drive.path,
     name: drive.name,
     size: drive.size,
+    sizeKnown: drive.sizeKnown ?? true,
     logicalBlockSize: drive.logicalBlockSize,
     bus: drive.bus,
     removable: drive.removable,
@@ -434,9 +454,9 @@ export function createBackend(deps: BackendDeps): Backend {
   const images = new Set<string>();
 
   const unsubscribeEngine = deps.engine.onEvent((e) => forwardEngineEvent(e, emit));
-  const onDrives = (diff: DrivesDiff): void => {
+  const onDrives = async (diff: DrivesDiff): Promise<void> => {
     const payload: DrivesChanged = {
-      drives: withImages(diff.drives).map((d) => toDriveInfo(d, {})),
+      drives: (await withImages(diff.drives)).map((d) => toDriveInfo(d, {})),
       added: diff.added,
       removed: diff.removed,
       changed: diff.changed,
@@ -445,12 +465,19 @@ export function createBackend(deps: BackendDeps): Backend {
   };
   deps.drivesChanges?.on('change', onDrives);
 
-  function withImages(drives: Drive[]): Drive[] {
-    const out = [...drives];
+  async function withImages(drives: Drive[]): Promise<Array<Drive & { sizeKnown?: boolean }>> {
+    const out: Array<Drive & { sizeKnown?: boolean }> = [...drives];
     for (const image of images) {
-      if (!findDrive(out, image)) out.push(imageFileDrive(image));
+      if (!findDrive(out, image)) out.push(await imageDrive(image));
     }
     return out;
+  }
+
+  /** The size a copy from `p` has: a drive's, or an image's uncompressed size. */
+  async function sourceSizeOf(p: string, drives: Drive[]): Promise<number | undefined> {
+    const listed = findDrive(drives, p);
+    if (listed?.kind === 'block') return listed.size;
+    return statOrNull(p) ? (await imageDrive(p)).size : listed?.size;
   }
 
   async function request(command: HostCommand, access?: Access): Promise<unknown> {
@@ -528,6 +555,7 @@ export function createBackend(deps: BackendDeps): Backend {
     }
     const twice = namedTwice(request.targets.map((t) => t.path));
     if (twice) throw new ApiError('refused', twice);
+    const sourceSize = await sourceSizeOf(source, drives);
 
     const confirmed: string[] = [];
     let allowMounted = false;
@@ -544,7 +572,7 @@ export function createBackend(deps: BackendDeps): Backend {
       }
       const facts = factsOf(target.path, drives, source);
       const verdict = targetVerdict(facts, {
-        sourceSize: sourceFacts.size,
+        sourceSize,
         allowMounted: target.allowMounted === true,
         allowSystem: target.confirmSystemName !== undefined,
       });
@@ -599,7 +627,7 @@ export function createBackend(deps: BackendDeps): Backend {
       }
     }
     images.add(file);
-    return toDriveInfo(imageFileDrive(file), {});
+    return toDriveInfo(await imageDrive(file), {});
   }
 
   const handlers: Handlers = {
@@ -615,11 +643,8 @@ export function createBackend(deps: BackendDeps): Backend {
 
     async listDrives(...args) {
       const [query = {}] = parseArgs('listDrives', args);
-      const drives = withImages(await deps.listDrives());
-      let sourceSize: number | undefined;
-      if (query.source) {
-        sourceSize = findDrive(drives, query.source)?.size ?? statOrNull(query.source)?.size;
-      }
+      const drives = await withImages(await deps.listDrives());
+      const sourceSize = query.source ? await sourceSizeOf(query.source, drives) : undefined;
       return drives.map((d) => toDriveInfo(d, query, sourceSize));
     },
 

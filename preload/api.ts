@@ -26,8 +26,10 @@ export interface DriveInfo {
   path: string;
   /** What to show; for a system drive, what the user must type to confirm it. */
   name: string;
-  /** Bytes (0 for an image file still to be created). */
+  /** Bytes (0 for an image file still to be created); a compressed image's uncompressed size. */
   size: number;
+  /** False for a compressed image whose format does not say its size: `size` is an estimate. */
+  sizeKnown: boolean;
   logicalBlockSize: number;
   bus: string | null;
   removable: boolean;

@@ -140,3 +140,28 @@ test('a clone onto a drive survives a killed engine and resumes, confirmed again
   assert.equal(done.state, 'done');
   assert.equal(devSha(drive.path), sha256(h.file('src.img')));
 });
+
+test('a compressed image is listed and size-checked at the size it holds, not its file size', async (t) => {
+  if (!requireRoot(t)) return;
+  const h = setUp(t, 'xz-size');
+  // 24 MiB of which 16 MiB zeros: the .xz is well under the 16 MiB drive below.
+  const image = h.file('image.img');
+  writeRandomFile(image, 8 * MIB, 22);
+  fs.truncateSync(image, 24 * MIB);
+  execFileSync('xz', ['-T2', '-k', image]);
+  const xz = `${image}.xz`;
+  assert.ok(fs.statSync(xz).size < 16 * MIB);
+  const small = h.drive('small.img', 16 * MIB);
+
+  const picked = await h.call('pickImageToOpen', xz);
+  assert.equal(picked?.size, 24 * MIB);
+  assert.equal(picked?.sizeKnown, true);
+  const drives = await h.call('listDrives', { source: xz });
+  const verdict = drives.find((d) => d.path === small.path)?.verdicts.target;
+  assert.equal(verdict?.level, 'refused');
+  assert.match(verdict?.reasons.join(' ') ?? '', /smaller than the source \(24(\.0)? MiB\)/);
+  await assert.rejects(
+    h.call('startClone', { source: xz, targets: [{ path: small.path, confirmed: true }] }),
+    /smaller than the source/,
+  );
+});

@@ -3,6 +3,7 @@
 
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
+import { ReadableStream } from 'node:stream/web';
 import { FormatError } from './source';
 
 /** Compressed bytes read from the file at a time. */

@@ -2,6 +2,7 @@
 // index of every stream, read from the end of the file.
 
 import { Readable } from 'node:stream';
+import type { ReadableStream as NodeWebStream } from 'node:stream/web';
 import zlib from 'node:zlib';
 import { XZ_MAGIC } from './detect';
 import { fileSize, fileWebStream, need, withFd } from './file';
@@ -14,7 +15,9 @@ export async function openXz(file: string): Promise<Opened> {
     const counter = { bytes: 0 };
     return new StreamDecoder(() => {
       const XzReadableStream = isolatedXzReadableStream();
-      return Readable.fromWeb(new XzReadableStream(fileWebStream(file, counter)));
+      // xz-decompress is typed against the DOM's streams; Node's are the same at run time.
+      const input = fileWebStream(file, counter) as unknown as globalThis.ReadableStream;
+      return Readable.fromWeb(new XzReadableStream(input) as unknown as NodeWebStream);
     }, counter);
   };
   return { knownSize, compressedSize, decoder, explain: explainXzError };
