@@ -4,6 +4,7 @@
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { inodeOf } from './inode';
 import { type Device, isStream } from './io/device';
 import { alignedBuffer } from './io/buffers';
 import { blockFacts } from './drives/linux';
@@ -23,14 +24,6 @@ export interface Identity {
 
 const HEAD_BYTES = 1024 * 1024;
 
-function inodeOf(file: string): string | null {
-  try {
-    const st = fs.statSync(file);
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return null;
-  }
-}
 
 /** What names a drive or file for good, from its path alone: nothing is opened. */
 export function identifyPath(

@@ -3,6 +3,7 @@
 // where the file lives.
 
 import fs from 'node:fs';
+import { inodeOf } from './inode';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { type Range, mergeRanges } from './geometry';
@@ -646,14 +647,6 @@ function lockedMessage(file: string): string {
   );
 }
 
-function inodeOf(file: string): string | null {
-  try {
-    const st = fs.statSync(file);
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return null;
-  }
-}
 
 function processAlive(pid: number | null): boolean {
   if (pid === null) return false;

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { type CliEvent, explain, expectExit, only, runCli, spawnCli } from '../helpers/cli';
 import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';
@@ -32,6 +32,19 @@ function smallTmpfs(t: { after(fn: () => void): void }, size: number): string {
     cleanup();
   });
   return dir;
+}
+
+/** A source of `size` random bytes, an image destination, and an empty pluggable drive destination. */
+async function twoDestinations(t: TestContext, prefix: string, size: number, seed: number) {
+  const env = workspace(t, prefix);
+  const src = env.file('src.img');
+  writeRandomFile(src, size, seed);
+  const backing = env.file('backing.img');
+  fs.writeFileSync(backing, Buffer.alloc(0));
+  fs.truncateSync(backing, size);
+  const drive = await pluggableDrive(backing);
+  t.after(() => drive.stop({ kill: true }));
+  return { env, src, other: env.file('other.img'), drive, dst: drive.loop.path };
 }
 
 test('two destinations, one on a full file system: the job is failed, not done; with room made, the same clone brings it back', async (t) => {
@@ -70,16 +83,7 @@ test('two destinations, one on a full file system: the job is failed, not done; 
 
 test('a destination unplugged mid-copy: failed and resumable; still gone, resume says how to go on; --drop finishes the others', async (t) => {
   if (!requireRoot(t)) return;
-  const env = workspace(t, 'fail-unplug-dst');
-  const src = env.file('src.img');
-  writeRandomFile(src, 64 * MIB, 12);
-  const other = env.file('other.img');
-  const backing = env.file('backing.img');
-  fs.writeFileSync(backing, Buffer.alloc(0));
-  fs.truncateSync(backing, 64 * MIB);
-  const drive = await pluggableDrive(backing);
-  t.after(() => drive.stop({ kill: true }));
-  const dst = drive.loop.path;
+  const { env, src, other, drive, dst } = await twoDestinations(t, 'fail-unplug-dst', 64 * MIB, 12);
 
   const run = spawnCli(['clone', src, other, dst, '--yes', '--max-rate', '32M', '--json'], {
     db: env.db,
@@ -106,16 +110,7 @@ test('a destination unplugged mid-copy: failed and resumable; still gone, resume
 
 test('a destination that stays gone: resume --drop finishes the others, and the job says so', async (t) => {
   if (!requireRoot(t)) return;
-  const env = workspace(t, 'fail-drop');
-  const src = env.file('src.img');
-  writeRandomFile(src, 32 * MIB, 13);
-  const other = env.file('other.img');
-  const backing = env.file('backing.img');
-  fs.writeFileSync(backing, Buffer.alloc(0));
-  fs.truncateSync(backing, 32 * MIB);
-  const drive = await pluggableDrive(backing);
-  t.after(() => drive.stop({ kill: true }));
-  const dst = drive.loop.path;
+  const { env, src, other, drive, dst } = await twoDestinations(t, 'fail-drop', 32 * MIB, 13);
   drive.unplug();
   const r = await runCli(['clone', src, other, dst, '--yes', '--json'], { db: env.db });
   expectExit(r, 1);

@@ -41,6 +41,7 @@ import {
   type JobStarted,
   type Reply,
 } from '../../preload/api';
+import { doneEvent, progressEvent } from '../helpers/events';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
 const DIST_MAIN = path.join(ROOT, 'dist', 'main');
@@ -574,40 +575,26 @@ const started: JobStarted = {
   bytesTotal: 1 << 30,
 };
 
-function progress(p: Partial<JobProgress> = {}): JobProgress {
-  return {
+const progress = (p: Partial<JobProgress> = {}): JobProgress =>
+  progressEvent({
     job: 4,
-    phase: 'copying',
     bytesDone: 512 << 20,
-    bytesTotal: 1 << 30,
-    sizeKnown: true,
     regionsHydrated: 512,
-    regionsWritten: 0,
-    regionsTotal: 1024,
     hydrating: 8,
     rate: 100 << 20,
     eta: 5 * 60,
-    paused: false,
-    throttle: { percent: 100, maxRate: 0 },
-    status: '',
     ...p,
-  };
-}
+  });
 
-function done(d: Partial<JobDone> = {}): JobDone {
-  return {
+const done = (d: Partial<JobDone> = {}): JobDone =>
+  doneEvent({
     job: 4,
-    state: 'done',
     bytesRead: 1 << 30,
     bytesWritten: 1 << 30,
     regionsCopied: 768,
-    unreadableBytes: 0,
-    unreadable: [],
-    failedDestinations: [],
     seconds: 312,
     ...d,
-  };
-}
+  });
 
 describe('progress outside the page', () => {
   test('the title leads with the progress while jobs run', () => {

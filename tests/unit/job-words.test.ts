@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ClonePlan, JobDone, JobProgress } from '../../preload/api';
+import { doneEvent, progressEvent } from '../helpers/events';
 import {
   destinationWords,
   planWords,
@@ -13,40 +14,10 @@ import {
   verifyOutcome,
 } from '../../renderer/lib/job-words';
 
-function progress(p: Partial<JobProgress> = {}): JobProgress {
-  return {
-    job: 1,
-    phase: 'copying',
-    bytesDone: 0,
-    bytesTotal: 2048 << 20,
-    sizeKnown: true,
-    regionsHydrated: 0,
-    regionsWritten: 0,
-    hydrating: 0,
-    regionsTotal: 2048,
-    rate: 0,
-    eta: null,
-    paused: false,
-    throttle: { percent: 100, maxRate: 0 },
-    status: '',
-    ...p,
-  };
-}
+const progress = (p: Partial<JobProgress> = {}): JobProgress =>
+  progressEvent({ bytesTotal: 2048 << 20, regionsTotal: 2048, ...p });
 
-function done(d: Partial<JobDone> = {}): JobDone {
-  return {
-    job: 1,
-    state: 'done',
-    bytesRead: 0,
-    bytesWritten: 0,
-    regionsCopied: 0,
-    unreadableBytes: 0,
-    unreadable: [],
-    failedDestinations: [],
-    seconds: 1,
-    ...d,
-  };
-}
+const done = (d: Partial<JobDone> = {}): JobDone => doneEvent({ job: 1, ...d });
 
 describe('region counts', () => {
   test('are the progress event’s, and not yet copied is what is left of the total', () => {
