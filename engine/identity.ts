@@ -24,7 +24,6 @@ export interface Identity {
 
 const HEAD_BYTES = 1024 * 1024;
 
-
 /** What names a drive or file for good, from its path alone: nothing is opened. */
 export function identifyPath(
   p: string,

@@ -23,6 +23,7 @@ import { Throttle, type ThrottleSettings } from './throttle';
 import type { EngineEvent, ProgressEvent } from './protocol';
 
 const COMMIT_PERIOD_MS = 1000;
+const CAPPED_BATCH_SECONDS = 0.25;
 
 /** A destination of the job: `index` is its place in the job's record. */
 export interface JobTarget extends Target {
@@ -352,7 +353,7 @@ export class HydrationJob extends EventEmitter {
       this.cursor = this.geometry.regionCount;
       return null;
     }
-    const room = Math.min(this.batchRegions, this.fixedOptions.threshold - this.regionsHydrating());
+    const room = Math.min(this.batchLimit(), this.fixedOptions.threshold - this.regionsHydrating());
     if (room <= 0) return null;
     // A batch is all copies or all zeroings.
     const zero = this.isZeroRegion(first);
@@ -367,6 +368,18 @@ export class HydrationJob extends EventEmitter {
     }
     this.cursor = first + n;
     return { first, count: n };
+  }
+
+  /**
+   * Regions per batch: as configured, or under a rate cap a quarter of a second's worth
+   * (at least one region). The batches in flight share the cap: big ones would all end
+   * together, seconds apart, and progress would move in lumps.
+   */
+  private batchLimit(): number {
+    const { maxRate } = this.throttle.current;
+    if (maxRate === 0) return this.batchRegions;
+    const regions = Math.floor((maxRate * CAPPED_BATCH_SECONDS) / this.geometry.regionSize);
+    return Math.max(1, Math.min(this.batchRegions, regions));
   }
 
   private isZeroRegion(region: number): boolean {

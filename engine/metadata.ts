@@ -647,7 +647,6 @@ function lockedMessage(file: string): string {
   );
 }
 
-
 function processAlive(pid: number | null): boolean {
   if (pid === null) return false;
   if (pid === process.pid) return true;
