@@ -93,6 +93,8 @@ export class HydrationJob extends EventEmitter {
   private buffersLeft: number;
   private readonly bufferBytes: number;
   private readonly batchRegions: number;
+  /** The most batches in flight at once (one buffer each). */
+  private readonly batchesInFlight: number;
   private commitChain: Promise<void> = Promise.resolve();
 
   /** Batches in flight: read, or being written. */
@@ -139,6 +141,7 @@ export class HydrationJob extends EventEmitter {
         Math.floor(MAX_IN_FLIGHT_BYTES / this.bufferBytes),
       ),
     );
+    this.batchesInFlight = this.buffersLeft;
     this.throttle = new Throttle(
       { percent: parts.options.throttle, maxRate: parts.options.maxRate },
       undefined,
@@ -371,14 +374,15 @@ export class HydrationJob extends EventEmitter {
   }
 
   /**
-   * Regions per batch: as configured, or under a rate cap a quarter of a second's worth
-   * (at least one region). The batches in flight share the cap: big ones would all end
-   * together, seconds apart, and progress would move in lumps.
+   * Regions per batch: as configured, or under a rate cap small enough that the batches
+   * in flight, sharing the cap, each end within a quarter of a second (at least one
+   * region): big ones would all end together, seconds apart, and progress would lurch.
    */
   private batchLimit(): number {
     const { maxRate } = this.throttle.current;
     if (maxRate === 0) return this.batchRegions;
-    const regions = Math.floor((maxRate * CAPPED_BATCH_SECONDS) / this.geometry.regionSize);
+    const share = (maxRate * CAPPED_BATCH_SECONDS) / this.batchesInFlight;
+    const regions = Math.floor(share / this.geometry.regionSize);
     return Math.max(1, Math.min(this.batchRegions, regions));
   }
 
