@@ -9,7 +9,7 @@ import readline from 'node:readline';
 import type { Metadata, JobRecord } from './metadata';
 import type { JobOptions } from './options';
 import type { SessionRequest } from './plan';
-import type { DoneEvent, EngineEvent, ProgressEvent, VerifyProgressEvent } from './protocol';
+import type { DoneEvent, EngineEvent, ProgressEvent } from './protocol';
 import { parseSize, formatBytes, formatDuration } from './size';
 import { frame } from './transport';
 
@@ -130,19 +130,12 @@ class Output {
   }
 
   /** The progress line on a terminal; every event for programs. */
-  progress(p: ProgressEvent | VerifyProgressEvent): void {
+  progress(p: ProgressEvent): void {
     if (this.json) return this.event(p);
     if (!process.stderr.isTTY) return;
     const pct = p.bytesTotal ? ((100 * p.bytesDone) / p.bytesTotal).toFixed(1) : '100.0';
-    const what =
-      p.type === 'verify-progress'
-        ? p.phase === 'comparing'
-          ? 'comparing '
-          : 'verifying '
-        : p.phase === 'flushing'
-          ? 'flushing  '
-          : '';
-    const paused = p.type === 'progress' && p.paused;
+    const what = p.phase === 'copying' ? '' : `${p.phase} `.padEnd(10);
+    const paused = p.paused;
     const eta = paused ? 'paused' : `ETA ${p.eta === null ? '--:--' : formatDuration(p.eta)}`;
     const line =
       `${what}${pct.padStart(5)}%  ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}  ` +
@@ -204,8 +197,9 @@ function show(out: Output, e: EngineEvent): void {
       );
     }
     case 'progress':
-    case 'verify-progress':
       return out.progress(e);
+    case 'verify-progress':
+      return out.event(e); // the progress line shows it too
     case 'error':
       out.event(e);
       return out.warn(`error: ${e.message}`);

@@ -40,6 +40,8 @@ export interface JobParts {
   options: JobOptions;
   /** Free regions (used-only clones) that are zeroed rather than copied. */
   zeroRegions?: RegionMap | null;
+  /** While a stream's size is unknown: what its file suggests. */
+  sizeEstimate?: number | null;
 }
 
 type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string };
@@ -76,6 +78,7 @@ export class HydrationJob extends EventEmitter {
   private readonly targets: (JobTarget | null)[];
   private readonly map: RegionMap;
   private readonly zeroRegions: RegionMap | null;
+  private readonly sizeEstimate: number | null;
   private readonly fixedOptions: JobOptions;
   private readonly throttle: Throttle;
   private readonly copier: Copier;
@@ -127,6 +130,7 @@ export class HydrationJob extends EventEmitter {
     this.targets = [...parts.targets];
     this.map = parts.map;
     this.zeroRegions = parts.zeroRegions ?? null;
+    this.sizeEstimate = parts.sizeEstimate ?? null;
     this.fixedOptions = { ...parts.options };
     const { regionSize } = parts.geometry;
     // Memory stays bounded in bytes: a batch is at most one big I/O's worth of regions
@@ -288,7 +292,10 @@ export class HydrationJob extends EventEmitter {
 
   /** Until a stream ends: its uncompressed size, extrapolated from how far into the compressed file it is. */
   private estimatedSize(): number {
-    if (!isStream(this.source) || this.source.compressedPosition === 0) return this.bytesDone;
+    const first = this.sizeEstimate ?? 0;
+    if (!isStream(this.source) || this.source.compressedPosition === 0) {
+      return Math.max(this.bytesDone, first);
+    }
     const ratio = this.source.compressedSize / this.source.compressedPosition;
     return Math.max(this.bytesDone, Math.round(this.bytesDone * ratio));
   }

@@ -82,6 +82,8 @@ export interface Plan {
   sourceIdentity: Identity;
   /** regionCount is Infinity while a stream's size is unknown. */
   geometry: Geometry;
+  /** While the size is unknown: what the compressed file suggests it holds. */
+  sizeEstimate: number | null;
   options: JobOptions;
   destinations: PlannedDestination[];
   /** Record indices the user drops now. */
@@ -173,6 +175,7 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
       source,
       sourceIdentity: await identify(source, true),
       geometry,
+      sizeEstimate: await sizeEstimate(source, geometry),
       options: withRules,
       destinations: probes.map((p, index) => ({ probe: p, index, record: null, restore: false })),
       drop: [],
@@ -283,6 +286,7 @@ async function planExisting(
       source,
       sourceIdentity,
       geometry,
+      sizeEstimate: await sizeEstimate(source, geometry),
       options,
       destinations,
       drop,
@@ -311,6 +315,13 @@ export async function confirmDrives(p: Plan, confirm: Confirm): Promise<void> {
   if (drives.length > 0 && !(await confirm(drives))) {
     throw new Refused('not confirmed: nothing was written');
   }
+}
+
+/** A stream that doesn't say its size: the estimate its file gives (engine/io/compressed). */
+async function sizeEstimate(source: Device, g: Geometry): Promise<number | null> {
+  if (Number.isFinite(g.regionCount)) return null;
+  const { imageSize } = await import('./io/compressed/index');
+  return (await imageSize(source.path).catch(() => null))?.size ?? null;
 }
 
 /** A job's geometry: sourceSize 0 means a stream whose end was not reached yet. */

@@ -28,12 +28,15 @@ export interface StartEvent {
   delta?: number;
 }
 
-export type Phase = 'copying' | 'flushing';
+export type Phase = 'copying' | 'flushing' | 'comparing' | 'verifying';
 
 export interface ProgressEvent {
   type: 'progress';
   job: number;
-  /** copying; flushing: everything is written, the last flush and commit run. */
+  /**
+   * copying; flushing: everything is written, the last flush and commit run; comparing
+   * (before an update) and verifying (after a copy): bytesDone, rate and eta are theirs.
+   */
   phase: Phase;
   bytesDone: number;
   /** Estimated from the compressed position while sizeKnown is false. */

@@ -46,6 +46,8 @@ export class JobSession extends EventEmitter {
   private job: HydrationJob;
   private readonly regions: RegionEvents;
   private delta: number | null = null;
+  /** The compare or verify under way: how far it is. */
+  private checking: { bytesDone: number; size: number; meter: RateMeter } | null = null;
 
   private constructor(
     private readonly meta: Metadata,
@@ -204,6 +206,7 @@ export class JobSession extends EventEmitter {
       map: this.setup.map,
       options: this.plan.options,
       zeroRegions: this.setup.zeroRegions,
+      sizeEstimate: this.plan.sizeEstimate,
     });
   }
 
@@ -212,7 +215,20 @@ export class JobSession extends EventEmitter {
   }
 
   private tick(): void {
-    if (this.phase !== 'copying') return;
+    if (this.phase !== 'copying') {
+      // Comparing or verifying: the progress stream goes on, with that phase's bytes.
+      const c = this.checking;
+      if (!c) return;
+      this.emitEvent({
+        ...this.job.progress(),
+        phase: this.phase,
+        bytesDone: c.bytesDone,
+        bytesTotal: c.size,
+        rate: c.meter.rate(),
+        eta: c.meter.eta(c.size - c.bytesDone),
+      });
+      return;
+    }
     this.emitEvent(this.job.progress());
     const delta = this.regions.delta(this.job.uncommittedRuns());
     if (delta) this.emitEvent(delta);
@@ -281,8 +297,10 @@ export class JobSession extends EventEmitter {
   private verifyProgress(size: number): (bytesDone: number) => void {
     let last = 0;
     const meter = new RateMeter();
+    this.checking = { bytesDone: 0, size, meter };
     return (bytesDone) => {
       meter.sample(bytesDone);
+      this.checking = { bytesDone, size, meter };
       const t = performance.now();
       if (t - last < this.progressMs && bytesDone < size) return;
       last = t;

@@ -260,8 +260,12 @@ export interface JobStarted {
 /** Sent every ~300 ms while a job copies (paused jobs too, with no bytes moving). */
 export interface JobProgress {
   job: JobId;
-  /** copying; flushing: all written, the last flush and commit run. */
-  phase: 'copying' | 'flushing';
+  /**
+   * copying; flushing: all written, the last flush and commit run; comparing (before an
+   * update) and verifying (after a copy): bytesDone, rate and eta are theirs (as in
+   * verify-progress).
+   */
+  phase: 'copying' | 'flushing' | 'comparing' | 'verifying';
   bytesDone: number;
   bytesTotal: number;
   sizeKnown: boolean;

@@ -258,6 +258,8 @@ class CurrentJob {
   }
 
   private onProgress(p: JobProgress): void {
+    // A compare or a verify: its own events (verify-progress) show it.
+    if (p.phase === 'comparing' || p.phase === 'verifying') return;
     this.progress = p;
     // Copy progress after a compare: the compare is over.
     this.verifying = null;

@@ -187,3 +187,27 @@ test('progress at least every 500 ms from an .xz source while both cores are bus
   assert.ok(worst <= 650, `${worst} ms without an event`);
   assert.equal(sha256(file('dst.img')), sha256(file('src.img')));
 });
+
+test('start says the real size of a compressed source, or that it is an estimate', async (t) => {
+  const tmp = tempDir('drivetwin-events-size-');
+  t.after(() => tmp.cleanup());
+  const file = (name: string): string => path.join(tmp.dir, name);
+  writeRandomFile(file('src.img'), 6 * MIB, 25);
+  fs.appendFileSync(file('src.img'), Buffer.alloc(4 * MIB));
+  execFileSync('sh', ['-c', `xz -T2 -k -c ${file('src.img')} > ${file('src.img.xz')}`]);
+  execFileSync('sh', ['-c', `bzip2 -k -c ${file('src.img')} > ${file('src.img.bz2')}`]);
+  const startOf = async (source: string) => {
+    const run = spawnCli(['clone', source, file(`${path.basename(source)}.out`), '--json'], {
+      db: file('jobs.db'),
+    });
+    const r = await run.done;
+    assert.equal(r.code, 0, r.stderr);
+    return r.events.find((e) => e.type === 'start')!;
+  };
+  const xz = await startOf(file('src.img.xz'));
+  assert.equal(xz.sizeKnown, true);
+  assert.equal(xz.bytesTotal, 10 * MIB, 'the size the xz index states, not the file size');
+  const bz2 = await startOf(file('src.img.bz2'));
+  assert.equal(bz2.sizeKnown, false);
+  assert.ok((bz2.bytesTotal as number) > 0, `an estimate, not nothing: ${bz2.bytesTotal}`);
+});
