@@ -15,7 +15,8 @@ import {
   verdictFor,
 } from '../engine/drives/safety';
 import { imageSize } from '../engine/io/compressed/index';
-import type { CloneRequest, DriveInfo, DriveQuery } from '../preload/api';
+import type { CloneRequest, DriveQuery } from '../preload/api';
+import type { DriveInfo } from '../preload/events';
 import { ApiError } from './api-error';
 
 /**

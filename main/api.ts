@@ -11,29 +11,31 @@ import type { JobRecord } from '../engine/metadata';
 import type { HostCloneRequest, HostCommand, HostEvent, LiveJob } from '../engine/protocol';
 import type {
   Capabilities,
-  CloneIntent,
   ClonePlan,
   CloneRequest,
+  DriveTwinMethod,
+  JobSummary,
+  MapExport,
+  MethodResult,
+  Reply,
+  Unsubscribe,
+  VerifyReport,
+} from '../preload/api';
+import type {
+  CloneIntent,
   DriveInfo,
   DrivesChanged,
   DriveTwinEventName,
   DriveTwinEvents,
-  DriveTwinMethod,
   JobDone,
   JobError,
   JobProgress,
   JobStarted,
-  JobSummary,
   JobVerified,
-  MapExport,
-  MethodResult,
   ModeChange,
   RegionMapChange,
-  Reply,
-  Unsubscribe,
   VerifyProgress,
-  VerifyReport,
-} from '../preload/api';
+} from '../preload/events';
 import { METHODS } from '../preload/api';
 import { parseArgs } from './api-args';
 import {

@@ -30,17 +30,8 @@ import {
   permissionAllowed,
   windowOptions,
 } from '../../main/window';
-import {
-  EVENT_CHANNELS,
-  EVENTS,
-  INVOKE_CHANNELS,
-  METHODS,
-  type DriveTwinEventName,
-  type JobDone,
-  type JobProgress,
-  type JobStarted,
-  type Reply,
-} from '../../preload/api';
+import { EVENT_CHANNELS, EVENTS, INVOKE_CHANNELS, METHODS, type Reply } from '../../preload/api';
+import type { DriveTwinEventName, JobDone, JobProgress, JobStarted } from '../../preload/events';
 import { doneEvent, progressEvent } from '../helpers/events';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
