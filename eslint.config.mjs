@@ -33,8 +33,8 @@ export default tseslint.config(
   },
   {
     // main/ is plain Node (tests and the web bridge load it) except the thin Electron
-    // files; preload/api.ts is the contract, types and constants only.
-    files: ['main/**/*.ts', 'preload/api.ts'],
+    // files; preload/api.ts and preload/events.ts are the contract, types and constants only.
+    files: ['main/**/*.ts', 'preload/api.ts', 'preload/events.ts'],
     ignores: ['main/index.ts', 'main/ipc.ts', 'main/electron-*.ts'],
     rules: {
       'no-restricted-imports': ['error', { paths: ['electron'] }],

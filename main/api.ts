@@ -1,56 +1,53 @@
 // The handlers: plain functions implementing the contract in preload/api.ts. Bound to
 // ipcMain by main/ipc.ts and to a WebSocket by main/web-bridge.ts; neither adds logic.
 //
-// Every argument is validated here (zod, strict: unknown keys are errors) before
-// anything reaches the engine, and every drive target must carry the user's explicit
-// confirmation. The engine checks everything again; this is where the user is told.
+// Every argument is validated (main/api-args.ts: zod, strict, unknown keys are errors)
+// before anything reaches the engine, and every drive target must carry the user's
+// explicit confirmation (main/api-drives.ts). The engine checks everything again; this
+// is where the user is told.
 
-import fs from 'node:fs';
-import path from 'node:path';
-import { z } from 'zod';
-import { type Drive, imageFileDrive } from '../engine/drives/classify';
-import { imageSize } from '../engine/io/compressed/index';
-import { driveFacts, type Facts, pathFacts } from '../engine/drives/facts';
-import {
-  inUse,
-  namedTwice,
-  sourceVerdict,
-  targetVerdict,
-  verdictFor,
-} from '../engine/drives/safety';
-import { MAX_REGION_SIZE, MIN_REGION_SIZE } from '../engine/geometry';
+import type { Drive } from '../engine/drives/classify';
 import type { JobRecord } from '../engine/metadata';
 import type { HostCloneRequest, HostCommand, HostEvent, LiveJob } from '../engine/protocol';
 import type {
-  ApiErrorCode,
-  ApiFailure,
   Capabilities,
-  CloneIntent,
   ClonePlan,
   CloneRequest,
+  DriveTwinMethod,
+  JobSummary,
+  MapExport,
+  MethodResult,
+  Reply,
+  Unsubscribe,
+  VerifyReport,
+} from '../preload/api';
+import type {
+  CloneIntent,
   DriveInfo,
-  DriveQuery,
   DrivesChanged,
   DriveTwinEventName,
   DriveTwinEvents,
-  DriveTwinMethod,
   JobDone,
   JobError,
   JobProgress,
   JobStarted,
-  JobSummary,
   JobVerified,
-  MapExport,
-  MethodArgs,
-  MethodResult,
   ModeChange,
   RegionMapChange,
-  Reply,
-  Unsubscribe,
   VerifyProgress,
-  VerifyReport,
-} from '../preload/api';
+} from '../preload/events';
 import { METHODS } from '../preload/api';
+import { parseArgs } from './api-args';
+import {
+  checkClone,
+  checkImageFile,
+  findDrive,
+  imageDrive,
+  requireAbsolute,
+  sourceSizeOf,
+  toDriveInfo,
+} from './api-drives';
+import { ApiError, engineError } from './api-error';
 import type { DrivesDiff } from './drive-watcher';
 
 // ---------------------------------------------------------------------------
@@ -109,266 +106,6 @@ export interface Backend {
   close(): void;
 }
 
-export class ApiError extends Error {
-  constructor(
-    readonly code: ApiErrorCode,
-    message: string,
-    readonly issues?: string[],
-  ) {
-    super(message);
-  }
-
-  toFailure(): ApiFailure {
-    return this.issues
-      ? { code: this.code, message: this.message, issues: this.issues }
-      : { code: this.code, message: this.message };
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Schemas
-
-const MAX_PATH = 4096;
-const MAX_TARGETS = 16;
-
-const pathText = z
-  .string()
-  .min(1, 'a path is needed')
-  .max(MAX_PATH, `a path is at most ${MAX_PATH} characters`)
-  .refine((s) => !s.includes('\0'), 'a path cannot contain a NUL character');
-
-const jobId = z.int().min(1).max(Number.MAX_SAFE_INTEGER);
-const percent = z.int().min(1).max(100);
-const rate = z.int().min(0).max(Number.MAX_SAFE_INTEGER);
-const isPowerOfTwo = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
-
-const cloneOptions = z
-  .strictObject({
-    regionSize: z
-      .int()
-      .min(MIN_REGION_SIZE)
-      .max(MAX_REGION_SIZE)
-      .refine(isPowerOfTwo, 'region size must be a power of two')
-      .optional(),
-    threshold: z.int().min(1).max(4096).optional(),
-    batch: z.int().min(1).max(4096).optional(),
-    throttle: percent.optional(),
-    maxRate: rate.optional(),
-    sparse: z.boolean().nullable().optional(),
-    ignoreErrors: z.boolean().optional(),
-    sequential: z.boolean().optional(),
-    verify: z.boolean().optional(),
-    usedOnly: z.boolean().optional(),
-    zeroFree: z.boolean().optional(),
-  })
-  .refine((o) => o.batch === undefined || o.batch <= (o.threshold ?? 32), {
-    message: 'batch must not exceed the threshold',
-    path: ['batch'],
-  })
-  .refine((o) => !o.zeroFree || o.usedOnly, {
-    message: 'zeroFree only goes with usedOnly',
-    path: ['zeroFree'],
-  });
-
-const cloneTarget = z.strictObject({
-  path: pathText,
-  confirmed: z.boolean().optional(),
-  allowMounted: z.boolean().optional(),
-  confirmSystemName: z.string().max(1024).optional(),
-});
-
-const cloneRequest = z.strictObject({
-  source: pathText,
-  targets: z.array(cloneTarget).min(1, 'at least one target is needed').max(MAX_TARGETS),
-  options: cloneOptions.optional(),
-  fresh: z.boolean().optional(),
-});
-
-const driveQuery = z.strictObject({
-  source: pathText.optional(),
-  allowMounted: z.boolean().optional(),
-  allowSystem: z.boolean().optional(),
-});
-
-const resumeRequest = z.strictObject({
-  confirmed: z.boolean().optional(),
-  options: z
-    .strictObject({
-      threshold: z.int().min(1).max(4096).optional(),
-      batch: z.int().min(1).max(4096).optional(),
-      throttle: percent.optional(),
-      maxRate: rate.optional(),
-      verify: z.boolean().optional(),
-    })
-    .optional(),
-  drop: z.array(pathText).max(MAX_TARGETS).optional(),
-});
-
-const throttleChange = z
-  .strictObject({ percent: percent.optional(), maxRate: rate.optional() })
-  .refine((c) => c.percent !== undefined || c.maxRate !== undefined, {
-    message: 'give percent, maxRate or both',
-  });
-
-const ARGS = {
-  capabilities: z.tuple([]),
-  listDrives: z.tuple([driveQuery.optional()]),
-  pickImageToOpen: z.tuple([pathText.optional()]),
-  pickImageToSave: z.tuple([pathText.optional()]),
-  planClone: z.tuple([cloneRequest]),
-  startClone: z.tuple([cloneRequest]),
-  pause: z.tuple([jobId]),
-  resume: z.tuple([jobId]),
-  cancel: z.tuple([jobId]),
-  setThrottle: z.tuple([jobId, throttleChange]),
-  listJobs: z.tuple([]),
-  resumeJob: z.tuple([jobId, resumeRequest.optional()]),
-  forgetJob: z.tuple([jobId]),
-  verify: z.tuple([jobId]),
-  regionMap: z.tuple([jobId]),
-  exportMap: z.tuple([jobId, z.enum(['json', 'ddrescue'])]),
-} satisfies { [M in DriveTwinMethod]: z.ZodType };
-
-/** Argument names, for messages: "request.targets[0].confirmed: …". */
-const ARG_NAMES: { [M in DriveTwinMethod]: string[] } = {
-  capabilities: [],
-  listDrives: ['query'],
-  pickImageToOpen: ['typedPath'],
-  pickImageToSave: ['typedPath'],
-  planClone: ['request'],
-  startClone: ['request'],
-  pause: ['job'],
-  resume: ['job'],
-  cancel: ['job'],
-  setThrottle: ['job', 'change'],
-  listJobs: [],
-  resumeJob: ['job', 'request'],
-  forgetJob: ['job'],
-  verify: ['job'],
-  regionMap: ['job'],
-  exportMap: ['job', 'format'],
-};
-
-function describeIssues(method: DriveTwinMethod, error: z.ZodError, given: number): string[] {
-  return error.issues.map((issue) => {
-    if (issue.path.length === 0 && (issue.code === 'too_big' || issue.code === 'too_small')) {
-      const names = ARG_NAMES[method];
-      const takes = names.length ? `(${names.join(', ')})` : 'no arguments';
-      return `arguments: ${method} takes ${takes}, not ${given} argument${given === 1 ? '' : 's'}`;
-    }
-    let where = '';
-    issue.path.forEach((p, i) => {
-      if (i === 0 && typeof p === 'number') where = ARG_NAMES[method][p] ?? `argument ${p + 1}`;
-      else if (typeof p === 'number') where += `[${p}]`;
-      else where += `${where ? '.' : ''}${String(p)}`;
-    });
-    const missing = issue.code === 'invalid_type' && /received undefined$/.test(issue.message);
-    return `${where || 'arguments'}: ${missing ? `missing (${issue.expected} expected)` : issue.message}`;
-  });
-}
-
-function parseArgs<M extends DriveTwinMethod>(method: M, args: unknown[]): MethodArgs<M> {
-  if (!Array.isArray(args)) throw new ApiError('invalid', `${method}: arguments must be a list`);
-  // Trailing undefined (an omitted optional argument through IPC) is no argument.
-  const given = [...args];
-  while (given.length > 0 && given[given.length - 1] === undefined) given.pop();
-  const parsed = (ARGS[method] as z.ZodType).safeParse(given);
-  if (!parsed.success) {
-    const issues = describeIssues(method, parsed.error, given.length);
-    throw new ApiError('invalid', `${method}: ${issues.join('; ')}`, issues);
-  }
-  return parsed.data as MethodArgs<M>;
-}
-
-// ---------------------------------------------------------------------------
-// Drives
-
-/**
- * An image file as the copy sees it: a compressed image is as big as what it holds
- * (exact where its format says, else an estimate), not as its file.
- */
-async function imageDrive(file: string): Promise<Drive & { sizeKnown: boolean }> {
-  const drive = imageFileDrive(file);
-  try {
-    const { size, known } = await imageSize(drive.path);
-    return { ...drive, size, sizeKnown: known };
-  } catch {
-    return { ...drive, sizeKnown: true }; // not there yet, or unreadable: its verdict says so
-  }
-}
-
-function toDriveInfo(
-  drive: Drive & { sizeKnown?: boolean },
-  query: DriveQuery,
-  sourceSize?: number,
-): DriveInfo {
-  return {
-    path: drive.path,
-    name: drive.name,
-    size: drive.size,
-    sizeKnown: drive.sizeKnown ?? true,
-    logicalBlockSize: drive.logicalBlockSize,
-    bus: drive.bus,
-    removable: drive.removable,
-    readOnly: drive.readOnly,
-    mountpoints: [...drive.mountpoints],
-    system: drive.system,
-    kind: drive.kind,
-    serial: drive.serial,
-    backingFile: drive.backingFile,
-    verdicts: {
-      source: verdictFor(drive, 'source'),
-      target: verdictFor(drive, 'target', {
-        sourcePath: query.source,
-        sourceSize,
-        allowMounted: query.allowMounted,
-        allowSystem: query.allowSystem,
-      }),
-    },
-  };
-}
-
-function realOrResolved(p: string): string {
-  try {
-    return fs.realpathSync(p);
-  } catch {
-    return path.resolve(p);
-  }
-}
-
-function statOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.statSync(p);
-  } catch {
-    return null;
-  }
-}
-
-/** The listed drive that `p` names (any path to it), or undefined. */
-function findDrive(drives: Drive[], p: string): Drive | undefined {
-  const real = realOrResolved(p);
-  return drives.find((d) => d.path === p || realOrResolved(d.path) === real);
-}
-
-/**
- * Facts about `p` for the safety rules: a listed drive as the user was shown it, and
- * anything else as it is now. A block device DriveTwin does not list is not written.
- */
-function factsOf(p: string, drives: Drive[], source?: string): Facts {
-  const listed = findDrive(drives, p);
-  const st = statOrNull(p);
-  if (listed?.kind === 'block' && st) return driveFacts(listed, source);
-  if (st?.isBlockDevice()) {
-    throw new ApiError('refused', `${p} is not a drive DriveTwin lists (no longer connected?)`);
-  }
-  return pathFacts(p, { source, drive: listed?.kind === 'block' });
-}
-
-function requireAbsolute(p: string, what: string): string {
-  if (!path.isAbsolute(p)) throw new ApiError('invalid', `${what}: give a full path, not "${p}"`);
-  return path.resolve(p);
-}
-
 // ---------------------------------------------------------------------------
 // Events from the engine, as the contract names them
 
@@ -399,24 +136,6 @@ function forwardEngineEvent(e: HostEvent, emit: Emit): void {
     case 'verify':
       return emit('verified', omitType(e) satisfies JobVerified);
   }
-}
-
-function engineError(e: unknown): ApiError {
-  if (e instanceof ApiError) return e;
-  const code = (e as { code?: unknown }).code;
-  const known: ApiErrorCode[] = [
-    'invalid',
-    'refused',
-    'not-found',
-    'busy',
-    'engine',
-    'unavailable',
-  ];
-  const message = e instanceof Error ? e.message : String(e);
-  return new ApiError(
-    known.includes(code as ApiErrorCode) ? (code as ApiErrorCode) : 'engine',
-    message,
-  );
 }
 
 /** The engine's form of a clone request. */
@@ -471,13 +190,6 @@ export function createBackend(deps: BackendDeps): Backend {
       if (!findDrive(out, image)) out.push(await imageDrive(image));
     }
     return out;
-  }
-
-  /** The size a copy from `p` has: a drive's, or an image's uncompressed size. */
-  async function sourceSizeOf(p: string, drives: Drive[]): Promise<number | undefined> {
-    const listed = findDrive(drives, p);
-    if (listed?.kind === 'block') return listed.size;
-    return statOrNull(p) ? (await imageDrive(p)).size : listed?.size;
   }
 
   async function request(command: HostCommand, access?: Access): Promise<unknown> {
@@ -535,69 +247,6 @@ export function createBackend(deps: BackendDeps): Backend {
     };
   }
 
-  /**
-   * Every check the user must hear about before the engine is asked: the source can
-   * be read, each target may be written (engine/drives/safety.ts says why not), and
-   * each drive target carries the confirmation it needs.
-   */
-  async function checkClone(request: CloneRequest): Promise<{
-    confirmed: string[];
-    allowMounted: boolean;
-    allowSystem: boolean;
-  }> {
-    const drives = await deps.listDrives();
-    const source = requireAbsolute(request.source, 'source');
-    const sourceFacts = factsOf(source, drives);
-    const readable = sourceVerdict(sourceFacts);
-    if (readable.level === 'refused') {
-      const gone = sourceFacts.kind === 'missing' && !sourceFacts.drivePath;
-      throw new ApiError(gone ? 'not-found' : 'refused', readable.reasons.join('; '));
-    }
-    const twice = namedTwice(request.targets.map((t) => t.path));
-    if (twice) throw new ApiError('refused', twice);
-    const sourceSize = await sourceSizeOf(source, drives);
-
-    const confirmed: string[] = [];
-    let allowMounted = false;
-    let allowSystem = false;
-    for (const target of request.targets) {
-      requireAbsolute(target.path, 'target');
-      const listed = findDrive(drives, target.path);
-      const systemDrive = listed?.kind === 'block' && listed.system;
-      if (target.confirmSystemName !== undefined && !systemDrive) {
-        throw new ApiError(
-          'invalid',
-          `target ${target.path}: confirmSystemName is only for the drive that holds the system`,
-        );
-      }
-      const facts = factsOf(target.path, drives, source);
-      const verdict = targetVerdict(facts, {
-        sourceSize,
-        allowMounted: target.allowMounted === true,
-        allowSystem: target.confirmSystemName !== undefined,
-      });
-      if (verdict.level === 'refused') throw new ApiError('refused', verdict.reasons.join('; '));
-      allowMounted ||= target.allowMounted === true && inUse(facts);
-      if (facts.kind !== 'block') continue;
-      if (target.confirmed !== true) {
-        throw new ApiError(
-          'refused',
-          `target ${target.path} is a drive: everything on it will be overwritten, ` +
-            'and the user has to confirm that (confirmed: true)',
-        );
-      }
-      if (listed?.system && target.confirmSystemName !== listed.name) {
-        throw new ApiError(
-          'refused',
-          `target ${target.path} holds the running system: confirmSystemName must be its name, "${listed.name}"`,
-        );
-      }
-      allowSystem ||= facts.system;
-      confirmed.push(target.path);
-    }
-    return { confirmed, allowMounted, allowSystem };
-  }
-
   async function pickImage(
     typed: string | undefined,
     ask: (() => Promise<string | null>) | undefined,
@@ -609,23 +258,7 @@ export function createBackend(deps: BackendDeps): Backend {
       chosen = (await ask()) ?? undefined;
       if (chosen === undefined) return null;
     }
-    const file = requireAbsolute(chosen, 'image');
-    const st = statOrNull(file);
-    if (forWriting) {
-      if (st && !st.isFile()) throw new ApiError('refused', `${file} is not a regular file`);
-      const folder = path.dirname(file);
-      if (!statOrNull(folder)?.isDirectory()) {
-        throw new ApiError('not-found', `folder ${folder} does not exist`);
-      }
-    } else {
-      if (!st) throw new ApiError('not-found', `${file} does not exist`);
-      if (!st.isFile()) throw new ApiError('refused', `${file} is not an image file`);
-      try {
-        fs.accessSync(file, fs.constants.R_OK);
-      } catch {
-        throw new ApiError('refused', `${file} can't be read`);
-      }
-    }
+    const file = checkImageFile(chosen, forWriting);
     images.add(file);
     return toDriveInfo(await imageDrive(file), {});
   }
@@ -675,7 +308,7 @@ export function createBackend(deps: BackendDeps): Backend {
 
     async startClone(...args) {
       const [req] = parseArgs('startClone', args);
-      const checked = await checkClone(req);
+      const checked = await checkClone(req, await deps.listDrives());
       const started = (await request(
         { type: 'start', request: hostRequest(req, checked), confirmed: checked.confirmed },
         { read: [req.source], write: req.targets.map((t) => t.path) },

@@ -4,9 +4,9 @@
 
 import { BrowserWindow, dialog, utilityProcess } from 'electron';
 import type { Dialogs } from './api';
-import type { UtilityForker } from './engine-host';
+import type { UtilityForker } from './engine-links';
 
-/** Electron's utilityProcess, as main/engine-host.ts wants it (checked here against electron.d.ts). */
+/** Electron's utilityProcess, as main/engine-links.ts wants it (checked here against electron.d.ts). */
 export const engineForker: UtilityForker = utilityProcess;
 
 const IMAGE_FILTERS = [

@@ -11,7 +11,7 @@ import type {
   JobProgress,
   JobStarted,
   VerifyProgress,
-} from '../preload/api';
+} from '../preload/events';
 import { APP_NAME } from './window';
 
 /** What one job is doing, from its latest event. */

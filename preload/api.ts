@@ -1,50 +1,26 @@
-// The contract between the renderer and the backend: what `window.driveTwin` is.
+// The contract between the renderer and the backend: what `window.driveTwin` is — its
+// calls here, its events and the data they carry in ./events.ts.
 //
-// Types and constants only — no imports, nothing that needs Node or Electron — so the
-// preload (contextBridge over ipcRenderer), the browser bridge client (WebSocket) and
-// the handlers in main/api.ts all build against this one file. Every value that
-// crosses is plain data (structured-clone and JSON safe): no classes, no functions
-// except the listener passed to `on`.
+// Types and constants only — no imports but types from ./events, nothing that needs
+// Node or Electron — so the preload (contextBridge over ipcRenderer), the browser
+// bridge client (WebSocket) and the handlers in main/api.ts all build against these two
+// files. Every value that crosses is plain data (structured-clone and JSON safe): no
+// classes, no functions except the listener passed to `on`.
+
+import type {
+  ByteRange,
+  CloneIntent,
+  DriveInfo,
+  DriveTwinEventName,
+  DriveTwinEvents,
+  JobId,
+  JobOptionsInfo,
+  MetadataMode,
+  RegionMapChange,
+} from './events';
 
 // ---------------------------------------------------------------------------
-// Drives
-
-export type JobId = number;
-
-/** usable: go ahead; confirm: only after the user explicitly confirms; refused: never. */
-export type VerdictLevel = 'usable' | 'confirm' | 'refused';
-
-export interface DriveVerdict {
-  level: VerdictLevel;
-  /** Why, in words to show the user (may be empty when usable). */
-  reasons: string[];
-}
-
-/** A drive, a loop device with a backing file, or an image file the user picked. */
-export interface DriveInfo {
-  /** What to pass back as a source or target path. */
-  path: string;
-  /** What to show; for a system drive, what the user must type to confirm it. */
-  name: string;
-  /** Bytes (0 for an image file still to be created); a compressed image's uncompressed size. */
-  size: number;
-  /** False for a compressed image whose format does not say its size: `size` is an estimate. */
-  sizeKnown: boolean;
-  logicalBlockSize: number;
-  bus: string | null;
-  removable: boolean;
-  readOnly: boolean;
-  /** Of the drive and everything on it; swap shows as `[SWAP]`. */
-  mountpoints: string[];
-  /** Holds the running OS or its boot partition. */
-  system: boolean;
-  kind: 'block' | 'file';
-  serial: string | null;
-  /** For a loop device: the image file behind it. */
-  backingFile: string | null;
-  /** May it be read from (source) or written (target)? Target verdicts follow the DriveQuery. */
-  verdicts: { source: DriveVerdict; target: DriveVerdict };
-}
+// Drives, image files and dialogs
 
 /** Target verdicts depend on the chosen source (overlap, size) and on what the user allows. */
 export interface DriveQuery {
@@ -55,18 +31,6 @@ export interface DriveQuery {
   /** Show the system drive as `confirm` instead of `refused` (the target then needs confirmSystemName). */
   allowSystem?: boolean;
 }
-
-export interface DrivesChanged {
-  drives: DriveInfo[];
-  /** Paths that appeared / disappeared since the previous message. */
-  added: string[];
-  removed: string[];
-  /** Paths present before and after whose details (size, mounts, read-only…) changed. */
-  changed: string[];
-}
-
-// ---------------------------------------------------------------------------
-// Image files and dialogs
 
 export interface Capabilities {
   /** 'electron': the desktop window; 'web': the browser bridge (`npm run web`). */
@@ -128,9 +92,6 @@ export interface CloneRequest {
   fresh?: boolean;
 }
 
-/** new: erase and copy; resume: go on with an unfinished job; update: copy what differs. */
-export type CloneIntent = 'new' | 'resume' | 'update';
-
 /** What startClone would do, from every check, before anything is written. */
 export interface ClonePlan {
   intent: CloneIntent;
@@ -164,20 +125,6 @@ export interface ThrottleChange {
 
 /** verifying: copied, being compared. done: copied (see `verified`). */
 export type JobState = 'running' | 'paused' | 'verifying' | 'interrupted' | 'done' | 'failed';
-export type MetadataMode = 'rw' | 'ro' | 'fail';
-
-export interface JobOptionsInfo {
-  threshold: number;
-  batch: number;
-  throttle: number;
-  maxRate: number;
-  sparse: boolean | null;
-  ignoreErrors: boolean;
-  sequential: boolean;
-  verify: boolean;
-  usedOnly?: boolean;
-  zeroFree?: boolean;
-}
 
 export interface JobSummary {
   job: JobId;
@@ -208,11 +155,6 @@ export interface JobSummary {
   finishedAt: string | null;
 }
 
-export interface ByteRange {
-  offset: number;
-  length: number;
-}
-
 export interface VerifyReport {
   job: JobId;
   /** True when every readable byte of every destination equals the source. */
@@ -236,165 +178,9 @@ export interface MapExport {
 }
 
 // ---------------------------------------------------------------------------
-// Events
-
-export interface JobStarted {
-  job: JobId;
-  intent: CloneIntent;
-  /** intent is not 'new'. */
-  resumed: boolean;
-  source: string;
-  destinations: string[];
-  regionSize: number;
-  regionsTotal: number;
-  regionsHydrated: number;
-  /** The image's size (uncompressed); an estimate while sizeKnown is false. */
-  bytesTotal: number;
-  sizeKnown: boolean;
-  /** The options in force. */
-  options: JobOptionsInfo;
-  /** An update: how many regions were found to differ. */
-  delta?: number;
-}
-
-/** Sent every ~300 ms while a job copies (paused jobs too, with no bytes moving). */
-export interface JobProgress {
-  job: JobId;
-  /**
-   * copying; flushing: all written, the last flush and commit run; comparing (before an
-   * update) and verifying (after a copy): bytesDone, rate and eta are theirs (as in
-   * verify-progress).
-   */
-  phase: 'copying' | 'flushing' | 'comparing' | 'verifying';
-  bytesDone: number;
-  bytesTotal: number;
-  sizeKnown: boolean;
-  /** Committed: on every destination and flushed. */
-  regionsHydrated: number;
-  /** Written to every destination, waiting for the next commit. */
-  regionsWritten: number;
-  /** Regions in flight. hydrated + written + hydrating ≤ total. */
-  hydrating: number;
-  regionsTotal: number;
-  /** Bytes per second over about the last second (since the last pause or throttle change). */
-  rate: number;
-  /** Seconds left at that rate; null while paused or not yet known. */
-  eta: number | null;
-  paused: boolean;
-  /** The throttle in force. */
-  throttle: { percent: number; maxRate: number };
-  status: string;
-}
-
-/**
- * Region map changes, compact. Every run list is flat: [first, count, first, count, …]
- * by region index, ascending, non-overlapping.
- *
- * `reset: true` (the first message of a job, and regionMap()): `hydrated` and
- * `unreadable` are the whole map. `reset: false`: they are regions newly hydrated /
- * found unreadable since the previous message (add them). `hydrating` always replaces
- * the previous hydrating set (regions read from the source but not yet committed).
- */
-export interface RegionMapChange {
-  job: JobId;
-  reset: boolean;
-  regionSize: number;
-  regionsTotal: number;
-  hydrated: number[];
-  hydrating: number[];
-  /** Regions holding source blocks that could not be read (written as zeros). */
-  unreadable: number[];
-}
-
-export interface JobError {
-  /** null: not about one job (e.g. the engine could not start). */
-  job: JobId | null;
-  message: string;
-  device?: string;
-  offset?: number;
-  length?: number;
-  /** True when the job stopped because of it (it stays resumable). */
-  fatal: boolean;
-}
-
-export interface ModeChange {
-  job: JobId;
-  mode: MetadataMode;
-  reason: string;
-}
-
-export interface DestinationResult {
-  path: string;
-  /** done: holds every region; failed: left the job (error says why); unfinished: the job stopped. */
-  state: 'done' | 'failed' | 'unfinished';
-  error: string | null;
-  /** Bytes that reached it in this session (a backup's: compressed). */
-  bytesWritten: number;
-  /** Set when it was verified. */
-  verified?: boolean;
-  mismatches?: ByteRange[];
-}
-
-export interface JobDone {
-  job: JobId;
-  intent?: CloneIntent;
-  /** done: every destination still in the job holds every region. interrupted and failed jobs are resumable. */
-  state: 'done' | 'interrupted' | 'failed';
-  error?: string | null;
-  bytesRead: number;
-  bytesWritten: number;
-  regionsCopied: number;
-  unreadableBytes: number;
-  unreadable: ByteRange[];
-  failedDestinations: string[];
-  /** Per destination: its result (and its verify result). */
-  destinations?: DestinationResult[];
-  seconds: number;
-  copySeconds?: number;
-  verifySeconds?: number;
-  /** Set when the job verified: true only when every destination compared equal. */
-  verified?: boolean;
-  mismatches?: ByteRange[];
-}
-
-/** Comparing before an update, or verifying after a copy. */
-export interface VerifyProgress {
-  job: JobId;
-  phase: 'comparing' | 'verifying';
-  bytesDone: number;
-  bytesTotal: number;
-  rate: number;
-  eta: number | null;
-}
-
-/** A job's verify: per destination, equal or the ranges that differ. */
-export interface JobVerified {
-  job: JobId;
-  equal: boolean;
-  destinations: Array<{ path: string; equal: boolean; mismatches: ByteRange[]; regions: number[] }>;
-  skipped: ByteRange[];
-  seconds: number;
-}
-
-/** Event name → payload. */
-export interface DriveTwinEvents {
-  'drives-changed': DrivesChanged;
-  'job-started': JobStarted;
-  progress: JobProgress;
-  'region-map': RegionMapChange;
-  error: JobError;
-  mode: ModeChange;
-  done: JobDone;
-  'verify-progress': VerifyProgress;
-  verified: JobVerified;
-}
-
-export type DriveTwinEventName = keyof DriveTwinEvents;
+// The API
 
 export type Unsubscribe = () => void;
-
-// ---------------------------------------------------------------------------
-// The API
 
 /**
  * `window.driveTwin`. Every method returns a promise; a refused or malformed call

@@ -9,13 +9,13 @@
 // channels follow the contract's rule (`drivetwin:call:<method>`,
 // `drivetwin:event:<event>`), typed against INVOKE_CHANNELS and EVENT_CHANNELS. We chose
 // that over inlining the lists with a build step: nothing generated, nothing to forget
-// to run. Only type imports from ./api below: they vanish from the compiled file.
+// to run. Only type imports from ./api and ./events below: they vanish from the compiled
+// file.
 
 import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
 import type {
   ApiFailure,
   DriveTwinApi,
-  DriveTwinEventName,
   DriveTwinMethod,
   EVENT_CHANNELS,
   EVENTS,
@@ -25,6 +25,7 @@ import type {
   Reply,
   Unsubscribe,
 } from './api';
+import type { DriveTwinEventName } from './events';
 
 const methods = [
   'capabilities',

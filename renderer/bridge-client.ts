@@ -10,11 +10,10 @@ import {
   type BridgeClientMessage,
   type BridgeServerMessage,
   type DriveTwinApi,
-  type DriveTwinEventName,
-  type DriveTwinEvents,
   type DriveTwinMethod,
   type Reply,
 } from '../preload/api';
+import type { DriveTwinEventName, DriveTwinEvents } from '../preload/events';
 
 /** The few WebSocket members used (the browser's WebSocket, or `ws` in tests). */
 export interface SocketLike {

@@ -1,13 +1,7 @@
 // A job's events in the user's words. Plain functions of the events (and of the job's
 // record, for the history): nothing here keeps or works out a job's state.
-import type {
-  ClonePlan,
-  DestinationResult,
-  JobDone,
-  JobProgress,
-  JobState,
-  JobSummary,
-} from '../../preload/api';
+import type { ClonePlan, JobState, JobSummary } from '../../preload/api';
+import type { DestinationResult, JobDone, JobProgress } from '../../preload/events';
 import { formatBytes, formatPercent } from './format';
 
 export const STATE_WORDS: Record<JobState, string> = {

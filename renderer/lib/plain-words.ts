@@ -1,6 +1,6 @@
 // Engine errors and metadata mode changes, said so the user knows what happened,
 // where, and what to do about it.
-import type { JobError, ModeChange } from '../../preload/api';
+import type { JobError, ModeChange } from '../../preload/events';
 import { formatBytes } from './format';
 
 export interface Explained {

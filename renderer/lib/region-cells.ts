@@ -4,7 +4,7 @@
 // arrive, so memory and the work per message depend on the runs and the bucket
 // count, never on the disk size (a 16 TB drive at 4 KiB regions has 4 billion).
 // Drawing groups whole buckets into as many cells as fit on screen.
-import type { RegionMapChange } from '../../preload/api';
+import type { RegionMapChange } from '../../preload/events';
 
 export const MAX_BUCKETS = 65536;
 

@@ -3,7 +3,8 @@
 // Two lists: every drive with its verdict as a source, and the same drives with their
 // verdicts as targets — those depend on the chosen source and on what the user allows
 // (mounted drives, the system drive), so they are asked for again when those change.
-import type { Capabilities, DriveInfo, DriveQuery, DrivesChanged } from '../../preload/api';
+import type { Capabilities, DriveQuery } from '../../preload/api';
+import type { DriveInfo, DrivesChanged } from '../../preload/events';
 import { api, errorText } from '../lib/api';
 
 class Drives {

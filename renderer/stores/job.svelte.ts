@@ -4,6 +4,7 @@
 //
 // Events can arrive before startClone/resumeJob answer with the job's id, so events
 // of jobs not (yet) shown are kept briefly and replayed when the job is shown.
+import type { JobSummary, ThrottleChange } from '../../preload/api';
 import type {
   CloneIntent,
   DriveTwinEventName,
@@ -14,13 +15,11 @@ import type {
   JobOptionsInfo,
   JobProgress,
   JobStarted,
-  JobSummary,
   JobVerified,
   ModeChange,
   RegionMapChange,
-  ThrottleChange,
   VerifyProgress,
-} from '../../preload/api';
+} from '../../preload/events';
 import { api, errorText } from '../lib/api';
 import { RegionCells } from '../lib/region-cells';
 import { history } from './history.svelte';

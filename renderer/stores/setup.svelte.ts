@@ -7,7 +7,8 @@
 // ignoring read errors) — the next copy must ask for them again. How copies run
 // (region size, verify, sparse, sequential writes, disk time, speed limit) is a
 // preference that stays: none of it can lose data or hide an error.
-import type { CloneOptions, CloneRequest, CloneTarget, DriveInfo } from '../../preload/api';
+import type { CloneOptions, CloneRequest, CloneTarget } from '../../preload/api';
+import type { DriveInfo } from '../../preload/events';
 import { drives } from './drives.svelte';
 
 const MIB = 1024 * 1024;

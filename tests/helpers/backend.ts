@@ -7,12 +7,8 @@ import type { Drive } from '../../engine/drives/classify';
 import type { HostCommand } from '../../engine/protocol';
 import { type Backend, createBackend } from '../../main/api';
 import { EngineSupervisor, type SupervisorOptions } from '../../main/engine-host';
-import type {
-  DriveTwinEventName,
-  DriveTwinEvents,
-  DriveTwinMethod,
-  MethodResult,
-} from '../../preload/api';
+import type { DriveTwinMethod, MethodResult } from '../../preload/api';
+import type { DriveTwinEventName, DriveTwinEvents } from '../../preload/events';
 
 export interface Recorded<E extends DriveTwinEventName = DriveTwinEventName> {
   event: E;

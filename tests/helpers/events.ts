@@ -1,7 +1,7 @@
 // Events as the window receives them, for tests of what is shown: every field set,
 // the test says what differs.
 
-import type { JobDone, JobProgress } from '../../preload/api';
+import type { JobDone, JobProgress } from '../../preload/events';
 
 export function progressEvent(p: Partial<JobProgress> = {}): JobProgress {
   return {

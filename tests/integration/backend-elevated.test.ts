@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { elevatedLaunch, listenForEngine } from '../../main/engine-host';
+import { elevatedLaunch, listenForEngine } from '../../main/elevation';
 import { startBackend } from '../helpers/backend';
 import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 

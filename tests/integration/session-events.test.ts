@@ -14,7 +14,7 @@ import { spawnCli } from '../helpers/cli';
 import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';
 import { faultyDrive } from '../helpers/nbd';
-import type { JobDone, JobProgress } from '../../preload/api';
+import type { JobDone, JobProgress } from '../../preload/events';
 
 const MIB = 1024 * 1024;
 

@@ -10,7 +10,7 @@ import {
   needsElevation,
   shellQuote,
   type ElevationInput,
-} from '../../main/engine-host';
+} from '../../main/elevation';
 import { tempDir } from '../helpers/files';
 
 const POSIX: ElevationInput = {
@@ -140,7 +140,7 @@ test('elevation is needed exactly when opening a path fails for lack of privileg
   const lockedDir = path.join(tmp.dir, 'locked');
   fs.mkdirSync(lockedDir, { mode: 0o755 });
   const script = `
-    const { needsElevation } = require(${JSON.stringify(require.resolve('../../main/engine-host'))});
+    const { needsElevation } = require(${JSON.stringify(require.resolve('../../main/elevation'))});
     console.log(JSON.stringify([
       needsElevation({ read: [${JSON.stringify(file)}], write: [] }),
       needsElevation({ read: [], write: [${JSON.stringify(path.join(lockedDir, 'new.img'))}] }),

@@ -9,7 +9,8 @@ import { builtinModules, createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { EngineSupervisor, type ElevationInput } from '../../main/engine-host';
+import type { ElevationInput } from '../../main/elevation';
+import { EngineSupervisor } from '../../main/engine-host';
 import { APP_ID, APP_NAME, LINUX_DESKTOP_FILE } from '../../main/window';
 
 const ROOT = path.join(__dirname, '..', '..', '..');

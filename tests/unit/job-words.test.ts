@@ -5,7 +5,8 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { ClonePlan, JobDone, JobProgress } from '../../preload/api';
+import type { ClonePlan } from '../../preload/api';
+import type { JobDone, JobProgress } from '../../preload/events';
 import { doneEvent, progressEvent } from '../helpers/events';
 import {
   destinationWords,

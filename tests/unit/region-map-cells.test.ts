@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MAX_BUCKETS, RegionCells } from '../../renderer/lib/region-cells';
-import type { RegionMapChange } from '../../preload/api';
+import type { RegionMapChange } from '../../preload/events';
 
 function change(over: Partial<RegionMapChange>): RegionMapChange {
   return {

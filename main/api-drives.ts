@@ -1,0 +1,199 @@
+// Drives and image files as the handlers see them: what the contract shows of each
+// (DriveInfo, with its verdicts), the paths the user gives, and the checks on a clone
+// before the engine is asked (the engine checks everything again; this is where the
+// user is told).
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { type Drive, imageFileDrive } from '../engine/drives/classify';
+import { driveFacts, type Facts, pathFacts } from '../engine/drives/facts';
+import {
+  inUse,
+  namedTwice,
+  sourceVerdict,
+  targetVerdict,
+  verdictFor,
+} from '../engine/drives/safety';
+import { imageSize } from '../engine/io/compressed/index';
+import type { CloneRequest, DriveQuery } from '../preload/api';
+import type { DriveInfo } from '../preload/events';
+import { ApiError } from './api-error';
+
+/**
+ * An image file as the copy sees it: a compressed image is as big as what it holds
+ * (exact where its format says, else an estimate), not as its file.
+ */
+export async function imageDrive(file: string): Promise<Drive & { sizeKnown: boolean }> {
+  const drive = imageFileDrive(file);
+  try {
+    const { size, known } = await imageSize(drive.path);
+    return { ...drive, size, sizeKnown: known };
+  } catch {
+    return { ...drive, sizeKnown: true }; // not there yet, or unreadable: its verdict says so
+  }
+}
+
+export function toDriveInfo(
+  drive: Drive & { sizeKnown?: boolean },
+  query: DriveQuery,
+  sourceSize?: number,
+): DriveInfo {
+  return {
+    path: drive.path,
+    name: drive.name,
+    size: drive.size,
+    sizeKnown: drive.sizeKnown ?? true,
+    logicalBlockSize: drive.logicalBlockSize,
+    bus: drive.bus,
+    removable: drive.removable,
+    readOnly: drive.readOnly,
+    mountpoints: [...drive.mountpoints],
+    system: drive.system,
+    kind: drive.kind,
+    serial: drive.serial,
+    backingFile: drive.backingFile,
+    verdicts: {
+      source: verdictFor(drive, 'source'),
+      target: verdictFor(drive, 'target', {
+        sourcePath: query.source,
+        sourceSize,
+        allowMounted: query.allowMounted,
+        allowSystem: query.allowSystem,
+      }),
+    },
+  };
+}
+
+function realOrResolved(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+export function statOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.statSync(p);
+  } catch {
+    return null;
+  }
+}
+
+/** The listed drive that `p` names (any path to it), or undefined. */
+export function findDrive(drives: Drive[], p: string): Drive | undefined {
+  const real = realOrResolved(p);
+  return drives.find((d) => d.path === p || realOrResolved(d.path) === real);
+}
+
+/**
+ * Facts about `p` for the safety rules: a listed drive as the user was shown it, and
+ * anything else as it is now. A block device DriveTwin does not list is not written.
+ */
+function factsOf(p: string, drives: Drive[], source?: string): Facts {
+  const listed = findDrive(drives, p);
+  const st = statOrNull(p);
+  if (listed?.kind === 'block' && st) return driveFacts(listed, source);
+  if (st?.isBlockDevice()) {
+    throw new ApiError('refused', `${p} is not a drive DriveTwin lists (no longer connected?)`);
+  }
+  return pathFacts(p, { source, drive: listed?.kind === 'block' });
+}
+
+export function requireAbsolute(p: string, what: string): string {
+  if (!path.isAbsolute(p)) throw new ApiError('invalid', `${what}: give a full path, not "${p}"`);
+  return path.resolve(p);
+}
+
+/** The size a copy from `p` has: a drive's, or an image's uncompressed size. */
+export async function sourceSizeOf(p: string, drives: Drive[]): Promise<number | undefined> {
+  const listed = findDrive(drives, p);
+  if (listed?.kind === 'block') return listed.size;
+  return statOrNull(p) ? (await imageDrive(p)).size : listed?.size;
+}
+
+/**
+ * Every check the user must hear about before the engine is asked: the source can
+ * be read, each target may be written (engine/drives/safety.ts says why not), and
+ * each drive target carries the confirmation it needs. `drives`: as listed now.
+ */
+export async function checkClone(
+  request: CloneRequest,
+  drives: Drive[],
+): Promise<{ confirmed: string[]; allowMounted: boolean; allowSystem: boolean }> {
+  const source = requireAbsolute(request.source, 'source');
+  const sourceFacts = factsOf(source, drives);
+  const readable = sourceVerdict(sourceFacts);
+  if (readable.level === 'refused') {
+    const gone = sourceFacts.kind === 'missing' && !sourceFacts.drivePath;
+    throw new ApiError(gone ? 'not-found' : 'refused', readable.reasons.join('; '));
+  }
+  const twice = namedTwice(request.targets.map((t) => t.path));
+  if (twice) throw new ApiError('refused', twice);
+  const sourceSize = await sourceSizeOf(source, drives);
+
+  const confirmed: string[] = [];
+  let allowMounted = false;
+  let allowSystem = false;
+  for (const target of request.targets) {
+    requireAbsolute(target.path, 'target');
+    const listed = findDrive(drives, target.path);
+    const systemDrive = listed?.kind === 'block' && listed.system;
+    if (target.confirmSystemName !== undefined && !systemDrive) {
+      throw new ApiError(
+        'invalid',
+        `target ${target.path}: confirmSystemName is only for the drive that holds the system`,
+      );
+    }
+    const facts = factsOf(target.path, drives, source);
+    const verdict = targetVerdict(facts, {
+      sourceSize,
+      allowMounted: target.allowMounted === true,
+      allowSystem: target.confirmSystemName !== undefined,
+    });
+    if (verdict.level === 'refused') throw new ApiError('refused', verdict.reasons.join('; '));
+    allowMounted ||= target.allowMounted === true && inUse(facts);
+    if (facts.kind !== 'block') continue;
+    if (target.confirmed !== true) {
+      throw new ApiError(
+        'refused',
+        `target ${target.path} is a drive: everything on it will be overwritten, ` +
+          'and the user has to confirm that (confirmed: true)',
+      );
+    }
+    if (listed?.system && target.confirmSystemName !== listed.name) {
+      throw new ApiError(
+        'refused',
+        `target ${target.path} holds the running system: confirmSystemName must be its name, "${listed.name}"`,
+      );
+    }
+    allowSystem ||= facts.system;
+    confirmed.push(target.path);
+  }
+  return { confirmed, allowMounted, allowSystem };
+}
+
+/**
+ * The image file the user picked or typed, as a full path: one to read must be a
+ * readable file; one to write, a file or nothing yet, in a folder that exists.
+ */
+export function checkImageFile(chosen: string, forWriting: boolean): string {
+  const file = requireAbsolute(chosen, 'image');
+  const st = statOrNull(file);
+  if (forWriting) {
+    if (st && !st.isFile()) throw new ApiError('refused', `${file} is not a regular file`);
+    const folder = path.dirname(file);
+    if (!statOrNull(folder)?.isDirectory()) {
+      throw new ApiError('not-found', `folder ${folder} does not exist`);
+    }
+  } else {
+    if (!st) throw new ApiError('not-found', `${file} does not exist`);
+    if (!st.isFile()) throw new ApiError('refused', `${file} is not an image file`);
+    try {
+      fs.accessSync(file, fs.constants.R_OK);
+    } catch {
+      throw new ApiError('refused', `${file} can't be read`);
+    }
+  }
+  return file;
+}
