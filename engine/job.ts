@@ -14,7 +14,8 @@ import {
   borrowBuffer,
   giveBack,
 } from './io/buffers';
-import type { Metadata, Mode } from './metadata';
+import type { Mode } from './job-record';
+import type { Metadata } from './metadata';
 import type { JobOptions } from './options';
 import { RateMeter } from './rate';
 import type { RegionMap } from './region-map';

@@ -19,7 +19,7 @@ import {
   verdictFor,
 } from '../engine/drives/safety';
 import { MAX_REGION_SIZE, MIN_REGION_SIZE } from '../engine/geometry';
-import type { JobRecord } from '../engine/metadata';
+import type { JobRecord } from '../engine/job-record';
 import type { HostCloneRequest, HostCommand, HostEvent, LiveJob } from '../engine/protocol';
 import type {
   ApiErrorCode,
