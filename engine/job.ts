@@ -1,11 +1,13 @@
 // The userspace dm-clone: hydrates every destination from the source, region by
 // region, and commits the hydrated bitmap once a second — after flushing the
-// destinations, so a region marked hydrated is always really on them.
+// destinations, so a region marked hydrated is always really on them. The commit
+// itself and the metadata mode are engine/commit.ts.
 
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
+import { Committer } from './commit';
 import { Copier, type CopyResult, type Target } from './copier';
-import { type Geometry, type Range, mergeRanges, regionRange } from './geometry';
+import { type Geometry, type Range, regionRange } from './geometry';
 import { type Device, DeviceError, isStream } from './io/device';
 import {
   MAX_IN_FLIGHT_BYTES,
@@ -14,7 +16,6 @@ import {
   borrowBuffer,
   giveBack,
 } from './io/buffers';
-import type { Mode } from './job-record';
 import type { Metadata } from './metadata';
 import type { JobOptions } from './options';
 import { RateMeter } from './rate';
@@ -84,8 +85,8 @@ export class HydrationJob extends EventEmitter {
   private readonly throttle: Throttle;
   private readonly copier: Copier;
   private readonly rateMeter = new RateMeter();
+  private readonly committer: Committer;
 
-  private mode: Mode = 'rw';
   private movedBytes = 0;
   private paceSince = 0;
   private cursor = 0;
@@ -99,21 +100,13 @@ export class HydrationJob extends EventEmitter {
   private readonly batchRegions: number;
   /** The most batches in flight at once (one buffer each). */
   private readonly batchesInFlight: number;
-  private commitChain: Promise<void> = Promise.resolve();
 
   /** Batches in flight: read, or being written. */
   private readonly inFlight = new Map<number, number>();
-  /** Written to every destination, waiting for the next commit. */
-  private copied: Array<{ first: number; count: number }> = [];
-  /** Taken by the commit under way: written, being flushed. */
-  private committing: Array<{ first: number; count: number }> = [];
-  private pendingUnreadable: Range[] = [];
-  private unreadable: Range[] = [];
   private readonly failed: CopyOutcome['failed'] = [];
   private readonly written = new Map<number, number>();
   private pausedAt: number | null = null;
   private pausedMs = 0;
-  private databaseLost = false;
 
   private bytesDone: number;
   private bytesRead = 0;
@@ -159,7 +152,13 @@ export class HydrationJob extends EventEmitter {
       zeroUnit: regionSize,
       onMoved: (bytes, admittedAt) => this.moved(bytes, admittedAt),
     });
-    this.unreadable = this.meta.loadUnreadable(this.id);
+    this.committer = new Committer(this.id, this.meta, this.map, {
+      flushDestinations: () => this.flushDestinations(),
+      status: () => this.status(),
+      stop: (message) => this.stop(message),
+      modeChanged: (event) => this.emitEvent(event),
+      committed: (regions, unreadable) => this.emit('committed', regions, unreadable),
+    });
     this.bytesDone = this.hydratedBytes();
   }
 
@@ -201,7 +200,7 @@ export class HydrationJob extends EventEmitter {
   async run(): Promise<CopyOutcome> {
     this.startedAt = performance.now();
     this.newPace();
-    const timer = setInterval(() => void this.commit(), COMMIT_PERIOD_MS);
+    const timer = setInterval(() => void this.committer.commit(), COMMIT_PERIOD_MS);
     const sizeWasKnown = this.sizeKnown;
     try {
       await this.hydrate();
@@ -212,7 +211,7 @@ export class HydrationJob extends EventEmitter {
     }
     giveBack(this.freeBuffers.splice(0));
     this.flushingAtEnd = true;
-    await this.commit();
+    await this.committer.commit();
     this.flushingAtEnd = false;
     return this.finish();
   }
@@ -251,7 +250,7 @@ export class HydrationJob extends EventEmitter {
       paused: this.paused,
       sparse: this.targets.some((t) => t?.skipZeros),
       options: this.options,
-      mode: this.mode,
+      mode: this.committer.mode,
     });
   }
 
@@ -268,7 +267,7 @@ export class HydrationJob extends EventEmitter {
       bytesTotal: total,
       sizeKnown: this.sizeKnown,
       regionsHydrated: this.map.count,
-      regionsWritten: count(this.copied) + count(this.committing),
+      regionsWritten: this.committer.regionsWritten(),
       hydrating: this.regionsHydrating(),
       regionsTotal: Math.ceil(total / this.geometry.regionSize),
       rate: this.paused ? 0 : this.rateMeter.rate(),
@@ -282,7 +281,7 @@ export class HydrationJob extends EventEmitter {
   /** Regions not yet committed: in flight, or written and waiting for the commit. */
   uncommittedRuns(): Array<{ first: number; count: number }> {
     const inFlight = [...this.inFlight].map(([first, n]) => ({ first, count: n }));
-    return [...inFlight, ...this.copied, ...this.committing];
+    return [...inFlight, ...this.committer.uncommitted()];
   }
 
   private regionsHydrating(): number {
@@ -441,7 +440,7 @@ export class HydrationJob extends EventEmitter {
     });
     if (this.liveTargets().length === 0) return;
     if (result.unreadable.length > 0) {
-      this.pendingUnreadable.push(...result.unreadable);
+      this.committer.foundUnreadable(result.unreadable);
       for (const r of result.unreadable) {
         this.emitEvent({
           type: 'error',
@@ -455,7 +454,7 @@ export class HydrationJob extends EventEmitter {
       }
     }
     if (real <= 0) return;
-    this.copied.push({ first, count: real });
+    this.committer.written(first, real);
     this.bytesDone += length;
     this.regionsCopied += real;
   }
@@ -493,7 +492,9 @@ export class HydrationJob extends EventEmitter {
     try {
       this.meta.failDestination(this.id, target.index, reason);
     } catch (e) {
-      this.metadataFailed(`recording that ${target.device.path} failed: ${(e as Error).message}`);
+      this.committer.metadataFailed(
+        `recording that ${target.device.path} failed: ${(e as Error).message}`,
+      );
     }
     this.recordError(target.device.path, `${reason}; this destination left the job`, false);
     if (this.liveTargets().length === 0) this.stop('every destination failed');
@@ -525,70 +526,20 @@ export class HydrationJob extends EventEmitter {
     this.wake();
   }
 
-  /** Commits run one at a time: the timer and the final commit may overlap. */
-  private commit(): Promise<void> {
-    this.commitChain = this.commitChain.then(() => this.commitOnce());
-    return this.commitChain;
-  }
-
-  private async commitOnce(): Promise<void> {
-    if (this.mode !== 'rw' || (this.copied.length === 0 && this.pendingUnreadable.length === 0)) {
-      return;
-    }
-    // Only regions whose writes completed before the flush is issued may be marked.
-    this.committing = this.copied.splice(0);
-    const unreadable = this.pendingUnreadable.splice(0);
+  /** A commit's first step: every destination still in the job is flushed; one that fails leaves it. */
+  private async flushDestinations(): Promise<boolean> {
     const flushes = this.liveTargets().map((t) =>
       t.device.flush().catch((e: Error) => this.dropTarget(t, e.message)),
     );
     await Promise.all(flushes);
-    const regions = this.committing;
-    this.committing = [];
-    if (this.liveTargets().length === 0) return;
-    if (!this.databaseLost && !this.meta.stillAtPath()) {
-      // Commits still reach the open (deleted) file: the session writes it out again at the end.
-      this.databaseLost = true;
-      this.stop(`the job database ${this.meta.file} was deleted or replaced during the copy`);
-    }
-    for (const r of regions) this.map.setRange(r.first, r.count);
-    this.unreadable = mergeRanges([...this.unreadable, ...unreadable]);
-    try {
-      this.meta.commit(this.id, {
-        chunks: this.map.takeDirtyChunks(),
-        regionsHydrated: this.map.count,
-        unreadable,
-        unreadableBytes: unreadable.reduce((n, r) => n + r.length, 0),
-        statusLine: this.status(),
-      });
-    } catch (e) {
-      this.metadataFailed(`commit failed: ${(e as Error).message}`);
-      return;
-    }
-    this.emit('committed', regions, unreadable);
-  }
-
-  /** Like dm-clone: a failed commit makes the metadata read-only and reloads what is committed. */
-  private metadataFailed(reason: string): void {
-    this.setMode('ro', reason);
-    try {
-      this.map.load([{ index: 0, bytes: this.meta.loadBitmap(this.meta.getJob(this.id)!).bits }]);
-    } catch (e) {
-      this.setMode('fail', `reloading the committed bitmap failed: ${(e as Error).message}`);
-    }
-    this.stop(reason);
-  }
-
-  private setMode(mode: Mode, reason: string): void {
-    const next = this.mode === 'fail' ? 'fail' : mode; // never leave fail
-    if (next === this.mode) return;
-    this.mode = next;
-    this.emitEvent({ type: 'mode', job: this.id, mode: next, reason });
+    return this.liveTargets().length > 0;
   }
 
   /** Done only when every destination still in the job holds every region. */
   private finish(): CopyOutcome {
+    const { mode } = this.committer;
     const complete =
-      this.sizeKnown && this.map.count === this.geometry.regionCount && this.mode === 'rw';
+      this.sizeKnown && this.map.count === this.geometry.regionCount && mode === 'rw';
     const lostDestination = this.failed.length > 0;
     let error = this.stopReason?.kind === 'failed' ? this.stopReason.message : null;
     if (lostDestination && !error) {
@@ -601,12 +552,12 @@ export class HydrationJob extends EventEmitter {
     try {
       this.meta.setState(this.id, state, {
         error,
-        mode: this.mode,
+        mode,
         options: this.options,
         copySeconds: seconds,
       });
     } catch (e) {
-      this.setMode('fail', `recording the job's end failed: ${(e as Error).message}`);
+      this.committer.setMode('fail', `recording the job's end failed: ${(e as Error).message}`);
     }
     return {
       state,
@@ -615,11 +566,11 @@ export class HydrationJob extends EventEmitter {
       bytesRead: this.bytesRead,
       bytesWritten: this.bytesWritten,
       regionsCopied: this.regionsCopied,
-      unreadable: this.unreadable,
+      unreadable: this.committer.unreadable,
       failed: this.failed,
       written: this.written,
       seconds,
-      databaseLost: this.databaseLost,
+      databaseLost: this.committer.databaseLost,
     };
   }
 
@@ -630,8 +581,4 @@ export class HydrationJob extends EventEmitter {
     const short = this.map.has(last) ? regionCount * regionSize - size : 0;
     return this.map.count * regionSize - short;
   }
-}
-
-function count(runs: Array<{ count: number }>): number {
-  return runs.reduce((n, r) => n + r.count, 0);
 }
