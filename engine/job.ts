@@ -1,7 +1,8 @@
 // The userspace dm-clone: hydrates every destination from the source, region by
 // region, and commits the hydrated bitmap once a second — after flushing the
 // destinations, so a region marked hydrated is always really on them. The commit
-// itself and the metadata mode are engine/commit.ts.
+// itself and the metadata mode are engine/commit.ts; what a run counts
+// engine/job-progress.ts.
 
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
@@ -16,9 +17,9 @@ import {
   borrowBuffer,
   giveBack,
 } from './io/buffers';
+import { JobProgress, type RunTotals } from './job-progress';
 import type { Metadata } from './metadata';
 import type { JobOptions } from './options';
-import { RateMeter } from './rate';
 import type { RegionMap } from './region-map';
 import { statusLine } from './status-line';
 import { Throttle, type ThrottleSettings } from './throttle';
@@ -49,21 +50,14 @@ export interface JobParts {
 type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string };
 
 /** How the copy ended; the session adds verify and turns it into the done event. */
-export interface CopyOutcome {
+export interface CopyOutcome extends RunTotals {
   state: 'done' | 'interrupted' | 'failed';
   /** Every region is hydrated on the destinations still in the job (whatever left it). */
   complete: boolean;
   error: string | null;
-  bytesRead: number;
-  bytesWritten: number;
-  regionsCopied: number;
   unreadable: Range[];
   /** Destinations that left the job during this run, with why. */
   failed: Array<{ index: number; path: string; reason: string }>;
-  /** Bytes written to each destination (by its index in the job) during this run. */
-  written: Map<number, number>;
-  /** Copying time, pauses left out. */
-  seconds: number;
   /** The job database was deleted or replaced while the job ran. */
   databaseLost: boolean;
 }
@@ -80,15 +74,12 @@ export class HydrationJob extends EventEmitter {
   private readonly targets: (JobTarget | null)[];
   private readonly map: RegionMap;
   private readonly zeroRegions: RegionMap | null;
-  private readonly sizeEstimate: number | null;
   private readonly fixedOptions: JobOptions;
   private readonly throttle: Throttle;
   private readonly copier: Copier;
-  private readonly rateMeter = new RateMeter();
   private readonly committer: Committer;
+  private readonly tally: JobProgress;
 
-  private movedBytes = 0;
-  private paceSince = 0;
   private cursor = 0;
   private paused = false;
   private flushingAtEnd = false;
@@ -104,15 +95,6 @@ export class HydrationJob extends EventEmitter {
   /** Batches in flight: read, or being written. */
   private readonly inFlight = new Map<number, number>();
   private readonly failed: CopyOutcome['failed'] = [];
-  private readonly written = new Map<number, number>();
-  private pausedAt: number | null = null;
-  private pausedMs = 0;
-
-  private bytesDone: number;
-  private bytesRead = 0;
-  private bytesWritten = 0;
-  private regionsCopied = 0;
-  private startedAt = 0;
 
   constructor(parts: JobParts) {
     super();
@@ -124,7 +106,6 @@ export class HydrationJob extends EventEmitter {
     this.targets = [...parts.targets];
     this.map = parts.map;
     this.zeroRegions = parts.zeroRegions ?? null;
-    this.sizeEstimate = parts.sizeEstimate ?? null;
     this.fixedOptions = { ...parts.options };
     const { regionSize } = parts.geometry;
     // Memory stays bounded in bytes: a batch is at most one big I/O's worth of regions
@@ -150,7 +131,7 @@ export class HydrationJob extends EventEmitter {
       ignoreErrors: parts.options.ignoreErrors,
       sequential: parts.options.sequential,
       zeroUnit: regionSize,
-      onMoved: (bytes, admittedAt) => this.moved(bytes, admittedAt),
+      onMoved: (bytes, admittedAt) => this.tally.moved(bytes, admittedAt),
     });
     this.committer = new Committer(this.id, this.meta, this.map, {
       flushDestinations: () => this.flushDestinations(),
@@ -159,23 +140,7 @@ export class HydrationJob extends EventEmitter {
       modeChanged: (event) => this.emitEvent(event),
       committed: (regions, unreadable) => this.emit('committed', regions, unreadable),
     });
-    this.bytesDone = this.hydratedBytes();
-  }
-
-  /**
-   * The rate is of bytes moved at the current pace: what the throttle let start before
-   * the last pause or throttle change was the old pace's, and is left out.
-   */
-  private moved(bytes: number, admittedAt: number): void {
-    if (admittedAt < this.paceSince) return;
-    this.movedBytes += bytes;
-    this.rateMeter.sample(this.movedBytes);
-  }
-
-  /** The pace changed on purpose: the rate and the time left are measured afresh. */
-  private newPace(): void {
-    this.paceSince = performance.now();
-    this.rateMeter.restart(this.movedBytes);
+    this.tally = new JobProgress(parts.source, parts.sizeEstimate ?? null, this.geometry, this.map);
   }
 
   /** The options in force: the throttle holds the live percent and rate cap. */
@@ -198,8 +163,7 @@ export class HydrationJob extends EventEmitter {
   }
 
   async run(): Promise<CopyOutcome> {
-    this.startedAt = performance.now();
-    this.newPace();
+    this.tally.start();
     const timer = setInterval(() => void this.committer.commit(), COMMIT_PERIOD_MS);
     const sizeWasKnown = this.sizeKnown;
     try {
@@ -218,15 +182,12 @@ export class HydrationJob extends EventEmitter {
 
   pause(): void {
     this.paused = true;
-    this.pausedAt ??= performance.now();
-    this.newPace();
+    this.tally.pause();
   }
 
   resume(): void {
     this.paused = false;
-    if (this.pausedAt !== null) this.pausedMs += performance.now() - this.pausedAt;
-    this.pausedAt = null;
-    this.newPace();
+    this.tally.resume();
     this.wake();
   }
 
@@ -238,7 +199,7 @@ export class HydrationJob extends EventEmitter {
 
   setThrottle(change: Partial<ThrottleSettings>): void {
     this.throttle.set(change);
-    this.newPace();
+    this.tally.newPace();
   }
 
   status(): string {
@@ -256,22 +217,22 @@ export class HydrationJob extends EventEmitter {
 
   /** Regions hydrated plus written-awaiting-commit plus in flight never exceed the total. */
   progress(): ProgressEvent {
-    const total = this.sizeKnown ? this.geometry.size : this.estimatedSize();
-    const left = total - this.bytesDone;
+    const total = this.sizeKnown ? this.geometry.size : this.tally.estimatedSize();
+    const left = total - this.tally.bytesDone;
     const throttle = this.throttle.current;
     return {
       type: 'progress',
       job: this.id,
       phase: this.flushingAtEnd ? 'flushing' : 'copying',
-      bytesDone: this.bytesDone,
+      bytesDone: this.tally.bytesDone,
       bytesTotal: total,
       sizeKnown: this.sizeKnown,
       regionsHydrated: this.map.count,
       regionsWritten: this.committer.regionsWritten(),
       hydrating: this.regionsHydrating(),
       regionsTotal: Math.ceil(total / this.geometry.regionSize),
-      rate: this.paused ? 0 : this.rateMeter.rate(),
-      eta: this.paused ? null : this.rateMeter.eta(left),
+      rate: this.paused ? 0 : this.tally.rate(),
+      eta: this.paused ? null : this.tally.eta(left),
       paused: this.paused,
       throttle: { percent: throttle.percent, maxRate: throttle.maxRate },
       status: this.status(),
@@ -288,16 +249,6 @@ export class HydrationJob extends EventEmitter {
     let n = 0;
     for (const c of this.inFlight.values()) n += c;
     return n;
-  }
-
-  /** Until a stream ends: its uncompressed size, extrapolated from how far into the compressed file it is. */
-  private estimatedSize(): number {
-    const first = this.sizeEstimate ?? 0;
-    if (!isStream(this.source) || this.source.compressedPosition === 0) {
-      return Math.max(this.bytesDone, first);
-    }
-    const ratio = this.source.compressedSize / this.source.compressedPosition;
-    return Math.max(this.bytesDone, Math.round(this.bytesDone * ratio));
   }
 
   private async settleImageLengths(): Promise<void> {
@@ -418,11 +369,7 @@ export class HydrationJob extends EventEmitter {
       this.freeBuffers.push(buffer);
     }
     this.inFlight.delete(first);
-    this.bytesRead += result.bytesRead;
-    this.bytesWritten += result.bytesWritten;
-    this.targets.forEach((t, i) => {
-      if (t) this.written.set(t.index, (this.written.get(t.index) ?? 0) + (result.written[i] ?? 0));
-    });
+    this.tally.batchCopied(result, this.targets);
     if (result.end !== undefined) this.learnSize(result.end);
     // Past a stream's end there are no regions to mark.
     const real = Math.min(n, this.geometry.regionCount - first);
@@ -455,8 +402,7 @@ export class HydrationJob extends EventEmitter {
     }
     if (real <= 0) return;
     this.committer.written(first, real);
-    this.bytesDone += length;
-    this.regionsCopied += real;
+    this.tally.batchDone(real, length);
   }
 
   /**
@@ -546,15 +492,13 @@ export class HydrationJob extends EventEmitter {
       error = this.failed.map((f) => `destination ${f.path} failed: ${f.reason}`).join('; ');
     }
     const state = complete && !lostDestination ? 'done' : error !== null ? 'failed' : 'interrupted';
-    const now = performance.now();
-    const paused = this.pausedMs + (this.pausedAt === null ? 0 : now - this.pausedAt);
-    const seconds = (now - this.startedAt - paused) / 1000;
+    const totals = this.tally.totals();
     try {
       this.meta.setState(this.id, state, {
         error,
         mode,
         options: this.options,
-        copySeconds: seconds,
+        copySeconds: totals.seconds,
       });
     } catch (e) {
       this.committer.setMode('fail', `recording the job's end failed: ${(e as Error).message}`);
@@ -563,22 +507,10 @@ export class HydrationJob extends EventEmitter {
       state,
       complete,
       error,
-      bytesRead: this.bytesRead,
-      bytesWritten: this.bytesWritten,
-      regionsCopied: this.regionsCopied,
+      ...totals,
       unreadable: this.committer.unreadable,
       failed: this.failed,
-      written: this.written,
-      seconds,
       databaseLost: this.committer.databaseLost,
     };
-  }
-
-  private hydratedBytes(): number {
-    const { regionCount, regionSize, size } = this.geometry;
-    if (!this.sizeKnown) return this.map.count * regionSize;
-    const last = regionCount - 1;
-    const short = this.map.has(last) ? regionCount * regionSize - size : 0;
-    return this.map.count * regionSize - short;
   }
 }
