@@ -1,22 +1,17 @@
 // The userspace dm-clone: hydrates every destination from the source, region by
 // region, and commits the hydrated bitmap once a second — after flushing the
 // destinations, so a region marked hydrated is always really on them. The commit
-// itself and the metadata mode are engine/commit.ts; what a run counts
-// engine/job-progress.ts.
+// itself and the metadata mode are engine/commit.ts; the batches and their memory
+// bound engine/batches.ts; what a run counts engine/job-progress.ts.
 
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
+import { Batches } from './batches';
 import { Committer } from './commit';
 import { Copier, type CopyResult, type Target } from './copier';
 import { type Geometry, type Range, regionRange } from './geometry';
 import { type Device, DeviceError, isStream } from './io/device';
-import {
-  MAX_IN_FLIGHT_BYTES,
-  MAX_IO_BYTES,
-  alignedBuffer,
-  borrowBuffer,
-  giveBack,
-} from './io/buffers';
+import { alignedBuffer } from './io/buffers';
 import { JobProgress, type RunTotals } from './job-progress';
 import type { Metadata } from './metadata';
 import type { JobOptions } from './options';
@@ -26,7 +21,6 @@ import { Throttle, type ThrottleSettings } from './throttle';
 import type { EngineEvent, ProgressEvent } from './protocol';
 
 const COMMIT_PERIOD_MS = 1000;
-const CAPPED_BATCH_SECONDS = 0.25;
 
 /** A destination of the job: `index` is its place in the job's record. */
 export interface JobTarget extends Target {
@@ -77,6 +71,7 @@ export class HydrationJob extends EventEmitter {
   private readonly fixedOptions: JobOptions;
   private readonly throttle: Throttle;
   private readonly copier: Copier;
+  private readonly batches: Batches;
   private readonly committer: Committer;
   private readonly tally: JobProgress;
 
@@ -85,12 +80,6 @@ export class HydrationJob extends EventEmitter {
   private flushingAtEnd = false;
   private stopReason: StopReason | null = null;
   private wake: () => void = () => undefined;
-  private freeBuffers: Buffer[] = [];
-  private buffersLeft: number;
-  private readonly bufferBytes: number;
-  private readonly batchRegions: number;
-  /** The most batches in flight at once (one buffer each). */
-  private readonly batchesInFlight: number;
 
   /** Batches in flight: read, or being written. */
   private readonly inFlight = new Map<number, number>();
@@ -108,24 +97,13 @@ export class HydrationJob extends EventEmitter {
     this.zeroRegions = parts.zeroRegions ?? null;
     this.fixedOptions = { ...parts.options };
     const { regionSize } = parts.geometry;
-    // Memory stays bounded in bytes: a batch is at most one big I/O's worth of regions
-    // (at least one region, copied in pieces when bigger), and only as many batches are
-    // in flight as their buffers fit in the in-flight budget.
-    this.batchRegions = Math.max(1, Math.min(parts.options.batch, MAX_IO_BYTES / regionSize));
-    this.bufferBytes = Math.min(this.batchRegions * regionSize, MAX_IO_BYTES);
-    this.buffersLeft = Math.max(
-      1,
-      Math.min(
-        Math.ceil(parts.options.threshold / this.batchRegions),
-        Math.floor(MAX_IN_FLIGHT_BYTES / this.bufferBytes),
-      ),
-    );
-    this.batchesInFlight = this.buffersLeft;
+    // The memory bound: bytes in flight stay bounded whatever the region size.
+    this.batches = new Batches(regionSize, parts.options);
     this.throttle = new Throttle(
       { percent: parts.options.throttle, maxRate: parts.options.maxRate },
       undefined,
       undefined,
-      this.buffersLeft,
+      this.batches.inFlight,
     );
     this.copier = new Copier(parts.source, this.throttle, {
       ignoreErrors: parts.options.ignoreErrors,
@@ -173,7 +151,7 @@ export class HydrationJob extends EventEmitter {
     } finally {
       clearInterval(timer);
     }
-    giveBack(this.freeBuffers.splice(0));
+    this.batches.release();
     this.flushingAtEnd = true;
     await this.committer.commit();
     this.flushingAtEnd = false;
@@ -272,23 +250,11 @@ export class HydrationJob extends EventEmitter {
     this.emit('event', event);
   }
 
-  /** A batch buffer: a free one, or a new one while fewer than the bound exist. */
-  private takeBuffer(): Buffer {
-    const free = this.freeBuffers.pop();
-    if (free) return free;
-    this.buffersLeft -= 1;
-    return borrowBuffer(this.bufferBytes);
-  }
-
-  private hasBuffer(): boolean {
-    return this.freeBuffers.length > 0 || this.buffersLeft > 0;
-  }
-
   /** Keeps up to `threshold` regions in flight until every region is dispatched or we stop. */
   private async hydrate(): Promise<void> {
     const running = new Set<Promise<void>>();
     for (;;) {
-      while (!this.stopReason && !this.paused && this.hasBuffer()) {
+      while (!this.stopReason && !this.paused && this.batches.hasBuffer()) {
         const batch = this.nextBatch();
         if (!batch) break;
         const copy: Promise<void> = this.hydrateBatch(batch.first, batch.count).finally(() =>
@@ -314,7 +280,11 @@ export class HydrationJob extends EventEmitter {
       this.cursor = this.geometry.regionCount;
       return null;
     }
-    const room = Math.min(this.batchLimit(), this.fixedOptions.threshold - this.regionsHydrating());
+    const { maxRate } = this.throttle.current;
+    const room = Math.min(
+      this.batches.limit(maxRate),
+      this.fixedOptions.threshold - this.regionsHydrating(),
+    );
     if (room <= 0) return null;
     // A batch is all copies or all zeroings.
     const zero = this.isZeroRegion(first);
@@ -331,25 +301,12 @@ export class HydrationJob extends EventEmitter {
     return { first, count: n };
   }
 
-  /**
-   * Regions per batch: as configured, or under a rate cap small enough that the batches
-   * in flight, sharing the cap, each end within a quarter of a second (at least one
-   * region): big ones would all end together, seconds apart, and progress would lurch.
-   */
-  private batchLimit(): number {
-    const { maxRate } = this.throttle.current;
-    if (maxRate === 0) return this.batchRegions;
-    const share = (maxRate * CAPPED_BATCH_SECONDS) / this.batchesInFlight;
-    const regions = Math.floor(share / this.geometry.regionSize);
-    return Math.max(1, Math.min(this.batchRegions, regions));
-  }
-
   private isZeroRegion(region: number): boolean {
     return this.zeroRegions?.has(region) ?? false;
   }
 
   private async hydrateBatch(first: number, n: number): Promise<void> {
-    const buffer = this.takeBuffer();
+    const buffer = this.batches.takeBuffer();
     this.inFlight.set(first, n);
     const range = regionRange(this.geometry, first, n);
     let result: CopyResult;
@@ -366,7 +323,7 @@ export class HydrationJob extends EventEmitter {
         `copy of bytes ${range.offset}+${range.length} failed: ${(e as Error).message}`,
       );
     } finally {
-      this.freeBuffers.push(buffer);
+      this.batches.returnBuffer(buffer);
     }
     this.inFlight.delete(first);
     this.tally.batchCopied(result, this.targets);
