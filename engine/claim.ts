@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import { setFlock } from '@ronomon/direct-io';
 import { BlockDevice } from './io/block-device';
 import type { Identity } from './identity';
-import { type Metadata, MetadataError } from './metadata';
+import { MetadataError } from './database';
+import type { Metadata } from './metadata';
 import { Refused, closeAll } from './open';
 import type { Plan } from './plan';
 

@@ -6,7 +6,8 @@
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import readline from 'node:readline';
-import type { Metadata, JobRecord } from './metadata';
+import type { JobRecord } from './job-record';
+import type { Metadata } from './metadata';
 import type { JobOptions } from './options';
 import type { SessionRequest } from './plan';
 import type { DoneEvent, EngineEvent, ProgressEvent } from './protocol';
@@ -152,7 +153,9 @@ class Output {
 
 function openMetadata(values: Values): Metadata {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { Metadata, databasePath } = require('./metadata') as typeof import('./metadata');
+  const { Metadata } = require('./metadata') as typeof import('./metadata');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { databasePath } = require('./database') as typeof import('./database');
   return Metadata.open(databasePath(values.db as string | undefined));
 }
 
@@ -581,7 +584,7 @@ export async function main(argv: string[]): Promise<void> {
 async function exitCodeFor(e: unknown): Promise<number> {
   if (e instanceof UsageError) return EXIT.usage;
   const { Refused } = await import('./open');
-  const { MetadataError } = await import('./metadata');
+  const { MetadataError } = await import('./database');
   if (e instanceof Refused || e instanceof MetadataError) return EXIT.usage;
   return EXIT.failed;
 }

@@ -356,7 +356,7 @@ export async function main(argv: string[]): Promise<void> {
     strict: true,
   });
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { databasePath } = require('./metadata') as typeof import('./metadata');
+  const { databasePath } = require('./database') as typeof import('./database');
   const dbPath = databasePath(values.db);
   const progressMs = values['progress-ms'] ? Number(values['progress-ms']) : undefined;
   const owner = parseOwner(values.owner);

@@ -1,29 +1,26 @@
 // The userspace dm-clone: hydrates every destination from the source, region by
 // region, and commits the hydrated bitmap once a second — after flushing the
-// destinations, so a region marked hydrated is always really on them.
+// destinations, so a region marked hydrated is always really on them. The commit
+// itself and the metadata mode are engine/commit.ts; the batches and their memory
+// bound engine/batches.ts; what a run counts engine/job-progress.ts.
 
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
+import { Batches } from './batches';
+import { Committer } from './commit';
 import { Copier, type CopyResult, type Target } from './copier';
-import { type Geometry, type Range, mergeRanges, regionRange } from './geometry';
+import { type Geometry, type Range, regionRange } from './geometry';
 import { type Device, DeviceError, isStream } from './io/device';
-import {
-  MAX_IN_FLIGHT_BYTES,
-  MAX_IO_BYTES,
-  alignedBuffer,
-  borrowBuffer,
-  giveBack,
-} from './io/buffers';
-import type { Metadata, Mode } from './metadata';
+import { alignedBuffer } from './io/buffers';
+import { JobProgress, type RunTotals } from './job-progress';
+import type { Metadata } from './metadata';
 import type { JobOptions } from './options';
-import { RateMeter } from './rate';
 import type { RegionMap } from './region-map';
 import { statusLine } from './status-line';
 import { Throttle, type ThrottleSettings } from './throttle';
 import type { EngineEvent, ProgressEvent } from './protocol';
 
 const COMMIT_PERIOD_MS = 1000;
-const CAPPED_BATCH_SECONDS = 0.25;
 
 /** A destination of the job: `index` is its place in the job's record. */
 export interface JobTarget extends Target {
@@ -47,21 +44,14 @@ export interface JobParts {
 type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string };
 
 /** How the copy ended; the session adds verify and turns it into the done event. */
-export interface CopyOutcome {
+export interface CopyOutcome extends RunTotals {
   state: 'done' | 'interrupted' | 'failed';
   /** Every region is hydrated on the destinations still in the job (whatever left it). */
   complete: boolean;
   error: string | null;
-  bytesRead: number;
-  bytesWritten: number;
-  regionsCopied: number;
   unreadable: Range[];
   /** Destinations that left the job during this run, with why. */
   failed: Array<{ index: number; path: string; reason: string }>;
-  /** Bytes written to each destination (by its index in the job) during this run. */
-  written: Map<number, number>;
-  /** Copying time, pauses left out. */
-  seconds: number;
   /** The job database was deleted or replaced while the job ran. */
   databaseLost: boolean;
 }
@@ -78,47 +68,22 @@ export class HydrationJob extends EventEmitter {
   private readonly targets: (JobTarget | null)[];
   private readonly map: RegionMap;
   private readonly zeroRegions: RegionMap | null;
-  private readonly sizeEstimate: number | null;
   private readonly fixedOptions: JobOptions;
   private readonly throttle: Throttle;
   private readonly copier: Copier;
-  private readonly rateMeter = new RateMeter();
+  private readonly batches: Batches;
+  private readonly committer: Committer;
+  private readonly tally: JobProgress;
 
-  private mode: Mode = 'rw';
-  private movedBytes = 0;
-  private paceSince = 0;
   private cursor = 0;
   private paused = false;
   private flushingAtEnd = false;
   private stopReason: StopReason | null = null;
   private wake: () => void = () => undefined;
-  private freeBuffers: Buffer[] = [];
-  private buffersLeft: number;
-  private readonly bufferBytes: number;
-  private readonly batchRegions: number;
-  /** The most batches in flight at once (one buffer each). */
-  private readonly batchesInFlight: number;
-  private commitChain: Promise<void> = Promise.resolve();
 
   /** Batches in flight: read, or being written. */
   private readonly inFlight = new Map<number, number>();
-  /** Written to every destination, waiting for the next commit. */
-  private copied: Array<{ first: number; count: number }> = [];
-  /** Taken by the commit under way: written, being flushed. */
-  private committing: Array<{ first: number; count: number }> = [];
-  private pendingUnreadable: Range[] = [];
-  private unreadable: Range[] = [];
   private readonly failed: CopyOutcome['failed'] = [];
-  private readonly written = new Map<number, number>();
-  private pausedAt: number | null = null;
-  private pausedMs = 0;
-  private databaseLost = false;
-
-  private bytesDone: number;
-  private bytesRead = 0;
-  private bytesWritten = 0;
-  private regionsCopied = 0;
-  private startedAt = 0;
 
   constructor(parts: JobParts) {
     super();
@@ -130,52 +95,30 @@ export class HydrationJob extends EventEmitter {
     this.targets = [...parts.targets];
     this.map = parts.map;
     this.zeroRegions = parts.zeroRegions ?? null;
-    this.sizeEstimate = parts.sizeEstimate ?? null;
     this.fixedOptions = { ...parts.options };
     const { regionSize } = parts.geometry;
-    // Memory stays bounded in bytes: a batch is at most one big I/O's worth of regions
-    // (at least one region, copied in pieces when bigger), and only as many batches are
-    // in flight as their buffers fit in the in-flight budget.
-    this.batchRegions = Math.max(1, Math.min(parts.options.batch, MAX_IO_BYTES / regionSize));
-    this.bufferBytes = Math.min(this.batchRegions * regionSize, MAX_IO_BYTES);
-    this.buffersLeft = Math.max(
-      1,
-      Math.min(
-        Math.ceil(parts.options.threshold / this.batchRegions),
-        Math.floor(MAX_IN_FLIGHT_BYTES / this.bufferBytes),
-      ),
-    );
-    this.batchesInFlight = this.buffersLeft;
+    // The memory bound: bytes in flight stay bounded whatever the region size.
+    this.batches = new Batches(regionSize, parts.options);
     this.throttle = new Throttle(
       { percent: parts.options.throttle, maxRate: parts.options.maxRate },
       undefined,
       undefined,
-      this.buffersLeft,
+      this.batches.inFlight,
     );
     this.copier = new Copier(parts.source, this.throttle, {
       ignoreErrors: parts.options.ignoreErrors,
       sequential: parts.options.sequential,
       zeroUnit: regionSize,
-      onMoved: (bytes, admittedAt) => this.moved(bytes, admittedAt),
+      onMoved: (bytes, admittedAt) => this.tally.moved(bytes, admittedAt),
     });
-    this.unreadable = this.meta.loadUnreadable(this.id);
-    this.bytesDone = this.hydratedBytes();
-  }
-
-  /**
-   * The rate is of bytes moved at the current pace: what the throttle let start before
-   * the last pause or throttle change was the old pace's, and is left out.
-   */
-  private moved(bytes: number, admittedAt: number): void {
-    if (admittedAt < this.paceSince) return;
-    this.movedBytes += bytes;
-    this.rateMeter.sample(this.movedBytes);
-  }
-
-  /** The pace changed on purpose: the rate and the time left are measured afresh. */
-  private newPace(): void {
-    this.paceSince = performance.now();
-    this.rateMeter.restart(this.movedBytes);
+    this.committer = new Committer(this.id, this.meta, this.map, {
+      flushDestinations: () => this.flushDestinations(),
+      status: () => this.status(),
+      stop: (message) => this.stop(message),
+      modeChanged: (event) => this.emitEvent(event),
+      committed: (regions, unreadable) => this.emit('committed', regions, unreadable),
+    });
+    this.tally = new JobProgress(parts.source, parts.sizeEstimate ?? null, this.geometry, this.map);
   }
 
   /** The options in force: the throttle holds the live percent and rate cap. */
@@ -198,9 +141,8 @@ export class HydrationJob extends EventEmitter {
   }
 
   async run(): Promise<CopyOutcome> {
-    this.startedAt = performance.now();
-    this.newPace();
-    const timer = setInterval(() => void this.commit(), COMMIT_PERIOD_MS);
+    this.tally.start();
+    const timer = setInterval(() => void this.committer.commit(), COMMIT_PERIOD_MS);
     const sizeWasKnown = this.sizeKnown;
     try {
       await this.hydrate();
@@ -209,24 +151,21 @@ export class HydrationJob extends EventEmitter {
     } finally {
       clearInterval(timer);
     }
-    giveBack(this.freeBuffers.splice(0));
+    this.batches.release();
     this.flushingAtEnd = true;
-    await this.commit();
+    await this.committer.commit();
     this.flushingAtEnd = false;
     return this.finish();
   }
 
   pause(): void {
     this.paused = true;
-    this.pausedAt ??= performance.now();
-    this.newPace();
+    this.tally.pause();
   }
 
   resume(): void {
     this.paused = false;
-    if (this.pausedAt !== null) this.pausedMs += performance.now() - this.pausedAt;
-    this.pausedAt = null;
-    this.newPace();
+    this.tally.resume();
     this.wake();
   }
 
@@ -238,7 +177,7 @@ export class HydrationJob extends EventEmitter {
 
   setThrottle(change: Partial<ThrottleSettings>): void {
     this.throttle.set(change);
-    this.newPace();
+    this.tally.newPace();
   }
 
   status(): string {
@@ -250,28 +189,28 @@ export class HydrationJob extends EventEmitter {
       paused: this.paused,
       sparse: this.targets.some((t) => t?.skipZeros),
       options: this.options,
-      mode: this.mode,
+      mode: this.committer.mode,
     });
   }
 
   /** Regions hydrated plus written-awaiting-commit plus in flight never exceed the total. */
   progress(): ProgressEvent {
-    const total = this.sizeKnown ? this.geometry.size : this.estimatedSize();
-    const left = total - this.bytesDone;
+    const total = this.sizeKnown ? this.geometry.size : this.tally.estimatedSize();
+    const left = total - this.tally.bytesDone;
     const throttle = this.throttle.current;
     return {
       type: 'progress',
       job: this.id,
       phase: this.flushingAtEnd ? 'flushing' : 'copying',
-      bytesDone: this.bytesDone,
+      bytesDone: this.tally.bytesDone,
       bytesTotal: total,
       sizeKnown: this.sizeKnown,
       regionsHydrated: this.map.count,
-      regionsWritten: count(this.copied) + count(this.committing),
+      regionsWritten: this.committer.regionsWritten(),
       hydrating: this.regionsHydrating(),
       regionsTotal: Math.ceil(total / this.geometry.regionSize),
-      rate: this.paused ? 0 : this.rateMeter.rate(),
-      eta: this.paused ? null : this.rateMeter.eta(left),
+      rate: this.paused ? 0 : this.tally.rate(),
+      eta: this.paused ? null : this.tally.eta(left),
       paused: this.paused,
       throttle: { percent: throttle.percent, maxRate: throttle.maxRate },
       status: this.status(),
@@ -281,23 +220,13 @@ export class HydrationJob extends EventEmitter {
   /** Regions not yet committed: in flight, or written and waiting for the commit. */
   uncommittedRuns(): Array<{ first: number; count: number }> {
     const inFlight = [...this.inFlight].map(([first, n]) => ({ first, count: n }));
-    return [...inFlight, ...this.copied, ...this.committing];
+    return [...inFlight, ...this.committer.uncommitted()];
   }
 
   private regionsHydrating(): number {
     let n = 0;
     for (const c of this.inFlight.values()) n += c;
     return n;
-  }
-
-  /** Until a stream ends: its uncompressed size, extrapolated from how far into the compressed file it is. */
-  private estimatedSize(): number {
-    const first = this.sizeEstimate ?? 0;
-    if (!isStream(this.source) || this.source.compressedPosition === 0) {
-      return Math.max(this.bytesDone, first);
-    }
-    const ratio = this.source.compressedSize / this.source.compressedPosition;
-    return Math.max(this.bytesDone, Math.round(this.bytesDone * ratio));
   }
 
   private async settleImageLengths(): Promise<void> {
@@ -321,23 +250,11 @@ export class HydrationJob extends EventEmitter {
     this.emit('event', event);
   }
 
-  /** A batch buffer: a free one, or a new one while fewer than the bound exist. */
-  private takeBuffer(): Buffer {
-    const free = this.freeBuffers.pop();
-    if (free) return free;
-    this.buffersLeft -= 1;
-    return borrowBuffer(this.bufferBytes);
-  }
-
-  private hasBuffer(): boolean {
-    return this.freeBuffers.length > 0 || this.buffersLeft > 0;
-  }
-
   /** Keeps up to `threshold` regions in flight until every region is dispatched or we stop. */
   private async hydrate(): Promise<void> {
     const running = new Set<Promise<void>>();
     for (;;) {
-      while (!this.stopReason && !this.paused && this.hasBuffer()) {
+      while (!this.stopReason && !this.paused && this.batches.hasBuffer()) {
         const batch = this.nextBatch();
         if (!batch) break;
         const copy: Promise<void> = this.hydrateBatch(batch.first, batch.count).finally(() =>
@@ -363,7 +280,11 @@ export class HydrationJob extends EventEmitter {
       this.cursor = this.geometry.regionCount;
       return null;
     }
-    const room = Math.min(this.batchLimit(), this.fixedOptions.threshold - this.regionsHydrating());
+    const { maxRate } = this.throttle.current;
+    const room = Math.min(
+      this.batches.limit(maxRate),
+      this.fixedOptions.threshold - this.regionsHydrating(),
+    );
     if (room <= 0) return null;
     // A batch is all copies or all zeroings.
     const zero = this.isZeroRegion(first);
@@ -380,25 +301,12 @@ export class HydrationJob extends EventEmitter {
     return { first, count: n };
   }
 
-  /**
-   * Regions per batch: as configured, or under a rate cap small enough that the batches
-   * in flight, sharing the cap, each end within a quarter of a second (at least one
-   * region): big ones would all end together, seconds apart, and progress would lurch.
-   */
-  private batchLimit(): number {
-    const { maxRate } = this.throttle.current;
-    if (maxRate === 0) return this.batchRegions;
-    const share = (maxRate * CAPPED_BATCH_SECONDS) / this.batchesInFlight;
-    const regions = Math.floor(share / this.geometry.regionSize);
-    return Math.max(1, Math.min(this.batchRegions, regions));
-  }
-
   private isZeroRegion(region: number): boolean {
     return this.zeroRegions?.has(region) ?? false;
   }
 
   private async hydrateBatch(first: number, n: number): Promise<void> {
-    const buffer = this.takeBuffer();
+    const buffer = this.batches.takeBuffer();
     this.inFlight.set(first, n);
     const range = regionRange(this.geometry, first, n);
     let result: CopyResult;
@@ -415,14 +323,10 @@ export class HydrationJob extends EventEmitter {
         `copy of bytes ${range.offset}+${range.length} failed: ${(e as Error).message}`,
       );
     } finally {
-      this.freeBuffers.push(buffer);
+      this.batches.returnBuffer(buffer);
     }
     this.inFlight.delete(first);
-    this.bytesRead += result.bytesRead;
-    this.bytesWritten += result.bytesWritten;
-    this.targets.forEach((t, i) => {
-      if (t) this.written.set(t.index, (this.written.get(t.index) ?? 0) + (result.written[i] ?? 0));
-    });
+    this.tally.batchCopied(result, this.targets);
     if (result.end !== undefined) this.learnSize(result.end);
     // Past a stream's end there are no regions to mark.
     const real = Math.min(n, this.geometry.regionCount - first);
@@ -440,7 +344,7 @@ export class HydrationJob extends EventEmitter {
     });
     if (this.liveTargets().length === 0) return;
     if (result.unreadable.length > 0) {
-      this.pendingUnreadable.push(...result.unreadable);
+      this.committer.foundUnreadable(result.unreadable);
       for (const r of result.unreadable) {
         this.emitEvent({
           type: 'error',
@@ -454,9 +358,8 @@ export class HydrationJob extends EventEmitter {
       }
     }
     if (real <= 0) return;
-    this.copied.push({ first, count: real });
-    this.bytesDone += length;
-    this.regionsCopied += real;
+    this.committer.written(first, real);
+    this.tally.batchDone(real, length);
   }
 
   /**
@@ -492,7 +395,9 @@ export class HydrationJob extends EventEmitter {
     try {
       this.meta.failDestination(this.id, target.index, reason);
     } catch (e) {
-      this.metadataFailed(`recording that ${target.device.path} failed: ${(e as Error).message}`);
+      this.committer.metadataFailed(
+        `recording that ${target.device.path} failed: ${(e as Error).message}`,
+      );
     }
     this.recordError(target.device.path, `${reason}; this destination left the job`, false);
     if (this.liveTargets().length === 0) this.stop('every destination failed');
@@ -524,113 +429,45 @@ export class HydrationJob extends EventEmitter {
     this.wake();
   }
 
-  /** Commits run one at a time: the timer and the final commit may overlap. */
-  private commit(): Promise<void> {
-    this.commitChain = this.commitChain.then(() => this.commitOnce());
-    return this.commitChain;
-  }
-
-  private async commitOnce(): Promise<void> {
-    if (this.mode !== 'rw' || (this.copied.length === 0 && this.pendingUnreadable.length === 0)) {
-      return;
-    }
-    // Only regions whose writes completed before the flush is issued may be marked.
-    this.committing = this.copied.splice(0);
-    const unreadable = this.pendingUnreadable.splice(0);
+  /** A commit's first step: every destination still in the job is flushed; one that fails leaves it. */
+  private async flushDestinations(): Promise<boolean> {
     const flushes = this.liveTargets().map((t) =>
       t.device.flush().catch((e: Error) => this.dropTarget(t, e.message)),
     );
     await Promise.all(flushes);
-    const regions = this.committing;
-    this.committing = [];
-    if (this.liveTargets().length === 0) return;
-    if (!this.databaseLost && !this.meta.stillAtPath()) {
-      // Commits still reach the open (deleted) file: the session writes it out again at the end.
-      this.databaseLost = true;
-      this.stop(`the job database ${this.meta.file} was deleted or replaced during the copy`);
-    }
-    for (const r of regions) this.map.setRange(r.first, r.count);
-    this.unreadable = mergeRanges([...this.unreadable, ...unreadable]);
-    try {
-      this.meta.commit(this.id, {
-        chunks: this.map.takeDirtyChunks(),
-        regionsHydrated: this.map.count,
-        unreadable,
-        unreadableBytes: unreadable.reduce((n, r) => n + r.length, 0),
-        statusLine: this.status(),
-      });
-    } catch (e) {
-      this.metadataFailed(`commit failed: ${(e as Error).message}`);
-      return;
-    }
-    this.emit('committed', regions, unreadable);
-  }
-
-  /** Like dm-clone: a failed commit makes the metadata read-only and reloads what is committed. */
-  private metadataFailed(reason: string): void {
-    this.setMode('ro', reason);
-    try {
-      this.map.load([{ index: 0, bytes: this.meta.loadBitmap(this.meta.getJob(this.id)!).bits }]);
-    } catch (e) {
-      this.setMode('fail', `reloading the committed bitmap failed: ${(e as Error).message}`);
-    }
-    this.stop(reason);
-  }
-
-  private setMode(mode: Mode, reason: string): void {
-    const next = this.mode === 'fail' ? 'fail' : mode; // never leave fail
-    if (next === this.mode) return;
-    this.mode = next;
-    this.emitEvent({ type: 'mode', job: this.id, mode: next, reason });
+    return this.liveTargets().length > 0;
   }
 
   /** Done only when every destination still in the job holds every region. */
   private finish(): CopyOutcome {
+    const { mode } = this.committer;
     const complete =
-      this.sizeKnown && this.map.count === this.geometry.regionCount && this.mode === 'rw';
+      this.sizeKnown && this.map.count === this.geometry.regionCount && mode === 'rw';
     const lostDestination = this.failed.length > 0;
     let error = this.stopReason?.kind === 'failed' ? this.stopReason.message : null;
     if (lostDestination && !error) {
       error = this.failed.map((f) => `destination ${f.path} failed: ${f.reason}`).join('; ');
     }
     const state = complete && !lostDestination ? 'done' : error !== null ? 'failed' : 'interrupted';
-    const now = performance.now();
-    const paused = this.pausedMs + (this.pausedAt === null ? 0 : now - this.pausedAt);
-    const seconds = (now - this.startedAt - paused) / 1000;
+    const totals = this.tally.totals();
     try {
       this.meta.setState(this.id, state, {
         error,
-        mode: this.mode,
+        mode,
         options: this.options,
-        copySeconds: seconds,
+        copySeconds: totals.seconds,
       });
     } catch (e) {
-      this.setMode('fail', `recording the job's end failed: ${(e as Error).message}`);
+      this.committer.setMode('fail', `recording the job's end failed: ${(e as Error).message}`);
     }
     return {
       state,
       complete,
       error,
-      bytesRead: this.bytesRead,
-      bytesWritten: this.bytesWritten,
-      regionsCopied: this.regionsCopied,
-      unreadable: this.unreadable,
+      ...totals,
+      unreadable: this.committer.unreadable,
       failed: this.failed,
-      written: this.written,
-      seconds,
-      databaseLost: this.databaseLost,
+      databaseLost: this.committer.databaseLost,
     };
   }
-
-  private hydratedBytes(): number {
-    const { regionCount, regionSize, size } = this.geometry;
-    if (!this.sizeKnown) return this.map.count * regionSize;
-    const last = regionCount - 1;
-    const short = this.map.has(last) ? regionCount * regionSize - size : 0;
-    return this.map.count * regionSize - short;
-  }
-}
-
-function count(runs: Array<{ count: number }>): number {
-  return runs.reduce((n, r) => n + r.count, 0);
 }

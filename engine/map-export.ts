@@ -2,7 +2,7 @@
 // (finished '+', non-tried '?', bad '-').
 
 import type { Range } from './geometry';
-import type { JobRecord } from './metadata';
+import type { JobRecord } from './job-record';
 import type { RegionMap } from './region-map';
 
 export interface MapReport {

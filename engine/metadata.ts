@@ -1,62 +1,25 @@
 // The job database: jobs, their destinations, the hydrated bitmap (in chunks),
-// unreadable extents and errors. One module owns the schema, its version rule and
-// where the file lives.
+// unreadable extents and errors, each statement prepared once. The file itself — its
+// schema, version rule and where it lives — is engine/database.ts.
 
 import fs from 'node:fs';
 import { inodeOf } from './inode';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
+import { MetadataError, isBusy, lockedMessage, migrate } from './database';
 import { type Range, mergeRanges } from './geometry';
 import { RegionMap } from './region-map';
 import type { Identity } from './identity';
+import {
+  type DestinationRow,
+  type JobRecord,
+  type JobRow,
+  type JobState,
+  type Mode,
+  processAlive,
+  toRecord,
+} from './job-record';
 import type { JobOptions } from './options';
-
-export const SCHEMA_MAJOR = 1;
-export const SCHEMA_MINOR = 1;
-/** PRAGMA application_id: "DTwn", so another program's SQLite file is told apart. */
-const APPLICATION_ID = 0x4454776e;
-
-export class MetadataError extends Error {}
-
-/** `verifying`: copied, and being compared; a verify that never ended reads as done, not verified. */
-export type JobState = 'running' | 'verifying' | 'interrupted' | 'done' | 'failed';
-export type Mode = 'rw' | 'ro' | 'fail';
-
-export interface DestinationRecord {
-  index: number;
-  path: string;
-  size: number;
-  identity: Identity;
-  /** Why it left the job (a failed write or flush, or the user dropped it), or null. */
-  failed: string | null;
-  /** The user chose to finish without it: it never comes back. */
-  dropped: boolean;
-}
-
-export interface JobRecord {
-  id: number;
-  source: string;
-  sourceSize: number;
-  sourceIdentity: Identity;
-  regionSize: number;
-  regionsTotal: number;
-  regionsHydrated: number;
-  unreadableBytes: number;
-  options: JobOptions;
-  state: JobState;
-  mode: Mode;
-  pid: number | null;
-  error: string | null;
-  statusLine: string | null;
-  /** Every destination still in the job compared equal (true), differed (false), or not verified. */
-  verified: boolean | null;
-  copySeconds: number;
-  verifySeconds: number;
-  createdAt: string;
-  updatedAt: string;
-  finishedAt: string | null;
-  destinations: DestinationRecord[];
-}
 
 export interface CommitDelta {
   chunks: Array<{ index: number; bytes: Buffer }>;
@@ -66,141 +29,7 @@ export interface CommitDelta {
   statusLine: string;
 }
 
-const SCHEMA_1_0 = `
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE jobs (
-  id INTEGER PRIMARY KEY,
-  source TEXT NOT NULL,
-  source_size INTEGER NOT NULL,
-  source_identity TEXT NOT NULL,
-  region_size INTEGER NOT NULL,
-  regions_total INTEGER NOT NULL,
-  regions_hydrated INTEGER NOT NULL DEFAULT 0,
-  unreadable_bytes INTEGER NOT NULL DEFAULT 0,
-  options TEXT NOT NULL,
-  state TEXT NOT NULL,
-  mode TEXT NOT NULL DEFAULT 'rw',
-  pid INTEGER,
-  error TEXT,
-  status_line TEXT,
-  created_at TEXT NOT NULL,
-  updated_at TEXT NOT NULL,
-  finished_at TEXT
-);
-CREATE TABLE destinations (
-  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-  idx INTEGER NOT NULL,
-  path TEXT NOT NULL,
-  size INTEGER NOT NULL,
-  identity TEXT NOT NULL,
-  failed TEXT,
-  PRIMARY KEY (job, idx)
-);
-CREATE TABLE bitmap (
-  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-  chunk INTEGER NOT NULL,
-  bits BLOB NOT NULL,
-  PRIMARY KEY (job, chunk)
-);
-CREATE TABLE unreadable (
-  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-  offset INTEGER NOT NULL,
-  length INTEGER NOT NULL
-);
-CREATE INDEX unreadable_job ON unreadable(job, offset);
-CREATE TABLE errors (
-  id INTEGER PRIMARY KEY,
-  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-  at TEXT NOT NULL,
-  device TEXT,
-  message TEXT NOT NULL
-);
-`;
-
-/** 1.1: verify results and times; a failed destination keeps the bitmap it held when it failed. */
-const MIGRATE_1_1 = `
-ALTER TABLE jobs ADD COLUMN verified INTEGER;
-ALTER TABLE jobs ADD COLUMN copy_seconds REAL NOT NULL DEFAULT 0;
-ALTER TABLE jobs ADD COLUMN verify_seconds REAL NOT NULL DEFAULT 0;
-ALTER TABLE destinations ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;
-CREATE TABLE destination_bitmap (
-  job INTEGER NOT NULL,
-  idx INTEGER NOT NULL,
-  chunk INTEGER NOT NULL,
-  bits BLOB NOT NULL,
-  PRIMARY KEY (job, idx, chunk),
-  FOREIGN KEY (job, idx) REFERENCES destinations(job, idx) ON DELETE CASCADE
-);
-`;
-
-/** Where the database lives unless --db or DRIVETWIN_DB says otherwise. */
-export function defaultDatabasePath(env = process.env, platform = process.platform): string {
-  const home = env.HOME ?? env.USERPROFILE ?? '.';
-  if (platform === 'win32') {
-    const { join } = path.win32;
-    return join(env.APPDATA ?? join(home, 'AppData', 'Roaming'), 'DriveTwin', 'jobs.db');
-  }
-  if (platform === 'darwin') {
-    return path.join(home, 'Library', 'Application Support', 'DriveTwin', 'jobs.db');
-  }
-  const data = env.XDG_DATA_HOME || path.join(home, '.local', 'share');
-  return path.join(data, 'drivetwin', 'jobs.db');
-}
-
-/** The one rule for which database to use: a --db flag, else $DRIVETWIN_DB, else the default. */
-export function databasePath(flag?: string, env = process.env): string {
-  return flag ?? env.DRIVETWIN_DB ?? defaultDatabasePath(env);
-}
-
-/** The version rule: same major loads, a newer minor is tolerated, another major is refused. */
-export function versionProblem(major: number, minor: number): string | null {
-  if (major === SCHEMA_MAJOR) return null;
-  const which = major > SCHEMA_MAJOR ? 'a newer' : 'an older';
-  return (
-    `the job database has schema ${major}.${minor}, from ${which} DriveTwin; ` +
-    `this one reads ${SCHEMA_MAJOR}.x (use --db to choose another database)`
-  );
-}
-
-/** SQLite's "another connection holds the lock" (after busy_timeout). */
-export function isBusy(e: unknown): boolean {
-  const code = (e as { code?: unknown }).code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
-}
-
 const now = (): string => new Date().toISOString();
-
-interface JobRow {
-  id: number;
-  source: string;
-  source_size: number;
-  source_identity: string;
-  region_size: number;
-  regions_total: number;
-  regions_hydrated: number;
-  unreadable_bytes: number;
-  options: string;
-  state: JobState;
-  mode: Mode;
-  pid: number | null;
-  error: string | null;
-  status_line: string | null;
-  verified: number | null;
-  copy_seconds: number;
-  verify_seconds: number;
-  created_at: string;
-  updated_at: string;
-  finished_at: string | null;
-}
-
-interface DestinationRow {
-  idx: number;
-  path: string;
-  size: number;
-  identity: string;
-  failed: string | null;
-  dropped: number;
-}
 
 type Chunk = { index: number; bytes: Buffer };
 
@@ -230,7 +59,7 @@ export class Metadata {
     }
     try {
       // Checked before anything is written, so another program's file is left as it was.
-      Metadata.migrate(db, file);
+      migrate(db, file);
       db.pragma('journal_mode = WAL');
       db.pragma('foreign_keys = ON');
     } catch (e) {
@@ -240,49 +69,6 @@ export class Metadata {
       throw new MetadataError((e as Error).message);
     }
     return new Metadata(db, path.resolve(file));
-  }
-
-  private static migrate(db: BetterSqlite3.Database, file: string): void {
-    let appId: number;
-    try {
-      appId = db.pragma('application_id', { simple: true }) as number;
-    } catch (e) {
-      if (isBusy(e)) throw e;
-      throw new MetadataError(`${file} is not a DriveTwin job database: ${(e as Error).message}`);
-    }
-    const tables = db.prepare(`SELECT count(*) AS n FROM sqlite_master`).get() as { n: number };
-    if (appId === 0 && tables.n === 0) {
-      db.transaction(() => {
-        db.exec(SCHEMA_1_0);
-        db.exec(MIGRATE_1_1);
-        db.pragma(`application_id = ${APPLICATION_ID}`);
-        const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
-        put.run('schema_major', String(SCHEMA_MAJOR));
-        put.run('schema_minor', String(SCHEMA_MINOR));
-      })();
-      return;
-    }
-    if (appId !== APPLICATION_ID) {
-      throw new MetadataError(
-        `${file} is not a DriveTwin job database (it belongs to another program)`,
-      );
-    }
-    const get = (key: string): number =>
-      Number(
-        (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string }).value,
-      );
-    const major = get('schema_major');
-    const minor = get('schema_minor');
-    const problem = versionProblem(major, minor);
-    if (problem) throw new MetadataError(problem);
-    if (minor < 1) {
-      db.transaction(() => {
-        db.exec(MIGRATE_1_1);
-        db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema_minor'`).run(
-          String(SCHEMA_MINOR),
-        );
-      })();
-    }
   }
 
   /** Each statement is prepared once, on first use. */
@@ -378,12 +164,12 @@ export class Metadata {
 
   getJob(id: number): JobRecord | null {
     const row = this.sql('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
-    return row ? this.toRecord(row) : null;
+    return row ? this.record(row) : null;
   }
 
   listJobs(): JobRecord[] {
     const rows = this.sql('SELECT * FROM jobs ORDER BY id').all() as JobRow[];
-    return rows.map((r) => this.toRecord(r));
+    return rows.map((r) => this.record(r));
   }
 
   /** The newest unfinished job copying exactly this source to exactly these destinations. */
@@ -403,7 +189,7 @@ export class Metadata {
       source,
     ) as JobRow[];
     return rows
-      .map((row) => this.toRecord(row))
+      .map((row) => this.record(row))
       .filter((job) => key(job.destinations.map((d) => d.path)) === key(destinations));
   }
 
@@ -587,73 +373,14 @@ export class Metadata {
     return this.sql('DELETE FROM jobs WHERE id = ?').run(jobId).changes > 0;
   }
 
-  private toRecord(row: JobRow): JobRecord {
-    const destinations = (
-      this.sql('SELECT * FROM destinations WHERE job = ? ORDER BY idx').all(
-        row.id,
-      ) as DestinationRow[]
-    ).map((d) => ({
-      index: d.idx,
-      path: d.path,
-      size: d.size,
-      identity: JSON.parse(d.identity) as Identity,
-      failed: d.failed,
-      dropped: d.dropped === 1,
-    }));
-    return {
-      id: row.id,
-      source: row.source,
-      sourceSize: row.source_size,
-      sourceIdentity: JSON.parse(row.source_identity) as Identity,
-      regionSize: row.region_size,
-      regionsTotal: row.regions_total,
-      regionsHydrated: row.regions_hydrated,
-      unreadableBytes: row.unreadable_bytes,
-      options: JSON.parse(row.options) as JobOptions,
-      state: liveState(row),
-      mode: row.mode,
-      pid: row.pid,
-      error: row.error,
-      statusLine: row.status_line,
-      verified: row.verified === null ? null : row.verified === 1,
-      copySeconds: row.copy_seconds,
-      verifySeconds: row.verify_seconds,
-      createdAt: row.created_at,
-      updatedAt: row.updated_at,
-      finishedAt: row.finished_at,
-      destinations,
-    };
+  private record(row: JobRow): JobRecord {
+    const destinations = this.sql('SELECT * FROM destinations WHERE job = ? ORDER BY idx').all(
+      row.id,
+    ) as DestinationRow[];
+    return toRecord(row, destinations);
   }
-}
-
-/**
- * A job marked running whose process is gone was killed: it is interrupted. One killed
- * while verifying was copied: it is done, and not verified.
- */
-function liveState(row: Pick<JobRow, 'state' | 'pid'>): JobState {
-  if (row.state === 'running' && !processAlive(row.pid)) return 'interrupted';
-  if (row.state === 'verifying' && !processAlive(row.pid)) return 'done';
-  return row.state;
 }
 
 function chunkOf(row: { chunk: number; bits: Buffer }): Chunk {
   return { index: row.chunk, bytes: row.bits };
-}
-
-function lockedMessage(file: string): string {
-  return (
-    `the job database ${file} is locked by another program; nothing was written ` +
-    '(close that program, or use --db to choose another database)'
-  );
-}
-
-function processAlive(pid: number | null): boolean {
-  if (pid === null) return false;
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

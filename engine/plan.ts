@@ -17,7 +17,8 @@ import {
 } from './geometry';
 import { type Identity, identify, identifyPath, identityProblem } from './identity';
 import { type Device, knownSize } from './io/device';
-import type { DestinationRecord, JobRecord, Metadata } from './metadata';
+import type { DestinationRecord, JobRecord } from './job-record';
+import type { Metadata } from './metadata';
 import { type Probe, Refused, closeAll, isZstPath, openReadable, probe } from './open';
 import {
   DEFAULT_OPTIONS,

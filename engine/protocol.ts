@@ -2,7 +2,7 @@
 // --json output, the desktop app's engine host). Every event has a `type`.
 
 import type { Range } from './geometry';
-import type { Mode } from './metadata';
+import type { Mode } from './job-record';
 import type { JobOptions } from './options';
 
 export type Intent = 'new' | 'resume' | 'update';

@@ -1,7 +1,7 @@
 // dm-clone's status line, for `drivetwin status` and the job record:
 // <region size> <hydrated>/<total> <hydrating> <#features> <features> <#core args> <core args> <mode>
 
-import type { Mode } from './metadata';
+import type { Mode } from './job-record';
 import type { JobOptions } from './options';
 
 export function statusLine(s: {

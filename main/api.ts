@@ -7,7 +7,7 @@
 // is where the user is told.
 
 import type { Drive } from '../engine/drives/classify';
-import type { JobRecord } from '../engine/metadata';
+import type { JobRecord } from '../engine/job-record';
 import type { HostCloneRequest, HostCommand, HostEvent, LiveJob } from '../engine/protocol';
 import type {
   Capabilities,

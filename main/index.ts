@@ -17,8 +17,8 @@ import {
   type Session,
   type WebContents,
 } from 'electron';
+import { defaultDatabasePath } from '../engine/database';
 import { listDrives } from '../engine/drives/list';
-import { defaultDatabasePath } from '../engine/metadata';
 import { createBackend } from './api';
 import { CONTENT_SECURITY_POLICY, CSP_META_POLICY, cspMetaOf } from './csp';
 import { DriveWatcher } from './drive-watcher';

@@ -6,8 +6,8 @@
 // is in flight is committed and they stay resumable.
 
 import { parseArgs } from 'node:util';
+import { defaultDatabasePath } from '../engine/database';
 import { listDrives } from '../engine/drives/list';
-import { defaultDatabasePath } from '../engine/metadata';
 import { createBackend } from './api';
 import { DriveWatcher } from './drive-watcher';
 import { EngineSupervisor } from './engine-host';

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { ddrescueMapfile, regionMapReport, type MapReport } from '../../engine/map-export';
-import type { JobRecord } from '../../engine/metadata';
+import type { JobRecord } from '../../engine/job-record';
 import { RegionMap } from '../../engine/region-map';
 
 const KiB = 1024;

@@ -8,13 +8,13 @@ import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
 import type { Identity } from '../../engine/identity';
 import {
-  Metadata,
   MetadataError,
   SCHEMA_MAJOR,
   SCHEMA_MINOR,
   defaultDatabasePath,
   versionProblem,
-} from '../../engine/metadata';
+} from '../../engine/database';
+import { Metadata } from '../../engine/metadata';
 import type { JobOptions } from '../../engine/options';
 import { CHUNK_BYTES, RegionMap } from '../../engine/region-map';
 

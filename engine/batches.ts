@@ -1,0 +1,69 @@
+// A hydration job's batches: how many regions each holds, how many are in flight at
+// once, and the buffers they are copied through — the job's memory bound.
+
+import { MAX_IN_FLIGHT_BYTES, MAX_IO_BYTES, borrowBuffer, giveBack } from './io/buffers';
+import type { JobOptions } from './options';
+
+const CAPPED_BATCH_SECONDS = 0.25;
+
+export class Batches {
+  /** The most batches in flight at once (one buffer each). */
+  readonly inFlight: number;
+  private readonly regions: number;
+  private readonly bufferBytes: number;
+  private free: Buffer[] = [];
+  private buffersLeft: number;
+
+  constructor(
+    private readonly regionSize: number,
+    options: Pick<JobOptions, 'batch' | 'threshold'>,
+  ) {
+    // Memory stays bounded in bytes: a batch is at most one big I/O's worth of regions
+    // (at least one region, copied in pieces when bigger), and only as many batches are
+    // in flight as their buffers fit in the in-flight budget.
+    this.regions = Math.max(1, Math.min(options.batch, MAX_IO_BYTES / regionSize));
+    this.bufferBytes = Math.min(this.regions * regionSize, MAX_IO_BYTES);
+    this.buffersLeft = Math.max(
+      1,
+      Math.min(
+        Math.ceil(options.threshold / this.regions),
+        Math.floor(MAX_IN_FLIGHT_BYTES / this.bufferBytes),
+      ),
+    );
+    this.inFlight = this.buffersLeft;
+  }
+
+  /** A batch buffer: a free one, or a new one while fewer than the bound exist. */
+  takeBuffer(): Buffer {
+    const free = this.free.pop();
+    if (free) return free;
+    this.buffersLeft -= 1;
+    return borrowBuffer(this.bufferBytes);
+  }
+
+  hasBuffer(): boolean {
+    return this.free.length > 0 || this.buffersLeft > 0;
+  }
+
+  /** A batch ended: its buffer serves the next one. */
+  returnBuffer(buffer: Buffer): void {
+    this.free.push(buffer);
+  }
+
+  /** The job ended: its buffers go back to the pool. */
+  release(): void {
+    giveBack(this.free.splice(0));
+  }
+
+  /**
+   * Regions per batch: as configured, or under a rate cap small enough that the batches
+   * in flight, sharing the cap, each end within a quarter of a second (at least one
+   * region): big ones would all end together, seconds apart, and progress would lurch.
+   */
+  limit(maxRate: number): number {
+    if (maxRate === 0) return this.regions;
+    const share = (maxRate * CAPPED_BATCH_SECONDS) / this.inFlight;
+    const regions = Math.floor(share / this.regionSize);
+    return Math.max(1, Math.min(this.regions, regions));
+  }
+}

@@ -1,0 +1,165 @@
+// The job database as a file: where it lives, how it is told apart from another
+// program's SQLite file (the application id), its schema, the migrations (1.0 → 1.1)
+// and the version rule, and the errors met opening it. The Metadata class holds the
+// statements over it.
+
+import path from 'node:path';
+import type BetterSqlite3 from 'better-sqlite3';
+
+export const SCHEMA_MAJOR = 1;
+export const SCHEMA_MINOR = 1;
+/** PRAGMA application_id: "DTwn", so another program's SQLite file is told apart. */
+const APPLICATION_ID = 0x4454776e;
+
+export class MetadataError extends Error {}
+
+const SCHEMA_1_0 = `
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY,
+  source TEXT NOT NULL,
+  source_size INTEGER NOT NULL,
+  source_identity TEXT NOT NULL,
+  region_size INTEGER NOT NULL,
+  regions_total INTEGER NOT NULL,
+  regions_hydrated INTEGER NOT NULL DEFAULT 0,
+  unreadable_bytes INTEGER NOT NULL DEFAULT 0,
+  options TEXT NOT NULL,
+  state TEXT NOT NULL,
+  mode TEXT NOT NULL DEFAULT 'rw',
+  pid INTEGER,
+  error TEXT,
+  status_line TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  finished_at TEXT
+);
+CREATE TABLE destinations (
+  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  idx INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  identity TEXT NOT NULL,
+  failed TEXT,
+  PRIMARY KEY (job, idx)
+);
+CREATE TABLE bitmap (
+  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  chunk INTEGER NOT NULL,
+  bits BLOB NOT NULL,
+  PRIMARY KEY (job, chunk)
+);
+CREATE TABLE unreadable (
+  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  offset INTEGER NOT NULL,
+  length INTEGER NOT NULL
+);
+CREATE INDEX unreadable_job ON unreadable(job, offset);
+CREATE TABLE errors (
+  id INTEGER PRIMARY KEY,
+  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  at TEXT NOT NULL,
+  device TEXT,
+  message TEXT NOT NULL
+);
+`;
+
+/** 1.1: verify results and times; a failed destination keeps the bitmap it held when it failed. */
+const MIGRATE_1_1 = `
+ALTER TABLE jobs ADD COLUMN verified INTEGER;
+ALTER TABLE jobs ADD COLUMN copy_seconds REAL NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN verify_seconds REAL NOT NULL DEFAULT 0;
+ALTER TABLE destinations ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE destination_bitmap (
+  job INTEGER NOT NULL,
+  idx INTEGER NOT NULL,
+  chunk INTEGER NOT NULL,
+  bits BLOB NOT NULL,
+  PRIMARY KEY (job, idx, chunk),
+  FOREIGN KEY (job, idx) REFERENCES destinations(job, idx) ON DELETE CASCADE
+);
+`;
+
+/** Where the database lives unless --db or DRIVETWIN_DB says otherwise. */
+export function defaultDatabasePath(env = process.env, platform = process.platform): string {
+  const home = env.HOME ?? env.USERPROFILE ?? '.';
+  if (platform === 'win32') {
+    const { join } = path.win32;
+    return join(env.APPDATA ?? join(home, 'AppData', 'Roaming'), 'DriveTwin', 'jobs.db');
+  }
+  if (platform === 'darwin') {
+    return path.join(home, 'Library', 'Application Support', 'DriveTwin', 'jobs.db');
+  }
+  const data = env.XDG_DATA_HOME || path.join(home, '.local', 'share');
+  return path.join(data, 'drivetwin', 'jobs.db');
+}
+
+/** The one rule for which database to use: a --db flag, else $DRIVETWIN_DB, else the default. */
+export function databasePath(flag?: string, env = process.env): string {
+  return flag ?? env.DRIVETWIN_DB ?? defaultDatabasePath(env);
+}
+
+/** The version rule: same major loads, a newer minor is tolerated, another major is refused. */
+export function versionProblem(major: number, minor: number): string | null {
+  if (major === SCHEMA_MAJOR) return null;
+  const which = major > SCHEMA_MAJOR ? 'a newer' : 'an older';
+  return (
+    `the job database has schema ${major}.${minor}, from ${which} DriveTwin; ` +
+    `this one reads ${SCHEMA_MAJOR}.x (use --db to choose another database)`
+  );
+}
+
+/** SQLite's "another connection holds the lock" (after busy_timeout). */
+export function isBusy(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
+}
+
+export function lockedMessage(file: string): string {
+  return (
+    `the job database ${file} is locked by another program; nothing was written ` +
+    '(close that program, or use --db to choose another database)'
+  );
+}
+
+/** A new file gets the schema; an existing one is checked (application id, version rule) and brought up to date. */
+export function migrate(db: BetterSqlite3.Database, file: string): void {
+  let appId: number;
+  try {
+    appId = db.pragma('application_id', { simple: true }) as number;
+  } catch (e) {
+    if (isBusy(e)) throw e;
+    throw new MetadataError(`${file} is not a DriveTwin job database: ${(e as Error).message}`);
+  }
+  const tables = db.prepare(`SELECT count(*) AS n FROM sqlite_master`).get() as { n: number };
+  if (appId === 0 && tables.n === 0) {
+    db.transaction(() => {
+      db.exec(SCHEMA_1_0);
+      db.exec(MIGRATE_1_1);
+      db.pragma(`application_id = ${APPLICATION_ID}`);
+      const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
+      put.run('schema_major', String(SCHEMA_MAJOR));
+      put.run('schema_minor', String(SCHEMA_MINOR));
+    })();
+    return;
+  }
+  if (appId !== APPLICATION_ID) {
+    throw new MetadataError(
+      `${file} is not a DriveTwin job database (it belongs to another program)`,
+    );
+  }
+  const get = (key: string): number =>
+    Number(
+      (db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string }).value,
+    );
+  const major = get('schema_major');
+  const minor = get('schema_minor');
+  const problem = versionProblem(major, minor);
+  if (problem) throw new MetadataError(problem);
+  if (minor < 1) {
+    db.transaction(() => {
+      db.exec(MIGRATE_1_1);
+      db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema_minor'`).run(String(SCHEMA_MINOR));
+    })();
+  }
+}

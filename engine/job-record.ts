@@ -1,0 +1,132 @@
+// A job as the database records it: its state, its metadata mode and its
+// destinations, read from the rows of the jobs and destinations tables.
+
+import type { Identity } from './identity';
+import type { JobOptions } from './options';
+
+/** `verifying`: copied, and being compared; a verify that never ended reads as done, not verified. */
+export type JobState = 'running' | 'verifying' | 'interrupted' | 'done' | 'failed';
+export type Mode = 'rw' | 'ro' | 'fail';
+
+export interface DestinationRecord {
+  index: number;
+  path: string;
+  size: number;
+  identity: Identity;
+  /** Why it left the job (a failed write or flush, or the user dropped it), or null. */
+  failed: string | null;
+  /** The user chose to finish without it: it never comes back. */
+  dropped: boolean;
+}
+
+export interface JobRecord {
+  id: number;
+  source: string;
+  sourceSize: number;
+  sourceIdentity: Identity;
+  regionSize: number;
+  regionsTotal: number;
+  regionsHydrated: number;
+  unreadableBytes: number;
+  options: JobOptions;
+  state: JobState;
+  mode: Mode;
+  pid: number | null;
+  error: string | null;
+  statusLine: string | null;
+  /** Every destination still in the job compared equal (true), differed (false), or not verified. */
+  verified: boolean | null;
+  copySeconds: number;
+  verifySeconds: number;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+  destinations: DestinationRecord[];
+}
+
+export interface JobRow {
+  id: number;
+  source: string;
+  source_size: number;
+  source_identity: string;
+  region_size: number;
+  regions_total: number;
+  regions_hydrated: number;
+  unreadable_bytes: number;
+  options: string;
+  state: JobState;
+  mode: Mode;
+  pid: number | null;
+  error: string | null;
+  status_line: string | null;
+  verified: number | null;
+  copy_seconds: number;
+  verify_seconds: number;
+  created_at: string;
+  updated_at: string;
+  finished_at: string | null;
+}
+
+export interface DestinationRow {
+  idx: number;
+  path: string;
+  size: number;
+  identity: string;
+  failed: string | null;
+  dropped: number;
+}
+
+export function toRecord(row: JobRow, destinationRows: DestinationRow[]): JobRecord {
+  const destinations = destinationRows.map((d) => ({
+    index: d.idx,
+    path: d.path,
+    size: d.size,
+    identity: JSON.parse(d.identity) as Identity,
+    failed: d.failed,
+    dropped: d.dropped === 1,
+  }));
+  return {
+    id: row.id,
+    source: row.source,
+    sourceSize: row.source_size,
+    sourceIdentity: JSON.parse(row.source_identity) as Identity,
+    regionSize: row.region_size,
+    regionsTotal: row.regions_total,
+    regionsHydrated: row.regions_hydrated,
+    unreadableBytes: row.unreadable_bytes,
+    options: JSON.parse(row.options) as JobOptions,
+    state: liveState(row),
+    mode: row.mode,
+    pid: row.pid,
+    error: row.error,
+    statusLine: row.status_line,
+    verified: row.verified === null ? null : row.verified === 1,
+    copySeconds: row.copy_seconds,
+    verifySeconds: row.verify_seconds,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    finishedAt: row.finished_at,
+    destinations,
+  };
+}
+
+/**
+ * A job marked running whose process is gone was killed: it is interrupted. One killed
+ * while verifying was copied: it is done, and not verified.
+ */
+function liveState(row: Pick<JobRow, 'state' | 'pid'>): JobState {
+  if (row.state === 'running' && !processAlive(row.pid)) return 'interrupted';
+  if (row.state === 'verifying' && !processAlive(row.pid)) return 'done';
+  return row.state;
+}
+
+export function processAlive(pid: number | null): boolean {
+  if (pid === null) return false;
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
