@@ -32,35 +32,41 @@ export function isSkippable(magic: number): boolean {
   return (magic & SKIPPABLE_MASK) >>> 0 === SKIPPABLE_MAGIC;
 }
 
-/** What a frame header's descriptor (the byte after the magic) says of the header. */
-export interface FrameDescriptor {
-  /** Offset of Frame_Content_Size from the start of the frame. */
-  contentSizeAt: number;
-  /** 0 (not stated), 1, 2, 4 or 8; the blocks start right after it. */
-  contentSizeBytes: number;
+/** What a frame's header says. */
+export interface FrameHeader {
+  /** File offset of the frame's first block. */
+  blocksAt: number;
+  /** Frame_Content_Size; null when the header does not state it. */
+  contentSize: number | null;
   /** A 4-byte content checksum follows the last block. */
   hasChecksum: boolean;
 }
 
-/** The descriptor's fields; null when its reserved bit is set (not a zstd frame). */
-export function frameDescriptor(descriptor: number): FrameDescriptor | null {
-  if (descriptor & 0x08) return null;
+/**
+ * The header of the frame at `at` (its magic already checked), read with `read(pos, n)`;
+ * null when it is cut short (`read` gave null) or its reserved bit is set (not a frame).
+ */
+export function frameHeader(
+  at: number,
+  read: (pos: number, n: number) => Buffer | null,
+): FrameHeader | null {
+  const descriptor = read(at + 4, 1)?.[0];
+  if (descriptor === undefined || descriptor & 0x08) return null;
   const fcsFlag = descriptor >> 6;
   const singleSegment = (descriptor >> 5) & 1;
   const dictIdBytes = [0, 1, 2, 4][descriptor & 3];
-  return {
-    contentSizeAt: 5 + (singleSegment ? 0 : 1) + dictIdBytes,
-    contentSizeBytes: fcsFlag === 0 ? singleSegment : [0, 2, 4, 8][fcsFlag],
-    hasChecksum: ((descriptor >> 2) & 1) === 1,
-  };
-}
-
-/** Frame_Content_Size from its 1, 2, 4 or 8 bytes (the 2-byte form counts from 256). */
-export function frameContentSize(fcs: Buffer): number {
-  if (fcs.length === 1) return fcs[0];
-  if (fcs.length === 2) return fcs.readUInt16LE(0) + 256;
-  if (fcs.length === 4) return fcs.readUInt32LE(0);
-  return Number(fcs.readBigUInt64LE(0));
+  const fcsBytes = fcsFlag === 0 ? singleSegment : [0, 2, 4, 8][fcsFlag];
+  const fcsAt = at + 5 + (singleSegment ? 0 : 1) + dictIdBytes;
+  let contentSize: number | null = null;
+  if (fcsBytes > 0) {
+    const fcs = read(fcsAt, fcsBytes);
+    if (!fcs) return null;
+    if (fcsBytes === 1) contentSize = fcs[0];
+    else if (fcsBytes === 2) contentSize = fcs.readUInt16LE(0) + 256;
+    else if (fcsBytes === 4) contentSize = fcs.readUInt32LE(0);
+    else contentSize = Number(fcs.readBigUInt64LE(0));
+  }
+  return { blocksAt: fcsAt + fcsBytes, contentSize, hasChecksum: ((descriptor >> 2) & 1) === 1 };
 }
 
 export interface BlockHeader {

@@ -8,8 +8,7 @@ import { openFdSync } from './fd';
 import {
   blockHeader,
   findSeekTable,
-  frameContentSize,
-  frameDescriptor,
+  frameHeader,
   isSkippable,
   seekTableEntry,
   ZSTD_MAGIC,
@@ -120,20 +119,13 @@ function walk(r: Reader, fd: number, path: string): ZstScan {
 
 /** One frame's extent (size -1: not in the header and compressed blocks present). */
 function walkFrame(r: Reader, at: number): ZstFrame | null {
-  const fhd = r.bytes(at + 4, 1)?.[0];
-  const header = fhd === undefined ? null : frameDescriptor(fhd);
+  const header = frameHeader(at, (pos, n) => r.bytes(pos, n));
   if (!header) return null;
-  const fcsAt = at + header.contentSizeAt;
-  let size = -1;
-  if (header.contentSizeBytes > 0) {
-    const b = r.bytes(fcsAt, header.contentSizeBytes);
-    if (!b) return null;
-    size = frameContentSize(b);
-  }
+  let size = header.contentSize ?? -1;
   const sizeInHeader = size >= 0;
   let blocksSize = 0;
   let knownBlocks = true;
-  let pos = fcsAt + header.contentSizeBytes;
+  let pos = header.blocksAt;
   for (;;) {
     const h = r.bytes(pos, 3);
     const block = h && blockHeader(h);

@@ -6,15 +6,7 @@
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import * as zstd from 'zstd-napi/binding';
-import {
-  blockHeader,
-  findSeekTable,
-  frameContentSize,
-  frameDescriptor,
-  isSkippable,
-  seekTableEntry,
-  ZSTD_MAGIC,
-} from '../zst-frames';
+import * as frames from '../zst-frames';
 import { fileSize, fileStream, preadSync } from './file';
 import { asBuffer, FormatError, letTimersRun, type Decoder, type Opened } from './source';
 
@@ -131,22 +123,21 @@ async function zstdContentSize(fd: number, fileSize: number): Promise<number | n
       await new Promise((resolve) => setImmediate(resolve));
     }
     const magic = bytes(pos, 4, 'a zstd frame').readUInt32LE(0);
-    if (isSkippable(magic)) {
+    if (frames.isSkippable(magic)) {
       pos += 8 + bytes(pos + 4, 4, 'a skippable frame').readUInt32LE(0);
       if (pos > fileSize) throw new FormatError('a skippable zstd frame runs past the end');
       continue;
     }
-    if (magic !== ZSTD_MAGIC) throw new FormatError(`no zstd frame at byte ${pos}`);
-    const header = frameDescriptor(bytes(pos + 4, 1, 'a zstd frame header')[0]);
+    if (magic !== frames.ZSTD_MAGIC) throw new FormatError(`no zstd frame at byte ${pos}`);
+    // `bytes` throws on a file cut short, so null here means the reserved bit is set.
+    const header = frames.frameHeader(pos, (at, n) => bytes(at, n, 'a zstd frame header'));
     if (!header) throw new FormatError(`bad zstd frame header at byte ${pos}`);
-    const { contentSizeBytes } = header;
-    if (contentSizeBytes === 0) return null;
-    const fcsAt = pos + header.contentSizeAt;
-    total += frameContentSize(bytes(fcsAt, contentSizeBytes, 'a zstd frame header'));
+    if (header.contentSize === null) return null;
+    total += header.contentSize;
     if (!Number.isSafeInteger(total)) return null;
-    let at = fcsAt + contentSizeBytes;
+    let at = header.blocksAt;
     for (;;) {
-      const block = blockHeader(bytes(at, 3, 'a zstd block header'));
+      const block = frames.blockHeader(bytes(at, 3, 'a zstd block header'));
       if (!block) throw new FormatError(`bad zstd block at byte ${at}`);
       at += block.stored;
       if (block.last) break;
@@ -164,7 +155,7 @@ async function zstdContentSize(fd: number, fileSize: number): Promise<number | n
  * when there is none, or when its frames do not account for every byte before it.
  */
 function seekTableSize(fd: number, fileSize: number): number | null {
-  const table = findSeekTable(fileSize, (pos, n) => preadSync(fd, pos, n));
+  const table = frames.findSeekTable(fileSize, (pos, n) => preadSync(fd, pos, n));
   if (!table) return null;
   const { count, entryBytes } = table;
   let compressed = 0;
@@ -173,12 +164,12 @@ function seekTableSize(fd: number, fileSize: number): number | null {
     const n = Math.min(ENTRIES_PER_READ, count - first);
     const entries = preadSync(fd, table.entriesAt + first * entryBytes, n * entryBytes);
     for (let at = 0; at < entries.length; at += entryBytes) {
-      const entry = seekTableEntry(entries, at, entryBytes);
+      const entry = frames.seekTableEntry(entries, at, entryBytes);
       compressed += entry.compressedSize;
       total += entry.size;
     }
   }
   if (compressed !== table.at) return null;
-  if (count > 0 && preadSync(fd, 0, 4).readUInt32LE(0) !== ZSTD_MAGIC) return null;
+  if (count > 0 && preadSync(fd, 0, 4).readUInt32LE(0) !== frames.ZSTD_MAGIC) return null;
   return total;
 }
