@@ -4,26 +4,27 @@
 // 3 done with unreadable source extents, 4 verify found a mismatch, 130 stopped
 // by a signal (resumable).
 
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import readline from 'node:readline';
-import type { JobRecord } from './job-record';
 import type { Metadata } from './metadata';
 import type { JobOptions } from './options';
 import type { SessionRequest } from './plan';
-import type { DoneEvent, EngineEvent, ProgressEvent } from './protocol';
-import { parseSize, formatBytes, formatDuration } from './size';
+import type { DoneEvent, EngineEvent } from './protocol';
+import {
+  COMMON,
+  EXIT,
+  UsageError,
+  jobId,
+  openMetadata,
+  parse,
+  size,
+  type Values,
+} from './cli-args';
+import { jobCommands } from './cli-jobs';
+import { Output, show } from './cli-output';
+import { formatBytes } from './size';
 import { frame } from './transport';
 
-export const EXIT = {
-  ok: 0,
-  failed: 1,
-  usage: 2,
-  unreadable: 3,
-  mismatch: 4,
-  signal: 130,
-} as const;
-
-class UsageError extends Error {}
+export { EXIT } from './cli-args';
 
 const USAGE = `Usage:
   drivetwin drives [--json]
@@ -41,12 +42,6 @@ const USAGE = `Usage:
 
 SIZE and RATE: 4096, 64K, 4M, 1G (binary multiples; RATE is per second).
 The job database is $DRIVETWIN_DB, or --db PATH, or the user data directory.`;
-
-const COMMON = {
-  db: { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
 
 /** Flags that may change when a job goes on (engine/options.ts LIVE_OPTIONS). */
 const LIVE = {
@@ -79,86 +74,6 @@ const CLONE = {
   'no-sparse': { type: 'boolean' },
 } as const;
 
-type Values = Record<string, string | boolean | string[] | undefined>;
-
-function parse(args: string[], options: ParseArgsConfig['options']) {
-  try {
-    const { values, positionals } = parseArgs({
-      args,
-      options,
-      allowPositionals: true,
-      strict: true,
-    });
-    return { values: values as Values, positionals };
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-}
-
-function size(name: string, text: Values[string]): number | undefined {
-  if (text === undefined) return undefined;
-  try {
-    return parseSize(String(text));
-  } catch (e) {
-    throw new UsageError(`--${name}: ${(e as Error).message}`);
-  }
-}
-
-function jobId(text: string | undefined): number {
-  if (!text || !/^\d+$/.test(text))
-    throw new UsageError(`a job number is needed, not "${text ?? ''}"`);
-  return Number(text);
-}
-
-/** An output sink: JSON lines for programs, words for people. */
-class Output {
-  private progressShown = false;
-  constructor(readonly json: boolean) {}
-
-  event(e: EngineEvent | Record<string, unknown>): void {
-    if (this.json) process.stdout.write(frame(e));
-  }
-
-  say(text: string): void {
-    if (this.json) return;
-    this.clearProgress();
-    process.stdout.write(text + '\n');
-  }
-
-  warn(text: string): void {
-    this.clearProgress();
-    process.stderr.write(text + '\n');
-  }
-
-  /** The progress line on a terminal; every event for programs. */
-  progress(p: ProgressEvent): void {
-    if (this.json) return this.event(p);
-    if (!process.stderr.isTTY) return;
-    const pct = p.bytesTotal ? ((100 * p.bytesDone) / p.bytesTotal).toFixed(1) : '100.0';
-    const what = p.phase === 'copying' ? '' : `${p.phase} `.padEnd(10);
-    const paused = p.paused;
-    const eta = paused ? 'paused' : `ETA ${p.eta === null ? '--:--' : formatDuration(p.eta)}`;
-    const line =
-      `${what}${pct.padStart(5)}%  ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}  ` +
-      `${formatBytes(p.rate)}/s  ${eta}`;
-    process.stderr.write(`\r${line}\x1b[K`);
-    this.progressShown = true;
-  }
-
-  private clearProgress(): void {
-    if (this.progressShown) process.stderr.write('\r\x1b[K');
-    this.progressShown = false;
-  }
-}
-
-function openMetadata(values: Values): Metadata {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { Metadata } = require('./metadata') as typeof import('./metadata');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { databasePath } = require('./database') as typeof import('./database');
-  return Metadata.open(databasePath(values.db as string | undefined));
-}
-
 async function askOnTerminal(
   drives: Array<{ path: string; detail: string }>,
   yes: boolean,
@@ -178,50 +93,6 @@ async function askOnTerminal(
   );
   rl.close();
   return answer.trim().toLowerCase() === 'yes';
-}
-
-/** Prints what the session says; the session alone knows the job. */
-function show(out: Output, e: EngineEvent): void {
-  switch (e.type) {
-    case 'start': {
-      out.event(e);
-      const what = {
-        new: 'Started',
-        resume: 'Resuming',
-        update: `Updating (${e.delta ?? 0} regions differ)`,
-      }[e.intent];
-      const already =
-        e.intent === 'resume' && e.regionsHydrated > 0
-          ? `, ${e.regionsHydrated} of ${e.regionsTotal} regions already done`
-          : '';
-      const size = `${e.sizeKnown ? '' : 'about '}${formatBytes(e.bytesTotal)}`;
-      return out.say(
-        `${what} job ${e.job}: ${e.source} → ${e.destinations.join(', ')} (${size}${already})`,
-      );
-    }
-    case 'progress':
-      return out.progress(e);
-    case 'verify-progress':
-      return out.event(e); // the progress line shows it too
-    case 'error':
-      out.event(e);
-      return out.warn(`error: ${e.message}`);
-    case 'mode':
-      out.event(e);
-      return out.warn(`metadata is now ${e.mode}: ${e.reason}`);
-    case 'verify':
-      out.event(e);
-      for (const d of e.destinations) {
-        for (const r of d.mismatches)
-          out.warn(`verify: ${d.path} differs at bytes ${r.offset}+${r.length}`);
-      }
-      return;
-    case 'done':
-      out.event(e);
-      return out.say(summary(e));
-    case 'region-map':
-      return; // the app draws it; the terminal has the progress line
-  }
 }
 
 async function runSession(
@@ -255,35 +126,6 @@ async function runSession(
   return EXIT.ok;
 }
 
-function summary(d: DoneEvent): string {
-  const words = {
-    done: 'Done',
-    interrupted: 'Stopped (resumable)',
-    failed: 'Failed (resumable)',
-  }[d.state];
-  const rate = d.seconds > 0 ? d.bytesRead / d.seconds : 0;
-  const parts = [
-    `${words}: job ${d.job}, ${formatBytes(d.bytesRead)} read, ${formatBytes(d.bytesWritten)} written in ${d.seconds.toFixed(1)} s (${formatBytes(rate)}/s)`,
-  ];
-  if (d.unreadableBytes > 0)
-    parts.push(`${formatBytes(d.unreadableBytes)} of the source unreadable`);
-  for (const dest of d.destinations ?? []) {
-    if (dest.state !== 'failed') continue;
-    parts.push(
-      `${dest.path} failed (${dest.error}): once it is fixed, "drivetwin resume ${d.job}" brings it ` +
-        `back; "drivetwin resume ${d.job} --drop ${dest.path}" finishes without it`,
-    );
-  }
-  if (d.verified !== undefined) {
-    parts.push(
-      d.verified ? 'verified' : 'VERIFY FOUND DIFFERENCES (or a destination was not compared)',
-    );
-  } else if (d.state === 'done' && d.error) {
-    parts.push(`not verified: ${d.error}`);
-  }
-  return parts.join('; ');
-}
-
 /** The options given on the command line, and only those. */
 function givenOptions(v: Values): Partial<JobOptions> {
   const given: Partial<JobOptions> = {};
@@ -311,57 +153,6 @@ function integer(name: string, text: Values[string], fallback: number): number {
     throw new UsageError(`--${name} takes a whole number, not "${String(text)}"`);
   }
   return n;
-}
-
-/** A job's state as a person reads it: a copy that was to be verified and wasn't says so. */
-function stateWords(job: JobRecord): string {
-  if (job.state !== 'done') return job.state;
-  if (job.verified === true) return 'verified';
-  if (job.verified === false) return 'differs';
-  return job.options.verify ? 'copied, not verified' : 'done';
-}
-
-function jobLine(job: JobRecord): string {
-  const pct = job.regionsTotal ? ((100 * job.regionsHydrated) / job.regionsTotal).toFixed(1) : '0';
-  const dests = job.destinations
-    .map((d) => (d.dropped ? `${d.path} (dropped)` : d.failed ? `${d.path} (failed)` : d.path))
-    .join(', ');
-  return `${String(job.id).padStart(4)}  ${stateWords(job).padEnd(20)} ${pct.padStart(5)}%  ${formatBytes(job.sourceSize).padStart(10)}  ${job.source} → ${dests}  ${job.updatedAt}`;
-}
-
-function jobJson(job: JobRecord): Record<string, unknown> {
-  return {
-    type: 'job',
-    job: job.id,
-    state: job.state,
-    mode: job.mode,
-    source: job.source,
-    verified: job.verified,
-    destinations: job.destinations.map((d) => ({
-      path: d.path,
-      size: d.size,
-      failed: d.failed,
-      dropped: d.dropped,
-    })),
-    bytesTotal: job.sourceSize,
-    regionSize: job.regionSize,
-    regionsHydrated: job.regionsHydrated,
-    regionsTotal: job.regionsTotal,
-    unreadableBytes: job.unreadableBytes,
-    options: job.options,
-    error: job.error,
-    copySeconds: job.copySeconds,
-    verifySeconds: job.verifySeconds,
-    createdAt: job.createdAt,
-    updatedAt: job.updatedAt,
-    finishedAt: job.finishedAt,
-  };
-}
-
-function needJob(meta: Metadata, id: number): JobRecord {
-  const job = meta.getJob(id);
-  if (!job) throw new UsageError(`there is no job ${id}`);
-  return job;
 }
 
 const commands: Record<string, (args: string[]) => Promise<number>> = {
@@ -470,83 +261,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     }
   },
 
-  async status(args) {
-    const { values, positionals } = parse(args, COMMON);
-    const meta = openMetadata(values);
-    const { statusLine } = await import('./status-line');
-    const jobs = positionals[0] ? [needJob(meta, jobId(positionals[0]))] : meta.listJobs();
-    for (const job of jobs) {
-      const line =
-        (job.state === 'running' || job.state === 'verifying') && job.statusLine
-          ? job.statusLine
-          : statusLine({
-              regionSize: job.regionSize,
-              hydrated: job.regionsHydrated,
-              total: job.regionsTotal || null,
-              hydrating: 0,
-              paused: false,
-              sparse: job.destinations.some(
-                (d) => job.options.sparse ?? d.identity.kind === 'file',
-              ),
-              options: job.options,
-              mode: job.mode,
-            });
-      if (values.json) {
-        process.stdout.write(
-          JSON.stringify({
-            type: 'status',
-            job: job.id,
-            state: job.state,
-            verified: job.verified,
-            status: line,
-            error: job.error,
-          }) + '\n',
-        );
-      } else {
-        process.stdout.write(
-          `${job.id}: ${stateWords(job)}: ${line}${job.error ? `  (${job.error})` : ''}\n`,
-        );
-      }
-    }
-    return EXIT.ok;
-  },
-
-  async jobs(args) {
-    const { values } = parse(args, COMMON);
-    const meta = openMetadata(values);
-    for (const job of meta.listJobs()) {
-      process.stdout.write((values.json ? JSON.stringify(jobJson(job)) : jobLine(job)) + '\n');
-    }
-    return EXIT.ok;
-  },
-
-  async map(args) {
-    const { values, positionals } = parse(args, { ...COMMON, format: { type: 'string' } });
-    const format = (values.format as string | undefined) ?? 'json';
-    if (format !== 'json' && format !== 'ddrescue') {
-      throw new UsageError(`--format is json or ddrescue, not "${format}"`);
-    }
-    const meta = openMetadata(values);
-    const job = needJob(meta, jobId(positionals[0]));
-    const { regionMapReport, ddrescueMapfile } = await import('./map-export');
-    const report = regionMapReport(job, meta.loadBitmap(job), meta.loadUnreadable(job.id));
-    process.stdout.write(
-      format === 'json' ? JSON.stringify(report) + '\n' : ddrescueMapfile(report),
-    );
-    return EXIT.ok;
-  },
-
-  async forget(args) {
-    const { values, positionals } = parse(args, COMMON);
-    const id = jobId(positionals[0]);
-    const meta = openMetadata(values);
-    const job = needJob(meta, id);
-    if (job.state === 'running' || job.state === 'verifying')
-      throw new UsageError(`job ${id} is running (process ${job.pid})`);
-    meta.forget(id);
-    if (!values.json) process.stdout.write(`Forgot job ${id}.\n`);
-    return EXIT.ok;
-  },
+  ...jobCommands,
 };
 
 export async function main(argv: string[]): Promise<void> {

@@ -45,3 +45,12 @@ export async function syncData(fd: number, path: string): Promise<void> {
 }
 
 export const closeFd = (fd: number): Promise<void> => close(fd);
+
+/** fs.openSync (new files 0644), a failure as a DeviceError naming the path. */
+export function openFdSync(path: string, flags: 'w' | 'r+' | 'r'): number {
+  try {
+    return fs.openSync(path, flags, 0o644);
+  } catch (e) {
+    throw new DeviceError('open', path, 0, 0, e as NodeJS.ErrnoException);
+  }
+}

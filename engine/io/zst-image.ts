@@ -10,35 +10,25 @@
 // frames from the start, keeps those that end at or before the committed
 // offset and cuts the rest (a frame torn by a kill, and the seek table).
 //
-// Compression runs in a worker thread (zst-worker.ts): compressing one frame
-// takes tens of milliseconds, which would otherwise stall the event loop (and
-// the job's commit timer, the throttle and the other destinations).
+// Compression runs in a worker thread (zst-compressor.ts); reading a backup's frames
+// back for resume is zst-scan.ts; the format itself, zst-frames.ts.
 
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { promisify } from 'node:util';
-import { Worker } from 'node:worker_threads';
 import * as zstd from 'zstd-napi/binding';
 import type { Device } from './device';
 import { DeviceError } from './device';
-import { closeFd, pwriteFully, syncData } from './fd';
-import type { CompressReply, CompressRequest, CompressorSettings } from './zst-worker';
+import { closeFd, openFdSync, pwriteFully, syncData } from './fd';
+import { FrameCompressor } from './zst-compressor';
+import { SEEKABLE_MAX_FRAME_BYTES, seekTable, type ZstFrame } from './zst-frames';
+import { scanFd, scanZst } from './zst-scan';
 
 const MIB = 1024 * 1024;
 export const DEFAULT_FRAME_BYTES = 8 * MIB;
 export const DEFAULT_LEVEL = 3;
 /** Frames handed to the compressor and not yet on disk; bounds memory to (this + 1) × frameBytes. */
 const MAX_IN_FLIGHT = 1;
-
-const FRAME_MAGIC = 0xfd2fb528;
-const SKIPPABLE_MASK = 0xfffffff0;
-const SKIPPABLE_MAGIC = 0x184d2a50;
-const SEEK_TABLE_MAGIC = 0x184d2a5e;
-const SEEKABLE_FOOTER_MAGIC = 0x8f92eab1;
-/** Limits of the seekable format (zstd contrib/seekable_format). */
-const SEEKABLE_MAX_FRAME_BYTES = 0x40000000;
-const SEEKABLE_MAX_FRAMES = 0x8000000;
 
 const fsync = promisify(fs.fsync);
 
@@ -49,30 +39,6 @@ export interface ZstImageOptions {
   frameBytes?: number;
   /** zstd's own threads per frame (default: min(4, CPUs - 1) on 3+ CPUs, else 0: the worker thread alone). */
   threads?: number;
-}
-
-/** One complete zstd frame of an image file. */
-export interface ZstFrame {
-  /** Byte offset of the frame in the compressed file. */
-  fileOffset: number;
-  compressedSize: number;
-  /** Uncompressed bytes. */
-  size: number;
-  /** Low 32 bits of the XXH64 of the content, from the frame's trailer; null without one. */
-  checksum: number | null;
-  /** The frame header states its content size. */
-  sizeInHeader: boolean;
-}
-
-export interface ZstScan {
-  /** Complete zstd frames, in file order. */
-  frames: ZstFrame[];
-  /** Complete skippable frames (file offsets), e.g. the seek table. */
-  skippable: number[];
-  /** File offset just after the last complete frame of either kind. */
-  end: number;
-  /** Length of the file. */
-  fileSize: number;
 }
 
 /** Resuming at an offset where no frame ends. */
@@ -89,98 +55,6 @@ export class ZstResumeError extends Error {
       `${path}: cannot resume the compressed image at byte ${offset}: no frame ends there ` +
         `(the last frame boundary before it is ${boundary}; complete frames hold ${committed} bytes)`,
     );
-  }
-}
-
-/**
- * The compression thread's compiled module (zst-worker.js), beside this one in `dir`.
- * Packaged, it is read from app.asar.unpacked (electron-builder unpacks dist/engine/**):
- * a worker thread can't be relied on to load a script from inside the asar archive.
- */
-export function compressionWorkerFile(dir = __dirname): string {
-  return path
-    .join(dir, 'zst-worker.js')
-    .replace(/([\\/])app\.asar([\\/])/, '$1app.asar.unpacked$2');
-}
-
-/**
- * Compresses whole frames, in order, on a worker thread. Backups open at once with the
- * same settings share one thread; it ends with the last of them.
- */
-class FrameCompressor {
-  private static readonly shared = new Map<string, FrameCompressor>();
-  private users = 0;
-
-  static open(level: number, threads: number): FrameCompressor {
-    const key = `${level}:${threads}`;
-    let c = FrameCompressor.shared.get(key);
-    if (!c || c.dead) {
-      c = new FrameCompressor(level, threads);
-      FrameCompressor.shared.set(key, c);
-    }
-    c.users += 1;
-    return c;
-  }
-
-  private readonly worker: Worker;
-  private readonly pending = new Map<
-    number,
-    { resolve(r: { out: Uint8Array; buf: ArrayBuffer }): void; reject(e: Error): void }
-  >();
-  private nextId = 0;
-  private dead: Error | null = null;
-
-  private constructor(level: number, threads: number) {
-    const settings: CompressorSettings = { level, threads };
-    this.worker = new Worker(compressionWorkerFile(), {
-      workerData: settings,
-      resourceLimits: { maxYoungGenerationSizeMb: 4 },
-    });
-    this.worker.unref();
-    this.worker.on('message', (m: CompressReply) => {
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      this.settled(m.id);
-      if ('out' in m) p.resolve({ out: m.out, buf: m.buf });
-      else p.reject(new Error(`zstd: ${m.error}`));
-    });
-    const die = (e: Error): void => {
-      this.dead ??= e;
-      for (const [id, p] of this.pending) {
-        this.settled(id);
-        p.reject(e);
-      }
-    };
-    this.worker.on('error', die);
-    this.worker.on('exit', (code) => die(new Error(`compression worker exited (${code})`)));
-  }
-
-  /** Compresses `length` bytes of `buf` (transferred, and handed back with the result). */
-  compress(buf: ArrayBuffer, length: number): Promise<{ out: Uint8Array; buf: ArrayBuffer }> {
-    if (this.dead) return Promise.reject(this.dead);
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      if (this.pending.size === 1) this.worker.ref(); // keep the process up while compressing
-      const request: CompressRequest = { id, buf, length };
-      this.worker.postMessage(request, [buf]);
-    });
-  }
-
-  private settled(id: number): void {
-    this.pending.delete(id);
-    if (this.pending.size === 0) this.worker.unref();
-  }
-
-  /** One backup is done with it; the last one ends the thread. */
-  async release(): Promise<void> {
-    this.users -= 1;
-    if (this.users > 0) return;
-    for (const [key, c] of FrameCompressor.shared) {
-      if (c === this) FrameCompressor.shared.delete(key);
-    }
-    this.dead ??= new Error('compressor closed');
-    await this.worker.terminate();
   }
 }
 
@@ -252,7 +126,7 @@ export class ZstImage implements Device {
 
   /** Creates (or empties) `path` for an image of `size` uncompressed bytes. */
   static create(path: string, size: number, opts: ZstImageOptions = {}): ZstImage {
-    const fd = openFd(path, 'w');
+    const fd = openFdSync(path, 'w');
     try {
       return new ZstImage(path, fd, size, 0, 0, [], opts);
     } catch (e) {
@@ -271,7 +145,7 @@ export class ZstImage implements Device {
     if (!Number.isInteger(offset) || offset < 0 || offset > size) {
       throw new RangeError(`${path}: resume offset ${offset} is outside the image (0..${size})`);
     }
-    const fd = openFd(path, 'r+');
+    const fd = openFdSync(path, 'r+');
     try {
       const scan = scanFd(fd, path);
       const kept: ZstFrame[] = [];
@@ -505,209 +379,4 @@ export class ZstImage implements Device {
   }
 }
 
-function openFd(path: string, flags: 'w' | 'r+' | 'r'): number {
-  try {
-    return fs.openSync(path, flags, 0o644);
-  } catch (e) {
-    throw new DeviceError('open', path, 0, 0, e as NodeJS.ErrnoException);
-  }
-}
-
 const sum = (frames: ZstFrame[]): number => frames.reduce((n, f) => n + f.size, 0);
-
-/**
- * The seekable format's seek table: a skippable frame (magic 0x184D2A5E) holding,
- * per frame, compressed size, decompressed size and checksum (u32 LE each), then
- * the footer: number of frames (u32), descriptor (u8, bit 7 = checksums present),
- * magic 0x8F92EAB1 (u32). Null when the format can't describe the frames.
- */
-function seekTable(frames: ZstFrame[]): Buffer | null {
-  if (frames.length > SEEKABLE_MAX_FRAMES) return null;
-  const checksums = frames.every((f) => f.checksum !== null);
-  const entry = checksums ? 12 : 8;
-  const content = frames.length * entry + 9;
-  const table = Buffer.alloc(8 + content);
-  table.writeUInt32LE(SEEK_TABLE_MAGIC, 0);
-  table.writeUInt32LE(content, 4);
-  let at = 8;
-  for (const f of frames) {
-    table.writeUInt32LE(f.compressedSize, at);
-    table.writeUInt32LE(f.size, at + 4);
-    if (checksums) table.writeUInt32LE(f.checksum ?? 0, at + 8);
-    at += entry;
-  }
-  table.writeUInt32LE(frames.length, at);
-  table.writeUInt8(checksums ? 0x80 : 0, at + 4);
-  table.writeUInt32LE(SEEKABLE_FOOTER_MAGIC, at + 5);
-  return table;
-}
-
-/** Lists the complete frames of a `.zst` file (for resume, tests and diagnostics). */
-export function scanZst(path: string): ZstScan {
-  const fd = openFd(path, 'r');
-  try {
-    return scanFd(fd, path);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** Small positioned reads through a window, so a walk over block headers stays cheap. */
-class Reader {
-  private window = Buffer.alloc(0);
-  private windowAt = 0;
-  private readonly scratch = Buffer.alloc(4096);
-
-  constructor(
-    private readonly fd: number,
-    readonly fileSize: number,
-  ) {}
-
-  /** `n` bytes at `pos`, or null past the end of the file. */
-  bytes(pos: number, n: number): Buffer | null {
-    if (pos + n > this.fileSize) return null;
-    if (pos < this.windowAt || pos + n > this.windowAt + this.window.length) {
-      const len = Math.min(this.scratch.length, this.fileSize - pos);
-      const got = fs.readSync(this.fd, this.scratch, 0, len, pos);
-      this.window = this.scratch.subarray(0, got);
-      this.windowAt = pos;
-      if (got < n) return null;
-    }
-    return this.window.subarray(pos - this.windowAt, pos - this.windowAt + n);
-  }
-
-  u32(pos: number): number | null {
-    const b = this.bytes(pos, 4);
-    return b ? b.readUInt32LE(0) : null;
-  }
-}
-
-function scanFd(fd: number, path: string): ZstScan {
-  const fileSize = fs.fstatSync(fd).size;
-  const r = new Reader(fd, fileSize);
-  return fromSeekTable(r) ?? walk(r, fd, path);
-}
-
-/** A complete image: trust its seek table when it accounts for every byte of the file. */
-function fromSeekTable(r: Reader): ZstScan | null {
-  const size = r.fileSize;
-  if (size < 17 || r.u32(size - 4) !== SEEKABLE_FOOTER_MAGIC) return null;
-  const count = r.u32(size - 9)!;
-  const descriptor = r.bytes(size - 5, 1)![0];
-  const entry = descriptor & 0x80 ? 12 : 8;
-  const content = count * entry + 9;
-  const tableAt = size - 8 - content;
-  if (tableAt < 0 || r.u32(tableAt) !== SEEK_TABLE_MAGIC || r.u32(tableAt + 4) !== content) {
-    return null;
-  }
-  const frames: ZstFrame[] = [];
-  let fileOffset = 0;
-  for (let i = 0; i < count; i++) {
-    const e = r.bytes(tableAt + 8 + i * entry, entry)!;
-    const compressedSize = e.readUInt32LE(0);
-    frames.push({
-      fileOffset,
-      compressedSize,
-      size: e.readUInt32LE(4),
-      checksum: entry === 12 ? e.readUInt32LE(8) : null,
-      sizeInHeader: true,
-    });
-    fileOffset += compressedSize;
-  }
-  if (fileOffset !== tableAt) return null;
-  // Spot-check that a frame starts where the table says the last one does.
-  if (count > 0 && r.u32(frames[count - 1].fileOffset) !== FRAME_MAGIC) return null;
-  return { frames, skippable: [tableAt], end: size, fileSize: size };
-}
-
-/** Walks frame headers and block headers; stops at the first incomplete or unknown frame. */
-function walk(r: Reader, fd: number, path: string): ZstScan {
-  const frames: ZstFrame[] = [];
-  const skippable: number[] = [];
-  let pos = 0;
-  for (;;) {
-    const magic = r.u32(pos);
-    if (magic === null) break;
-    if ((magic & SKIPPABLE_MASK) >>> 0 === SKIPPABLE_MAGIC) {
-      const len = r.u32(pos + 4);
-      if (len === null || pos + 8 + len > r.fileSize) break;
-      skippable.push(pos);
-      pos += 8 + len;
-      continue;
-    }
-    if (magic !== FRAME_MAGIC) break;
-    const frame = walkFrame(r, pos);
-    if (!frame) break;
-    if (frame.size < 0) frame.size = decompressedSize(fd, path, pos, frame.compressedSize);
-    frames.push(frame);
-    pos += frame.compressedSize;
-  }
-  return { frames, skippable, end: pos, fileSize: r.fileSize };
-}
-
-/** One frame's extent (size -1: not in the header and compressed blocks present). */
-function walkFrame(r: Reader, at: number): ZstFrame | null {
-  const fhd = r.bytes(at + 4, 1)?.[0];
-  if (fhd === undefined || fhd & 0x08) return null; // reserved bit set: not a frame
-  const fcsFlag = fhd >> 6;
-  const single = (fhd >> 5) & 1;
-  const hasChecksum = (fhd >> 2) & 1;
-  const dictBytes = [0, 1, 2, 4][fhd & 3];
-  const fcsBytes = fcsFlag === 0 ? single : [0, 2, 4, 8][fcsFlag];
-  const fcsAt = at + 5 + (single ? 0 : 1) + dictBytes;
-  let size = -1;
-  if (fcsBytes > 0) {
-    const b = r.bytes(fcsAt, fcsBytes);
-    if (!b) return null;
-    if (fcsBytes === 1) size = b[0];
-    else if (fcsBytes === 2) size = b.readUInt16LE(0) + 256;
-    else if (fcsBytes === 4) size = b.readUInt32LE(0);
-    else size = Number(b.readBigUInt64LE(0));
-  }
-  const sizeInHeader = size >= 0;
-  let blocksSize = 0;
-  let knownBlocks = true;
-  let pos = fcsAt + fcsBytes;
-  for (;;) {
-    const h = r.bytes(pos, 3);
-    if (!h) return null;
-    const header = h[0] | (h[1] << 8) | (h[2] << 16);
-    const type = (header >> 1) & 3;
-    const blockSize = header >>> 3;
-    if (type === 3) return null; // reserved block type
-    if (type === 2) knownBlocks = false;
-    else blocksSize += blockSize; // raw and RLE blocks regenerate Block_Size bytes
-    pos += 3 + (type === 1 ? 1 : blockSize);
-    if (pos > r.fileSize) return null;
-    if (header & 1) break; // last block
-  }
-  let checksum: number | null = null;
-  if (hasChecksum) {
-    checksum = r.u32(pos);
-    if (checksum === null) return null;
-    pos += 4;
-  }
-  if (!sizeInHeader && knownBlocks) size = blocksSize;
-  return { fileOffset: at, compressedSize: pos - at, size, checksum, sizeInHeader };
-}
-
-/** Decompresses one frame (streaming, bounded memory) to count its bytes. */
-function decompressedSize(fd: number, path: string, at: number, length: number): number {
-  const dctx = new zstd.DCtx();
-  const input = Buffer.alloc(Math.min(length, 1 * MIB));
-  const output = Buffer.alloc(zstd.dStreamOutSize());
-  let total = 0;
-  for (let done = 0; done < length;) {
-    const n = fs.readSync(fd, input, 0, Math.min(input.length, length - done), at + done);
-    if (n === 0) throw new Error(`${path}: frame at ${at} ends early`);
-    done += n;
-    let src = input.subarray(0, n);
-    for (;;) {
-      const [, produced, consumed] = dctx.decompressStream(output, src);
-      total += produced;
-      src = src.subarray(consumed);
-      if (src.length === 0 && produced < output.length) break;
-    }
-  }
-  return total;
-}

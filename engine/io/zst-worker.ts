@@ -1,4 +1,4 @@
-// The compression thread of a `.img.zst` backup (started by zst-image.ts): compresses
+// The compression thread of a `.img.zst` backup (started by zst-compressor.ts): compresses
 // one whole frame per message. Compressing a frame takes tens of milliseconds, which
 // on the main thread would stall the job's commit timer, the throttle and the other
 // destinations.

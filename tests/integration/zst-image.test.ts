@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { xxhash64 } from 'hash-wasm';
 import { DeviceError } from '../../engine/io/device';
-import { scanZst, ZstImage, ZstResumeError } from '../../engine/io/zst-image';
+import { ZstImage, ZstResumeError } from '../../engine/io/zst-image';
+import { scanZst } from '../../engine/io/zst-scan';
 import { sha256, tempDir, writeMixedFile } from '../helpers/files';
 
 const MIB = 1024 * 1024;

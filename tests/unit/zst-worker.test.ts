@@ -1,5 +1,5 @@
 // The .img.zst compression thread is a compiled module of its own (zst-worker.js,
-// beside zst-image.js), speaking the typed messages both files share; packaged, it is
+// beside zst-compressor.js, which starts it), speaking the typed messages both files share; packaged, it is
 // loaded from app.asar.unpacked, where electron-builder puts dist/engine/**.
 
 import assert from 'node:assert/strict';
@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { compressionWorkerFile } from '../../engine/io/zst-image';
+import { compressionWorkerFile } from '../../engine/io/zst-compressor';
 import { tempDir } from '../helpers/files';
 import type {
   CompressReply,
@@ -60,12 +60,18 @@ test('the worker compresses a frame with its size and checksum, and hands the bu
   assert.equal(bad.buf.byteLength, 16);
 });
 
-test('zst-image.js starts the compiled worker beside it, no source evaluated', () => {
+test('zst-compressor.js starts the compiled worker beside it, no source evaluated', () => {
   assert.equal(compressionWorkerFile(ENGINE_IO), path.join(ENGINE_IO, 'zst-worker.js'));
   assert.ok(fs.existsSync(path.join(ENGINE_IO, 'zst-worker.js')));
-  const compiled = fs.readFileSync(path.join(ENGINE_IO, 'zst-image.js'), 'utf8');
-  assert.doesNotMatch(compiled, /eval\s*:/);
-  assert.doesNotMatch(compiled, /require\(['"]\.\/zst-worker['"]\)/, 'only its types are imported');
+  for (const name of ['zst-compressor.js', 'zst-image.js']) {
+    const compiled = fs.readFileSync(path.join(ENGINE_IO, name), 'utf8');
+    assert.doesNotMatch(compiled, /eval\s*:/, name);
+    assert.doesNotMatch(
+      compiled,
+      /require\(['"]\.\/zst-worker['"]\)/,
+      `${name}: only its types are imported`,
+    );
+  }
 });
 
 test('packaged: the worker is read from app.asar.unpacked', () => {

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DeviceError } from '../device';
+import { isSkippable, ZSTD_MAGIC } from '../zst-frames';
 import { preadSync } from './file';
 import { CompressedSourceError, type Compression } from './source';
 
@@ -15,9 +16,6 @@ const NAME_SUFFIXES: Array<[RegExp, Compression]> = [
 ];
 
 export const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
-export const ZSTD_MAGIC = 0xfd2fb528;
-export const SKIPPABLE_MASK = 0xfffffff0;
-export const SKIPPABLE_MAGIC = 0x184d2a50;
 const BZIP2_BLOCK_MAGIC = Buffer.from([0x31, 0x41, 0x59, 0x26, 0x53, 0x59]);
 const BZIP2_END_MAGIC = Buffer.from([0x17, 0x72, 0x45, 0x38, 0x50, 0x90]);
 
@@ -95,7 +93,7 @@ function detectByContent(fd: number): Compression | null {
   for (let i = 0; i < 16 && buf.length >= 4; i++) {
     const magic = buf.readUInt32LE(0);
     if (magic === ZSTD_MAGIC) return 'zstd';
-    if ((magic & SKIPPABLE_MASK) >>> 0 !== SKIPPABLE_MAGIC || buf.length < 8) return null;
+    if (!isSkippable(magic) || buf.length < 8) return null;
     at += 8 + buf.readUInt32LE(4);
     buf = preadSync(fd, at, 8);
   }

@@ -6,14 +6,12 @@
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import * as zstd from 'zstd-napi/binding';
-import { SKIPPABLE_MAGIC, SKIPPABLE_MASK, ZSTD_MAGIC } from './detect';
+import * as frames from '../zst-frames';
 import { fileSize, fileStream, preadSync } from './file';
 import { asBuffer, FormatError, letTimersRun, type Decoder, type Opened } from './source';
 
 /** zstd frames may ask for windows up to 2 GiB (`zstd --long=31`); the frame header says how much. */
 const ZSTD_WINDOW_LOG_MAX = 31;
-const SEEK_TABLE_MAGIC = 0x184d2a5e;
-const SEEKABLE_FOOTER_MAGIC = 0x8f92eab1;
 /** Seek table entries read at a time. */
 const ENTRIES_PER_READ = 4096;
 
@@ -125,40 +123,26 @@ async function zstdContentSize(fd: number, fileSize: number): Promise<number | n
       await new Promise((resolve) => setImmediate(resolve));
     }
     const magic = bytes(pos, 4, 'a zstd frame').readUInt32LE(0);
-    if ((magic & SKIPPABLE_MASK) >>> 0 === SKIPPABLE_MAGIC) {
+    if (frames.isSkippable(magic)) {
       pos += 8 + bytes(pos + 4, 4, 'a skippable frame').readUInt32LE(0);
       if (pos > fileSize) throw new FormatError('a skippable zstd frame runs past the end');
       continue;
     }
-    if (magic !== ZSTD_MAGIC) throw new FormatError(`no zstd frame at byte ${pos}`);
-    const descriptor = bytes(pos + 4, 1, 'a zstd frame header')[0];
-    if (descriptor & 0x08) throw new FormatError(`bad zstd frame header at byte ${pos}`);
-    const fcsFlag = descriptor >> 6;
-    const singleSegment = (descriptor >> 5) & 1;
-    const hasChecksum = (descriptor >> 2) & 1;
-    const dictIdSize = [0, 1, 2, 4][descriptor & 3];
-    const fcsSize = fcsFlag === 0 ? singleSegment : [0, 2, 4, 8][fcsFlag];
-    if (fcsSize === 0) return null;
-    const fcsAt = pos + 5 + (singleSegment ? 0 : 1) + dictIdSize;
-    const fcs = bytes(fcsAt, fcsSize, 'a zstd frame header');
-    let content: number;
-    if (fcsSize === 1) content = fcs[0];
-    else if (fcsSize === 2) content = fcs.readUInt16LE(0) + 256;
-    else if (fcsSize === 4) content = fcs.readUInt32LE(0);
-    else content = Number(fcs.readBigUInt64LE(0));
-    total += content;
+    if (magic !== frames.ZSTD_MAGIC) throw new FormatError(`no zstd frame at byte ${pos}`);
+    // `bytes` throws on a file cut short, so null here means the reserved bit is set.
+    const header = frames.frameHeader(pos, (at, n) => bytes(at, n, 'a zstd frame header'));
+    if (!header) throw new FormatError(`bad zstd frame header at byte ${pos}`);
+    if (header.contentSize === null) return null;
+    total += header.contentSize;
     if (!Number.isSafeInteger(total)) return null;
-    // Blocks: a 3-byte header (last, type, size); an RLE block holds one byte.
-    let at = fcsAt + fcsSize;
+    let at = header.blocksAt;
     for (;;) {
-      const header = bytes(at, 3, 'a zstd block header');
-      const value = header[0] | (header[1] << 8) | (header[2] << 16);
-      const type = (value >> 1) & 3;
-      if (type === 3) throw new FormatError(`bad zstd block at byte ${at}`);
-      at += 3 + (type === 1 ? 1 : value >>> 3);
-      if (value & 1) break;
+      const block = frames.blockHeader(bytes(at, 3, 'a zstd block header'));
+      if (!block) throw new FormatError(`bad zstd block at byte ${at}`);
+      at += block.stored;
+      if (block.last) break;
     }
-    pos = at + (hasChecksum ? 4 : 0);
+    pos = at + (header.hasChecksum ? 4 : 0);
     if (pos > fileSize) throw new FormatError('the last zstd frame runs past the end (truncated?)');
   }
   return total;
@@ -171,29 +155,21 @@ async function zstdContentSize(fd: number, fileSize: number): Promise<number | n
  * when there is none, or when its frames do not account for every byte before it.
  */
 function seekTableSize(fd: number, fileSize: number): number | null {
-  if (fileSize < 17) return null;
-  const footer = preadSync(fd, fileSize - 9, 9);
-  if (footer.readUInt32LE(5) !== SEEKABLE_FOOTER_MAGIC) return null;
-  const frames = footer.readUInt32LE(0);
-  const entry = footer[4] & 0x80 ? 12 : 8;
-  const content = frames * entry + 9;
-  const tableAt = fileSize - 8 - content;
-  if (tableAt < 0) return null;
-  const header = preadSync(fd, tableAt, 8);
-  if (header.readUInt32LE(0) !== SEEK_TABLE_MAGIC || header.readUInt32LE(4) !== content) {
-    return null;
-  }
+  const table = frames.findSeekTable(fileSize, (pos, n) => preadSync(fd, pos, n));
+  if (!table) return null;
+  const { count, entryBytes } = table;
   let compressed = 0;
   let total = 0;
-  for (let first = 0; first < frames; first += ENTRIES_PER_READ) {
-    const count = Math.min(ENTRIES_PER_READ, frames - first);
-    const entries = preadSync(fd, tableAt + 8 + first * entry, count * entry);
-    for (let at = 0; at < entries.length; at += entry) {
-      compressed += entries.readUInt32LE(at);
-      total += entries.readUInt32LE(at + 4);
+  for (let first = 0; first < count; first += ENTRIES_PER_READ) {
+    const n = Math.min(ENTRIES_PER_READ, count - first);
+    const entries = preadSync(fd, table.entriesAt + first * entryBytes, n * entryBytes);
+    for (let at = 0; at < entries.length; at += entryBytes) {
+      const entry = frames.seekTableEntry(entries, at, entryBytes);
+      compressed += entry.compressedSize;
+      total += entry.size;
     }
   }
-  if (compressed !== tableAt) return null;
-  if (frames > 0 && preadSync(fd, 0, 4).readUInt32LE(0) !== ZSTD_MAGIC) return null;
+  if (compressed !== table.at) return null;
+  if (count > 0 && preadSync(fd, 0, 4).readUInt32LE(0) !== frames.ZSTD_MAGIC) return null;
   return total;
 }

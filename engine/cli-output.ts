@@ -1,0 +1,120 @@
+// How the command line shows a job session's events: words for people (a progress
+// line on a terminal, a summary at the end), JSON lines for programs (--json).
+
+import type { DoneEvent, EngineEvent, ProgressEvent } from './protocol';
+import { formatBytes, formatDuration } from './size';
+import { frame } from './transport';
+
+/** An output sink: JSON lines for programs, words for people. */
+export class Output {
+  private progressShown = false;
+  constructor(readonly json: boolean) {}
+
+  event(e: EngineEvent | Record<string, unknown>): void {
+    if (this.json) process.stdout.write(frame(e));
+  }
+
+  say(text: string): void {
+    if (this.json) return;
+    this.clearProgress();
+    process.stdout.write(text + '\n');
+  }
+
+  warn(text: string): void {
+    this.clearProgress();
+    process.stderr.write(text + '\n');
+  }
+
+  /** The progress line on a terminal; every event for programs. */
+  progress(p: ProgressEvent): void {
+    if (this.json) return this.event(p);
+    if (!process.stderr.isTTY) return;
+    const pct = p.bytesTotal ? ((100 * p.bytesDone) / p.bytesTotal).toFixed(1) : '100.0';
+    const what = p.phase === 'copying' ? '' : `${p.phase} `.padEnd(10);
+    const paused = p.paused;
+    const eta = paused ? 'paused' : `ETA ${p.eta === null ? '--:--' : formatDuration(p.eta)}`;
+    const line =
+      `${what}${pct.padStart(5)}%  ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}  ` +
+      `${formatBytes(p.rate)}/s  ${eta}`;
+    process.stderr.write(`\r${line}\x1b[K`);
+    this.progressShown = true;
+  }
+
+  private clearProgress(): void {
+    if (this.progressShown) process.stderr.write('\r\x1b[K');
+    this.progressShown = false;
+  }
+}
+
+/** Prints what the session says; the session alone knows the job. */
+export function show(out: Output, e: EngineEvent): void {
+  switch (e.type) {
+    case 'start': {
+      out.event(e);
+      const what = {
+        new: 'Started',
+        resume: 'Resuming',
+        update: `Updating (${e.delta ?? 0} regions differ)`,
+      }[e.intent];
+      const already =
+        e.intent === 'resume' && e.regionsHydrated > 0
+          ? `, ${e.regionsHydrated} of ${e.regionsTotal} regions already done`
+          : '';
+      const size = `${e.sizeKnown ? '' : 'about '}${formatBytes(e.bytesTotal)}`;
+      return out.say(
+        `${what} job ${e.job}: ${e.source} → ${e.destinations.join(', ')} (${size}${already})`,
+      );
+    }
+    case 'progress':
+      return out.progress(e);
+    case 'verify-progress':
+      return out.event(e); // the progress line shows it too
+    case 'error':
+      out.event(e);
+      return out.warn(`error: ${e.message}`);
+    case 'mode':
+      out.event(e);
+      return out.warn(`metadata is now ${e.mode}: ${e.reason}`);
+    case 'verify':
+      out.event(e);
+      for (const d of e.destinations) {
+        for (const r of d.mismatches)
+          out.warn(`verify: ${d.path} differs at bytes ${r.offset}+${r.length}`);
+      }
+      return;
+    case 'done':
+      out.event(e);
+      return out.say(summary(e));
+    case 'region-map':
+      return; // the app draws it; the terminal has the progress line
+  }
+}
+
+function summary(d: DoneEvent): string {
+  const words = {
+    done: 'Done',
+    interrupted: 'Stopped (resumable)',
+    failed: 'Failed (resumable)',
+  }[d.state];
+  const rate = d.seconds > 0 ? d.bytesRead / d.seconds : 0;
+  const parts = [
+    `${words}: job ${d.job}, ${formatBytes(d.bytesRead)} read, ${formatBytes(d.bytesWritten)} written in ${d.seconds.toFixed(1)} s (${formatBytes(rate)}/s)`,
+  ];
+  if (d.unreadableBytes > 0)
+    parts.push(`${formatBytes(d.unreadableBytes)} of the source unreadable`);
+  for (const dest of d.destinations ?? []) {
+    if (dest.state !== 'failed') continue;
+    parts.push(
+      `${dest.path} failed (${dest.error}): once it is fixed, "drivetwin resume ${d.job}" brings it ` +
+        `back; "drivetwin resume ${d.job} --drop ${dest.path}" finishes without it`,
+    );
+  }
+  if (d.verified !== undefined) {
+    parts.push(
+      d.verified ? 'verified' : 'VERIFY FOUND DIFFERENCES (or a destination was not compared)',
+    );
+  } else if (d.state === 'done' && d.error) {
+    parts.push(`not verified: ${d.error}`);
+  }
+  return parts.join('; ');
+}
