@@ -18,6 +18,13 @@ export function compressionWorkerFile(dir = __dirname): string {
     .replace(/([\\/])app\.asar([\\/])/, '$1app.asar.unpacked$2');
 }
 
+/** A frame compressed: `out` is valid until `done()` hands its buffer back for reuse. */
+export interface CompressedFrame {
+  out: Uint8Array;
+  buf: ArrayBuffer;
+  done(): void;
+}
+
 /**
  * Compresses whole frames, in order, on a worker thread. Backups open at once with the
  * same settings share one thread; it ends with the last of them.
@@ -40,8 +47,10 @@ export class FrameCompressor {
   private readonly worker: Worker;
   private readonly pending = new Map<
     number,
-    { resolve(r: { out: Uint8Array; buf: ArrayBuffer }): void; reject(e: Error): void }
+    { resolve(r: CompressedFrame): void; reject(e: Error): void }
   >();
+  /** Output buffers back from the thread, sent again with the next frames. */
+  private readonly spareOut: ArrayBuffer[] = [];
   private nextId = 0;
   private dead: Error | null = null;
 
@@ -56,8 +65,15 @@ export class FrameCompressor {
       const p = this.pending.get(m.id);
       if (!p) return;
       this.settled(m.id);
-      if ('out' in m) p.resolve({ out: m.out, buf: m.buf });
-      else p.reject(new Error(`zstd: ${m.error}`));
+      if ('out' in m) {
+        const out = m.out;
+        p.resolve({
+          out: new Uint8Array(out, 0, m.length),
+          buf: m.buf,
+          // Two frames' worth is kept: one in flight, one being written.
+          done: () => void (this.spareOut.length < 2 && this.spareOut.push(out)),
+        });
+      } else p.reject(new Error(`zstd: ${m.error}`));
     });
     const die = (e: Error): void => {
       this.dead ??= e;
@@ -71,14 +87,15 @@ export class FrameCompressor {
   }
 
   /** Compresses `length` bytes of `buf` (transferred, and handed back with the result). */
-  compress(buf: ArrayBuffer, length: number): Promise<{ out: Uint8Array; buf: ArrayBuffer }> {
+  compress(buf: ArrayBuffer, length: number): Promise<CompressedFrame> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       if (this.pending.size === 1) this.worker.ref(); // keep the process up while compressing
-      const request: CompressRequest = { id, buf, length };
-      this.worker.postMessage(request, [buf]);
+      const out = this.spareOut.pop();
+      const request: CompressRequest = { id, buf, length, out };
+      this.worker.postMessage(request, out ? [buf, out] : [buf]);
     });
   }
 

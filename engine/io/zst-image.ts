@@ -20,12 +20,12 @@ import * as zstd from 'zstd-napi/binding';
 import type { Device } from './device';
 import { DeviceError } from './device';
 import { closeFd, openFdSync, pwriteFully, syncData } from './fd';
-import { FrameCompressor } from './zst-compressor';
+import { type CompressedFrame, FrameCompressor } from './zst-compressor';
 import { SEEKABLE_MAX_FRAME_BYTES, seekTable, type ZstFrame } from './zst-frames';
 import { scanFd, scanZst } from './zst-scan';
 
 const MIB = 1024 * 1024;
-export const DEFAULT_FRAME_BYTES = 8 * MIB;
+export const DEFAULT_FRAME_BYTES = 4 * MIB;
 export const DEFAULT_LEVEL = 3;
 /** Frames handed to the compressor and not yet on disk; bounds memory to (this + 1) × frameBytes. */
 const MAX_IN_FLIGHT = 1;
@@ -340,18 +340,22 @@ export class ZstImage implements Device {
     this.inFlight++;
     this.appends = this.appends
       .then(async () => {
-        let out: Uint8Array;
+        let frame: CompressedFrame;
         try {
-          const r = await compressed;
-          out = r.out;
-          if (r.buf.byteLength === this.frameBytes) this.spare.push(r.buf);
+          frame = await compressed;
+          if (frame.buf.byteLength === this.frameBytes) this.spare.push(frame.buf);
         } catch (e) {
           throw new DeviceError('write', this.path, start, length, e as NodeJS.ErrnoException);
         }
-        if (this.failure) return; // never append after a hole
+        if (this.failure) return frame.done(); // never append after a hole
+        const { out } = frame;
         const data = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
-        await pwriteFully(this.fd, this.path, data, this.fileEnd);
         const checksum = data.length >= 4 ? data.readUInt32LE(data.length - 4) : 0;
+        try {
+          await pwriteFully(this.fd, this.path, data, this.fileEnd);
+        } finally {
+          frame.done(); // the buffer goes back: the next frame takes it to the thread
+        }
         this.frames.push({
           fileOffset: this.fileEnd,
           compressedSize: data.length,

@@ -4,7 +4,7 @@
 // destinations.
 
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
-import { Compressor } from 'zstd-napi';
+import { CCtx, CParameter, compressBound } from 'zstd-napi/binding';
 
 /** Given as the worker's workerData. */
 export interface CompressorSettings {
@@ -13,25 +13,31 @@ export interface CompressorSettings {
   threads: number;
 }
 
-/** A frame to compress: the first `length` bytes of `buf` (transferred, and handed back). */
+/**
+ * A frame to compress: the first `length` bytes of `buf`, into `out` when it is big
+ * enough (both transferred, and handed back).
+ */
 export interface CompressRequest {
   id: number;
   buf: ArrayBuffer;
   length: number;
+  out?: ArrayBuffer;
 }
 
-/** The frame compressed (`out`), or why not (`error`); `buf` comes back for reuse either way. */
+/** The frame compressed (the first `length` bytes of `out`), or why not (`error`). */
 export type CompressReply =
-  | { id: number; buf: ArrayBuffer; out: Uint8Array }
+  | { id: number; buf: ArrayBuffer; out: ArrayBuffer; length: number }
   | { id: number; buf: ArrayBuffer; error: string };
 
-function compressor(settings: CompressorSettings): Compressor {
-  const c = new Compressor();
+function context(settings: CompressorSettings): CCtx {
+  const c = new CCtx();
+  c.setParameter(CParameter.compressionLevel, settings.level);
   // Content size and checksum in every frame: a restore checks each one.
-  c.setParameters({ compressionLevel: settings.level, checksumFlag: true, contentSizeFlag: true });
+  c.setParameter(CParameter.checksumFlag, 1);
+  c.setParameter(CParameter.contentSizeFlag, 1);
   if (settings.threads > 0) {
     try {
-      c.updateParameters({ nbWorkers: settings.threads });
+      c.setParameter(CParameter.nbWorkers, settings.threads);
     } catch {
       // zstd built without threads: this thread compresses alone.
     }
@@ -39,23 +45,20 @@ function compressor(settings: CompressorSettings): Compressor {
   return c;
 }
 
-/** zstd-napi keeps scratch buffers up to 128 KiB; anything bigger it allocated for this frame alone. */
-const OWN_BUFFER_BYTES = 128 * 1024;
-
 function serve(port: MessagePort, settings: CompressorSettings): void {
-  const c = compressor(settings);
-  port.on('message', ({ id, buf, length }: CompressRequest) => {
+  const c = context(settings);
+  // Frames are compressed into output buffers that travel back and forth with the
+  // requests: a fresh worst-case buffer per frame was garbage that piled up by tens of
+  // MiB before a collector ran.
+  port.on('message', ({ id, buf, length, out: given }: CompressRequest) => {
     let reply: CompressReply;
     const transfer: ArrayBuffer[] = [buf];
     try {
-      const compressed = c.compress(new Uint8Array(buf, 0, length));
-      // A frame's worth comes in a buffer of its own: handed over as it is, not copied
-      // (a copy per frame doubled this thread's garbage). Small results may share
-      // zstd's scratch buffer or Node's pool: those are copied.
-      const own = compressed.byteLength > OWN_BUFFER_BYTES;
-      const out = own ? compressed : Uint8Array.from(compressed);
-      reply = { id, buf, out };
-      transfer.push(out.buffer as ArrayBuffer);
+      const bound = compressBound(length);
+      const out = given && given.byteLength >= bound ? given : new ArrayBuffer(bound);
+      const n = c.compress2(new Uint8Array(out), new Uint8Array(buf, 0, length));
+      reply = { id, buf, out, length: n };
+      transfer.push(out);
     } catch (e) {
       reply = { id, buf, error: e instanceof Error ? e.message : String(e) };
     }

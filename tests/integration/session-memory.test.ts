@@ -71,7 +71,10 @@ test('the engine host over ten verified copies of every kind: peak under 200 MiB
       true,
       `${copy.source} → ${copy.targets.join(', ')}: ${JSON.stringify(done)}`,
     );
-    peak = Math.max(peak, memoryOf(pid).peak);
+    const now = memoryOf(pid).peak;
+    if (now > peak)
+      t.diagnostic(`peak ${now.toFixed(0)} MiB after ${copy.source} → ${copy.targets.join(', ')}`);
+    peak = Math.max(peak, now);
   }
   const pid = (await h.engine.pid())!;
   await sleep(1500);

@@ -22,11 +22,11 @@ function ask(worker: Worker, request: CompressRequest): Promise<CompressReply> {
   return new Promise((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);
-    worker.postMessage(request, [request.buf]);
+    worker.postMessage(request, request.out ? [request.buf, request.out] : [request.buf]);
   });
 }
 
-test('the worker compresses a frame with its size and checksum, and hands the buffer back', async (t) => {
+test('the worker compresses a frame with its size and checksum, and hands the buffers back', async (t) => {
   const settings: CompressorSettings = { level: 3, threads: 0 };
   const worker = new Worker(compressionWorkerFile(), { workerData: settings });
   t.after(() => worker.terminate());
@@ -39,8 +39,17 @@ test('the worker compresses a frame with its size and checksum, and hands the bu
   assert.equal(reply.id, 7);
   assert.equal(reply.buf.byteLength, 2 << 20, 'the frame buffer comes back for reuse');
   assert.ok('out' in reply, JSON.stringify(reply));
-  const frame = Buffer.from(reply.out);
+  // A copy: the buffer goes back to the thread below.
+  const frame = Buffer.from(new Uint8Array(reply.out, 0, reply.length));
   assert.ok(frame.length < data.length / 4);
+  // An output buffer sent with the next frame is the one compressed into: nothing new per frame.
+  const out = reply.out;
+  const outBytes = out.byteLength;
+  const again = await ask(worker, { id: 9, buf: reply.buf, length: data.length, out });
+  assert.equal(out.byteLength, 0, 'it was handed to the thread');
+  assert.ok('out' in again, JSON.stringify(again));
+  assert.equal(again.out.byteLength, outBytes, 'and came back, the same size: not a new one');
+  assert.ok(Buffer.from(again.out, 0, again.length).equals(frame), 'the same frame again');
   const restored = spawnSync('zstd', ['-d', '-c', '-q'], { input: frame, maxBuffer: 4 << 20 });
   assert.equal(restored.status, 0, String(restored.stderr));
   assert.ok(restored.stdout.equals(data));
