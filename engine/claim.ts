@@ -1,11 +1,12 @@
 // Taking the destinations and the job before the first byte is written: an exclusive
-// OS lock on every destination (flock on files; O_EXCL on Linux drives, which the
-// kernel enforces against every other opener), then the job's row in the database.
-// A second writer — another DriveTwin process or session, or any program that takes
-// the same locks — is refused here, and told which job holds the destination.
+// OS lock on every destination, as its system has one (drives/platform.ts: drives are
+// prepared and opened exclusively — O_EXCL on Linux, O_EXLOCK on macOS and Windows;
+// image files get flock where it exists), then the job's row in the database. A second
+// writer — another DriveTwin process or session, or any program that takes the same
+// locks — is refused here, and told which job or program holds the destination.
 
 import fs from 'node:fs';
-import { setFlock } from '@ronomon/direct-io';
+import { DriveError, drivePlatform } from './drives/platform';
 import { BlockDevice } from './io/block-device';
 import type { Identity } from './identity';
 import { MetadataError } from './database';
@@ -29,18 +30,14 @@ export interface Claim {
 
 const LOCK_BUSY = new Set(['EWOULDBLOCK', 'EAGAIN', 'EBUSY']);
 
-/** Who holds `file`, for the message: a running job of ours, or another program. */
-function holder(meta: Metadata, file: string): string {
+/** Who holds `file`, for the message: a running job of ours, the program the system names, or another. */
+function holder(meta: Metadata, file: string, named: string | null): string {
   const jobs = meta.runningJobsWriting(file);
-  if (jobs.length === 0) {
-    return 'another DriveTwin job or another program holds it (mounted, or opened exclusively)';
+  if (jobs.length > 0) {
+    return jobs.map((j) => `job ${j.id} (process ${j.pid}) is writing it`).join('; ');
   }
-  return jobs.map((j) => `job ${j.id} (process ${j.pid}) is writing it`).join('; ');
-}
-
-function lockFile(fd: number): Promise<void> {
-  return new Promise((resolve, reject) =>
-    setFlock(fd, 1, (error) => (error ? reject(error) : resolve())),
+  return (
+    named ?? 'another DriveTwin job or another program holds it (mounted, or opened exclusively)'
   );
 }
 
@@ -67,13 +64,14 @@ export async function claimDestinations(meta: Metadata, plan: Plan): Promise<Cla
         const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
         locks.push(fd);
         if (!existed) created.push(file);
-        if (process.platform !== 'win32') await lockFile(fd);
+        await drivePlatform().lockFile(fd);
       } catch (e) {
         // direct-io's flock errors carry their code only in the message.
         const code =
           (e as NodeJS.ErrnoException).code ?? /^E[A-Z]+/.exec((e as Error).message)?.[0];
         if (code && LOCK_BUSY.has(code)) {
-          throw new Refused(`destination ${file} is in use: ${holder(meta, file)}`);
+          const named = e instanceof DriveError ? e.holder : null;
+          throw new Refused(`destination ${file} is in use: ${holder(meta, file, named)}`);
         }
         throw new Refused(`can't open destination ${file} for writing: ${(e as Error).message}`);
       }

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { inodeOf } from './inode';
 import { type Device, isStream } from './io/device';
 import { alignedBuffer } from './io/buffers';
-import { blockFacts } from './drives/linux';
+import { blockFacts } from './drives/platform';
 
 export interface Identity {
   kind: Device['kind'];

@@ -2,7 +2,7 @@
 // reading. Nothing here writes.
 
 import fs from 'node:fs';
-import { blockFacts } from './drives/linux';
+import { drivePlatform } from './drives/platform';
 import { BlockDevice } from './io/block-device';
 import type { Device } from './io/device';
 import { IMAGE_BLOCK_SIZE, ImageFile } from './io/image-file';
@@ -21,15 +21,17 @@ export interface Probe {
 }
 
 export function probe(p: string): Probe {
+  const platform = drivePlatform();
+  // Asked first: a Windows drive (\\.\PhysicalDriveN) is no file stat can describe.
+  if (platform.isDrive(p)) {
+    const info = platform.blockFacts(p);
+    return { path: p, kind: 'block', size: info.size, logicalBlockSize: info.logicalBlockSize };
+  }
   let st: fs.Stats;
   try {
     st = fs.statSync(p);
   } catch {
     return { path: p, kind: 'missing', size: 0, logicalBlockSize: IMAGE_BLOCK_SIZE };
-  }
-  if (st.isBlockDevice()) {
-    const info = blockFacts(p);
-    return { path: p, kind: 'block', size: info.size, logicalBlockSize: info.logicalBlockSize };
   }
   if (st.isFile()) {
     const kind = isZstPath(p) ? 'zst' : 'file';

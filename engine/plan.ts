@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Confirm } from './claim';
-import { describeBlockDevice } from './drives/linux';
+import { describeBlockDevice } from './drives/platform';
 import { destinationProblems, namedTwice } from './drives/safety';
 import {
   DEFAULT_REGION_SIZE,

@@ -104,9 +104,27 @@ export function elevatedLaunch(input: ElevationInput): LaunchCommand {
   }
 }
 
-/** True when opening one of these paths as needed fails for lack of privilege. */
+/** Whether opening `p` fails for lack of privilege. */
+function openDenied(p: string, write: boolean): boolean {
+  try {
+    fs.closeSync(fs.openSync(p, write ? 'r+' : 'r'));
+    return false;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'EACCES' || code === 'EPERM';
+  }
+}
+
+/**
+ * True when opening one of these paths as needed fails for lack of privilege. The
+ * engine opens a drive otherwise (engine/drives: /dev/rdiskN, O_EXLOCK, volumes
+ * locked) but with the same privilege: root or administrator.
+ */
 export function needsElevation(access: Access): boolean {
   const denied = (p: string, write: boolean): boolean => {
+    // A Windows drive (\\.\PhysicalDriveN) is nothing stat describes: opening it says,
+    // and reading it already needs an administrator.
+    if (/^\\\\[.?]\\/.test(p)) return openDenied(p, false);
     let st: fs.Stats | null = null;
     try {
       st = fs.statSync(p);
@@ -126,13 +144,7 @@ export function needsElevation(access: Access): boolean {
     }
     // Never open a FIFO or a folder here: only what a job could open.
     if (!st.isBlockDevice() && !st.isCharacterDevice() && !st.isFile()) return false;
-    try {
-      fs.closeSync(fs.openSync(p, write ? 'r+' : 'r'));
-      return false;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      return code === 'EACCES' || code === 'EPERM';
-    }
+    return openDenied(p, write);
   };
   return access.read.some((p) => denied(p, false)) || access.write.some((p) => denied(p, true));
 }

@@ -5,11 +5,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   type BlockNode,
+  type DriveNote,
   findNode,
   holdersOf,
   isSystemNode,
   mountpointsOf,
   naturalCompare,
+  notesOf,
   SYSTEM_MOUNTS,
   type SystemSnapshot,
   systemDisks,
@@ -33,6 +35,8 @@ export interface Drive {
   kind: 'block' | 'file';
   serial: string | null;
   backingFile: string | null;
+  /** What the user must hear before it is written: BitLocker, a dynamic disk. */
+  notes?: DriveNote[];
 }
 
 /** The part of drivelist's Drive this module reads. */
@@ -77,7 +81,13 @@ function driveFromNode(snapshot: SystemSnapshot, node: BlockNode, disks: Set<str
     kind: 'block',
     serial: node.type === 'loop' ? null : node.serial,
     backingFile: node.type === 'loop' ? node.backingFile : null,
+    ...withNotes(notesOf(snapshot, node.name)),
   };
+}
+
+/** Only drives that have notes carry the field. */
+function withNotes(notes: DriveNote[]): { notes?: DriveNote[] } {
+  return notes.length > 0 ? { notes } : {};
 }
 
 /** What drivelist alone says, for a drive missing from the picture (or off Linux). */

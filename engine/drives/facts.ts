@@ -5,9 +5,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Drive, driveName } from './classify';
-import { nodeOfBlockDevice, readSystemSnapshot } from './linux';
 import { loopsBackedBy, type Overlap, overlapOf } from './overlap';
-import { blockInfoOf, type SystemSnapshot } from './topology';
+import { drivePlatform } from './platform';
+import { blockInfoOf, type DriveNote, notesOf, type SystemSnapshot } from './topology';
 
 export interface Facts {
   path: string;
@@ -38,12 +38,14 @@ export interface Facts {
   loops: Array<{ path: string; mountpoints: string[]; holders: string[] }>;
   /** How it shares bytes with the chosen source, or null. */
   overlap: Overlap | null;
+  /** BitLocker, a dynamic disk: what the user must hear before it is written. */
+  notes: DriveNote[];
 }
 
 /** One read of the system, taken when first needed. */
 function lazySnapshot(): () => SystemSnapshot {
   let snapshot: SystemSnapshot | null = null;
-  return () => (snapshot ??= readSystemSnapshot());
+  return () => (snapshot ??= drivePlatform().readSnapshot());
 }
 
 /** With how it shares bytes with `source`; a drive that is gone shares none. */
@@ -76,6 +78,7 @@ function nothingKnown(p: string): Facts {
     missingFolder: null,
     loops: [],
     overlap: null,
+    notes: [],
   };
 }
 
@@ -97,15 +100,6 @@ function statOrNull(p: string): fs.Stats | null {
   }
 }
 
-/** On the /dev filesystem itself (not on /dev/shm and the like mounted there): a drive's path. */
-function isDevicePath(p: string): boolean {
-  const resolved = path.resolve(p);
-  if (!resolved.startsWith('/dev/')) return false;
-  let folder = path.dirname(resolved);
-  while (folder !== '/dev' && !statOrNull(folder)) folder = path.dirname(folder);
-  return statOrNull(folder)?.dev === statOrNull('/dev')?.dev;
-}
-
 /**
  * Facts about a listed drive as the list has it; image files are read now.
  * `source`: the chosen source, for the overlap.
@@ -124,6 +118,7 @@ export function driveFacts(drive: Drive, source?: string): Facts {
     holders: drive.holders,
     system: drive.system,
     backingFile: drive.backingFile,
+    notes: drive.notes ?? [],
   };
   return withOverlap(facts, source, snapshot);
 }
@@ -137,16 +132,19 @@ export function pathFacts(
   opts: { source?: string; drive?: boolean; snapshot?: () => SystemSnapshot } = {},
 ): Facts {
   const snapshot = opts.snapshot ?? lazySnapshot();
-  const st = statOrNull(p);
+  const platform = drivePlatform();
+  // A drive is asked about first: stat can't describe a Windows one.
+  const drive = platform.isDrive(p);
+  const st = drive ? null : statOrNull(p);
   const base = nothingKnown(p);
   let facts: Facts;
-  if (!st) {
-    const drivePath = opts.drive === true || isDevicePath(p);
+  if (drive) {
+    facts = liveBlockFacts(p, snapshot());
+  } else if (!st) {
+    const drivePath = opts.drive === true || platform.isDrivePath(p);
     const folder = path.dirname(path.resolve(p));
     const folderExists = statOrNull(folder)?.isDirectory() === true;
     facts = { ...base, drivePath, missingFolder: drivePath || folderExists ? null : folder };
-  } else if (st.isBlockDevice()) {
-    facts = liveBlockFacts(p, snapshot());
   } else if (st.isFile()) {
     facts = {
       ...base,
@@ -165,12 +163,12 @@ export function pathFacts(
   return withOverlap(facts, opts.source, snapshot);
 }
 
-/** A block device as /sys and /proc describe it now. */
+/** A drive as its system describes it now. */
 function liveBlockFacts(p: string, snapshot: SystemSnapshot): Facts {
   const base: Facts = { ...nothingKnown(p), kind: 'block', drivePath: true };
   let found;
   try {
-    found = nodeOfBlockDevice(p, snapshot);
+    found = drivePlatform().driveNode(p, snapshot);
   } catch {
     return { ...base, unknownDevice: true };
   }
@@ -185,5 +183,6 @@ function liveBlockFacts(p: string, snapshot: SystemSnapshot): Facts {
     system: info.system,
     wholeDisk: info.wholeDisk === found.real ? null : info.wholeDisk,
     backingFile: info.backingFile,
+    notes: notesOf(snapshot, found.node.name),
   };
 }

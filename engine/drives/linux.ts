@@ -1,15 +1,19 @@
-// What only Linux can say about drives: the block layer from /sys/class/block, mounts
-// from /proc/self/mountinfo, swap areas from /proc/swaps, and one device's facts from
-// its own sysfs node. Everything read here is handed to topology.ts as plain data.
+// Linux's platform module (platform.ts): the block layer from /sys/class/block, mounts
+// from /proc/self/mountinfo, swap areas from /proc/swaps, one device's facts from its
+// own sysfs node — all handed to topology.ts as plain data — and how a drive is opened,
+// flushed and let go of.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { OsCalls } from './os-calls';
+import { type BlockFacts, type DrivePlatform, openedDrive } from './platform';
 import {
   addNode,
   blockInfoOf,
   type BlockInfo,
   type BlockNode,
   type BlockTopology,
+  findNode,
   isAnonymous,
   nodeByDevno,
   parseMountinfo,
@@ -178,13 +182,6 @@ export function nodeOfBlockDevice(
 }
 
 /** The few facts about one block device that the copy needs, read straight from its sysfs node (cheap). */
-export interface BlockFacts {
-  size: number;
-  logicalBlockSize: number;
-  serial: string | null;
-  backingFile: string | null;
-}
-
 export function blockFacts(p: string): BlockFacts {
   const st = fs.statSync(p, { bigint: true });
   if (!st.isBlockDevice()) throw new Error(`${p} is not a block device`);
@@ -205,4 +202,78 @@ export function describeBlockDevice(p: string): BlockInfo {
   const snapshot = readSystemSnapshot();
   const { node, real } = nodeOfBlockDevice(p, snapshot);
   return blockInfoOf(snapshot, node, real);
+}
+
+function statOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.statSync(p);
+  } catch {
+    return null;
+  }
+}
+
+/** On the /dev filesystem itself (not on /dev/shm and the like mounted there): a drive's path. */
+export function isDevicePath(p: string): boolean {
+  const resolved = path.resolve(p);
+  if (!resolved.startsWith('/dev/')) return false;
+  let folder = path.dirname(resolved);
+  while (folder !== '/dev' && !statOrNull(folder)) folder = path.dirname(folder);
+  return statOrNull(folder)?.dev === statOrNull('/dev')?.dev;
+}
+
+/** The block device holding the filesystem of a file whose stat says `dev`. */
+export function filesystemNode(dev: bigint, snapshot: SystemSnapshot): BlockNode | null {
+  const devno = devnoOf(dev);
+  if (!isAnonymous(devno)) return nodeByDevno(snapshot.topology, devno) ?? null;
+  // readSystemSnapshot already turned resolvable anonymous devnos into real ones; what
+  // is left (tmpfs, overlay) is on no block device. Match the source path all the same.
+  const use = snapshot.uses.find((u) => u.devno === devno);
+  return use ? (findNode(snapshot.topology, use.source) ?? null) : null;
+}
+
+/**
+ * Linux, as DriveTwin always did it:
+ *   open   O_RDWR | O_EXCL | O_DIRECT (reading: O_RDONLY | O_DIRECT)
+ *   prepare  nothing: O_EXCL fails (EBUSY) while the drive or a partition of it is
+ *            mounted or held, and keeps everyone else out while we hold it
+ *   geometry from sysfs (direct-io's ioctls insist on a SCSI device, which loop devices are not)
+ *   flush  fdatasync: the block layer sends the drive a cache flush
+ *   after  nothing to re-read: systemd-udevd watches disks and re-reads the partition
+ *          table when a writer closes one; `eject` only when asked
+ * `facts`: sysfs, or what a test says.
+ */
+export function linuxPlatform(os: OsCalls, facts = blockFacts): DrivePlatform {
+  return {
+    system: 'linux',
+    canEject: true,
+    whenInUse: 'it will be written while in use',
+    readSnapshot: readSystemSnapshot,
+    isDrive: (p) => statOrNull(p)?.isBlockDevice() === true,
+    isDrivePath: isDevicePath,
+    driveNode: nodeOfBlockDevice,
+    fileSystemNode: (_file, dev, snapshot) => filesystemNode(dev, snapshot),
+    blockFacts: facts,
+    async openDrive(p, writable) {
+      // O_DIRECT with aligned buffers: buffered device writes double-cache and stall in writeback.
+      const fd = await os.open(
+        p,
+        writable ? ['O_RDWR', 'O_EXCL', 'O_DIRECT'] : ['O_RDONLY', 'O_DIRECT'],
+      );
+      try {
+        return openedDrive(os, { path: p, rawPath: p, fd, ...facts(p) });
+      } catch (e) {
+        await os.close(fd);
+        throw e;
+      }
+    },
+    async afterCopy(p, eject) {
+      if (!eject) return { safeToRemove: true, ejected: false, note: null };
+      const done = await os.run('/usr/bin/eject', [p]);
+      const why = done.stderr.trim() || `eject exited with ${done.code}`;
+      return done.code === 0
+        ? { safeToRemove: true, ejected: true, note: null }
+        : { safeToRemove: true, ejected: false, note: `not ejected: ${why}` };
+    },
+    lockFile: (fd) => os.flock(fd),
+  };
 }

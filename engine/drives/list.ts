@@ -1,24 +1,32 @@
 // The drives this machine has, for the drive list and `drivetwin drives`.
 
 import { type Drive, type DrivelistEntry, classifyDrives, driveFromDrivelist } from './classify';
-import { readSystemSnapshot } from './linux';
+import { drivePlatform } from './platform';
 import { formatBytes } from '../size';
-import { naturalCompare, SYSTEM_MOUNTS } from './topology';
+import { naturalCompare, SYSTEM_MOUNTS, type SystemSnapshot } from './topology';
 
 type DrivelistModule = { list(): Promise<DrivelistEntry[]> };
 
-/** drivelist's drives plus Linux loop devices that have a backing file; sorted by path. */
+/**
+ * drivelist's drives described by the system's own picture (lsblk/sysfs, diskutil,
+ * Get-Disk…), plus Linux loop devices that have a backing file; sorted by path.
+ */
 export async function listDrives(): Promise<Drive[]> {
   // Loaded here, not at the top: the CLI's start-up stays lean for every other command.
   const drivelist = (await import('drivelist')) as DrivelistModule;
   const entries = await drivelist.list();
-  if (process.platform !== 'linux') {
-    const systemMounts = new Set([...SYSTEM_MOUNTS, `${process.env.SystemDrive ?? 'C:'}\\`]);
+  let snapshot: SystemSnapshot;
+  try {
+    snapshot = drivePlatform().readSnapshot();
+  } catch {
+    // diskutil or PowerShell failed: what drivelist alone says, the Windows drive included.
+    const systemDrive = process.env.SystemDrive ? [`${process.env.SystemDrive}\\`] : [];
+    const systemMounts = new Set([...SYSTEM_MOUNTS, ...systemDrive]);
     return entries
       .map((entry) => driveFromDrivelist(entry, systemMounts))
       .sort((a, b) => naturalCompare(a.path, b.path));
   }
-  return classifyDrives(entries, readSystemSnapshot());
+  return classifyDrives(entries, snapshot);
 }
 
 /** `drivetwin drives`: aligned columns, binary units, one row a drive. */

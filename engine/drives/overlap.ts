@@ -8,15 +8,8 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { devnoOf, nodeOfBlockDevice } from './linux';
-import {
-  type BlockNode,
-  findNode,
-  isAnonymous,
-  loopBacking,
-  nodeByDevno,
-  type SystemSnapshot,
-} from './topology';
+import { drivePlatform } from './platform';
+import { type BlockNode, loopBacking, type SystemSnapshot } from './topology';
 
 /**
  * How a target and the source share bytes; safety.ts says it in words. `same`: one
@@ -57,16 +50,6 @@ function regionKey(region: Region): string {
   return region.ino === null ? `new file:${region.file}` : `file:${region.dev}:${region.ino}`;
 }
 
-/** The block device holding the filesystem a file is on. */
-function filesystemNode(dev: bigint, snapshot: SystemSnapshot): BlockNode | null {
-  const devno = devnoOf(dev);
-  if (!isAnonymous(devno)) return nodeByDevno(snapshot.topology, devno) ?? null;
-  // readSystemSnapshot already turned resolvable anonymous devnos into real ones; what
-  // is left (tmpfs, overlay) is on no block device. Match the source path all the same.
-  const use = snapshot.uses.find((u) => u.devno === devno);
-  return use ? (findNode(snapshot.topology, use.source) ?? null) : null;
-}
-
 function fileRegion(file: string, snapshot: SystemSnapshot): Region | null {
   try {
     const st = fs.statSync(file, { bigint: true });
@@ -74,7 +57,7 @@ function fileRegion(file: string, snapshot: SystemSnapshot): Region | null {
       kind: 'file',
       dev: st.dev,
       ino: st.ino,
-      fsNode: filesystemNode(st.dev, snapshot),
+      fsNode: drivePlatform().fileSystemNode(file, st.dev, snapshot),
       file,
     };
   } catch {
@@ -113,20 +96,20 @@ function containers(
 }
 
 function regionOf(p: string, snapshot: SystemSnapshot): Region | null {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(p);
-  } catch {
+  const platform = drivePlatform();
+  if (platform.isDrive(p)) {
+    try {
+      return { kind: 'block', node: platform.driveNode(p, snapshot).node };
+    } catch {
+      return null;
+    }
+  }
+  if (!fs.existsSync(p)) {
     // A file still to be created lies on the filesystem of its folder.
     const folder = fileRegion(path.dirname(path.resolve(p)), snapshot);
     return folder?.kind === 'file' ? { ...folder, ino: null, file: path.resolve(p) } : null;
   }
-  if (!st.isBlockDevice()) return fileRegion(p, snapshot);
-  try {
-    return { kind: 'block', node: nodeOfBlockDevice(p, snapshot).node };
-  } catch {
-    return null;
-  }
+  return fileRegion(p, snapshot);
 }
 
 /** How `inner` lies within `outer`, as precisely as the picture allows. */
@@ -201,7 +184,8 @@ export function overlapOf(
   snapshot: () => SystemSnapshot,
 ): Overlap | null {
   // An image file still to be created is asked about too: it would lie on its folder's filesystem.
-  if (fs.existsSync(source) && (fs.existsSync(target.path) || target.kind === 'file')) {
+  const exists = (p: string): boolean => drivePlatform().isDrive(p) || fs.existsSync(p);
+  if (exists(source) && (exists(target.path) || target.kind === 'file')) {
     try {
       return liveOverlap(source, target.path, snapshot());
     } catch {

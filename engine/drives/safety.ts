@@ -10,7 +10,8 @@ import { formatBytes } from '../size';
 import type { Drive } from './classify';
 import { driveFacts, type Facts, pathFacts } from './facts';
 import type { Overlap, Within } from './overlap';
-import { SWAP } from './topology';
+import { drivePlatform } from './platform';
+import { type DriveNote, SWAP } from './topology';
 
 export type Role = 'source' | 'target';
 export type Verdict = { level: 'usable' | 'confirm' | 'refused'; reasons: string[] };
@@ -77,6 +78,22 @@ function unusable(f: Facts): string | null {
   return null;
 }
 
+/** What a note means for writing a drive (`target`) or copying from it. */
+function noteSentence(p: string, note: DriveNote, role: Role): string {
+  switch (note) {
+    case 'bitlocker':
+      return role === 'target'
+        ? `${p} holds a BitLocker volume: its contents are lost for good, recovery key or not`
+        : `${p} holds a BitLocker volume: the copy holds its encrypted bytes`;
+    case 'bitlocker-locked':
+      return `${p} holds a locked BitLocker volume`;
+    case 'dynamic':
+      return role === 'target'
+        ? `${p} is a dynamic disk: volumes that span it and other disks are lost too`
+        : `${p} is a dynamic disk: a volume that spans other disks is not all on it`;
+  }
+}
+
 function noMedium(f: Facts): string {
   return `${f.path} has no medium (size 0)`;
 }
@@ -111,6 +128,7 @@ export function sourceVerdict(f: Facts): Verdict {
   const notes = mounted
     ? [`${f.path} ${mounted}: files changed during the copy may be copied inconsistently`]
     : [];
+  notes.push(...f.notes.map((note) => noteSentence(f.path, note, 'source')));
   return { level: 'usable', reasons: notes };
 }
 
@@ -149,8 +167,9 @@ export function targetVerdict(f: Facts, opts: VerdictOptions = {}): Verdict {
       : `${f.path} holds the running system`;
     unless(opts.allowSystem, why, 'writing it destroys the system you are running');
   }
+  // Linux writes a drive in use as it is; macOS and Windows unmount or lock it first.
   const used = inUseSentence(f.mountpoints, f.holders);
-  if (used) unless(opts.allowMounted, `${f.path} ${used}`, 'it will be written while in use');
+  if (used) unless(opts.allowMounted, `${f.path} ${used}`, drivePlatform().whenInUse);
   for (const loop of f.loops) {
     // Writing the backing file of a mounted loop device writes under a live filesystem.
     const loopUsed = inUseSentence(loop.mountpoints, loop.holders);
@@ -158,6 +177,7 @@ export function targetVerdict(f: Facts, opts: VerdictOptions = {}): Verdict {
     const why = `${f.path} is the backing file of ${loop.path}, which ${loopUsed}`;
     unless(opts.allowMounted, why, 'it will be written while in use');
   }
+  for (const note of f.notes) confirm.push(noteSentence(f.path, note, 'target'));
   if (refused.length > 0) return { level: 'refused', reasons: refused };
   if (f.kind === 'block') {
     const drive = `${f.path} (${f.name}, ${formatBytes(f.size)})`;

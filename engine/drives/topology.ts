@@ -5,7 +5,8 @@
 // "mounted" walk that picture, so an LVM volume on a LUKS partition still marks its
 // disk. Everything here works on text or plain objects (lsblk and losetup JSON,
 // /proc/self/mountinfo, /proc/swaps), so tests feed it captured outputs; linux.ts
-// reads the live system into the same picture.
+// reads the live system into the same picture, and darwin-diskutil.ts and
+// win32-storage.ts turn diskutil's and PowerShell's answers into it.
 
 import * as path from 'node:path';
 
@@ -30,7 +31,16 @@ export interface BlockNode {
   model: string | null;
   serial: string | null;
   backingFile: string | null;
+  /** What the user must hear before it is written (Windows BitLocker, dynamic disks). */
+  notes?: DriveNote[];
 }
+
+/**
+ * bitlocker: a BitLocker volume (its contents are lost for good; a copy of it holds
+ * the encrypted bytes); bitlocker-locked: one not unlocked; dynamic: a Windows dynamic
+ * disk, whose volumes may span other disks.
+ */
+export type DriveNote = 'bitlocker' | 'bitlocker-locked' | 'dynamic';
 
 export interface BlockTopology {
   nodes: Map<string, BlockNode>;
@@ -48,6 +58,11 @@ export interface MountUse {
 export interface SystemSnapshot {
   topology: BlockTopology;
   uses: MountUse[];
+  /**
+   * Nodes the system itself says hold the running system, beyond what is mounted at
+   * SYSTEM_MOUNTS (Windows: the disks Get-Disk calls boot or system).
+   */
+  systemNodes?: string[];
 }
 
 /** The mounts that make a disk "the system": the running OS and what boots it. */
@@ -115,6 +130,19 @@ export function busFromSubsystems(subsystems: string | null | undefined): string
   const parts = (subsystems ?? '').split(':');
   for (const bus of ['usb', 'nvme', 'mmc', 'virtio', 'scsi']) if (parts.includes(bus)) return bus;
   return null;
+}
+
+/**
+ * A node on `parent` (a partition, a volume): its disk's facts — block size, read-only,
+ * removable, bus, serial — under its own name, path and size; notes are its own.
+ */
+export function childOf(
+  parent: BlockNode,
+  own: Pick<BlockNode, 'name' | 'path' | 'aliases' | 'type' | 'size'>,
+): BlockNode {
+  const node: BlockNode = { ...parent, ...own, parents: [parent.name], model: null };
+  delete node.notes;
+  return node;
 }
 
 /** Adds a node, or merges the parents of one seen before. */
@@ -227,7 +255,7 @@ export function childrenOf(topology: BlockTopology, name: string): BlockNode[] {
 }
 
 /** The node and everything stacked on it (partitions, device-mapper volumes on those...). */
-function descendants(topology: BlockTopology, name: string): BlockNode[] {
+export function descendants(topology: BlockTopology, name: string): BlockNode[] {
   const seen = new Map<string, BlockNode>();
   const walk = (n: string): void => {
     const node = topology.nodes.get(n);
@@ -275,16 +303,23 @@ export function mountpointsOf(snapshot: SystemSnapshot, name: string): string[] 
 /** Kernel names of the whole disks under the running OS and its boot partition. */
 export function systemDisks(snapshot: SystemSnapshot): Set<string> {
   const disks = new Set<string>();
+  const addBelow = (name: string): void => {
+    for (const below of ancestors(snapshot.topology, name)) {
+      if (below.parents.length === 0) disks.add(below.name);
+    }
+  };
   for (const use of snapshot.uses) {
     if (!SYSTEM_MOUNTS.has(use.mountpoint)) continue;
-    for (const node of snapshot.topology.nodes.values()) {
-      if (!useIsOn(use, node)) continue;
-      for (const below of ancestors(snapshot.topology, node.name)) {
-        if (below.parents.length === 0) disks.add(below.name);
-      }
-    }
+    for (const node of snapshot.topology.nodes.values())
+      if (useIsOn(use, node)) addBelow(node.name);
   }
+  for (const name of snapshot.systemNodes ?? []) addBelow(name);
   return disks;
+}
+
+/** The notes of a node and of everything on it, each once. */
+export function notesOf(snapshot: SystemSnapshot, name: string): DriveNote[] {
+  return [...new Set(descendants(snapshot.topology, name).flatMap((n) => n.notes ?? []))];
 }
 
 /** On a system disk: the disk itself, any partition of it, anything stacked on it. */

@@ -1,0 +1,210 @@
+// macOS's platform module (platform.ts). The sequences follow etcher-sdk's
+// lib/source-destination/block-device.ts (unmount the disk, open with O_EXLOCK, then
+// F_NOCACHE; wait after closing before unmounting again), Raspberry Pi Imager's
+// src/mac (the raw /dev/rdiskN node, F_NOCACHE) and Caligula (F_NOCACHE on macOS):
+//
+//   prepare  diskutil unmountDisk of every APFS container on the disk, then of the
+//            disk (diskutil unmount for a partition); a refusal names the dissenter
+//   open     /dev/rdiskN (the raw node: /dev/diskN goes through the buffer cache at a
+//            few MB/s, Etcher #3102), O_RDWR | O_EXLOCK | O_NONBLOCK — O_EXLOCK
+//            without O_NONBLOCK would wait for whoever holds the lock; EPERM as root
+//            is macOS's privacy control: Full Disk Access
+//   uncache  F_NOCACHE (direct-io setF_NOCACHE)
+//   geometry DKIOCGETBLOCKCOUNT and DKIOCGETBLOCKSIZE (direct-io getBlockDevice)
+//   flush    fs.fdatasync — see flushNote below for what that reaches
+//   after    closing the writer makes macOS read the partition table again and mount
+//            what it finds; after 2 s (as etcher-sdk waits) diskutil unmountDisk, or
+//            diskutil eject when asked
+
+import * as fs from 'node:fs';
+import { bsdName, darwinDevno, darwinSnapshot, dissenter, wholeDisks } from './darwin-diskutil';
+import type { OsCalls } from './os-calls';
+import { DriveError, type DrivePlatform, openedDrive, shortLived } from './platform';
+import { type BlockNode, descendants, nodeByDevno, type SystemSnapshot } from './topology';
+
+/*
+ * flushNote — what fs.fdatasync does on macOS. Node's fs.fdatasync is libuv's
+ * uv__fs_fdatasync, which on Apple systems calls uv__fs_fsync: fcntl(F_FULLFSYNC),
+ * falling back to fcntl(F_BARRIERFSYNC) and then fsync() (libuv src/unix/fs.c; the
+ * F_FULLFSYNC emulation dates from 2012, the fallbacks from v1.30.0; Node 20 carries
+ * 1.46). So Node already issues F_FULLFSYNC, and on an image file that is the
+ * durable flush. On /dev/rdiskN, though, F_FULLFSYNC goes to the disk driver, which
+ * answers DKIOCSYNCHRONIZECACHE but not F_FULLFSYNC, and fsync on a character device
+ * returns at once (XNU spec_fsync): the raw writes have reached the drive, but its
+ * volatile write cache is not flushed by this call. DKIOCSYNCHRONIZECACHE is not in
+ * direct-io. (Read from libuv, XNU and IOStorageFamily sources; not run on a Mac here.)
+ */
+
+/** By its full path: the elevated engine must not run whatever a PATH finds first. */
+export const DISKUTIL = '/usr/sbin/diskutil';
+/** How long a snapshot answers again: one plan asks several times in a row. */
+const SNAPSHOT_MS = 1000;
+/** After the writer closed: time for macOS to read the disk again and mount it (etcher-sdk's 2 s). */
+const SETTLE_MS = 2000;
+
+function diskutilXml(os: OsCalls, args: string[]): string {
+  const r = os.runSync(DISKUTIL, args);
+  if (r.code !== 0) throw new Error(`diskutil ${args.join(' ')} failed: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** Fills each node's devno from its /dev node, so files are traced to their volume. */
+function withDevnos(snapshot: SystemSnapshot): SystemSnapshot {
+  for (const node of snapshot.topology.nodes.values()) {
+    try {
+      node.devno = darwinDevno(fs.statSync(node.path, { bigint: true }).rdev);
+    } catch {
+      // gone since diskutil listed it
+    }
+  }
+  return snapshot;
+}
+
+/** The first line diskutil printed, for a message. */
+function firstLine(out: string, fallback: string): string {
+  return out.trim().split('\n')[0]?.trim() || fallback;
+}
+
+export function darwinPlatform(os: OsCalls): DrivePlatform {
+  const snapshots = shortLived(SNAPSHOT_MS, (): SystemSnapshot => {
+    const list = diskutilXml(os, ['list', '-plist']);
+    const infos: Record<string, string> = {};
+    for (const disk of wholeDisks(list)) infos[disk] = diskutilXml(os, ['info', '-plist', disk]);
+    let root: string | null = null;
+    try {
+      root = diskutilXml(os, ['info', '-plist', '/']);
+    } catch {
+      // the mounts still say where / is
+    }
+    return withDevnos(darwinSnapshot(list, infos, root));
+  });
+  const readSnapshot = snapshots.get;
+
+  const driveNode = (p: string, snapshot: SystemSnapshot): { node: BlockNode; real: string } => {
+    let real = p;
+    try {
+      real = fs.realpathSync(p);
+    } catch {
+      // not there: named as given
+    }
+    const name = bsdName(real);
+    const node = name ? snapshot.topology.nodes.get(name) : undefined;
+    if (!node) throw new Error(`${p} is not a disk diskutil lists`);
+    return { node, real: node.path };
+  };
+
+  /** diskutil unmount(Disk) `target`, or a DriveError naming who refused. */
+  const unmount = async (p: string, target: BlockNode): Promise<void> => {
+    const verb =
+      target.type === 'disk' || target.type === 'apfs-container' ? 'unmountDisk' : 'unmount';
+    const r = await os.run(DISKUTIL, [verb, target.path]);
+    if (r.code === 0) return;
+    const out = `${r.stdout}\n${r.stderr}`;
+    const who = dissenter(out);
+    const said = firstLine(out, `diskutil ${verb} exited with ${r.code}`);
+    const holder = who
+      ? `${who} has files open on it (${said})`
+      : `macOS did not unmount it: ${said}`;
+    throw DriveError.busy(p, holder);
+  };
+
+  return {
+    system: 'darwin',
+    canEject: true,
+    whenInUse: 'it is unmounted before it is written',
+    readSnapshot,
+    isDrive(p) {
+      if (!bsdName(p)) return false;
+      try {
+        const st = fs.statSync(p);
+        return st.isBlockDevice() || st.isCharacterDevice();
+      } catch {
+        return false;
+      }
+    },
+    isDrivePath: (p) => bsdName(p) !== null,
+    driveNode,
+    fileSystemNode: (_file, dev, snapshot) =>
+      nodeByDevno(snapshot.topology, darwinDevno(dev)) ?? null,
+    blockFacts(p) {
+      const { node } = driveNode(p, readSnapshot());
+      return {
+        size: node.size,
+        logicalBlockSize: node.logicalBlockSize,
+        serial: null,
+        backingFile: null,
+      };
+    },
+    async openDrive(p, writable) {
+      const snapshot = snapshots.fresh(); // what is mounted now, not a second ago
+      const { node } = driveNode(p, snapshot);
+      const raw = `/dev/r${node.name}`;
+      if (writable) {
+        // An APFS container's volumes sit on a synthesized disk of their own: unmounted first.
+        const containers = descendants(snapshot.topology, node.name).filter(
+          (n) => n.type === 'apfs-container',
+        );
+        for (const container of containers) await unmount(p, container);
+        await unmount(p, node);
+      }
+      let fd: number;
+      try {
+        fd = await os.open(raw, writable ? ['O_RDWR', 'O_EXLOCK', 'O_NONBLOCK'] : ['O_RDONLY']);
+      } catch (e) {
+        throw openRefusal(p, raw, e as NodeJS.ErrnoException);
+      }
+      try {
+        await os.setNoCache(fd);
+        const g = await os.geometry(fd);
+        return openedDrive(os, {
+          path: p,
+          rawPath: raw,
+          fd,
+          size: g.size,
+          logicalBlockSize: g.logicalSectorSize,
+        });
+      } catch (e) {
+        await os.close(fd);
+        throw e;
+      }
+    },
+    async afterCopy(p, eject) {
+      const name = bsdName(p);
+      if (!name) return { safeToRemove: true, ejected: false, note: null };
+      await os.sleep(SETTLE_MS);
+      const disk = name.replace(/s\d+$/, '');
+      const args = eject
+        ? ['eject', `/dev/${disk}`]
+        : [name === disk ? 'unmountDisk' : 'unmount', `/dev/${name}`];
+      const r = await os.run(DISKUTIL, args);
+      if (r.code === 0) return { safeToRemove: true, ejected: eject, note: null };
+      const out = `${r.stdout}\n${r.stderr}`;
+      const who = dissenter(out);
+      const said = who
+        ? `${who} has files open on it`
+        : firstLine(out, `diskutil exited with ${r.code}`);
+      return {
+        safeToRemove: false,
+        ejected: false,
+        note: `macOS mounted what was written and could not ${eject ? 'eject' : 'unmount'} it (${said}): eject it in Finder before removing it`,
+      };
+    },
+    lockFile: (fd) => os.flock(fd),
+  };
+}
+
+/** Why the raw node did not open, in words: busy, or macOS's privacy control. */
+function openRefusal(p: string, raw: string, e: NodeJS.ErrnoException): Error {
+  if (e.code === 'EBUSY' || e.code === 'EAGAIN' || e.code === 'EWOULDBLOCK') {
+    const holder = `another program has ${raw} open exclusively`;
+    return DriveError.busy(p, holder);
+  }
+  if (e.code === 'EPERM') {
+    // Not EACCES (the node's mode: not administrator), EPERM even as root: privacy control.
+    return new DriveError(
+      `macOS refused to open ${raw} (EPERM): allow DriveTwin in System Settings → Privacy & Security → Full Disk Access, then try again`,
+      'EPERM',
+    );
+  }
+  return e;
+}

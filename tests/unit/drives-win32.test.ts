@@ -1,0 +1,223 @@
+// Windows: Get-Disk, Get-Partition, Get-Volume and Get-BitLockerVolume (as
+// STORAGE_SCRIPT prints them) read into the one picture of drives, and the exact calls
+// win32.ts makes to open, prepare, write, flush and eject a drive, recorded against a
+// fake OS. The fixtures are constructed from documentation, not captured
+// (tests/fixtures/drives/windows-laptop/README.md).
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, test } from 'node:test';
+import { classifyDrives, type Drive, type DrivelistEntry } from '../../engine/drives/classify';
+import { driveFacts } from '../../engine/drives/facts';
+import { DriveError, useDrivePlatform } from '../../engine/drives/platform';
+import { sourceVerdict, targetVerdict } from '../../engine/drives/safety';
+import { diskNumber, powershellArgs, win32Platform } from '../../engine/drives/win32';
+import { STORAGE_SCRIPT, win32Snapshot } from '../../engine/drives/win32-storage';
+import { decodedScript, type FakeOsAnswers, fakeOs } from '../helpers/fake-os';
+
+const FIXTURES = path.join(__dirname, '..', '..', '..', 'tests', 'fixtures', 'drives');
+const laptop = (): string =>
+  fs.readFileSync(path.join(FIXTURES, 'windows-laptop', 'storage.json'), 'utf8');
+const desktop = (): string =>
+  fs.readFileSync(path.join(FIXTURES, 'windows-desktop', 'storage.json'), 'utf8');
+
+/** drivelist's entries for disks 0..n-1, as it names them on Windows. */
+function listed(json: string, count: number): Record<string, Drive> {
+  const entries: DrivelistEntry[] = [...Array(count).keys()].map((n) => ({
+    device: `\\\\.\\PHYSICALDRIVE${n}`,
+    raw: `\\\\.\\PHYSICALDRIVE${n}`,
+    description: `drivelist ${n}`,
+    size: 1,
+    isRemovable: false,
+    isReadOnly: false,
+    mountpoints: [],
+  }));
+  const drives = classifyDrives(entries, win32Snapshot(json));
+  return Object.fromEntries(drives.map((d) => [d.path.slice(-1), d]));
+}
+
+/** The answers PowerShell gives on this laptop, for the fake OS. */
+function powershellAnswers(more: FakeOsAnswers['run'] = () => ({})): FakeOsAnswers {
+  return {
+    run: (command, args, script) => {
+      if (script?.includes('Get-Disk | Select-Object')) return { stdout: laptop() };
+      if (script?.includes('Shell.Application')) {
+        return { stdout: '{"Letters":["E:\\\\"],"Present":false,"OperationalStatus":null}' };
+      }
+      return more(command, args, script);
+    },
+    geometry: { size: 30752636928, logicalSectorSize: 512, serial: null },
+  };
+}
+
+afterEach(() => useDrivePlatform(null));
+
+describe('PowerShell storage JSON read into the picture of drives', () => {
+  test('the NVMe disk holds the system; the stick is removable and mounted at E:', () => {
+    const d = listed(laptop(), 4);
+    assert.equal(d['0'].system, true);
+    assert.equal(d['0'].removable, false);
+    assert.equal(d['0'].bus, 'nvme');
+    assert.equal(d['0'].name, 'SAMSUNG MZVL2512HCJQ-00B00');
+    assert.equal(d['0'].serial, '0025_3881_2163_5A1E.');
+    assert.deepEqual(d['0'].mountpoints, ['C:\\']);
+    assert.equal(d['1'].system, false);
+    assert.equal(d['1'].removable, true);
+    assert.equal(d['1'].readOnly, false);
+    assert.deepEqual(d['1'].mountpoints, ['E:\\']);
+    assert.equal(d['1'].path, '\\\\.\\PHYSICALDRIVE1', 'the path drivelist gave');
+  });
+
+  test('the card reader with no card: size 0, so "no medium"; BitLocker volumes are flagged', () => {
+    const d = listed(laptop(), 4);
+    assert.equal(d['2'].size, 0);
+    assert.equal(d['2'].removable, true);
+    assert.match(targetVerdict(driveFacts(d['2'])).reasons.join(), /has no medium/);
+    assert.deepEqual(d['0'].notes, ['bitlocker']);
+    assert.deepEqual(d['3'].notes, ['bitlocker', 'bitlocker-locked']);
+    assert.equal(d['1'].notes, undefined, 'a FAT stick BitLocker reports decrypted');
+    assert.match(sourceVerdict(driveFacts(d['0'])).reasons.join(), /BitLocker.*encrypted bytes/);
+  });
+
+  test('a BitLocker target is confirmed with its consequence, in Windows terms', () => {
+    useDrivePlatform(win32Platform(fakeOs()));
+    const t7 = listed(laptop(), 4)['3'];
+    assert.deepEqual(targetVerdict(driveFacts(t7), { allowMounted: true }).reasons, [
+      'everything on \\\\.\\PHYSICALDRIVE3 (Samsung PSSD T7, 931.5 GiB) will be overwritten',
+      '\\\\.\\PHYSICALDRIVE3 is mounted at F:\\: its volumes are locked before it is written',
+      '\\\\.\\PHYSICALDRIVE3 holds a BitLocker volume: its contents are lost for good, recovery key or not',
+      '\\\\.\\PHYSICALDRIVE3 holds a locked BitLocker volume',
+    ]);
+  });
+
+  test('a dynamic disk is flagged, a read-only disk is read-only, and the system is the boot disk', () => {
+    const d = listed(desktop(), 3);
+    assert.deepEqual(d['1'].notes, ['dynamic']);
+    assert.match(
+      targetVerdict(driveFacts(d['1'])).reasons.join('\n'),
+      /dynamic disk: volumes that span/,
+    );
+    assert.equal(d['2'].readOnly, true);
+    assert.equal(d['2'].bus, 'virtual');
+    assert.deepEqual(
+      Object.values(d)
+        .filter((x) => x.system)
+        .map((x) => x.path.slice(-1)),
+      ['0'],
+    );
+  });
+
+  test('one object where ConvertTo-Json had a one-item list, nothing where it had none', () => {
+    const one = JSON.parse(laptop()) as { Disks: unknown[]; Partitions: unknown[] };
+    const single = JSON.stringify({
+      ...one,
+      Disks: one.Disks[1],
+      Partitions: [one.Partitions[4]],
+      BitLocker: null,
+    });
+    const s = win32Snapshot(single);
+    assert.deepEqual(
+      [...s.topology.nodes.values()].map((n) => n.type),
+      ['disk', 'part', 'volume'],
+    );
+  });
+
+  test('paths: \\\\.\\PhysicalDriveN in any case; the script goes as -EncodedCommand', () => {
+    assert.equal(diskNumber('\\\\.\\PHYSICALDRIVE12'), 12);
+    assert.equal(diskNumber('\\\\.\\C:'), null);
+    assert.equal(
+      decodedScript(powershellArgs(STORAGE_SCRIPT))?.split('\n')[0].slice(0, 16),
+      '$disks = @(Get-D',
+    );
+  });
+
+  test('a file on E: lies on the stick: the platform finds the volume under it', () => {
+    const win = win32Platform(fakeOs());
+    const s = win32Snapshot(laptop());
+    const node = win.fileSystemNode('E:\\images\\pi.img', 0n, s);
+    assert.equal(node?.type, 'volume');
+    assert.deepEqual(node?.aliases.slice(-2), ['E:', 'E:\\']);
+  });
+});
+
+describe('Windows: open → prepare → write → flush → eject, as recorded', () => {
+  test('a USB stick: its volume locked, \\\\.\\PhysicalDrive1 unbuffered write-through, rescan, eject', async () => {
+    const os = fakeOs(powershellAnswers());
+    const win = win32Platform(os);
+    const drive = await win.openDrive('\\\\.\\PhysicalDrive1', true);
+    await drive.write(Buffer.alloc(4096), 0);
+    await drive.flush();
+    await drive.close();
+    assert.deepEqual(await win.afterCopy('\\\\.\\PhysicalDrive1', true), {
+      safeToRemove: true,
+      ejected: true,
+      note: null,
+    });
+    assert.deepEqual(os.calls, [
+      'read C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe: $disks = @(Get-Disk | Select-Object Number, FriendlyName, Se…',
+      'open \\\\?\\Volume{9f2c7a10-3b4d-11ef-8c1a-806e6f6e6963} O_RDWR = 3',
+      'setFSCTL_LOCK_VOLUME 3 1',
+      'open \\\\.\\PhysicalDrive1 O_RDWR|O_DIRECT|O_DSYNC|O_EXLOCK = 4',
+      'getBlockDevice 4',
+      'pwrite 4 0+4096',
+      'fdatasync 4',
+      'close 4',
+      'run C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe: Update-Disk -Number 1',
+      'close 3',
+      'run C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe: $letters = @(Get-Partition -DiskNumber 1 | Where-Object { "$…',
+    ]);
+  });
+
+  test('a volume still in use: the lock is retried with growing waits, then refused naming who runs from it', async () => {
+    const os = fakeOs({
+      ...powershellAnswers((_c, _a, script) =>
+        script?.includes('Get-Process') ? { stdout: '[{"Id":4120,"ProcessName":"vlc"}]' } : {},
+      ),
+      lockFailures: Infinity,
+    });
+    await assert.rejects(
+      win32Platform(os).openDrive('\\\\.\\PhysicalDrive1', true),
+      (e: DriveError) => {
+        assert.equal(e.code, 'EBUSY');
+        assert.equal(e.holder, 'vlc (PID 4120) runs from E:: close it and try again');
+        return true;
+      },
+    );
+    assert.deepEqual(
+      os.calls.filter((c) => c.startsWith('sleep')),
+      ['sleep 250', 'sleep 500', 'sleep 1000', 'sleep 2000', 'sleep 4000'],
+    );
+    assert.equal(os.calls.filter((c) => c.startsWith('setFSCTL_LOCK_VOLUME')).length, 6);
+    assert.ok(
+      !os.calls.some((c) => c.includes('PhysicalDrive1 O_RDWR')),
+      'the disk was never opened',
+    );
+    assert.ok(os.calls.includes('close 3'), 'the volume handle was let go');
+  });
+
+  test('a lock that succeeds on a later try goes on to the drive', async () => {
+    const os = fakeOs({ ...powershellAnswers(), lockFailures: 2 });
+    await (await win32Platform(os).openDrive('\\\\.\\PhysicalDrive1', true)).close();
+    assert.ok(os.calls.includes('open \\\\.\\PhysicalDrive1 O_RDWR|O_DIRECT|O_DSYNC|O_EXLOCK = 4'));
+  });
+
+  test('reading a disk: unbuffered, no volume locked', async () => {
+    const os = fakeOs(powershellAnswers());
+    await (await win32Platform(os).openDrive('\\\\.\\PhysicalDrive0', false)).close();
+    assert.deepEqual(os.calls.slice(1), [
+      'open \\\\.\\PhysicalDrive0 O_RDONLY|O_DIRECT = 3',
+      'getBlockDevice 3',
+      'close 3',
+    ]);
+  });
+
+  test('the physical drive open elsewhere (share mode 0 refused): busy, and the volume locks let go', async () => {
+    const os = fakeOs({
+      ...powershellAnswers(),
+      openFails: (p) => (p.includes('PhysicalDrive') ? 'EBUSY' : null),
+    });
+    await assert.rejects(win32Platform(os).openDrive('\\\\.\\PhysicalDrive1', true), /in use/);
+    assert.equal(os.calls.at(-1), 'close 3');
+  });
+});
