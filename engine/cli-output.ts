@@ -103,6 +103,13 @@ function summary(d: DoneEvent): string {
   if (d.unreadableBytes > 0)
     parts.push(`${formatBytes(d.unreadableBytes)} of the source unreadable`);
   for (const dest of d.destinations ?? []) {
+    // Said only when there is something to say: an eject, or a drive not to pull out yet.
+    const removal = dest.removal;
+    if (removal?.ejected) parts.push(`${dest.path} ejected: safe to remove`);
+    else if (removal && (!removal.safeToRemove || removal.note)) {
+      const safe = removal.safeToRemove ? 'safe to remove' : 'NOT safe to remove yet';
+      parts.push(`${dest.path} ${safe}${removal.note ? `: ${removal.note}` : ''}`);
+    }
     if (dest.state !== 'failed') continue;
     parts.push(
       `${dest.path} failed (${dest.error}): once it is fixed, "drivetwin resume ${d.job}" brings it ` +

@@ -5,6 +5,7 @@
 // by a signal (resumable).
 
 import readline from 'node:readline';
+import type { Confirm } from './claim';
 import type { Metadata } from './metadata';
 import type { JobOptions } from './options';
 import type { SessionRequest } from './plan';
@@ -31,9 +32,10 @@ const USAGE = `Usage:
   drivetwin clone SOURCE DEST [DEST...] [--region-size SIZE] [--threshold N] [--batch N]
         [--throttle PCT] [--max-rate RATE] [--sparse | --no-sparse] [--ignore-errors]
         [--sequential] [--verify] [--used-only [--zero-free]] [--from-map MAPFILE]
-        [--fresh] [--yes] [--allow-mounted] [--allow-system] [--db PATH] [--json]
+        [--fresh] [--yes] [--allow-mounted] [--allow-system] [--eject] [--db PATH] [--json]
   drivetwin resume JOB [--threshold N] [--batch N] [--throttle PCT] [--max-rate RATE]
-        [--ignore-errors] [--sequential] [--verify] [--drop DEST]... [--yes] [--db PATH] [--json]
+        [--ignore-errors] [--sequential] [--verify] [--drop DEST]... [--yes] [--eject]
+        [--db PATH] [--json]
   drivetwin verify SOURCE DEST [DEST...] [--region-size SIZE] [--json]
   drivetwin status [JOB] [--json]
   drivetwin jobs [--json]
@@ -56,6 +58,8 @@ const LIVE = {
   yes: { type: 'boolean', short: 'y' },
   'allow-mounted': { type: 'boolean' },
   'allow-system': { type: 'boolean' },
+  /** Not a job option: this run ejects its drives when the copy is done. */
+  eject: { type: 'boolean' },
 } as const;
 
 const RESUME = {
@@ -99,10 +103,11 @@ async function runSession(
   out: Output,
   meta: Metadata,
   request: SessionRequest,
-  yes: boolean,
+  how: { yes: boolean; eject: boolean },
 ): Promise<number> {
   const { JobSession } = await import('./session');
-  const session = await JobSession.open(meta, request, (drives) => askOnTerminal(drives, yes));
+  const confirm: Confirm = (drives) => askOnTerminal(drives, how.yes);
+  const session = await JobSession.open(meta, request, confirm, { eject: how.eject });
   session.on('event', (e: EngineEvent) => show(out, e));
   let signalled = false;
   const onSignal = (): void => {
@@ -180,7 +185,8 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       fresh: Boolean(values.fresh),
     };
     const meta = openMetadata(values);
-    return runSession(new Output(Boolean(values.json)), meta, request, Boolean(values.yes));
+    const how = { yes: Boolean(values.yes), eject: Boolean(values.eject) };
+    return runSession(new Output(Boolean(values.json)), meta, request, how);
   },
 
   async resume(args) {
@@ -194,7 +200,8 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       allowSystem: Boolean(values['allow-system']),
     };
     const meta = openMetadata(values);
-    return runSession(new Output(Boolean(values.json)), meta, request, Boolean(values.yes));
+    const how = { yes: Boolean(values.yes), eject: Boolean(values.eject) };
+    return runSession(new Output(Boolean(values.json)), meta, request, how);
   },
 
   async verify(args) {

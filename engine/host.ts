@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
+import { drivePlatform } from './drives/platform';
 import { forgetKeptBuffers } from './io/buffers';
 import type { Metadata } from './metadata';
 import { Refused } from './open';
@@ -61,7 +62,13 @@ export class EngineHost {
   ) {
     channel.onMessage((m) => void this.receive(m));
     channel.onClose(() => void this.shutdown());
-    channel.send({ kind: 'hello', pid: process.pid, elevated: Boolean(options.elevated) });
+    const { canEject } = drivePlatform();
+    channel.send({
+      kind: 'hello',
+      pid: process.pid,
+      elevated: Boolean(options.elevated),
+      canEject,
+    });
   }
 
   private async receive(message: unknown): Promise<void> {
@@ -88,11 +95,13 @@ export class EngineHost {
         return this.start(
           { kind: 'clone', ...command.request, options: command.request.options },
           command.confirmed,
+          command.request.eject,
         );
       case 'resume':
         return this.start(
           { kind: 'resume', job: command.job, options: command.options ?? {}, drop: command.drop },
           command.confirmed,
+          command.eject,
         );
       case 'verify':
         return this.verify(command.job);
@@ -179,12 +188,12 @@ export class EngineHost {
     };
   }
 
-  private async start(request: SessionRequest, confirmed: string[]) {
-    const { session } = await this.launch(request, confirmed);
+  private async start(request: SessionRequest, confirmed: string[], eject = false) {
+    const { session } = await this.launch(request, confirmed, eject);
     return { job: session.id, intent: session.intent };
   }
 
-  private async launch(request: SessionRequest, confirmed: string[]) {
+  private async launch(request: SessionRequest, confirmed: string[], eject = false) {
     const meta = this.database();
     if (request.kind === 'resume' && this.sessions.has(request.job)) {
       throw new HostError('busy', `job ${request.job} is running`);
@@ -194,6 +203,7 @@ export class EngineHost {
     const { JobSession } = await import('./session');
     const session = await JobSession.open(meta, request, this.confirmer(confirmed), {
       progressMs: this.options.progressMs ?? PROGRESS_MS,
+      eject,
     });
     for (const file of [...created, ...this.databaseFiles()]) this.giveBack(file);
     session.on('event', (e: EngineEvent) => this.emit(e));

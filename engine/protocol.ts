@@ -110,6 +110,11 @@ export interface DestinationResult {
   /** Set when it was verified. */
   verified?: boolean;
   mismatches?: Range[];
+  /**
+   * Drives: once closed, whether it may be pulled out now (every write flushed, nothing
+   * of it left mounted by the copy), whether it was ejected, and what the user should know.
+   */
+  removal?: { safeToRemove: boolean; ejected: boolean; note: string | null };
 }
 
 export interface DoneEvent {
@@ -194,6 +199,8 @@ export interface HostCloneRequest {
   allowSystem?: boolean;
   /** A new job even where one exists for this source and these destinations. */
   fresh?: boolean;
+  /** Eject drive destinations once the copy is done (hello's canEject says whether it can). */
+  eject?: boolean;
 }
 
 /** What a clone would do, from every check, before anything is written. */
@@ -221,6 +228,7 @@ export type HostCommand =
       confirmed: string[];
       /** Destinations to finish without. */
       drop?: string[];
+      eject?: boolean;
     }
   | { type: 'pause'; job: number }
   | { type: 'resume-hydration'; job: number }
@@ -254,7 +262,8 @@ export interface LiveJob {
 
 export interface HostMessages {
   /** First message from the host: ready for requests. */
-  hello: { kind: 'hello'; pid: number; elevated: boolean };
+  /** canEject: a finished job can eject its drives here (request `eject`). */
+  hello: { kind: 'hello'; pid: number; elevated: boolean; canEject?: boolean };
   reply: HostReply;
   event: { kind: 'event'; event: HostEvent };
 }

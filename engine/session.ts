@@ -28,6 +28,7 @@ import type {
 } from './protocol';
 import { RateMeter } from './rate';
 import { RegionEvents } from './region-events';
+import { type Removal, releaseDrives } from './removal';
 import { type SetUp, commitMap, setUp } from './setup';
 import { type ThrottleSettings, throttleProblem } from './throttle';
 import { verify } from './verify';
@@ -37,6 +38,8 @@ const PROGRESS_MS = 400;
 export interface SessionOptions {
   /** How often progress is reported, ms (at most 500: the --json contract). */
   progressMs?: number;
+  /** Eject drive destinations once the copy is done (and, if verified, equal). */
+  eject?: boolean;
 }
 
 /** Events: 'event' (EngineEvent), every one a front end shows, in order. */
@@ -48,6 +51,8 @@ export class JobSession extends EventEmitter {
   private delta: number | null = null;
   /** The compare or verify under way: how far it is. */
   private checking: { bytesDone: number; size: number; meter: RateMeter } | null = null;
+  /** Drive destinations once closed: safe to remove, ejected. */
+  private removals = new Map<string, Removal>();
 
   private constructor(
     private readonly meta: Metadata,
@@ -56,6 +61,7 @@ export class JobSession extends EventEmitter {
     readonly id: number,
     private readonly setup: SetUp,
     private readonly progressMs: number,
+    private readonly eject: boolean,
   ) {
     super();
     this.job = this.hydrationJob(plan.source);
@@ -84,7 +90,8 @@ export class JobSession extends EventEmitter {
       claim = await claimDestinations(meta, planned);
       id = claimJob(meta, planned, identities(planned, claim));
       const set = await setUp(meta, planned, claim, id);
-      return new JobSession(meta, planned, claim, id, set, options.progressMs ?? PROGRESS_MS);
+      const { progressMs = PROGRESS_MS, eject = false } = options;
+      return new JobSession(meta, planned, claim, id, set, progressMs, eject);
     } catch (e) {
       if (id !== null) recordFailure(meta, id, e);
       await claim?.release(id === null);
@@ -167,6 +174,9 @@ export class JobSession extends EventEmitter {
     // Otherwise the copy (and the verify) recorded how the job ended.
     if (copy === null || failure) this.recordEnd(copy, failure);
     await this.close();
+    const good = copy?.state === 'done' && !failure && (checked?.equal ?? true);
+    const devices = this.setup.targets.map((t) => t.device);
+    this.removals = await releaseDrives(devices, this.eject && good);
     const done = this.doneEvent(copy, checked, failure, {
       seconds: (performance.now() - began) / 1000,
       verifySeconds,
@@ -409,6 +419,7 @@ export class JobSession extends EventEmitter {
         // A backup's is what reached its file: compressed.
         bytesWritten: t.device.storedBytes ?? copy?.written.get(t.index) ?? 0,
         ...(compared ? { verified: compared.equal, mismatches: compared.mismatches } : {}),
+        ...(this.removals.has(t.device.path) ? { removal: this.removals.get(t.device.path) } : {}),
       };
     });
     const unreadable: Range[] = copy?.unreadable ?? [];
