@@ -33,6 +33,18 @@ const { getConfig, validateConfiguration } = fromBuilder('./out/util/config/conf
 };
 const yaml = fromBuilder('js-yaml') as { load(text: string): unknown };
 
+/** A target by name, or by name with the archs it is built for. */
+type Target = string | { target: string; arch?: string[] };
+
+/** Target name → archs (the default, x64, when none are named). */
+function archsOf(targets: Target[] | undefined): Record<string, string[]> {
+  return Object.fromEntries(
+    (targets ?? []).map((t) =>
+      typeof t === 'string' ? [t, ['x64']] : [t.target, t.arch ?? ['x64']],
+    ),
+  );
+}
+
 /** The parts of the configuration these tests read. */
 interface Config {
   appId?: string;
@@ -44,14 +56,17 @@ interface Config {
   electronFuses?: Record<string, boolean>;
   linux?: { target?: string[]; category?: string; icon?: string; executableName?: string };
   deb?: { depends?: string[]; maintainer?: string };
+  buildDependenciesFromSource?: boolean;
+  npmRebuild?: boolean;
   mac?: {
-    target?: string[];
+    target?: Target[];
+    extendInfo?: Record<string, string>;
     hardenedRuntime?: boolean;
     entitlements?: string;
     entitlementsInherit?: string;
     icon?: string;
   };
-  win?: { target?: string[]; requestedExecutionLevel?: string; icon?: string };
+  win?: { target?: Target[]; requestedExecutionLevel?: string; icon?: string };
   nsis?: { perMachine?: boolean };
   [key: string]: unknown;
 }
@@ -212,6 +227,16 @@ describe('what electron-builder packs', () => {
     }
   });
 
+  test("native modules are rebuilt for each target's arch, from source", () => {
+    // electron-builder rebuilds node_modules for every arch before packing it, and the
+    // unpacked node_modules/** then carries that arch's .node files (the next test).
+    assert.equal(config.npmRebuild, true);
+    assert.equal(config.buildDependenciesFromSource, true);
+    // The prebuilt-binary downloads stay off for `npm install` too.
+    const rc = fs.readFileSync(path.join(ROOT, '.prebuild-installrc'), 'utf8');
+    assert.match(rc, /^buildFromSource=true$/m);
+  });
+
   test('the native modules are unpacked from the asar', () => {
     for (const name of NATIVE_MODULES) {
       const files = filesUnder(path.join('node_modules', name));
@@ -225,7 +250,14 @@ describe('what electron-builder packs', () => {
   });
 
   test('the engine and every production dependency it may require are unpacked', () => {
-    for (const f of ['dist/engine/host.js', 'dist/engine/io/zst-image.js']) {
+    for (const f of [
+      'dist/engine/host.js',
+      'dist/engine/io/zst-image.js',
+      // Each system's drive module, whichever system the package is for.
+      'dist/engine/drives/linux.js',
+      'dist/engine/drives/darwin.js',
+      'dist/engine/drives/win32.js',
+    ]) {
       assert.ok(unpacked(f), `${f} is unpacked`);
     }
     for (const f of filesUnder('dist/engine')) assert.ok(unpacked(f), `${f} is unpacked`);
@@ -371,8 +403,10 @@ describe('per platform', () => {
     );
   });
 
-  test('macOS: dmg, hardened runtime, entitlements from build/ that Electron needs', () => {
-    assert.deepEqual(config.mac?.target, ['dmg']);
+  test('macOS: a dmg for Apple silicon and one for Intel, hardened runtime, entitlements from build/', () => {
+    assert.deepEqual(archsOf(config.mac?.target), { dmg: ['arm64', 'x64'] });
+    // Said when macOS asks about removable volumes (the engine names Full Disk Access itself).
+    assert.match(config.mac?.extendInfo?.NSRemovableVolumesUsageDescription ?? '', /drives/);
     assert.equal(config.mac?.hardenedRuntime, true);
     assert.equal(config.mac?.entitlements, 'build/entitlements.mac.plist');
     const plist = fs.readFileSync(path.join(ROOT, 'build', 'entitlements.mac.plist'), 'utf8');
@@ -384,8 +418,8 @@ describe('per platform', () => {
     ]);
   });
 
-  test('Windows: nsis, the app runs asInvoker, installed per machine', () => {
-    assert.deepEqual(config.win?.target, ['nsis']);
+  test('Windows: nsis for x64, the app runs asInvoker, installed per machine', () => {
+    assert.deepEqual(archsOf(config.win?.target), { nsis: ['x64'] });
     assert.equal(config.win?.requestedExecutionLevel, 'asInvoker');
     assert.equal(config.nsis?.perMachine, true);
   });
