@@ -23,16 +23,25 @@ import { DriveError, type DrivePlatform, openedDrive, shortLived } from './platf
 import { type BlockNode, descendants, nodeByDevno, type SystemSnapshot } from './topology';
 
 /*
- * flushNote — what fs.fdatasync does on macOS. Node's fs.fdatasync is libuv's
- * uv__fs_fdatasync, which on Apple systems calls uv__fs_fsync: fcntl(F_FULLFSYNC),
- * falling back to fcntl(F_BARRIERFSYNC) and then fsync() (libuv src/unix/fs.c; the
- * F_FULLFSYNC emulation dates from 2012, the fallbacks from v1.30.0; Node 20 carries
- * 1.46). So Node already issues F_FULLFSYNC, and on an image file that is the
- * durable flush. On /dev/rdiskN, though, F_FULLFSYNC goes to the disk driver, which
- * answers DKIOCSYNCHRONIZECACHE but not F_FULLFSYNC, and fsync on a character device
- * returns at once (XNU spec_fsync): the raw writes have reached the drive, but its
- * volatile write cache is not flushed by this call. DKIOCSYNCHRONIZECACHE is not in
- * direct-io. (Read from libuv, XNU and IOStorageFamily sources; not run on a Mac here.)
+ * flushNote — what fs.fdatasync does on macOS, read from the sources (not run on a Mac).
+ * - Node 20 carries libuv 1.46 (process.versions.uv). Its src/unix/fs.c
+ *   uv__fs_fdatasync calls uv__fs_fsync on Apple systems, which issues
+ *   fcntl(F_FULLFSYNC), then fcntl(F_BARRIERFSYNC) if that fails, then fsync() if that
+ *   fails too (libuv 23dc564f3, 2012; fallbacks c1c55ee1a, 5b0e1d75a, 9a4173194 in
+ *   v1.30.0). So yes: Node's fdatasync already issues F_FULLFSYNC, and on an image
+ *   file (APFS, HFS+) that is the durable flush; nothing more is needed there.
+ * - On /dev/rdiskN it is not. XNU hands F_FULLFSYNC to the vnode's ioctl
+ *   (bsd/kern/kern_descrip.c), specfs passes it to the disk driver (spec_ioctl), and
+ *   IOStorageFamily's IOMediaBSDClient answers DKIOCSYNCHRONIZECACHE but sends any
+ *   other ioctl to IOMediaBSDClient::ioctl, which returns ENOTTY. F_BARRIERFSYNC goes
+ *   the same way; libuv then calls fsync(), and spec_fsync returns 0 at once for a
+ *   character device. Caligula met the first half of this: its SyncDataFile::flush
+ *   is a no-op on macOS because sync_data() (F_FULLFSYNC) on a disk gives "Inappropriate
+ *   ioctl for device". So on a raw disk the flush succeeds, every write before it has
+ *   reached the drive (F_NOCACHE, raw node: nothing waits in the buffer cache), but the
+ *   drive's own volatile write cache is not flushed by it. That takes
+ *   ioctl(DKIOCSYNCHRONIZECACHE), which @ronomon/direct-io does not offer; invariant 1
+ *   on macOS holds as far as "written to the drive", not "on its media". See the README.
  */
 
 /** By its full path: the elevated engine must not run whatever a PATH finds first. */

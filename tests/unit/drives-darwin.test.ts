@@ -81,7 +81,8 @@ describe('diskutil -plist read into the picture of drives', () => {
       mountpoints: [],
     });
     const drives = classifyDrives(
-      ['/dev/disk0', '/dev/disk4', '/dev/disk5'].map(entry),
+      // drivelist (DiskArbitration) lists APFS containers as whole disks too.
+      ['/dev/disk0', '/dev/disk3', '/dev/disk4', '/dev/disk5'].map(entry),
       snapshot(),
     );
     const by = Object.fromEntries(drives.map((d) => [d.path, d]));
@@ -91,6 +92,8 @@ describe('diskutil -plist read into the picture of drives', () => {
       ),
       [true, false, false, 'fabric', 500277790720, 'APPLE SSD AP0512Z'],
     );
+    assert.equal(by['/dev/disk3'].system, true, 'the container of / is on the system disk');
+    assert.ok(by['/dev/disk3'].mountpoints.includes('/'));
     assert.equal(by['/dev/disk4'].system, false);
     assert.equal(by['/dev/disk4'].removable, true);
     assert.equal(by['/dev/disk4'].readOnly, false);

@@ -14,6 +14,7 @@ import { DriveError, useDrivePlatform } from '../../engine/drives/platform';
 import { sourceVerdict, targetVerdict } from '../../engine/drives/safety';
 import { diskNumber, powershellArgs, win32Platform } from '../../engine/drives/win32';
 import { STORAGE_SCRIPT, win32Snapshot } from '../../engine/drives/win32-storage';
+import { systemDisks } from '../../engine/drives/topology';
 import { decodedScript, type FakeOsAnswers, fakeOs } from '../helpers/fake-os';
 
 const FIXTURES = path.join(__dirname, '..', '..', '..', 'tests', 'fixtures', 'drives');
@@ -121,6 +122,35 @@ describe('PowerShell storage JSON read into the picture of drives', () => {
       [...s.topology.nodes.values()].map((n) => n.type),
       ['disk', 'part', 'volume'],
     );
+  });
+
+  test('as a real Get-Partition prints it: a null among AccessPaths, no letter as "\\u0000"', () => {
+    // The shapes seen in a capture from GitHub's windows-latest runner (README of the
+    // fixture): a reserved partition's AccessPaths is [null], SerialNumber null, the
+    // bus as its name.
+    const s = win32Snapshot(
+      JSON.stringify({
+        SystemDrive: 'C:',
+        Disks: [{ Number: 0, FriendlyName: 'Msft Virtual Disk', SerialNumber: null, BusType: 'SAS', Size: 161061273600, LogicalSectorSize: 512, IsBoot: true, IsSystem: true, IsReadOnly: false }],
+        Partitions: [
+          { DiskNumber: 0, PartitionNumber: 1, DriveLetter: '\u0000', AccessPaths: [null], Size: 16777216 },
+          { DiskNumber: 0, PartitionNumber: 4, DriveLetter: 'C', AccessPaths: ['C:\\', '\\\\?\\Volume{efef19e4-aa31-40cb-91c7-6829a696271c}\\'], Size: 160467762688 },
+        ],
+        Volumes: [{ DriveLetter: 'C', Path: '\\\\?\\Volume{efef19e4-aa31-40cb-91c7-6829a696271c}\\', FileSystem: 'NTFS', Size: 160467762688 }],
+      }),
+    ); // prettier-ignore
+    const disk = s.topology.nodes.get('PhysicalDrive0')!;
+    assert.equal(disk.serial, null);
+    assert.equal(disk.bus, 'sas');
+    assert.deepEqual(
+      [...s.topology.nodes.values()].map((n) => n.type),
+      ['disk', 'part', 'part', 'volume'],
+    );
+    assert.deepEqual(
+      s.uses.map((u) => u.mountpoint),
+      ['C:\\'],
+    );
+    assert.deepEqual([...systemDisks(s)], ['PhysicalDrive0']);
   });
 
   test('paths: \\\\.\\PhysicalDriveN in any case; the script goes as -EncodedCommand', () => {
