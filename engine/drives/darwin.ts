@@ -7,8 +7,10 @@
 //            disk (diskutil unmount for a partition); a refusal names the dissenter
 //   open     /dev/rdiskN (the raw node: /dev/diskN goes through the buffer cache at a
 //            few MB/s, Etcher #3102), O_RDWR | O_EXLOCK | O_NONBLOCK — O_EXLOCK
-//            without O_NONBLOCK would wait for whoever holds the lock; EPERM as root
-//            is macOS's privacy control: Full Disk Access
+//            without O_NONBLOCK would wait for whoever holds the lock (devfs takes
+//            advisory locks in the VFS, vfs_setlocklocal, so a device node has them;
+//            they keep out other lockers, not a plain open); EPERM as root is macOS's
+//            privacy control: Full Disk Access
 //   uncache  F_NOCACHE (direct-io setF_NOCACHE)
 //   geometry DKIOCGETBLOCKCOUNT and DKIOCGETBLOCKSIZE (direct-io getBlockDevice)
 //   flush    fs.fdatasync — see flushNote below for what that reaches
