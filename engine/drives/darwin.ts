@@ -43,7 +43,9 @@ import { type BlockNode, descendants, nodeByDevno, type SystemSnapshot } from '.
  *   reached the drive (F_NOCACHE, raw node: nothing waits in the buffer cache), but the
  *   drive's own volatile write cache is not flushed by it. That takes
  *   ioctl(DKIOCSYNCHRONIZECACHE), which @ronomon/direct-io does not offer; invariant 1
- *   on macOS holds as far as "written to the drive", not "on its media". See the README.
+ *   on macOS holds as far as "written to the drive", not "on its media". An eject does
+ *   flush it: IOBlockStorageDriver::ejectMedia synchronizes a writable medium before
+ *   ejecting it, so a drive `diskutil eject` took is on its media. See the README.
  */
 
 /** By its full path: the elevated engine must not run whatever a PATH finds first. */
