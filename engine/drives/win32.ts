@@ -14,7 +14,8 @@
 //            name (those running from the volume).
 //   open     \\.\PhysicalDriveN, O_RDWR | O_DIRECT | O_DSYNC | O_EXLOCK: libuv makes
 //            these FILE_FLAG_NO_BUFFERING (sector-aligned I/O: the copier's buffers
-//            and regions are), FILE_FLAG_WRITE_THROUGH and share mode 0
+//            and regions are), FILE_FLAG_WRITE_THROUGH and share mode 0; a sharing
+//            violation is retried 7 times from 0.1 s doubling (Rufus, Pi Imager)
 //   geometry IOCTL_DISK_GET_DRIVE_GEOMETRY_EX (direct-io getBlockDevice)
 //   flush    fs.fdatasync, which libuv makes FlushFileBuffers: the disk driver sends
 //            the drive a cache flush
@@ -43,6 +44,9 @@ const SNAPSHOT_MS = 2000;
 /** Locking a volume: tries, and the first wait (doubled each time): 0.25 + 0.5 + … ≈ 8 s. */
 const LOCK_TRIES = 6;
 const LOCK_FIRST_WAIT_MS = 250;
+/** Opening the physical drive exclusively: tries, and the first wait (doubled): 0.1 + … + 3.2 ≈ 6 s. */
+const OPEN_TRIES = 7;
+const OPEN_FIRST_WAIT_MS = 100;
 
 /** PowerShell with the script as -EncodedCommand: no quoting survives cmd and PowerShell both. */
 export function powershellArgs(script: string): string[] {
@@ -118,6 +122,24 @@ export function win32Platform(os: OsCalls, powershellExe = powershellPath()): Dr
     throw DriveError.busy(`${label} on ${p}`, holder);
   };
 
+  /**
+   * The physical drive for writing, share mode 0; a sharing violation (EBUSY) is retried
+   * with growing waits, as Rufus (drive.c GetHandle) and Raspberry Pi Imager
+   * (file_operations_windows.cpp) do: Explorer, an antivirus or the indexer often hold a
+   * drive for a moment after its volumes change. Unlike them we never fall back to a
+   * shared open: the claim must be exclusive (invariant 7).
+   */
+  const openExclusively = async (drive: string): Promise<number> => {
+    for (let tries = 1, wait = OPEN_FIRST_WAIT_MS; ; tries++, wait *= 2) {
+      try {
+        return await os.open(drive, ['O_RDWR', 'O_DIRECT', 'O_DSYNC', 'O_EXLOCK']);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EBUSY' || tries === OPEN_TRIES) throw e;
+        await os.sleep(wait);
+      }
+    }
+  };
+
   return {
     system: 'win32',
     canEject: true,
@@ -163,15 +185,14 @@ export function win32Platform(os: OsCalls, powershellExe = powershellPath()): Dr
       }
       let fd: number;
       try {
-        fd = await os.open(
-          node.path,
-          writable ? ['O_RDWR', 'O_DIRECT', 'O_DSYNC', 'O_EXLOCK'] : ['O_RDONLY', 'O_DIRECT'],
-        );
+        fd = writable
+          ? await openExclusively(node.path)
+          : await os.open(node.path, ['O_RDONLY', 'O_DIRECT']);
       } catch (e) {
         await unlock();
         const code = (e as NodeJS.ErrnoException).code;
         if (code !== 'EBUSY') throw e;
-        const holder = `another program has ${node.path} open`;
+        const holder = `another program kept ${node.path} open (Explorer, an antivirus, the indexer?): try again`;
         throw DriveError.busy(p, holder);
       }
       try {

@@ -242,12 +242,34 @@ describe('Windows: open → prepare → write → flush → eject, as recorded',
     ]);
   });
 
-  test('the physical drive open elsewhere (share mode 0 refused): busy, and the volume locks let go', async () => {
+  test('the physical drive open elsewhere (share mode 0 refused): retried, then busy, and the volume locks let go', async () => {
     const os = fakeOs({
       ...powershellAnswers(),
       openFails: (p) => (p.includes('PhysicalDrive') ? 'EBUSY' : null),
     });
     await assert.rejects(win32Platform(os).openDrive('\\\\.\\PhysicalDrive1', true), /in use/);
+    assert.deepEqual(
+      os.calls.filter((c) => c.startsWith('sleep')),
+      ['sleep 100', 'sleep 200', 'sleep 400', 'sleep 800', 'sleep 1600', 'sleep 3200'],
+    );
+    assert.equal(os.calls.filter((c) => c.includes('PhysicalDrive1 O_RDWR')).length, 7);
     assert.equal(os.calls.at(-1), 'close 3');
+  });
+
+  test('a drive held for a moment (Explorer re-reading it): the exclusive open is retried and wins', async () => {
+    let refusals = 2;
+    const os = fakeOs({
+      ...powershellAnswers(),
+      openFails: (p) => (p.includes('PhysicalDrive') && refusals-- > 0 ? 'EBUSY' : null),
+    });
+    const drive = await win32Platform(os).openDrive('\\\\.\\PhysicalDrive1', true);
+    assert.deepEqual(os.calls.slice(3, 8), [
+      'open \\\\.\\PhysicalDrive1 O_RDWR|O_DIRECT|O_DSYNC|O_EXLOCK -> EBUSY',
+      'sleep 100',
+      'open \\\\.\\PhysicalDrive1 O_RDWR|O_DIRECT|O_DSYNC|O_EXLOCK -> EBUSY',
+      'sleep 200',
+      'open \\\\.\\PhysicalDrive1 O_RDWR|O_DIRECT|O_DSYNC|O_EXLOCK = 4',
+    ]);
+    await drive.close();
   });
 });
