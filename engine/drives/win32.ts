@@ -123,7 +123,9 @@ export function win32Platform(os: OsCalls, powershellExe = powershellPath()): Dr
   };
 
   /**
-   * The physical drive for writing, share mode 0; a sharing violation (EBUSY) is retried
+   * The physical drive for writing, share mode 0 — held without write-sharing, Windows'
+   * volume manager does not mount the partitions being written (Rufus and Pi Imager
+   * rely on the same). A sharing violation (EBUSY) is retried
    * with growing waits, as Rufus (drive.c GetHandle) and Raspberry Pi Imager
    * (file_operations_windows.cpp) do: Explorer, an antivirus or the indexer often hold a
    * drive for a moment after its volumes change. Unlike them we never fall back to a
