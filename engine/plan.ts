@@ -8,13 +8,7 @@ import path from 'node:path';
 import type { Confirm } from './claim';
 import { describeBlockDevice } from './drives/linux';
 import { destinationProblems, namedTwice } from './drives/safety';
-import {
-  DEFAULT_REGION_SIZE,
-  type Geometry,
-  makeGeometry,
-  regionRange,
-  regionSizeProblem,
-} from './geometry';
+import { DEFAULT_REGION_SIZE, type Geometry, makeGeometry, regionSizeProblem } from './geometry';
 import { type Identity, identify, identifyPath, identityProblem } from './identity';
 import { type Device, knownSize } from './io/device';
 import type { DestinationRecord, JobRecord } from './job-record';
@@ -27,7 +21,8 @@ import {
   liveOptions,
   optionsProblem,
 } from './options';
-import { RegionMap } from './region-map';
+import { freeSpace, holdsRescuedData, mapSeed, readMapfile } from './plan-regions';
+import type { RegionMap } from './region-map';
 import { formatBytes } from './size';
 
 export type Intent = 'new' | 'resume' | 'update';
@@ -407,71 +402,4 @@ function checkDestination(source: Device, dest: string, allow: Allow): Probe {
   if (problems.length > 0) throw new Refused(problems.join('; '));
   const found = probe(dest);
   return found.kind === 'missing' ? { ...found, kind: isZstPath(dest) ? 'zst' : 'file' } : found;
-}
-
-/** Regions of the source's file system that hold nothing; refuses what can't be read safely. */
-async function freeSpace(source: Device, g: Geometry): Promise<RegionMap> {
-  if (source.kind === 'block' && describeBlockDevice(source.path).mountpoints.length > 0) {
-    throw new Refused(`--used-only: ${source.path} is mounted; unmount it first`);
-  }
-  const { usedSpace, freeRegions, FilesystemRefused } = await import('./filesystems');
-  let used;
-  try {
-    used = await usedSpace(source);
-  } catch (e) {
-    if (e instanceof FilesystemRefused) throw new Refused(`--used-only: ${e.message}`);
-    throw e;
-  }
-  if (!used) {
-    throw new Refused(`--used-only: ${source.path} holds no ext2/3/4 or FAT32 file system`);
-  }
-  const free = new RegionMap(g.regionCount);
-  for (const run of freeRegions(used.used, g.size, g.regionSize))
-    free.setRange(run.first, run.count);
-  return free;
-}
-
-function readMapfile(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Refused(
-      `--from-map ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-    );
-  }
-}
-
-/** Regions a ddrescue mapfile calls finished: already on the destinations. */
-async function mapSeed(file: string, text: string, g: Geometry): Promise<RegionMap> {
-  const { parseMapfile, finishedRegions } = await import('./ddrescue-map');
-  let runs;
-  try {
-    runs = finishedRegions(parseMapfile(text), g.size, g.regionSize);
-  } catch (e) {
-    throw new Refused(`--from-map ${file}: ${(e as Error).message}`);
-  }
-  const seeded = new RegionMap(g.regionCount);
-  for (const run of runs) seeded.setRange(run.first, run.count);
-  return seeded;
-}
-
-/** A mapfile's finished areas must really be on every destination: refuses those that can't hold them. */
-function holdsRescuedData(probes: Probe[], seeded: RegionMap, g: Geometry): void {
-  const runs = seeded.runs();
-  const last = runs[runs.length - 1];
-  const tail = last ? regionRange(g, last.first, last.count) : { offset: 0, length: 0 };
-  const rescuedEnd = tail.offset + tail.length;
-  for (const p of probes) {
-    if (p.kind === 'missing' || !fs.existsSync(p.path)) {
-      throw new Refused(`--from-map: ${p.path} does not exist, so it holds no rescued data`);
-    }
-    if (p.kind === 'zst') {
-      throw new Refused(`--from-map: ${p.path} is a compressed backup, written from the start`);
-    }
-    if (p.kind === 'file' && p.size < rescuedEnd) {
-      throw new Refused(
-        `--from-map: ${p.path} ends before the last area the mapfile calls rescued`,
-      );
-    }
-  }
 }
