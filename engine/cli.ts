@@ -31,7 +31,8 @@ const USAGE = `Usage:
   drivetwin clone SOURCE DEST [DEST...] [--region-size SIZE] [--threshold N] [--batch N]
         [--throttle PCT] [--max-rate RATE] [--sparse | --no-sparse] [--ignore-errors]
         [--sequential] [--verify] [--used-only [--zero-free]] [--from-map MAPFILE]
-        [--fresh] [--yes] [--allow-mounted] [--allow-system] [--db PATH] [--json]
+        [--fit] [--new-ids] [--fresh] [--yes] [--allow-mounted] [--allow-system]
+        [--db PATH] [--json]
   drivetwin resume JOB [--threshold N] [--batch N] [--throttle PCT] [--max-rate RATE]
         [--ignore-errors] [--sequential] [--verify] [--drop DEST]... [--yes] [--db PATH] [--json]
   drivetwin verify SOURCE DEST [DEST...] [--region-size SIZE] [--json]
@@ -72,6 +73,8 @@ const CLONE = {
   'from-map': { type: 'string' },
   sparse: { type: 'boolean' },
   'no-sparse': { type: 'boolean' },
+  fit: { type: 'boolean' },
+  'new-ids': { type: 'boolean' },
 } as const;
 
 async function askOnTerminal(
@@ -143,6 +146,8 @@ function givenOptions(v: Values): Partial<JobOptions> {
   if (v['no-sparse']) given.sparse = false;
   if (v['used-only']) given.usedOnly = true;
   if (v['zero-free']) given.zeroFree = true;
+  if (v.fit) given.fit = true;
+  if (v['new-ids']) given.newIds = true;
   return given;
 }
 

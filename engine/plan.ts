@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Confirm } from './claim';
 import { describeBlockDevice } from './drives/linux';
-import { destinationProblems, namedTwice } from './drives/safety';
+import { type VerdictOptions, destinationProblems, namedTwice } from './drives/safety';
 import { DEFAULT_REGION_SIZE, type Geometry, makeGeometry, regionSizeProblem } from './geometry';
 import { type Identity, identify, identifyPath, identityProblem } from './identity';
 import { type Device, knownSize } from './io/device';
@@ -21,7 +21,9 @@ import {
   liveOptions,
   optionsProblem,
 } from './options';
+import type { PartitionTable } from './partitions/table';
 import { freeSpace, holdsRescuedData, mapSeed, readMapfile } from './plan-regions';
+import { type PlannedTables, planTables } from './plan-tables';
 import type { RegionMap } from './region-map';
 import { formatBytes } from './size';
 
@@ -92,6 +94,10 @@ export interface Plan {
   verifyOnly: boolean;
   /** Unfinished jobs for the same pair that a --fresh clone replaces. */
   replaces: number[];
+  /** The source's partition table, when it has a usable one. */
+  partitions: PartitionTable | null;
+  /** What is rewritten on the destinations (their tables, their ends); null: nothing. */
+  tables: PlannedTables | null;
 }
 
 /** Canonical path, so that another name for the same thing finds the same job. */
@@ -145,14 +151,16 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
 
   const source = await openReadable(sourcePath);
   return closingOnError([source], async () => {
-    const probes = destPaths.map((d) => checkDestination(source, d, request));
+    const { partitions, tables } = await planTables(source, options, destPaths);
+    const sizes = sizeRule(partitions, options);
+    const probes = destPaths.map((d) => checkDestination(source, d, request, sizes));
     const regionSize = request.regionSize ?? DEFAULT_REGION_SIZE;
     const sizeProblem = regionSizeProblem(regionSize, [
       source.logicalBlockSize,
       ...probes.map((p) => p.logicalBlockSize),
     ]);
     if (sizeProblem) throw new Refused(sizeProblem);
-    const size = knownSize(source);
+    const size = tables?.copyEnd ?? knownSize(source);
     const geometry = size === null ? unknownGeometry(regionSize) : makeGeometry(size, regionSize);
     const withRules = withZstRules(options, probes);
     const free = withRules.usedOnly ? await freeSpace(source, geometry) : null;
@@ -179,6 +187,8 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
       seeded,
       verifyOnly: false,
       replaces,
+      partitions,
+      tables,
     };
   });
 }
@@ -251,6 +261,15 @@ async function planExisting(
   const source = await openReadable(record.source);
   return closingOnError([source], async () => {
     const sourceIdentity = await checkSource(record, source, how.sameContent);
+    const paths = record.destinations.map((d) => d.path);
+    const { partitions, tables } = await planTables(source, how.options, paths);
+    if (how.options.fit && tables?.copyEnd !== record.sourceSize) {
+      throw new Refused(
+        `the partitions of ${record.source} end elsewhere than when job ${record.id} fitted them ` +
+          `(at ${tables?.copyEnd ?? '?'} bytes, not ${record.sourceSize}): run the clone with --fresh`,
+      );
+    }
+    const sizes = sizeRule(partitions, how.options);
     const drop: number[] = [];
     const destinations: PlannedDestination[] = [];
     for (const d of record.destinations) {
@@ -261,7 +280,7 @@ async function planExisting(
         continue;
       }
       destinations.push({
-        probe: checkJobDestination(record, d, source, request),
+        probe: checkJobDestination(record, d, source, request, sizes),
         index: d.index,
         record: d,
         restore: d.failed !== null,
@@ -290,6 +309,8 @@ async function planExisting(
       seeded: null,
       verifyOnly: how.verifyOnly,
       replaces: [],
+      partitions,
+      tables,
     };
   });
 }
@@ -341,8 +362,10 @@ async function closingOnError<T>(devices: Device[], work: () => Promise<T>): Pro
 }
 
 function sameSizes(record: JobRecord): boolean {
+  // A fitted job copied only the partitions: the source's own size is its identity's.
+  const sourceSize = record.options.fit ? record.sourceIdentity.size : record.sourceSize;
   return (
-    probe(record.source).size === record.sourceSize &&
+    probe(record.source).size === sourceSize &&
     record.destinations.every((d) => d.failed !== null || probe(d.path).size === d.size)
   );
 }
@@ -373,6 +396,7 @@ function checkJobDestination(
   d: DestinationRecord,
   source: Device,
   allow: Allow,
+  sizes: SizeRule,
 ): Probe {
   const found = probe(d.path);
   const dropHint = `, or finish without it: drivetwin resume ${record.id} --drop ${d.path}`;
@@ -387,18 +411,28 @@ function checkJobDestination(
         `reattach the same drive${dropHint}`,
     );
   }
-  checkDestination(source, d.path, allow);
+  checkDestination(source, d.path, allow, sizes);
   const now = identifyPath(d.path, { ...found, kind: found.kind === 'block' ? 'block' : 'file' });
   const why = identityProblem(`destination ${d.path}`, d.identity, now);
   if (why) throw new Refused(`${why}; job ${record.id} can't go on onto it${dropHint}`);
   return found;
 }
 
+type SizeRule = Pick<VerdictOptions, 'partitions' | 'fit'>;
+
+/** What the size rule weighs besides the source's size: its partitions, and whether the copy is fitted. */
+function sizeRule(partitions: PartitionTable | null, options: JobOptions): SizeRule {
+  const fit = options.fit;
+  return partitions
+    ? { partitions: { end: partitions.partitionsEnd, fitSize: partitions.fitSize }, fit }
+    : { fit };
+}
+
 /** The one target-safety rule (drives/safety.ts), with the source's real size. */
-function checkDestination(source: Device, dest: string, allow: Allow): Probe {
+function checkDestination(source: Device, dest: string, allow: Allow, sizes: SizeRule): Probe {
   // A stream of unknown size is checked when its end is read: a write past the drive fails.
   const sourceSize = knownSize(source) ?? undefined;
-  const problems = destinationProblems(source.path, dest, { ...allow, sourceSize });
+  const problems = destinationProblems(source.path, dest, { ...allow, sourceSize, ...sizes });
   if (problems.length > 0) throw new Refused(problems.join('; '));
   const found = probe(dest);
   return found.kind === 'missing' ? { ...found, kind: isZstPath(dest) ? 'zst' : 'file' } : found;
