@@ -30,6 +30,27 @@ async function sourceTable(
 }
 
 /**
+ * Where the partitions of the disk or image at `path` end, and the least a drive must
+ * hold to take them, for the size rule (the app's offer); null when it has no usable
+ * table or can't be read here (an unprivileged front end: the engine checks again).
+ */
+export async function partitionsOf(path: string): Promise<{ end: number; fitSize: number } | null> {
+  try {
+    const device = await openReadable(path);
+    try {
+      const found = await readPartitionTable(device);
+      return found && found.kind !== 'damaged'
+        ? { end: found.partitionsEnd, fitSize: found.fitSize }
+        : null;
+    } finally {
+      await device.close();
+    }
+  } catch {
+    return null;
+  }
+}
+
+/**
  * What the clone does with the source's partition table: `partitions` (for the size
  * rule and the app's offer) and `tables` (what is rewritten; null when nothing is). A
  * source without one, or with a damaged one, is copied as it is, and --fit and
