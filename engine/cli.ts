@@ -215,7 +215,11 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     try {
       // A stream of unknown size is compared up to its end (at most the smallest destination).
       const { knownSize } = await import('./io/device');
-      const length = knownSize(source) ?? Math.min(...dests.map((d) => d.size));
+      const { tablesVerify } = await import('./partitions/verify-tables');
+      const sourceSize = knownSize(source);
+      // A partitioned source: what a clone fitted or rewrote is compared its own way.
+      const tables = sourceSize === null ? null : await tablesVerify(source, dests, sourceSize);
+      const length = tables?.length ?? sourceSize ?? Math.min(...dests.map((d) => d.size));
       const short = dests.find((d) => d.size < length);
       if (short) throw new Refused(`${short.path} is smaller than the source ${source.path}`);
       const geometry = makeGeometry(
@@ -235,9 +239,13 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       }, 500);
       const result = await verify(source, dests, geometry, {
         onProgress: (n) => (done = n),
+        rewritten: tables?.rewritten,
       }).finally(() => clearInterval(ticker));
+      const tableProblems = tables ? await tables.check() : {};
       const seconds = (performance.now() - began) / 1000;
-      const equal = Object.values(result.mismatchedRegions).every((r) => r.length === 0);
+      const equal =
+        Object.values(result.mismatchedRegions).every((r) => r.length === 0) &&
+        Object.values(tableProblems).every((p) => !p);
       out.event({
         type: 'verify',
         equal,
@@ -246,7 +254,11 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
         regionSize: geometry.regionSize,
         mismatches: result.mismatchedRegions,
         unreadable: result.skipped,
+        ...(tables ? { tableProblems } : {}),
       });
+      for (const [dest, problem] of Object.entries(tableProblems)) {
+        if (problem) out.say(`${dest}: ${problem}`);
+      }
       for (const [dest, regions] of Object.entries(result.mismatchedRegions)) {
         for (const r of regions) {
           const at = regionRange(geometry, r);

@@ -14,7 +14,7 @@ import {
   usedEntries,
 } from './gpt';
 import type { Mbr } from './mbr';
-import type { TableWrites } from './rewrite';
+import type { Patch, TableWrites } from './rewrite';
 import { type PartitionTable, readBytes, readPartitionTable } from './table';
 
 /** Why `dest`'s table is not the source's as rewritten for it, or null when it is. */
@@ -95,14 +95,21 @@ interface TableTarget {
   tables?: TableWrites;
 }
 
+/** Where an MBR's signature starts: the boot code before it is always the source's, and compared. */
+const BOOT_CODE_BYTES = 440;
+
+/** The bytes of `patches`, but the boot code: what is checked apart instead of compared. */
+export function ownRanges(patches: Patch[]): Range[] {
+  return patches.flatMap((p) => {
+    const offset = Math.max(p.offset, BOOT_CODE_BYTES);
+    const end = p.offset + p.bytes.length;
+    return offset < end ? [{ offset, length: end - offset }] : [];
+  });
+}
+
 /** Per destination path: the bytes that are its own (its rewritten tables), compared apart. */
 export function rewrittenRanges(targets: TableTarget[]): Record<string, Range[]> {
-  return Object.fromEntries(
-    targets.map((t) => [
-      t.device.path,
-      (t.tables?.inCopy ?? []).map((p) => ({ offset: p.offset, length: p.bytes.length })),
-    ]),
-  );
+  return Object.fromEntries(targets.map((t) => [t.device.path, ownRanges(t.tables?.inCopy ?? [])]));
 }
 
 /** The regions that hold the tables on some destination: the source's head, and every rewrite. */

@@ -92,6 +92,10 @@ test('a 2 GiB GPT image whose partitions end at 1.5 GiB', async (t) => {
       const first = await runCli(args, { db: env.db });
       assert.equal(first.code, 0, explain(first));
       const job = String(only(first, 'start').job);
+      // Without the job: `verify` compares up to the partitions' end, and checks the table.
+      const plain = await runCli(['verify', src.file, card.path, '--json'], { db: env.db });
+      assert.equal(plain.code, 0, explain(plain));
+      assert.equal(only(plain, 'verify').bytesCompared, 1.5 * GIB);
       // A damaged backup GPT: its bytes are no region of the copy, only the table check sees it.
       const lastSector = 1638 * MIB - 512;
       const fd = fs.openSync(card.path, 'r+');
@@ -105,6 +109,12 @@ test('a 2 GiB GPT image whose partitions end at 1.5 GiB', async (t) => {
       assert.deepEqual(verify.destinations[0].mismatches, [], 'the copied bytes are equal');
       assert.match(
         verify.destinations[0].tableProblem ?? '',
+        /backup GPT header is missing or damaged/,
+      );
+      const alone = await runCli(['verify', src.file, card.path, '--json'], { db: env.db });
+      assert.equal(alone.code, 4, explain(alone));
+      assert.match(
+        JSON.stringify(only(alone, 'verify').tableProblems),
         /backup GPT header is missing or damaged/,
       );
       const update = await runCli([...args, '--verify'], { db: env.db });
@@ -170,6 +180,8 @@ test('a 2 GiB GPT image whose partitions end at 1.5 GiB', async (t) => {
     });
     assert.equal(r.code, 0, explain(r));
     assertSgdiskClean(twin.path);
+    const plain = await runCli(['verify', src.file, twin.path], { db: env.db });
+    assert.equal(plain.code, 0, explain(plain));
     const original = env.attach(src.file, { partscan: true, readOnly: true });
     rescan(original.path);
     rescan(twin.path);
@@ -206,6 +218,14 @@ test('an MBR image onto a smaller drive (--fit), and onto a bigger one that held
     assert.equal(only(r, 'done').verified, true);
     assert.deepEqual(tableOf(card.path), tableOf(src.file), '`sfdisk -d` says the same');
     assertPartitionsCopied(src.file, card.path, src.files);
+    const plain = await runCli(['verify', src.file, card.path], { db: env.db });
+    assert.equal(plain.code, 0, explain(plain));
+    // The boot code is the source's, compared like any byte.
+    const fd = fs.openSync(card.path, 'r+');
+    fs.writeSync(fd, Buffer.from([0x5a]), 0, 1, 100);
+    fs.closeSync(fd);
+    const changed = await runCli(['verify', src.file, card.path], { db: env.db });
+    assert.equal(changed.code, 4, explain(changed));
   });
 
   await t.test('onto 3 GiB that held a GPT: no GPT signature is left at its end', async () => {
