@@ -22,7 +22,7 @@ export interface TablesVerify {
 
 /**
  * How to verify `dests` against a partitioned `source` of `size` bytes; null when the
- * source has no usable table (or is a stream), or a destination can't hold its
+ * source has no usable table, a device is a stream, or a destination can't hold its
  * partitions: then the plain comparison, and its refusal, apply.
  */
 export async function tablesVerify(
@@ -30,7 +30,8 @@ export async function tablesVerify(
   dests: Device[],
   size: number,
 ): Promise<TablesVerify | null> {
-  if (isStream(source)) return null;
+  // A compressed backup keeps the source's tables as they are: compared like any byte.
+  if (isStream(source) || dests.some(isStream)) return null;
   const table = await readPartitionTable(source);
   if (!table || table.kind === 'damaged') return null;
   const fitted = dests.some((d) => d.size < size);
