@@ -41,7 +41,7 @@ export interface JobParts {
   /** While a stream's size is unknown: what its file suggests. */
   sizeEstimate?: number | null;
   /** Bytes whose regions are hydrated last: the partition tables and the boot sector. */
-  heldBack?: Range | null;
+  heldBack?: Range[];
 }
 
 type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string };
@@ -75,7 +75,7 @@ export class HydrationJob extends EventEmitter {
   private readonly throttle: Throttle;
   private copier: Copier;
   private readonly copierOptions: CopyOptions;
-  private readonly heldBack: { first: number; count: number } | null;
+  private readonly heldBack: Array<{ first: number; count: number }>;
   /** Every other region is committed: the held-back ones may go. */
   private tablesTurn = false;
   private readonly batches: Batches;
@@ -127,7 +127,7 @@ export class HydrationJob extends EventEmitter {
       committed: (regions, unreadable) => this.emit('committed', regions, unreadable),
     });
     this.tally = new JobProgress(parts.source, parts.sizeEstimate ?? null, this.geometry, this.map);
-    this.heldBack = parts.heldBack ? regionsOf(this.geometry, parts.heldBack) : null;
+    this.heldBack = (parts.heldBack ?? []).map((r) => regionsOf(this.geometry, r));
   }
 
   /** The options in force: the throttle holds the live percent and rate cap. */
@@ -298,10 +298,9 @@ export class HydrationJob extends EventEmitter {
 
   /** A batch is all copies or all zeroings; the regions holding the tables wait for their turn. */
   private turnOf(region: number): RegionTurn {
-    const held = this.heldBack;
-    if (held && !this.tablesTurn && region >= held.first && region < held.first + held.count) {
-      return 'later';
-    }
+    const held = (h: { first: number; count: number }): boolean =>
+      region >= h.first && region < h.first + h.count;
+    if (!this.tablesTurn && this.heldBack.some(held)) return 'later';
     return this.isZeroRegion(region) ? 'zero' : 'copy';
   }
 
@@ -314,8 +313,9 @@ export class HydrationJob extends EventEmitter {
    */
   private async hydrateTables(): Promise<void> {
     const pastCopy = this.liveTargets().filter((t) => t.tables?.pastCopy.length);
-    if (!this.heldBack && pastCopy.length === 0) return;
-    if (this.heldBack) await this.committer.commit();
+    const held = this.heldBack.length > 0;
+    if (!held && pastCopy.length === 0) return;
+    if (held) await this.committer.commit();
     if (this.stopReason || this.committer.mode !== 'rw') return;
     await Promise.all(
       pastCopy.map((t) =>
@@ -324,9 +324,9 @@ export class HydrationJob extends EventEmitter {
         ),
       ),
     );
-    if (!this.heldBack || this.stopReason) return;
+    if (!held || this.stopReason) return;
     this.tablesTurn = true;
-    this.cursor = this.heldBack.first;
+    this.cursor = Math.min(...this.heldBack.map((h) => h.first));
     // A stream went past the tables long ago: they are read again from its start.
     const again = isStream(this.source) ? await openReadable(this.source.path) : null;
     if (again) this.copier = new Copier(again, this.throttle, this.copierOptions);

@@ -3,6 +3,7 @@
 // image file destination gets, and what the size rule of drives/safety.ts needs to
 // know of the partitions. Reads only; a request that can't be met throws Refused.
 
+import type { Range } from './geometry';
 import { type Device, isStream, knownSize } from './io/device';
 import { Refused, isZstPath, openReadable } from './open';
 import type { JobOptions } from './options';
@@ -99,4 +100,22 @@ export async function planTables(
     imageSize: options.fit ? found.fitSize : size!,
   };
   return { partitions: found, tables };
+}
+
+/**
+ * The bytes whose regions a clone hydrates last: the start of the disk (the boot sector,
+ * the MBR or GPT) and, where the copy holds it, the source's backup GPT — so that a copy
+ * stopped early carries no new table anywhere. A stream's backup is not held back: it
+ * would be read twice, the whole stream over.
+ */
+export function heldBack(
+  plan: { partitions: PartitionTable | null; tables: PlannedTables | null },
+  stream: boolean,
+): Range[] {
+  const { partitions, tables } = plan;
+  if (!partitions) return [];
+  const backup = partitions.backup;
+  const copyEnd = tables?.copyEnd ?? null;
+  const inCopy = backup && copyEnd !== null && backup.offset + backup.length <= copyEnd;
+  return !stream && inCopy ? [partitions.head, backup] : [partitions.head];
 }

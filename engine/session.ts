@@ -31,6 +31,7 @@ import { RegionEvents } from './region-events';
 import { type SetUp, commitMap, setUp } from './setup';
 import { type ThrottleSettings, throttleProblem } from './throttle';
 import { checkTables, rewrittenRanges, tableRegions } from './partitions/check';
+import { heldBack } from './plan-tables';
 import { verify } from './verify';
 
 const PROGRESS_MS = 400;
@@ -209,7 +210,7 @@ export class JobSession extends EventEmitter {
       zeroRegions: this.setup.zeroRegions,
       sizeEstimate: this.plan.sizeEstimate,
       // In order when writes must be (zoned drives, backups): the tables are then rewritten in place.
-      heldBack: this.plan.options.sequential ? null : (this.plan.partitions?.head ?? null),
+      heldBack: this.plan.options.sequential ? [] : heldBack(this.plan, isStream(source)),
     });
   }
 

@@ -1,6 +1,6 @@
 // The partition table goes last: a copy killed (-9) at a random moment before its end
 // leaves the target's old table as it was (`sfdisk -d` says so, and the job's map has
-// the table's region unhydrated), and resuming it finishes byte-identical where the
+// the regions of the tables — at the start, and the backup GPT at the end — unhydrated), and resuming it finishes byte-identical where the
 // sizes match — also from a compressed source, whose table is read again from its start
 // — and with a correct GPT where the copy was fitted to a smaller drive.
 
@@ -58,6 +58,7 @@ async function killMidCopy(
   dev: LoopDevice,
   oldDump: string,
   log: (m: string) => void,
+  backupHeld = false,
 ): Promise<number | null> {
   const run1 = spawnCli([...args, '--max-rate', '256M', '--yes', '--json'], { db: env.db });
   const start = await run1.waitEvent((e) => e.type === 'start');
@@ -75,8 +76,11 @@ async function killMidCopy(
   assert.equal(run('sfdisk', ['-d', dev.path]), oldDump, `killed at ${delay} ms: the old table`);
   const job = start.job as number;
   const map = only(await runCli(['map', String(job), '--format', 'json'], { db: env.db }), 'map');
-  const runs = map.hydrated as Array<{ first: number }>;
-  assert.ok(!runs.some((h) => h.first === 0), 'the region holding the tables is not hydrated');
+  const runs = map.hydrated as Array<{ first: number; count: number }>;
+  const hydrated = (r: number): boolean => runs.some((h) => h.first <= r && r < h.first + h.count);
+  assert.ok(!hydrated(0), 'the region holding the tables is not hydrated');
+  const last = (map.regionsTotal as number) - 1;
+  if (backupHeld) assert.ok(!hydrated(last), 'nor the one holding the backup GPT');
   log(
     `killed at ${delay} ms with ${String(map.regionsHydrated)}/${String(map.regionsTotal)} regions`,
   );
@@ -103,7 +107,7 @@ test('kill -9 before the end: the old partition table stays; resume finishes', a
     await t.test(`same size, round ${round + 1}: identical after the resume`, async (st) => {
       reset(dev);
       const args = ['clone', src.file, dev.path];
-      const job = await killMidCopy(env, args, dev, dump, (m) => st.diagnostic(m));
+      const job = await killMidCopy(env, args, dev, dump, (m) => st.diagnostic(m), true);
       if (job === null) return;
       killed += 1;
       st.after(() => runCli(['forget', String(job)], { db: env.db }));
