@@ -1,8 +1,34 @@
-// A hydration job's batches: how many regions each holds, how many are in flight at
-// once, and the buffers they are copied through — the job's memory bound.
+// A hydration job's batches: which regions go next and how many together, how many
+// are in flight at once, and the buffers they are copied through — the job's memory
+// bound.
 
+import type { Run } from './commit';
 import { MAX_IN_FLIGHT_BYTES, MAX_IO_BYTES, borrowBuffer, giveBack } from './io/buffers';
 import type { JobOptions } from './options';
+import type { RegionMap } from './region-map';
+
+/** How a region is hydrated: copied, zeroed (free space), or not yet (its turn comes last). */
+export type RegionTurn = 'copy' | 'zero' | 'later';
+
+/**
+ * The next batch: the first unhydrated region from `from` whose turn it is, and the
+ * unhydrated regions after it hydrated the same way, at most `room` of them.
+ */
+export function nextRun(
+  map: RegionMap,
+  from: number,
+  room: number,
+  turn: (region: number) => RegionTurn,
+): Run | null {
+  const total = map.regionCount;
+  let first = map.nextClear(from);
+  while (first >= 0 && first < total && turn(first) === 'later') first = map.nextClear(first + 1);
+  if (first < 0 || first >= total) return null;
+  const how = turn(first);
+  let n = 1;
+  while (n < room && first + n < total && !map.has(first + n) && turn(first + n) === how) n += 1;
+  return { first, count: n };
+}
 
 const CAPPED_BATCH_SECONDS = 0.25;
 

@@ -80,6 +80,7 @@ export function show(out: Output, e: EngineEvent): void {
       for (const d of e.destinations) {
         for (const r of d.mismatches)
           out.warn(`verify: ${d.path} differs at bytes ${r.offset}+${r.length}`);
+        if (d.tableProblem) out.warn(`verify: ${d.path}: ${d.tableProblem}`);
       }
       return;
     case 'done':

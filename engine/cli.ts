@@ -32,7 +32,8 @@ const USAGE = `Usage:
   drivetwin clone SOURCE DEST [DEST...] [--region-size SIZE] [--threshold N] [--batch N]
         [--throttle PCT] [--max-rate RATE] [--sparse | --no-sparse] [--ignore-errors]
         [--sequential] [--verify] [--used-only [--zero-free]] [--from-map MAPFILE]
-        [--fresh] [--yes] [--allow-mounted] [--allow-system] [--eject] [--db PATH] [--json]
+        [--fit] [--new-ids] [--fresh] [--yes] [--allow-mounted] [--allow-system] [--eject]
+        [--db PATH] [--json]
   drivetwin resume JOB [--threshold N] [--batch N] [--throttle PCT] [--max-rate RATE]
         [--ignore-errors] [--sequential] [--verify] [--drop DEST]... [--yes] [--eject]
         [--db PATH] [--json]
@@ -76,6 +77,8 @@ const CLONE = {
   'from-map': { type: 'string' },
   sparse: { type: 'boolean' },
   'no-sparse': { type: 'boolean' },
+  fit: { type: 'boolean' },
+  'new-ids': { type: 'boolean' },
 } as const;
 
 async function askOnTerminal(
@@ -148,6 +151,8 @@ function givenOptions(v: Values): Partial<JobOptions> {
   if (v['no-sparse']) given.sparse = false;
   if (v['used-only']) given.usedOnly = true;
   if (v['zero-free']) given.zeroFree = true;
+  if (v.fit) given.fit = true;
+  if (v['new-ids']) given.newIds = true;
   return given;
 }
 
@@ -217,7 +222,11 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     try {
       // A stream of unknown size is compared up to its end (at most the smallest destination).
       const { knownSize } = await import('./io/device');
-      const length = knownSize(source) ?? Math.min(...dests.map((d) => d.size));
+      const { tablesVerify } = await import('./partitions/verify-tables');
+      const sourceSize = knownSize(source);
+      // A partitioned source: what a clone fitted or rewrote is compared its own way.
+      const tables = sourceSize === null ? null : await tablesVerify(source, dests, sourceSize);
+      const length = tables?.length ?? sourceSize ?? Math.min(...dests.map((d) => d.size));
       const short = dests.find((d) => d.size < length);
       if (short) throw new Refused(`${short.path} is smaller than the source ${source.path}`);
       const geometry = makeGeometry(
@@ -237,9 +246,13 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       }, 500);
       const result = await verify(source, dests, geometry, {
         onProgress: (n) => (done = n),
+        rewritten: tables?.rewritten,
       }).finally(() => clearInterval(ticker));
+      const tableProblems = tables ? await tables.check() : {};
       const seconds = (performance.now() - began) / 1000;
-      const equal = Object.values(result.mismatchedRegions).every((r) => r.length === 0);
+      const equal =
+        Object.values(result.mismatchedRegions).every((r) => r.length === 0) &&
+        Object.values(tableProblems).every((p) => !p);
       out.event({
         type: 'verify',
         equal,
@@ -248,7 +261,11 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
         regionSize: geometry.regionSize,
         mismatches: result.mismatchedRegions,
         unreadable: result.skipped,
+        ...(tables ? { tableProblems } : {}),
       });
+      for (const [dest, problem] of Object.entries(tableProblems)) {
+        if (problem) out.say(`${dest}: ${problem}`);
+      }
       for (const [dest, regions] of Object.entries(result.mismatchedRegions)) {
         for (const r of regions) {
           const at = regionRange(geometry, r);

@@ -14,6 +14,7 @@ import { DeviceError, readSome } from './io/device';
 import { type Range, mergeRanges } from './geometry';
 import type { Throttle } from './throttle';
 import { IO_ALIGNMENT, MAX_IO_BYTES, zeroedBuffer } from './io/buffers';
+import { type TableWrites, overlay } from './partitions/rewrite';
 
 export interface Target {
   device: Device;
@@ -21,6 +22,8 @@ export interface Target {
   skipZeros: boolean;
   /** Free space (used-only clones) is written as zeros here rather than left alone. */
   writesFree: boolean;
+  /** Its own partition tables, written instead of the source's (engine/partitions). */
+  tables?: TableWrites;
 }
 
 export interface CopyOptions {
@@ -280,28 +283,42 @@ export class Copier {
     result: CopyResult,
   ): Promise<void> {
     const pieces = this.options.zeroUnit > 0 ? this.nonZeroPieces(data) : null;
-    await Promise.all(
-      targets.map(async (target, i) => {
-        if (!target) return;
-        try {
-          if (target.skipZeros && pieces) {
-            for (const [start, end] of pieces) {
-              await target.device.write(data.subarray(start, end), offset + start);
-              result.bytesWritten += end - start;
-              result.written[i] += end - start;
-            }
-          } else {
-            await target.device.write(data, offset);
-            result.bytesWritten += data.length;
-            result.written[i] += data.length;
+    const own = targets.map((t) => (t?.tables?.inCopy.length ? t.tables.inCopy : null));
+    const ownHere = (i: number): boolean =>
+      own[i]!.some((p) => p.offset < offset + data.length && offset < p.offset + p.bytes.length);
+    const write = async (i: number, target: Target, whole: boolean): Promise<void> => {
+      try {
+        if (target.skipZeros && pieces && !whole) {
+          for (const [start, end] of pieces) {
+            await target.device.write(data.subarray(start, end), offset + start);
+            result.bytesWritten += end - start;
+            result.written[i] += end - start;
           }
-        } catch (e) {
-          result.writeErrorMask |= 1 << i;
-          result.writeErrors.push(e as DeviceError);
-          targets[i] = null;
+        } else {
+          await target.device.write(data, offset);
+          result.bytesWritten += data.length;
+          result.written[i] += data.length;
         }
-      }),
+      } catch (e) {
+        result.writeErrorMask |= 1 << i;
+        result.writeErrors.push(e as DeviceError);
+        targets[i] = null;
+      }
+    };
+    const rewrites = targets.flatMap((t, i) => (t && own[i] && ownHere(i) ? [i] : []));
+    await Promise.all(
+      targets.map((t, i) => (t && !rewrites.includes(i) ? write(i, t, false) : null)),
     );
+    // A destination whose tables lie here gets its own bytes, laid over the source's in
+    // the same buffer once the others are written, then taken off again.
+    for (const i of rewrites) {
+      const saved = overlay(data, offset, own[i]!);
+      try {
+        await write(i, targets[i]!, true);
+      } finally {
+        if (saved) overlay(data, offset, saved);
+      }
+    }
   }
 
   /**

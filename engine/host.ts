@@ -185,6 +185,11 @@ export class EngineHost {
         ? planned.geometry.regionCount
         : 0,
       regionsHydrated: planned.record?.regionsHydrated ?? 0,
+      partitions: planned.partitions && {
+        table: planned.partitions.kind,
+        end: planned.partitions.partitionsEnd,
+        fitSize: planned.partitions.fitSize,
+      },
     };
   }
 

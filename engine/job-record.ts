@@ -2,7 +2,7 @@
 // destinations, read from the rows of the jobs and destinations tables.
 
 import type { Identity } from './identity';
-import type { JobOptions } from './options';
+import { DEFAULT_OPTIONS, type JobOptions } from './options';
 
 /** `verifying`: copied, and being compared; a verify that never ended reads as done, not verified. */
 export type JobState = 'running' | 'verifying' | 'interrupted' | 'done' | 'failed';
@@ -94,7 +94,8 @@ export function toRecord(row: JobRow, destinationRows: DestinationRow[]): JobRec
     regionsTotal: row.regions_total,
     regionsHydrated: row.regions_hydrated,
     unreadableBytes: row.unreadable_bytes,
-    options: JSON.parse(row.options) as JobOptions,
+    // Jobs recorded before an option existed ran without it.
+    options: { ...DEFAULT_OPTIONS, ...(JSON.parse(row.options) as Partial<JobOptions>) },
     state: liveState(row),
     mode: row.mode,
     pid: row.pid,

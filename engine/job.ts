@@ -1,19 +1,20 @@
 // The userspace dm-clone: hydrates every destination from the source, region by
 // region, and commits the hydrated bitmap once a second — after flushing the
-// destinations, so a region marked hydrated is always really on them. The commit
-// itself and the metadata mode are engine/commit.ts; the batches and their memory
-// bound engine/batches.ts; what a run counts engine/job-progress.ts.
+// destinations, so a region marked hydrated is always really on them. The regions
+// holding the partition tables go last. The commit itself and the metadata mode are
+// engine/commit.ts; the batches and their memory bound engine/batches.ts; what a run
+// counts engine/job-progress.ts.
 
 import { EventEmitter } from 'node:events';
-import fs from 'node:fs';
-import { Batches } from './batches';
+import { Batches, type RegionTurn, nextRun } from './batches';
 import { Committer } from './commit';
-import { Copier, type CopyResult, type Target } from './copier';
-import { type Geometry, type Range, regionRange } from './geometry';
-import { type Device, DeviceError, isStream } from './io/device';
-import { alignedBuffer } from './io/buffers';
+import { Copier, type CopyOptions, type CopyResult, type Target } from './copier';
+import { type Geometry, type Range, regionRange, regionsOf } from './geometry';
+import { type Device, goneCode, isStream } from './io/device';
 import { JobProgress, type RunTotals } from './job-progress';
 import type { Metadata } from './metadata';
+import { openReadable } from './open';
+import { writePatches } from './partitions/rewrite';
 import type { JobOptions } from './options';
 import type { RegionMap } from './region-map';
 import { statusLine } from './status-line';
@@ -39,6 +40,8 @@ export interface JobParts {
   zeroRegions?: RegionMap | null;
   /** While a stream's size is unknown: what its file suggests. */
   sizeEstimate?: number | null;
+  /** Bytes whose regions are hydrated last: the partition tables and the boot sector. */
+  heldBack?: Range[];
 }
 
 type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string };
@@ -70,7 +73,11 @@ export class HydrationJob extends EventEmitter {
   private readonly zeroRegions: RegionMap | null;
   private readonly fixedOptions: JobOptions;
   private readonly throttle: Throttle;
-  private readonly copier: Copier;
+  private copier: Copier;
+  private readonly copierOptions: CopyOptions;
+  private readonly heldBack: Array<{ first: number; count: number }>;
+  /** Every other region is committed: the held-back ones may go. */
+  private tablesTurn = false;
   private readonly batches: Batches;
   private readonly committer: Committer;
   private readonly tally: JobProgress;
@@ -105,12 +112,13 @@ export class HydrationJob extends EventEmitter {
       undefined,
       this.batches.inFlight,
     );
-    this.copier = new Copier(parts.source, this.throttle, {
+    this.copierOptions = {
       ignoreErrors: parts.options.ignoreErrors,
       sequential: parts.options.sequential,
       zeroUnit: regionSize,
       onMoved: (bytes, admittedAt) => this.tally.moved(bytes, admittedAt),
-    });
+    };
+    this.copier = new Copier(parts.source, this.throttle, this.copierOptions);
     this.committer = new Committer(this.id, this.meta, this.map, {
       flushDestinations: () => this.flushDestinations(),
       status: () => this.status(),
@@ -119,6 +127,7 @@ export class HydrationJob extends EventEmitter {
       committed: (regions, unreadable) => this.emit('committed', regions, unreadable),
     });
     this.tally = new JobProgress(parts.source, parts.sizeEstimate ?? null, this.geometry, this.map);
+    this.heldBack = (parts.heldBack ?? []).map((r) => regionsOf(this.geometry, r));
   }
 
   /** The options in force: the throttle holds the live percent and rate cap. */
@@ -146,6 +155,7 @@ export class HydrationJob extends EventEmitter {
     const sizeWasKnown = this.sizeKnown;
     try {
       await this.hydrate();
+      await this.hydrateTables();
       // Images of a stream grew with the writes: zero regions at the end left them short.
       if (!sizeWasKnown && this.sizeKnown) await this.settleImageLengths();
     } finally {
@@ -275,30 +285,52 @@ export class HydrationJob extends EventEmitter {
 
   /** The next run of unhydrated regions after the cursor, no longer than a batch nor the threshold allows. */
   private nextBatch(): { first: number; count: number } | null {
-    const first = this.map.nextClear(this.cursor);
-    if (first < 0) {
-      this.cursor = this.geometry.regionCount;
-      return null;
-    }
     const { maxRate } = this.throttle.current;
     const room = Math.min(
       this.batches.limit(maxRate),
       this.fixedOptions.threshold - this.regionsHydrating(),
     );
     if (room <= 0) return null;
-    // A batch is all copies or all zeroings.
-    const zero = this.isZeroRegion(first);
-    let n = 1;
-    while (
-      n < room &&
-      first + n < this.geometry.regionCount &&
-      !this.map.has(first + n) &&
-      this.isZeroRegion(first + n) === zero
-    ) {
-      n += 1;
-    }
-    this.cursor = first + n;
-    return { first, count: n };
+    const run = nextRun(this.map, this.cursor, room, (r) => this.turnOf(r));
+    this.cursor = run ? run.first + run.count : this.geometry.regionCount;
+    return run;
+  }
+
+  /** A batch is all copies or all zeroings; the regions holding the tables wait for their turn. */
+  private turnOf(region: number): RegionTurn {
+    const held = (h: { first: number; count: number }): boolean =>
+      region >= h.first && region < h.first + h.count;
+    if (!this.tablesTurn && this.heldBack.some(held)) return 'later';
+    return this.isZeroRegion(region) ? 'zero' : 'copy';
+  }
+
+  /**
+   * The partition tables go last: once every other region is committed, each
+   * destination's end is written (zeros over stale signatures, a GPT's backup), then
+   * the regions that hold the tables and the boot sector, flushed by the final commit.
+   * A copy stopped before then leaves the destinations' old tables as they were, so a
+   * half-written disk never looks like a finished one.
+   */
+  private async hydrateTables(): Promise<void> {
+    const pastCopy = this.liveTargets().filter((t) => t.tables?.pastCopy.length);
+    const held = this.heldBack.length > 0;
+    if (!held && pastCopy.length === 0) return;
+    if (held) await this.committer.commit();
+    if (this.stopReason || this.committer.mode !== 'rw') return;
+    await Promise.all(
+      pastCopy.map((t) =>
+        writePatches(t.device, t.tables!.pastCopy).catch((e: Error) =>
+          this.dropTarget(t, e.message),
+        ),
+      ),
+    );
+    if (!held || this.stopReason) return;
+    this.tablesTurn = true;
+    this.cursor = Math.min(...this.heldBack.map((h) => h.first));
+    // A stream went past the tables long ago: they are read again from its start.
+    const again = isStream(this.source) ? await openReadable(this.source.path) : null;
+    if (again) this.copier = new Copier(again, this.throttle, this.copierOptions);
+    await this.hydrate().finally(() => again?.close());
   }
 
   private isZeroRegion(region: number): boolean {
@@ -331,9 +363,14 @@ export class HydrationJob extends EventEmitter {
     // Past a stream's end there are no regions to mark.
     const real = Math.min(n, this.geometry.regionCount - first);
     const length = Math.min(range.length, this.geometry.size - range.offset);
-    if (result.readError || result.unreadable.length > 0) {
-      const gone = await this.sourceGone(result.readError);
-      if (gone) return this.stop(gone, this.source.path);
+    // A drive that is gone is not a bad sector: the job stops resumably instead of
+    // recording the rest of the disk as unreadable.
+    const failed = result.readError || result.unreadable.length > 0;
+    const gone =
+      failed && !isStream(this.source) && (await goneCode(this.source, result.readError));
+    if (gone) {
+      const why = `the source ${this.source.path} is gone (${gone}): reads that worked before fail now`;
+      return this.stop(`${why}. Reconnect it, then resume job ${this.id}`, this.source.path);
     }
     if (result.readError) {
       return this.stop(result.readError.message, this.source.path, result.readError);
@@ -360,25 +397,6 @@ export class HydrationJob extends EventEmitter {
     if (real <= 0) return;
     this.committer.written(first, real);
     this.tally.batchDone(real, length);
-  }
-
-  /**
-   * A drive that is gone is not a bad sector: when a read fails, the first block (read
-   * when the job started) is read again; failing too, the source is gone, and the job
-   * stops resumably instead of recording the rest of the disk as unreadable.
-   */
-  private async sourceGone(error: DeviceError | null): Promise<string | null> {
-    if (isStream(this.source)) return null;
-    const why = (code: string | undefined): string =>
-      `the source ${this.source.path} is gone (${code ?? 'no answer'}): reads that worked ` +
-      `before fail now. Reconnect it, then resume job ${this.id}`;
-    if (!fs.existsSync(this.source.path)) return why('ENOENT');
-    try {
-      await this.source.read(alignedBuffer(this.source.logicalBlockSize), 0);
-    } catch (e) {
-      return why((e as DeviceError).code ?? error?.code);
-    }
-    return null;
   }
 
   private liveTargets(): JobTarget[] {

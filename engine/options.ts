@@ -16,6 +16,10 @@ export interface JobOptions {
   usedOnly: boolean;
   /** With usedOnly: write zeros over free space on drives (images get holes anyway). */
   zeroFree: boolean;
+  /** Copy only up to the end of the last partition, with a partition table for each destination's size. */
+  fit: boolean;
+  /** New GPT disk and partition GUIDs, or a new MBR disk signature, on every destination. */
+  newIds: boolean;
 }
 
 export const DEFAULT_OPTIONS: JobOptions = {
@@ -29,6 +33,8 @@ export const DEFAULT_OPTIONS: JobOptions = {
   verify: false,
   usedOnly: false,
   zeroFree: false,
+  fit: false,
+  newIds: false,
 };
 
 /** May change whenever a job goes on: they change how it copies, not what lands on disk. */
@@ -47,6 +53,8 @@ const FIXED_FLAGS: Record<Exclude<keyof JobOptions, (typeof LIVE_OPTIONS)[number
   sparse: '--sparse / --no-sparse',
   usedOnly: '--used-only',
   zeroFree: '--zero-free',
+  fit: '--fit',
+  newIds: '--new-ids',
 };
 
 export function optionsProblem(o: JobOptions): string | null {

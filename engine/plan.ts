@@ -7,14 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Confirm } from './claim';
 import { describeBlockDevice } from './drives/platform';
-import { destinationProblems, namedTwice } from './drives/safety';
-import {
-  DEFAULT_REGION_SIZE,
-  type Geometry,
-  makeGeometry,
-  regionRange,
-  regionSizeProblem,
-} from './geometry';
+import { type VerdictOptions, destinationProblems, namedTwice } from './drives/safety';
+import { DEFAULT_REGION_SIZE, type Geometry, makeGeometry, regionSizeProblem } from './geometry';
 import { type Identity, identify, identifyPath, identityProblem } from './identity';
 import { type Device, knownSize } from './io/device';
 import type { DestinationRecord, JobRecord } from './job-record';
@@ -27,7 +21,10 @@ import {
   liveOptions,
   optionsProblem,
 } from './options';
-import { RegionMap } from './region-map';
+import type { PartitionTable } from './partitions/table';
+import { freeSpace, holdsRescuedData, mapSeed, readMapfile } from './plan-regions';
+import { type PlannedTables, planTables } from './plan-tables';
+import type { RegionMap } from './region-map';
 import { formatBytes } from './size';
 
 export type Intent = 'new' | 'resume' | 'update';
@@ -97,6 +94,10 @@ export interface Plan {
   verifyOnly: boolean;
   /** Unfinished jobs for the same pair that a --fresh clone replaces. */
   replaces: number[];
+  /** The source's partition table, when it has a usable one. */
+  partitions: PartitionTable | null;
+  /** What is rewritten on the destinations (their tables, their ends); null: nothing. */
+  tables: PlannedTables | null;
 }
 
 /** Canonical path, so that another name for the same thing finds the same job. */
@@ -150,14 +151,16 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
 
   const source = await openReadable(sourcePath);
   return closingOnError([source], async () => {
-    const probes = destPaths.map((d) => checkDestination(source, d, request));
+    const { partitions, tables } = await planTables(source, options, destPaths);
+    const sizes = sizeRule(partitions, options);
+    const probes = destPaths.map((d) => checkDestination(source, d, request, sizes));
     const regionSize = request.regionSize ?? DEFAULT_REGION_SIZE;
     const sizeProblem = regionSizeProblem(regionSize, [
       source.logicalBlockSize,
       ...probes.map((p) => p.logicalBlockSize),
     ]);
     if (sizeProblem) throw new Refused(sizeProblem);
-    const size = knownSize(source);
+    const size = tables?.copyEnd ?? knownSize(source);
     const geometry = size === null ? unknownGeometry(regionSize) : makeGeometry(size, regionSize);
     const withRules = withZstRules(options, probes);
     const free = withRules.usedOnly ? await freeSpace(source, geometry) : null;
@@ -184,6 +187,8 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
       seeded,
       verifyOnly: false,
       replaces,
+      partitions,
+      tables,
     };
   });
 }
@@ -256,6 +261,15 @@ async function planExisting(
   const source = await openReadable(record.source);
   return closingOnError([source], async () => {
     const sourceIdentity = await checkSource(record, source, how.sameContent);
+    const paths = record.destinations.map((d) => d.path);
+    const { partitions, tables } = await planTables(source, how.options, paths);
+    if (how.options.fit && tables?.copyEnd !== record.sourceSize) {
+      throw new Refused(
+        `the partitions of ${record.source} end elsewhere than when job ${record.id} fitted them ` +
+          `(at ${tables?.copyEnd ?? '?'} bytes, not ${record.sourceSize}): run the clone with --fresh`,
+      );
+    }
+    const sizes = sizeRule(partitions, how.options);
     const drop: number[] = [];
     const destinations: PlannedDestination[] = [];
     for (const d of record.destinations) {
@@ -266,7 +280,7 @@ async function planExisting(
         continue;
       }
       destinations.push({
-        probe: checkJobDestination(record, d, source, request),
+        probe: checkJobDestination(record, d, source, request, sizes),
         index: d.index,
         record: d,
         restore: d.failed !== null,
@@ -295,6 +309,8 @@ async function planExisting(
       seeded: null,
       verifyOnly: how.verifyOnly,
       replaces: [],
+      partitions,
+      tables,
     };
   });
 }
@@ -346,8 +362,10 @@ async function closingOnError<T>(devices: Device[], work: () => Promise<T>): Pro
 }
 
 function sameSizes(record: JobRecord): boolean {
+  // A fitted job copied only the partitions: the source's own size is its identity's.
+  const sourceSize = record.options.fit ? record.sourceIdentity.size : record.sourceSize;
   return (
-    probe(record.source).size === record.sourceSize &&
+    probe(record.source).size === sourceSize &&
     record.destinations.every((d) => d.failed !== null || probe(d.path).size === d.size)
   );
 }
@@ -378,6 +396,7 @@ function checkJobDestination(
   d: DestinationRecord,
   source: Device,
   allow: Allow,
+  sizes: SizeRule,
 ): Probe {
   const found = probe(d.path);
   const dropHint = `, or finish without it: drivetwin resume ${record.id} --drop ${d.path}`;
@@ -392,86 +411,29 @@ function checkJobDestination(
         `reattach the same drive${dropHint}`,
     );
   }
-  checkDestination(source, d.path, allow);
+  checkDestination(source, d.path, allow, sizes);
   const now = identifyPath(d.path, { ...found, kind: found.kind === 'block' ? 'block' : 'file' });
   const why = identityProblem(`destination ${d.path}`, d.identity, now);
   if (why) throw new Refused(`${why}; job ${record.id} can't go on onto it${dropHint}`);
   return found;
 }
 
+type SizeRule = Pick<VerdictOptions, 'partitions' | 'fit'>;
+
+/** What the size rule weighs besides the source's size: its partitions, and whether the copy is fitted. */
+function sizeRule(partitions: PartitionTable | null, options: JobOptions): SizeRule {
+  const fit = options.fit;
+  return partitions
+    ? { partitions: { end: partitions.partitionsEnd, fitSize: partitions.fitSize }, fit }
+    : { fit };
+}
+
 /** The one target-safety rule (drives/safety.ts), with the source's real size. */
-function checkDestination(source: Device, dest: string, allow: Allow): Probe {
+function checkDestination(source: Device, dest: string, allow: Allow, sizes: SizeRule): Probe {
   // A stream of unknown size is checked when its end is read: a write past the drive fails.
   const sourceSize = knownSize(source) ?? undefined;
-  const problems = destinationProblems(source.path, dest, { ...allow, sourceSize });
+  const problems = destinationProblems(source.path, dest, { ...allow, sourceSize, ...sizes });
   if (problems.length > 0) throw new Refused(problems.join('; '));
   const found = probe(dest);
   return found.kind === 'missing' ? { ...found, kind: isZstPath(dest) ? 'zst' : 'file' } : found;
-}
-
-/** Regions of the source's file system that hold nothing; refuses what can't be read safely. */
-async function freeSpace(source: Device, g: Geometry): Promise<RegionMap> {
-  if (source.kind === 'block' && describeBlockDevice(source.path).mountpoints.length > 0) {
-    throw new Refused(`--used-only: ${source.path} is mounted; unmount it first`);
-  }
-  const { usedSpace, freeRegions, FilesystemRefused } = await import('./filesystems');
-  let used;
-  try {
-    used = await usedSpace(source);
-  } catch (e) {
-    if (e instanceof FilesystemRefused) throw new Refused(`--used-only: ${e.message}`);
-    throw e;
-  }
-  if (!used) {
-    throw new Refused(`--used-only: ${source.path} holds no ext2/3/4 or FAT32 file system`);
-  }
-  const free = new RegionMap(g.regionCount);
-  for (const run of freeRegions(used.used, g.size, g.regionSize))
-    free.setRange(run.first, run.count);
-  return free;
-}
-
-function readMapfile(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Refused(
-      `--from-map ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-    );
-  }
-}
-
-/** Regions a ddrescue mapfile calls finished: already on the destinations. */
-async function mapSeed(file: string, text: string, g: Geometry): Promise<RegionMap> {
-  const { parseMapfile, finishedRegions } = await import('./ddrescue-map');
-  let runs;
-  try {
-    runs = finishedRegions(parseMapfile(text), g.size, g.regionSize);
-  } catch (e) {
-    throw new Refused(`--from-map ${file}: ${(e as Error).message}`);
-  }
-  const seeded = new RegionMap(g.regionCount);
-  for (const run of runs) seeded.setRange(run.first, run.count);
-  return seeded;
-}
-
-/** A mapfile's finished areas must really be on every destination: refuses those that can't hold them. */
-function holdsRescuedData(probes: Probe[], seeded: RegionMap, g: Geometry): void {
-  const runs = seeded.runs();
-  const last = runs[runs.length - 1];
-  const tail = last ? regionRange(g, last.first, last.count) : { offset: 0, length: 0 };
-  const rescuedEnd = tail.offset + tail.length;
-  for (const p of probes) {
-    if (p.kind === 'missing' || !fs.existsSync(p.path)) {
-      throw new Refused(`--from-map: ${p.path} does not exist, so it holds no rescued data`);
-    }
-    if (p.kind === 'zst') {
-      throw new Refused(`--from-map: ${p.path} is a compressed backup, written from the start`);
-    }
-    if (p.kind === 'file' && p.size < rescuedEnd) {
-      throw new Refused(
-        `--from-map: ${p.path} ends before the last area the mapfile calls rescued`,
-      );
-    }
-  }
 }

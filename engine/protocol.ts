@@ -94,7 +94,14 @@ export interface VerifyEvent {
   job: number;
   /** Every destination still in the job compared equal. */
   equal: boolean;
-  destinations: Array<{ path: string; equal: boolean; mismatches: Range[]; regions: number[] }>;
+  destinations: Array<{
+    path: string;
+    equal: boolean;
+    mismatches: Range[];
+    regions: number[];
+    /** Its rewritten partition table (compared apart) is wrong: why. */
+    tableProblem?: string;
+  }>;
   /** Source ranges that could not be read, so were not compared. */
   skipped: Range[];
   seconds: number;
@@ -215,6 +222,11 @@ export interface ClonePlan {
   regionsTotal: number;
   /** Already copied (resume, update): what the job's record holds. */
   regionsHydrated: number;
+  /**
+   * The source's partition table: where its last partition ends, and the least a drive
+   * must hold to take a copy fitted to it (`fit`); null when it has none.
+   */
+  partitions: { table: 'gpt' | 'mbr'; end: number; fitSize: number } | null;
 }
 
 export type HostCommand =

@@ -31,6 +31,8 @@ import { RegionEvents } from './region-events';
 import { type Removal, releaseDrives } from './removal';
 import { type SetUp, commitMap, setUp } from './setup';
 import { type ThrottleSettings, throttleProblem } from './throttle';
+import { checkTables, rewrittenRanges, tableRegions } from './partitions/check';
+import { heldBack } from './plan-tables';
 import { verify } from './verify';
 
 const PROGRESS_MS = 400;
@@ -217,6 +219,8 @@ export class JobSession extends EventEmitter {
       options: this.plan.options,
       zeroRegions: this.setup.zeroRegions,
       sizeEstimate: this.plan.sizeEstimate,
+      // In order when writes must be (zoned drives, backups): the tables are then rewritten in place.
+      heldBack: this.plan.options.sequential ? [] : heldBack(this.plan, isStream(source)),
     });
   }
 
@@ -280,11 +284,14 @@ export class JobSession extends EventEmitter {
         unreadable: this.meta.loadUnreadable(this.id),
         onProgress: this.verifyProgress(g.size),
         stopped: () => this.stopped,
+        rewritten: rewrittenRanges(this.setup.targets),
       },
     );
     // Stopped before everything was compared: the destinations are as the last copy left them.
     if (!found.finished) return;
-    const differing = new Set(Object.values(found.mismatchedRegions).flat());
+    // The tables are written again whatever the compare says: the source's may have changed.
+    const tables = tableRegions(g, this.plan.partitions, this.setup.targets);
+    const differing = new Set([...Object.values(found.mismatchedRegions).flat(), ...tables]);
     for (const r of differing) this.setup.map.clear(r);
     commitMap(this.meta, this.id, this.setup.map);
     this.meta.setSourceIdentity(this.id, this.plan.sourceIdentity);
@@ -371,17 +378,21 @@ export class JobSession extends EventEmitter {
         onProgress: this.verifyProgress(g.size),
         skipRegion: (r) => this.plan.free?.has(r) ?? false,
         stopped: () => this.stopped,
+        rewritten: rewrittenRanges(live),
       });
       if (!result.finished) {
         // Stopped: copied, and not verified.
         this.meta.setState(this.id, 'done');
         return null;
       }
+      // The rewritten tables were left out of the compare: they are checked on their own.
+      const tables = await checkTables(this.plan.partitions, live, this.options.newIds);
       const destinations = devices.map((d) => ({
         path: d.path,
-        equal: result.mismatches[d.path].length === 0,
+        equal: result.mismatches[d.path].length === 0 && !tables[d.path],
         mismatches: result.mismatches[d.path],
         regions: result.mismatchedRegions[d.path],
+        ...(tables[d.path] ? { tableProblem: tables[d.path]! } : {}),
       }));
       const equal = copy.failed.length === 0 && destinations.every((d) => d.equal);
       const seconds = (performance.now() - began) / 1000;

@@ -13,6 +13,7 @@ import type { JobTarget } from './job';
 import type { Metadata } from './metadata';
 import { Refused, openReadable } from './open';
 import type { JobOptions } from './options';
+import { type TableWrites, tableWrites } from './partitions/rewrite';
 import type { Plan } from './plan';
 import { RegionMap } from './region-map';
 
@@ -32,7 +33,9 @@ export async function setUp(meta: Metadata, plan: Plan, claim: Claim, id: number
     map = meta.restoreDestination({ ...plan.record!, id }, d.index);
   }
   const resumeAt = plan.intent === 'resume' && !plan.verifyOnly ? zstResumePoint(plan, map) : null;
-  const size = Number.isFinite(geometry.regionCount) ? geometry.size : null;
+  // An image file is as big as the source — or, fitted, as the disk that just holds its partitions.
+  const size =
+    plan.tables?.imageSize ?? (Number.isFinite(geometry.regionCount) ? geometry.size : null);
   const targets: JobTarget[] = [];
   try {
     for (const d of plan.destinations) {
@@ -47,7 +50,8 @@ export async function setUp(meta: Metadata, plan: Plan, claim: Claim, id: number
               fresh: plan.intent === 'new' && !plan.seeded,
               resumeAt,
             });
-      targets.push({ ...targetFor(opened.device, opened, d, plan.options), index: d.index });
+      const target = targetFor(opened.device, opened, d, plan.options);
+      targets.push({ ...target, tables: tableWritesFor(plan, opened.device), index: d.index });
       if (opened.emptied && plan.intent === 'new') meta.markEmptied(id, d.index);
     }
   } catch (e) {
@@ -103,6 +107,13 @@ function targetFor(
     skipZeros: sparse && (device.kind === 'block' || emptied),
     writesFree: zst || (options.zeroFree && !emptied),
   };
+}
+
+/** What a destination gets instead of the source's partition tables, for its own size; a backup keeps them. */
+function tableWritesFor(plan: Plan, device: Device): TableWrites | undefined {
+  if (!plan.tables || device instanceof ZstImage) return undefined;
+  const { table, copyEnd } = plan.tables;
+  return tableWrites(table, copyEnd, device.size, plan.options.newIds);
 }
 
 /** Where every backup among the destinations can go on from: a frame boundary, at most the committed prefix. */

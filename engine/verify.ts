@@ -53,6 +53,11 @@ export interface VerifyOptions {
   pieceBytes?: number;
   /** Asked before each piece: true stops the compare there (result.finished false). */
   stopped?: () => boolean;
+  /**
+   * Per destination path: bytes that are its own, not the source's (its rewritten
+   * partition tables, checked apart by engine/partitions/check.ts): not compared.
+   */
+  rewritten?: Record<string, Range[]>;
 }
 
 /** Pieces read ahead while an earlier one is hashed. */
@@ -198,6 +203,14 @@ async function compare(
     const reads = await piece.reads;
     const { got } = reads[0];
     const { offset } = piece.range;
+    // A destination's own bytes are taken as the source's: they are not compared here.
+    destinations.forEach((d, i) => {
+      for (const r of options.rewritten?.[d.path] ?? []) {
+        const from = Math.max(r.offset, offset) - offset;
+        const to = Math.min(r.offset + r.length, offset + got) - offset;
+        if (from < to) piece.buffers[0].copy(piece.buffers[i + 1], from, from, to);
+      }
+    });
     if (got < piece.range.length) end = Math.min(end, offset + got);
     if (end <= offset && region !== null) {
       // The stream ended where this piece starts, inside the region being hashed.

@@ -39,6 +39,8 @@ const cloneOptions = z
     verify: z.boolean().optional(),
     usedOnly: z.boolean().optional(),
     zeroFree: z.boolean().optional(),
+    fit: z.boolean().optional(),
+    newIds: z.boolean().optional(),
   })
   .refine((o) => o.batch === undefined || o.batch <= (o.threshold ?? 32), {
     message: 'batch must not exceed the threshold',

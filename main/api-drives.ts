@@ -15,6 +15,7 @@ import {
   verdictFor,
 } from '../engine/drives/safety';
 import { imageSize } from '../engine/io/compressed/index';
+import { partitionsOf } from '../engine/plan-tables';
 import type { CloneRequest, DriveQuery } from '../preload/api';
 import type { DriveInfo } from '../preload/events';
 import { ApiError } from './api-error';
@@ -37,6 +38,7 @@ export function toDriveInfo(
   drive: Drive & { sizeKnown?: boolean },
   query: DriveQuery,
   sourceSize?: number,
+  partitions?: { end: number; fitSize: number } | null,
 ): DriveInfo {
   return {
     path: drive.path,
@@ -57,6 +59,8 @@ export function toDriveInfo(
       target: verdictFor(drive, 'target', {
         sourcePath: query.source,
         sourceSize,
+        // A smaller drive that holds the source's partitions is offered a fitted copy.
+        ...(partitions ? { partitions, fit: true } : {}),
         allowMounted: query.allowMounted,
         allowSystem: query.allowSystem,
       }),
@@ -131,6 +135,7 @@ export async function checkClone(
   const twice = namedTwice(request.targets.map((t) => t.path));
   if (twice) throw new ApiError('refused', twice);
   const sourceSize = await sourceSizeOf(source, drives);
+  const partitions = await partitionsOf(source);
 
   const confirmed: string[] = [];
   let allowMounted = false;
@@ -148,6 +153,7 @@ export async function checkClone(
     const facts = factsOf(target.path, drives, source);
     const verdict = targetVerdict(facts, {
       sourceSize,
+      ...(partitions ? { partitions, fit: request.options?.fit === true } : {}),
       allowMounted: target.allowMounted === true,
       allowSystem: target.confirmSystemName !== undefined,
     });

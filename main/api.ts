@@ -38,6 +38,7 @@ import type {
 } from '../preload/events';
 import { METHODS } from '../preload/api';
 import { parseArgs } from './api-args';
+import { partitionsOf } from '../engine/plan-tables';
 import {
   checkClone,
   checkImageFile,
@@ -278,7 +279,8 @@ export function createBackend(deps: BackendDeps): Backend {
       const [query = {}] = parseArgs('listDrives', args);
       const drives = await withImages(await deps.listDrives());
       const sourceSize = query.source ? await sourceSizeOf(query.source, drives) : undefined;
-      return drives.map((d) => toDriveInfo(d, query, sourceSize));
+      const partitions = query.source ? await partitionsOf(query.source) : null;
+      return drives.map((d) => toDriveInfo(d, query, sourceSize, partitions));
     },
 
     async pickImageToOpen(...args) {

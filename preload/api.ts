@@ -71,6 +71,10 @@ export interface CloneOptions {
   usedOnly?: boolean;
   /** With usedOnly: write zeros over the free space of drive targets. Default false. */
   zeroFree?: boolean;
+  /** Copy only up to the end of the source's last partition, with a table for each target's size (a smaller target). Default false. */
+  fit?: boolean;
+  /** New GPT disk and partition GUIDs, or a new MBR disk signature, on every target. Default false. */
+  newIds?: boolean;
 }
 
 export interface CloneTarget {
@@ -105,6 +109,8 @@ export interface ClonePlan {
   regionsTotal: number;
   /** Already copied (resume, update): what the job's record holds. */
   regionsHydrated: number;
+  /** The source's partition table: where its last partition ends, the least a fitted target holds. */
+  partitions?: { table: 'gpt' | 'mbr'; end: number; fitSize: number } | null;
 }
 
 export interface ResumeRequest {

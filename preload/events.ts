@@ -73,6 +73,10 @@ export interface JobOptionsInfo {
   verify: boolean;
   usedOnly?: boolean;
   zeroFree?: boolean;
+  /** Copied up to the end of the last partition, with a table for each target's size. */
+  fit?: boolean;
+  /** New GPT disk and partition GUIDs (or MBR disk signature) on every target. */
+  newIds?: boolean;
 }
 
 export interface ByteRange {
@@ -216,7 +220,14 @@ export interface VerifyProgress {
 export interface JobVerified {
   job: JobId;
   equal: boolean;
-  destinations: Array<{ path: string; equal: boolean; mismatches: ByteRange[]; regions: number[] }>;
+  destinations: Array<{
+    path: string;
+    equal: boolean;
+    mismatches: ByteRange[];
+    regions: number[];
+    /** Its rewritten partition table (checked apart from the compare) is wrong: why. */
+    tableProblem?: string;
+  }>;
   skipped: ByteRange[];
   seconds: number;
 }

@@ -21,6 +21,13 @@ export interface VerdictOptions {
   sourcePath?: string;
   /** Bytes of the chosen source: a smaller drive is refused (an image file is grown). */
   sourceSize?: number;
+  /**
+   * The source's partitions (engine/partitions): a smaller drive that holds them may take
+   * a copy fitted to it — only the partitions, with a table for its size — when `fit`.
+   */
+  partitions?: { end: number; fitSize: number };
+  /** The copy may be fitted to a smaller drive (--fit; the app offers it in the confirmation). */
+  fit?: boolean;
   allowMounted?: boolean;
   allowSystem?: boolean;
 }
@@ -102,6 +109,41 @@ function smaller(f: Facts, sourceSize: number): string {
   return `${f.path} (${formatBytes(f.size)}) is smaller than the source (${formatBytes(sourceSize)})`;
 }
 
+/** Where the source's last partition ends, and what the drive holds. */
+function partitionsSentence(f: Facts, partitions: { end: number; fitSize: number }): string {
+  const backup = partitions.fitSize - partitions.end;
+  const after = backup > 0 ? ` and its GPT's backup needs ${formatBytes(backup)} after it` : '';
+  return `the last partition ends at ${formatBytes(partitions.end)}${after}; this drive holds ${formatBytes(f.size)}`;
+}
+
+/**
+ * The size rule: a drive smaller than the source is refused, unless the source's
+ * partitions fit on it and the copy is fitted to it. Empty: its size is no obstacle;
+ * `confirm`: what fitting means, said before anything is written.
+ */
+function sizeRule(f: Facts, opts: VerdictOptions): { refused?: string; confirm?: string } {
+  const { sourceSize, partitions, fit } = opts;
+  // A stream of unknown size: only a fitted copy's size is known before its end is read.
+  const bigEnough = sourceSize === undefined || f.size >= sourceSize;
+  const smallerThanSource = sourceSize === undefined ? null : smaller(f, sourceSize);
+  if (partitions && f.size < partitions.fitSize && (fit || !bigEnough)) {
+    const lead = smallerThanSource
+      ? `${smallerThanSource} and its`
+      : `${f.path} is too small: the source's`;
+    return { refused: `${lead} partitions don't fit: ${partitionsSentence(f, partitions)}` };
+  }
+  if (bigEnough) return {};
+  if (!partitions) return { refused: smallerThanSource! };
+  if (!fit) {
+    return {
+      refused: `${smallerThanSource}, but its partitions fit: ${partitionsSentence(f, partitions)}. Copy only them with --fit`,
+    };
+  }
+  return {
+    confirm: `${smallerThanSource}: only its partitions are copied, with a partition table for this size (${partitionsSentence(f, partitions)})`,
+  };
+}
+
 // ---------------------------------------------------------------------------
 // The rules
 
@@ -155,11 +197,11 @@ export function targetVerdict(f: Facts, opts: VerdictOptions = {}): Verdict {
   if (f.overlap) refused.push(overlapSentence(f.path, f.overlap));
   if (f.readOnly) refused.push(`${f.path} is read-only`);
   if (f.kind === 'block' && f.size === 0) refused.push(noMedium(f));
-  const { sourceSize } = opts;
   // A target that is the source, or part of it, is refused for that, not for its size.
-  const sized = f.kind === 'block' && f.size > 0 && !f.overlap;
-  if (sized && sourceSize !== undefined && f.size < sourceSize) {
-    refused.push(smaller(f, sourceSize));
+  if (f.kind === 'block' && f.size > 0 && !f.overlap) {
+    const size = sizeRule(f, opts);
+    if (size.refused) refused.push(size.refused);
+    if (size.confirm) confirm.push(size.confirm);
   }
   if (f.system) {
     const why = f.wholeDisk

@@ -1,6 +1,9 @@
 // One interface for every source and destination: the copier never asks which
 // kind it holds.
 
+import fs from 'node:fs';
+import { alignedBuffer } from './buffers';
+
 export type DeviceKind = 'block' | 'file';
 
 export interface Device {
@@ -65,4 +68,22 @@ export function knownSize(device: Device): number | null {
 export function readSome(source: Device, buffer: Buffer, offset: number): Promise<number> {
   if (isStream(source)) return source.readAt(buffer, offset);
   return source.read(buffer, offset).then(() => buffer.length);
+}
+
+/**
+ * Whether a drive whose read failed is gone rather than damaged: its path is gone, or
+ * its first block — read when the job started — fails too. The error code that says
+ * so (`readError`'s when the retry gives none), or null when it still answers.
+ */
+export async function goneCode(
+  device: Device,
+  readError: DeviceError | null,
+): Promise<string | null> {
+  if (!fs.existsSync(device.path)) return 'ENOENT';
+  try {
+    await device.read(alignedBuffer(device.logicalBlockSize), 0);
+  } catch (e) {
+    return (e as DeviceError).code ?? readError?.code ?? 'no answer';
+  }
+  return null;
 }

@@ -152,6 +152,12 @@ class Setup {
       targets,
       options: this.cloneOptions(),
     };
+    // A drive smaller than the source is only choosable when its partitions fit (its
+    // verdict says so): the copy is then fitted, partitions only.
+    const size = this.sourceDrive?.size ?? 0;
+    if (this.targetDrives.some((d) => d.kind === 'block' && d.size < size)) {
+      request.options!.fit = true;
+    }
     if (fresh) request.fresh = true;
     return request;
   }

@@ -111,6 +111,35 @@ test('the size rule: a drive smaller than the source is refused; an image file i
   ]);
 });
 
+test('the size rule and partitions: a smaller drive that holds them takes a fitted copy, with the numbers', () => {
+  const GIB = 1024 * MIB;
+  const source = 2 * GIB;
+  const partitions = { end: 1.5 * GIB, fitSize: 1.5 * GIB + 33 * 512 };
+  const card = driveFacts({ size: 1.6 * GIB });
+  const fitted = targetVerdict(card, { sourceSize: source, partitions, fit: true });
+  assert.equal(fitted.level, 'confirm');
+  assert.match(fitted.reasons.join(' '), /only its partitions are copied.*ends at 1\.50 GiB/);
+  // Not asked to fit: refused, and told how.
+  const asked = targetVerdict(card, { sourceSize: source, partitions });
+  assert.equal(asked.level, 'refused');
+  assert.match(asked.reasons[0], /but its partitions fit: .*Copy only them with --fit/);
+  // Too small even for the partitions: refused with the numbers, fit or not.
+  const small = driveFacts({ size: 1.4 * GIB });
+  for (const fit of [true, false]) {
+    assert.deepEqual(targetVerdict(small, { sourceSize: source, partitions, fit }).reasons, [
+      "/dev/sdx (1.40 GiB) is smaller than the source (2.00 GiB) and its partitions don't fit: " +
+        "the last partition ends at 1.50 GiB and its GPT's backup needs 16.5 KiB after it; this drive holds 1.40 GiB",
+    ]);
+  }
+  // A stream of unknown size: a fitted copy's size is known, and checked.
+  assert.equal(targetVerdict(small, { partitions, fit: true }).level, 'refused');
+  assert.equal(targetVerdict(card, { partitions, fit: true }).level, 'confirm');
+  // Without a partition table nothing changes.
+  assert.deepEqual(targetVerdict(card, { sourceSize: source, fit: true }).reasons, [
+    '/dev/sdx (1.60 GiB) is smaller than the source (2.00 GiB)',
+  ]);
+});
+
 test('a drive that is gone, a device the system does not know, a folder: one sentence each role', () => {
   const gone = pathFacts('/dev/drivetwin-no-such-drive');
   assert.equal(gone.kind, 'missing');

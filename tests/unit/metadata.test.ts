@@ -35,6 +35,8 @@ const options: JobOptions = {
   verify: true,
   usedOnly: false,
   zeroFree: false,
+  fit: false,
+  newIds: false,
 };
 const sourceIdentity: Identity = {
   kind: 'file',
