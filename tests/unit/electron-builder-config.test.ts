@@ -32,6 +32,12 @@ const { getConfig, validateConfiguration } = fromBuilder('./out/util/config/conf
   validateConfiguration(config: Config, log: { isEnabled: boolean }): Promise<void>;
 };
 const yaml = fromBuilder('js-yaml') as { load(text: string): unknown };
+// electron-builder logs to stdout, which is the test runner's channel from this process
+// (a line written there can break its framing): its lines go to stderr instead.
+const { setPrinter } = fromBuilder('builder-util/out/log.js') as {
+  setPrinter(printer: ((message: string) => void) | null): void;
+};
+setPrinter((message) => process.stderr.write(`${message}\n`));
 
 /** A target by name, or by name with the archs it is built for. */
 type Target = string | { target: string; arch?: string[] };
