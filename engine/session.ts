@@ -9,7 +9,7 @@
 
 import { EventEmitter } from 'node:events';
 import { type Claim, type Confirm, claimDestinations, claimJob } from './claim';
-import type { Geometry, Range } from './geometry';
+import type { Geometry } from './geometry';
 import { type Identity, identifyPath } from './identity';
 import { type Device, isStream } from './io/device';
 import { ZstImage } from './io/zst-image';
@@ -18,17 +18,11 @@ import type { Metadata } from './metadata';
 import { Refused, closeAll, openReadable } from './open';
 import type { JobOptions } from './options';
 import { type Intent, type Plan, type SessionRequest, confirmDrives, plan } from './plan';
-import type {
-  DestinationResult,
-  DoneEvent,
-  EngineEvent,
-  RegionMapEvent,
-  StartEvent,
-  VerifyEvent,
-} from './protocol';
+import { doneEvent } from './done-event';
+import type { DoneEvent, EngineEvent, RegionMapEvent, StartEvent, VerifyEvent } from './protocol';
 import { RateMeter } from './rate';
 import { RegionEvents } from './region-events';
-import { type Removal, releaseDrives } from './removal';
+import { releaseDrives } from './removal';
 import { type SetUp, commitMap, setUp } from './setup';
 import { type ThrottleSettings, throttleProblem } from './throttle';
 import { checkTables, rewrittenRanges, tableRegions } from './partitions/check';
@@ -53,8 +47,6 @@ export class JobSession extends EventEmitter {
   private delta: number | null = null;
   /** The compare or verify under way: how far it is. */
   private checking: { bytesDone: number; size: number; meter: RateMeter } | null = null;
-  /** Drive destinations once closed: safe to remove, ejected. */
-  private removals = new Map<string, Removal>();
 
   private constructor(
     private readonly meta: Metadata,
@@ -178,8 +170,16 @@ export class JobSession extends EventEmitter {
     await this.close();
     const good = copy?.state === 'done' && !failure && (checked?.equal ?? true);
     const devices = this.setup.targets.map((t) => t.device);
-    this.removals = await releaseDrives(devices, this.eject && good);
-    const done = this.doneEvent(copy, checked, failure, {
+    const removals = await releaseDrives(devices, this.eject && good);
+    const done = doneEvent({
+      job: this.id,
+      intent: this.plan.intent,
+      targets: this.setup.targets,
+      removals,
+      stopped: this.stopped,
+      copy,
+      checked,
+      failure,
       seconds: (performance.now() - began) / 1000,
       verifySeconds,
     });
@@ -411,54 +411,6 @@ export class JobSession extends EventEmitter {
     } finally {
       await closeAll(opened);
     }
-  }
-
-  private doneEvent(
-    copy: CopyOutcome | null,
-    checked: VerifyEvent | null,
-    failure: Error | null,
-    time: { seconds: number; verifySeconds: number },
-  ): DoneEvent {
-    const failed = new Map((copy?.failed ?? []).map((f) => [f.index, f.reason]));
-    const destinations: DestinationResult[] = this.setup.targets.map((t) => {
-      const reason = failed.get(t.index);
-      const compared = checked?.destinations.find((d) => d.path === t.device.path);
-      return {
-        path: t.device.path,
-        state: reason !== undefined ? 'failed' : copy?.complete ? 'done' : 'unfinished',
-        error: reason ?? null,
-        // A backup's is what reached its file: compressed.
-        bytesWritten: t.device.storedBytes ?? copy?.written.get(t.index) ?? 0,
-        ...(compared ? { verified: compared.equal, mismatches: compared.mismatches } : {}),
-        ...(this.removals.has(t.device.path) ? { removal: this.removals.get(t.device.path) } : {}),
-      };
-    });
-    const unreadable: Range[] = copy?.unreadable ?? [];
-    return {
-      type: 'done',
-      job: this.id,
-      intent: this.plan.intent,
-      state: copy?.state ?? (this.stopped ? 'interrupted' : 'failed'),
-      error: copy?.error ?? (failure && (copy ? `verify: ${failure.message}` : failure.message)),
-      bytesRead: copy?.bytesRead ?? 0,
-      bytesWritten: copy?.bytesWritten ?? 0,
-      regionsCopied: copy?.regionsCopied ?? 0,
-      unreadableBytes: unreadable.reduce((n, r) => n + r.length, 0),
-      unreadable,
-      failedDestinations: [...failed.keys()].map(
-        (i) => this.setup.targets.find((t) => t.index === i)!.device.path,
-      ),
-      destinations,
-      seconds: time.seconds,
-      copySeconds: copy?.seconds ?? 0,
-      verifySeconds: time.verifySeconds,
-      ...(checked
-        ? {
-            verified: checked.equal,
-            mismatches: checked.destinations.flatMap((d) => d.mismatches),
-          }
-        : {}),
-    };
   }
 
   private async close(): Promise<void> {
