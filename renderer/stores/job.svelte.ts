@@ -23,6 +23,8 @@ import type {
 import { api, errorText } from '../lib/api';
 import type { Phase } from '../lib/phase';
 import { RegionCells } from '../lib/region-cells';
+import { notifyEnd } from '../lib/notify';
+import { drives } from './drives.svelte';
 import { history } from './history.svelte';
 
 export type { Phase };
@@ -137,6 +139,11 @@ class CurrentJob {
       return;
     }
     if (message.event === 'done' || message.event === 'job-started') void history.refresh();
+    // Heard live (never on a replay): the copy just ended. Electron's main process
+    // notifies by itself.
+    if (message.event === 'done' && drives.capabilities?.notifications === 'page') {
+      notifyEnd(message.payload);
+    }
     if (job === this.id && this.following) {
       this.handle(message);
       return;

@@ -28,7 +28,7 @@ export interface SetupOptions {
 
 export const DEFAULT_OPTIONS: SetupOptions = {
   regionSize: 0,
-  verify: false,
+  verify: true,
   sparse: 'auto',
   ignoreErrors: false,
   sequential: false,
@@ -78,7 +78,7 @@ class Setup {
     };
   }
 
-  async chooseSource(path: string): Promise<void> {
+  async chooseSource(path: string | null): Promise<void> {
     this.source = path;
     this.notice = null;
     await this.requery();

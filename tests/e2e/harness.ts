@@ -54,7 +54,7 @@ export function requireBrowser(t: TestContext): boolean {
 }
 
 export interface Bridge {
-  /** What `web.js` printed: http://127.0.0.1:PORT/?token=… */
+  /** What `web.js` printed: http://127.0.0.1:PORT/#token=… */
   url: string;
   origin: string;
   port: number;
@@ -78,7 +78,7 @@ export async function startBridge(t: TestContext, dir: string): Promise<Bridge> 
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`web.js printed no URL:\n${output}`)), 20_000);
     const look = (): void => {
-      const m = /DriveTwin is at (http:\/\/127\.0\.0\.1:\d+\/\?token=[0-9a-f]+)/.exec(output);
+      const m = /DriveTwin is at (http:\/\/127\.0\.0\.1:\d+\/#token=[0-9a-f]+)/.exec(output);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);
