@@ -62,12 +62,21 @@ export interface Bridge {
   /** Everything web.js wrote (for failure messages). */
   output(): string;
   stop(): Promise<void>;
+  /** SIGKILL: gone at once, nothing cleaned up (its engine sees its link close). */
+  kill(): Promise<void>;
 }
 
-/** Starts `node dist/main/web.js` with its own job database in `dir`. */
-export async function startBridge(t: TestContext, dir: string): Promise<Bridge> {
+/**
+ * Starts `node dist/main/web.js` with its own job database in `dir`; on `port` (it keeps
+ * the token it saved in `dir` last time: a page left open reconnects by itself).
+ */
+export async function startBridge(
+  t: TestContext,
+  dir: string,
+  opts: { port?: number } = {},
+): Promise<Bridge> {
   const dbPath = path.join(dir, 'jobs.db');
-  const child: ChildProcess = spawn(process.execPath, [WEB, '--port', '0'], {
+  const child: ChildProcess = spawn(process.execPath, [WEB, '--port', String(opts.port ?? 0)], {
     env: { ...process.env, DRIVETWIN_DB: dbPath },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -100,6 +109,11 @@ export async function startBridge(t: TestContext, dir: string): Promise<Bridge> 
     await exited;
     clearTimeout(killer);
   };
+  const kill = async (): Promise<void> => {
+    stopped = true;
+    child.kill('SIGKILL');
+    await exited;
+  };
   t.after(stop);
   return {
     url,
@@ -108,6 +122,7 @@ export async function startBridge(t: TestContext, dir: string): Promise<Bridge> 
     dbPath,
     output: () => output,
     stop,
+    kill,
   };
 }
 
@@ -311,4 +326,34 @@ export async function shownCounts(page: Page): Promise<ShownCounts | null> {
       phase: view.getAttribute('data-phase') ?? '',
     };
   })()`)) as ShownCounts | null;
+}
+
+/** Chooses `source` and `targets` (image files, typed), sets the options, opens the confirmation. */
+export async function setUpCopy(
+  page: Page,
+  source: string,
+  targets: string[],
+  opts: { verify?: boolean; maxRateMiB?: number; ignoreErrors?: boolean } = {},
+): Promise<void> {
+  await page.getByRole('button', { name: 'New copy', exact: true }).first().click();
+  await page.locator('#source-image-path').fill(source);
+  await page.locator('#source-image-path').press('Enter');
+  await until('the source to be chosen', () =>
+    driveRow(page, 'source', source).locator('input').isChecked(),
+  );
+  for (const target of targets) {
+    await page.locator('#target-image-path').fill(target);
+    await page.locator('#target-image-path').press('Enter');
+    await until(`${target} to be chosen`, () =>
+      driveRow(page, 'target', target).locator('input').isChecked(),
+    );
+  }
+  const options = page.getByTestId('options');
+  if ((await options.getAttribute('open')) === null) await options.locator('summary').click();
+  if (opts.verify !== undefined) await page.locator('#opt-verify').setChecked(opts.verify);
+  if (opts.ignoreErrors !== undefined) {
+    await page.locator('#opt-ignore').setChecked(opts.ignoreErrors);
+  }
+  if (opts.maxRateMiB !== undefined) await page.locator('#opt-rate').fill(`${opts.maxRateMiB}`);
+  await page.getByTestId('copy-button').click();
 }
