@@ -25,7 +25,7 @@ export function endWords(d: JobDone): { title: string; body: string } {
     d.verified === true ? ', verified' : d.verified === false ? ', but the copies differ' : '';
   return {
     title: `DriveTwin: copy finished (job ${d.job})`,
-    body: `${formatBytes(d.bytesWritten)} written in ${formatDuration(d.seconds)}${checked}.`,
+    body: `${formatBytes(d.bytesWritten)} written in ${d.seconds < 1 ? 'under a second' : formatDuration(d.seconds)}${checked}.`,
   };
 }
 

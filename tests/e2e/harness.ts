@@ -142,7 +142,13 @@ export interface App {
 export async function openApp(
   t: TestContext,
   bridge: Bridge,
-  opts: { colorScheme?: 'light' | 'dark'; width?: number; height?: number } = {},
+  opts: {
+    colorScheme?: 'light' | 'dark';
+    width?: number;
+    height?: number;
+    /** Script run in the page before its own (a spy on a browser API). */
+    init?: string;
+  } = {},
 ): Promise<App> {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'drivetwin-e2e-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
@@ -178,6 +184,7 @@ export async function openApp(
     fs.rmSync(profile, { recursive: true, force: true });
   };
   t.after(close);
+  if (opts.init) await context.addInitScript(opts.init);
   await page.goto(bridge.url);
   await page.getByRole('button', { name: 'New copy' }).waitFor({ timeout: 20_000 });
   return { page, context, requests, failures, pageErrors, close };
