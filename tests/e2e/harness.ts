@@ -73,11 +73,12 @@ export interface Bridge {
 export async function startBridge(
   t: TestContext,
   dir: string,
-  opts: { port?: number } = {},
+  opts: { port?: number; home?: string } = {},
 ): Promise<Bridge> {
   const dbPath = path.join(dir, 'jobs.db');
   const child: ChildProcess = spawn(process.execPath, [WEB, '--port', String(opts.port ?? 0)], {
-    env: { ...process.env, DRIVETWIN_DB: dbPath },
+    // HOME: where the browser's file dialog starts.
+    env: { ...process.env, DRIVETWIN_DB: dbPath, ...(opts.home ? { HOME: opts.home } : {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -343,6 +344,9 @@ export async function setUpCopy(
   opts: { verify?: boolean; maxRateMiB?: number; ignoreErrors?: boolean } = {},
 ): Promise<void> {
   await page.getByRole('button', { name: 'New copy', exact: true }).first().click();
+  // A source already chosen is folded to one line: unfold the list to type another.
+  const change = page.getByTestId('change-source');
+  if ((await change.count()) > 0) await change.click();
   await page.locator('#source-image-path').fill(source);
   await page.locator('#source-image-path').press('Enter');
   await until('the source to be chosen', () =>
