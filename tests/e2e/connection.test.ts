@@ -55,7 +55,7 @@ test('the bridge killed mid-copy: the page says so within 2 s, reconnects when i
   assert.equal(await page.getByTestId('progress').getAttribute('data-stale'), 'true');
   assert.ok((await bytesDone(page)) >= before, 'the last known progress is kept');
   assert.equal((await page.getByTestId('rate-now').innerText()).trim(), '—');
-  await screenshot(page, '10-connection-lost');
+  await screenshot(page, '15-connection-lost');
 
   // Back on the same address (same port, the token it saved): the page reconnects alone.
   await sleep(1000);
