@@ -19,6 +19,8 @@ export interface SetupOptions {
   verify: boolean;
   sparse: 'auto' | 'yes' | 'no';
   ignoreErrors: boolean;
+  /** Copy only the blocks the source's file system uses (ext2/3/4, FAT32). */
+  usedOnly: boolean;
   sequential: boolean;
   /** Percent of time for I/O, 1–100. */
   throttle: number;
@@ -31,6 +33,7 @@ export const DEFAULT_OPTIONS: SetupOptions = {
   verify: true,
   sparse: 'auto',
   ignoreErrors: false,
+  usedOnly: false,
   sequential: false,
   throttle: 100,
   maxRateMiB: 0,
@@ -130,6 +133,7 @@ class Setup {
       maxRate: Number.isFinite(o.maxRateMiB) ? Math.max(0, Math.round(o.maxRateMiB * MIB)) : 0,
     };
     if (o.regionSize > 0) options.regionSize = o.regionSize;
+    if (o.usedOnly) options.usedOnly = true;
     return options;
   }
 
@@ -164,6 +168,7 @@ class Setup {
     this.allowSystem = false;
     // In place: the Options form is bound to this object.
     this.options.ignoreErrors = false;
+    this.options.usedOnly = false;
     this.notice = null;
     void drives.setQuery({});
   }

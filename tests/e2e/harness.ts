@@ -341,7 +341,7 @@ export async function setUpCopy(
   page: Page,
   source: string,
   targets: string[],
-  opts: { verify?: boolean; maxRateMiB?: number; ignoreErrors?: boolean } = {},
+  opts: { verify?: boolean; maxRateMiB?: number; ignoreErrors?: boolean; usedOnly?: boolean } = {},
 ): Promise<void> {
   await page.getByRole('button', { name: 'New copy', exact: true }).first().click();
   // A source already chosen is folded to one line: unfold the list to type another.
@@ -366,5 +366,6 @@ export async function setUpCopy(
     await page.locator('#opt-ignore').setChecked(opts.ignoreErrors);
   }
   if (opts.maxRateMiB !== undefined) await page.locator('#opt-rate').fill(`${opts.maxRateMiB}`);
+  if (opts.usedOnly !== undefined) await page.locator('#opt-used-only').setChecked(opts.usedOnly);
   await page.getByTestId('copy-button').click();
 }

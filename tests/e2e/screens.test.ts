@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { sha256, tempDir, writeMixedFile } from '../helpers/files';
@@ -94,6 +95,42 @@ test('the file dialog, a compressed source, a .zst backup, a repeated copy and a
   assert.equal(sha256(file('restored.img')), sha256(file('raspios.img')), 'the backup restores');
   await screenshot(page, '13-zst-backup');
 
+  assertOnlyBridge(app, bridge);
+  assertNoPageErrors(app);
+});
+
+test('“Copy only used space” copies an ext4 image’s used blocks: the copy checks clean and holds the file', async (t) => {
+  if (!requireBrowser(t)) return;
+  const tmp = tempDir('drivetwin-e2e-used-');
+  t.after(() => tmp.cleanup());
+  const file = (name: string): string => path.join(tmp.dir, name);
+  fs.mkdirSync(file('content'));
+  writeMixedFile(file('content/data.bin'), 6 * MIB, 91);
+  fs.writeFileSync(file('fs.img'), '');
+  fs.truncateSync(file('fs.img'), 128 * MIB);
+  execFileSync('mkfs.ext4', ['-q', '-F', '-L', 'data', '-d', file('content'), file('fs.img')]);
+
+  const bridge = await startBridge(t, tmp.dir);
+  const app = await openApp(t, bridge);
+  const { page } = app;
+  await setUpCopy(page, file('fs.img'), [file('copy.img')], { usedOnly: true, verify: true });
+  assert.equal(await plannedIntent(page), 'new');
+  await page.getByTestId('start-button').click();
+  const done = page.getByTestId('done');
+  await done.waitFor({ timeout: 60_000 });
+  assert.equal(await done.getAttribute('data-state'), 'done');
+  const written = await done.innerText();
+  t.diagnostic(written.split('\n').slice(0, 12).join(' | '));
+  execFileSync('e2fsck', ['-fn', file('copy.img')], { stdio: 'pipe' });
+  const out = execFileSync('debugfs', ['-R', 'cat /data.bin', file('copy.img')], {
+    maxBuffer: 16 * MIB,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  assert.ok(out.equals(fs.readFileSync(file('content/data.bin'))), 'the file is in the copy');
+  assert.ok(
+    fs.statSync(file('copy.img')).blocks * 512 < 64 * MIB,
+    'the free space was not written',
+  );
   assertOnlyBridge(app, bridge);
   assertNoPageErrors(app);
 });
