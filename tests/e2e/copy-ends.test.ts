@@ -117,6 +117,16 @@ test('a notification is asked for at the start and shown at the end; a cancelled
   await page.getByTestId('change-source').click();
   assert.equal(await driveRow(page, 'source', file('half.img')).count(), 1);
 
+  // A file dropped on the window: a browser gives no path, and the page says what to do.
+  await page.evaluate(`(() => {
+    const data = new DataTransfer();
+    data.items.add(new File(['x'], 'disk.img'));
+    window.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+  })()`);
+  await page
+    .getByText(/A browser doesn’t tell DriveTwin where a dropped file is: use Browse…/)
+    .waitFor();
+
   assertOnlyBridge(app, bridge);
   assertNoPageErrors(app);
 });
