@@ -55,8 +55,10 @@ export class SleepInhibitor extends EventEmitter {
 }
 
 /**
- * `systemd-inhibit --what=sleep:idle … sleep infinity` for as long as it is held, or null
- * where there is no systemd-inhibit. `run` is child_process.spawn (tests pass a fake).
+ * `systemd-inhibit --what=sleep:idle … cat` for as long as it is held, or null where there
+ * is no systemd-inhibit. `cat` reads a pipe from this process: released, or this process
+ * gone (even killed), it reads the end and exits, and the inhibitor with it — nothing is
+ * left holding the machine awake. `run` is child_process.spawn.
  */
 export function systemdInhibit(
   run: typeof spawn = spawn,
@@ -67,20 +69,14 @@ export function systemdInhibit(
   return (onFailure) => {
     const child = run(
       program,
-      [
-        '--what=sleep:idle',
-        '--who=DriveTwin',
-        '--why=A copy is running',
-        '--mode=block',
-        'sleep',
-        'infinity',
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      ['--what=sleep:idle', '--who=DriveTwin', '--why=A copy is running', '--mode=block', 'cat'],
+      { stdio: ['pipe', 'ignore', 'pipe'] },
     );
     let stderr = '';
     let released = false;
     child.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     child.on('error', (e) => onFailure(e));
+    child.stdin?.on('error', () => undefined); // gone already: 'exit' says why
     child.on('exit', (code) => {
       if (!released) {
         onFailure(new Error(`systemd-inhibit stopped (${code}): ${stderr.trim() || 'no reason'}`));
@@ -88,7 +84,7 @@ export function systemdInhibit(
     });
     return () => {
       released = true;
-      child.kill('SIGTERM');
+      child.stdin?.end();
     };
   };
 }
