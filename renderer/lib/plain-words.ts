@@ -20,6 +20,8 @@ interface Context {
   destinations: string[];
   /** A name to show for a path (drive name, or the path itself). */
   label(path: string): string;
+  /** The job has ended: what went on then is told in the past. */
+  finished?: boolean;
 }
 
 const CAUSES: Array<[RegExp, string]> = [
@@ -63,7 +65,9 @@ export function explainError(e: JobError, ctx: Context): Explained {
       where,
       cause: 'Those blocks are unreadable; they were written as zeros on every target.',
       detail,
-      todo: 'The copy goes on. Export the map when it is done to see every unreadable area.',
+      todo: ctx.finished
+        ? 'The copy went on past them. Export the map to see every unreadable area.'
+        : 'The copy goes on. Export the map when it is done to see every unreadable area.',
     };
   }
   if (isSource) {
@@ -87,8 +91,8 @@ export function explainError(e: JobError, ctx: Context): Explained {
       todo: e.fatal
         ? 'The copy stopped; what was written and recorded is kept. Fix the target, then resume ' +
           'the copy from Jobs.'
-        : 'This target left the copy and its copy is incomplete; the other targets go on. Once ' +
-          'it is fixed, Resume brings it back where it stopped, or finish the job without it.',
+        : `This target left the copy and its copy is incomplete; the other targets ${ctx.finished ? 'went' : 'go'} on. ` +
+          'Once it is fixed, Resume brings it back where it stopped, or finish the job without it.',
     };
   }
   if (e.job === null) {
@@ -107,7 +111,9 @@ export function explainError(e: JobError, ctx: Context): Explained {
     detail,
     todo: e.fatal
       ? 'The copy stopped; everything recorded so far is kept. Resume it from Jobs.'
-      : 'The copy goes on.',
+      : ctx.finished
+        ? 'The copy went on past it.'
+        : 'The copy goes on.',
   };
 }
 
