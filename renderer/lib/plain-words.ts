@@ -41,8 +41,23 @@ const CAUSES: Array<[RegExp, string]> = [
 ];
 
 function causeOf(message: string): string {
+  return knownCause(message) ?? 'The engine stopped with this error.';
+}
+
+/** A system error in words, or null when it is not one of the usual ones. */
+export function knownCause(message: string): string | null {
   for (const [pattern, words] of CAUSES) if (pattern.test(message)) return words;
-  return 'The engine stopped with this error.';
+  return null;
+}
+
+/**
+ * Why a target failed, for its one line: the cause in words and the system's code
+ * ("There is no space left where it is being written (ENOSPC)."); else the message.
+ */
+export function failureWords(message: string): string {
+  const cause = knownCause(message);
+  const code = /\bE[A-Z]{2,}\b/.exec(message)?.[0];
+  return cause ? (code ? `${cause.replace(/\.$/, '')} (${code}).` : cause) : message;
 }
 
 function whereOf(e: JobError): string | null {

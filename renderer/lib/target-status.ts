@@ -11,6 +11,7 @@ import type {
   VerifyProgress,
 } from '../../preload/events';
 import { formatPercent } from './format';
+import { failureWords } from './plain-words';
 
 export type TargetState = 'copying' | 'verifying' | 'done' | 'failed' | 'unfinished';
 
@@ -45,7 +46,7 @@ export function destinationWords(d: DestinationResult): string {
     d.state === 'done'
       ? 'copied'
       : d.state === 'failed'
-        ? `failed: ${d.error ?? 'no reason given'}`
+        ? `failed: ${d.error ? failureWords(d.error) : 'no reason given'}`
         : 'not finished';
   if (d.verified === true) return `${copy}, verified equal`;
   if (d.verified === false) {
@@ -75,7 +76,7 @@ export function targetStatuses(e: TargetEvents): TargetStatus[] {
       return {
         path,
         state: 'failed',
-        words: `failed: ${failure.message} — it left the copy; the other targets go on`,
+        words: `failed: ${failureWords(failure.message)} It left the copy; the other targets go on.`,
         verified: null,
         error: failure.message,
       };
