@@ -17,7 +17,7 @@ import {
 import { imageSize } from '../engine/io/compressed/index';
 import { partitionsOf } from '../engine/plan-tables';
 import type { CloneRequest, DriveQuery } from '../preload/api';
-import type { DriveInfo } from '../preload/events';
+import type { DriveInfo, DriveRole } from '../preload/events';
 import { ApiError } from './api-error';
 
 /**
@@ -35,7 +35,7 @@ export async function imageDrive(file: string): Promise<Drive & { sizeKnown: boo
 }
 
 export function toDriveInfo(
-  drive: Drive & { sizeKnown?: boolean },
+  drive: Drive & { sizeKnown?: boolean; pickedAs?: DriveRole[] },
   query: DriveQuery,
   sourceSize?: number,
   partitions?: { end: number; fitSize: number } | null,
@@ -65,6 +65,7 @@ export function toDriveInfo(
         allowSystem: query.allowSystem,
       }),
     },
+    pickedAs: [...(drive.pickedAs ?? [])],
   };
 }
 
@@ -202,4 +203,25 @@ export function checkImageFile(chosen: string, forWriting: boolean): string {
     }
   }
   return file;
+}
+
+/**
+ * What driveContents may look into: a drive DriveTwin lists, or an image file (picked,
+ * or a regular file; one that does not exist yet is a new file). With its size.
+ */
+export function contentsPath(
+  p: string,
+  drives: Drive[],
+  picked: boolean,
+): { path: string; size: number } {
+  const file = requireAbsolute(p, 'path');
+  const listed = findDrive(drives, file);
+  if (listed?.kind === 'block') return { path: listed.path, size: listed.size };
+  const st = statOrNull(file);
+  if (st?.isBlockDevice()) {
+    throw new ApiError('refused', `${p} is not a drive DriveTwin lists (no longer connected?)`);
+  }
+  if (st && !st.isFile()) throw new ApiError('refused', `${p} is not an image file`);
+  if (!st && !picked) throw new ApiError('not-found', `${p} does not exist`);
+  return { path: file, size: st?.size ?? 0 };
 }

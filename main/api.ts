@@ -7,6 +7,7 @@
 // is where the user is told.
 
 import type { Drive } from '../engine/drives/classify';
+import { driveContents, runProgram, type Run } from '../engine/drives/contents';
 import type { JobRecord } from '../engine/job-record';
 import type { HostCloneRequest, HostCommand, HostEvent, LiveJob } from '../engine/protocol';
 import type {
@@ -42,7 +43,7 @@ import { partitionsOf } from '../engine/plan-tables';
 import {
   checkClone,
   checkImageFile,
-  findDrive,
+  contentsPath,
   imageDrive,
   requireAbsolute,
   sourceSizeOf,
@@ -50,6 +51,9 @@ import {
 } from './api-drives';
 import { ApiError, engineError } from './api-error';
 import type { DrivesDiff } from './drive-watcher';
+import { ejectDrive, type EjectTool } from './eject';
+import { browsePlaces, listFolder, type Viewer } from './file-browser';
+import { PickedImages } from './picked-images';
 
 // ---------------------------------------------------------------------------
 // Dependencies
@@ -91,6 +95,15 @@ export interface BackendDeps {
   dialogs: Dialogs | null;
   transport: Capabilities['transport'];
   version?: string;
+  /**
+   * The browser's file dialog (listFolder): whose files it shows (null: this process's
+   * user). Absent: no file dialog (Electron has native ones).
+   */
+  fileBrowser?: { viewer: Viewer | null; places?: string[] };
+  /** How a drive is made safe to remove (main/eject.ts's ejectTool()); absent: null. */
+  eject?: EjectTool;
+  /** Runs a program (blkid, sfdisk, udisksctl); tests pass a fake. */
+  run?: Run;
 }
 
 export type Handlers = { [M in DriveTwinMethod]: (...args: unknown[]) => Promise<MethodResult<M>> };
@@ -170,13 +183,14 @@ export function createBackend(deps: BackendDeps): Backend {
       }
     }
   };
-  /** Image files the user picked: they join the drive list. */
-  const images = new Set<string>();
+  /** Image files the user picked, per list: they join the drive list. */
+  const images = new PickedImages();
+  const run = deps.run ?? runProgram;
 
   const unsubscribeEngine = deps.engine.onEvent((e) => forwardEngineEvent(e, emit));
   const onDrives = async (diff: DrivesDiff): Promise<void> => {
     const payload: DrivesChanged = {
-      drives: (await withImages(diff.drives)).map((d) => toDriveInfo(d, {})),
+      drives: (await images.withDrives(diff.drives)).map((d) => toDriveInfo(d, {})),
       added: diff.added,
       removed: diff.removed,
       changed: diff.changed,
@@ -184,14 +198,6 @@ export function createBackend(deps: BackendDeps): Backend {
     emit('drives-changed', payload);
   };
   deps.drivesChanges?.on('change', onDrives);
-
-  async function withImages(drives: Drive[]): Promise<Array<Drive & { sizeKnown?: boolean }>> {
-    const out: Array<Drive & { sizeKnown?: boolean }> = [...drives];
-    for (const image of images) {
-      if (!findDrive(out, image)) out.push(await imageDrive(image));
-    }
-    return out;
-  }
 
   async function request(command: HostCommand, access?: Access): Promise<unknown> {
     try {
@@ -260,9 +266,14 @@ export function createBackend(deps: BackendDeps): Backend {
       if (chosen === undefined) return null;
     }
     const file = checkImageFile(chosen, forWriting);
-    images.add(file);
-    return toDriveInfo(await imageDrive(file), {});
+    const role = forWriting ? 'target' : 'source';
+    images.add(file, role);
+    return toDriveInfo({ ...(await imageDrive(file)), pickedAs: [role] }, {});
   }
+
+  const places = deps.fileBrowser
+    ? (deps.fileBrowser.places ?? browsePlaces(deps.fileBrowser.viewer))
+    : [];
 
   const handlers: Handlers = {
     async capabilities(...args) {
@@ -272,12 +283,15 @@ export function createBackend(deps: BackendDeps): Backend {
         dialogs: deps.dialogs !== null,
         platform: process.platform,
         version: deps.version ?? '0.0.0',
+        fileBrowser: deps.fileBrowser !== undefined,
+        eject: deps.eject ?? null,
+        notifications: deps.transport === 'electron' ? 'app' : 'page',
       };
     },
 
     async listDrives(...args) {
       const [query = {}] = parseArgs('listDrives', args);
-      const drives = await withImages(await deps.listDrives());
+      const drives = await images.withDrives(await deps.listDrives());
       const sourceSize = query.source ? await sourceSizeOf(query.source, drives) : undefined;
       const partitions = query.source ? await partitionsOf(query.source) : null;
       return drives.map((d) => toDriveInfo(d, query, sourceSize, partitions));
@@ -291,6 +305,30 @@ export function createBackend(deps: BackendDeps): Backend {
     async pickImageToSave(...args) {
       const [typed] = parseArgs('pickImageToSave', args);
       return pickImage(typed, deps.dialogs ? () => deps.dialogs!.save() : undefined, true);
+    },
+
+    async forgetImage(...args) {
+      const [file, role] = parseArgs('forgetImage', args);
+      images.forget(file, role);
+    },
+
+    async driveContents(...args) {
+      const [p] = parseArgs('driveContents', args);
+      const { path: file, size } = contentsPath(p, await deps.listDrives(), images.has(p));
+      return driveContents(file, size, { run });
+    },
+
+    async listFolder(...args) {
+      const [dir] = parseArgs('listFolder', args);
+      if (!deps.fileBrowser) {
+        throw new ApiError('refused', 'no file dialog here: the system’s own dialogs are used');
+      }
+      return listFolder(dir, { places, viewer: deps.fileBrowser.viewer });
+    },
+
+    async ejectDrive(...args) {
+      const [p] = parseArgs('ejectDrive', args);
+      return ejectDrive(p, await deps.listDrives(), deps.eject ?? null, run);
     },
 
     async planClone(...args) {

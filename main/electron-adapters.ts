@@ -1,10 +1,11 @@
 // The Electron side of main/api.ts's dependencies, for main/index.ts: the utility
-// process that runs the engine, and the native open/save dialogs. Everything else in
-// main/ is plain Node and never imports electron.
+// process that runs the engine, the native open/save dialogs, and keeping the machine
+// awake during a copy. Everything else in main/ is plain Node and never imports electron.
 
-import { BrowserWindow, dialog, utilityProcess } from 'electron';
+import { BrowserWindow, dialog, powerSaveBlocker, utilityProcess } from 'electron';
 import type { Dialogs } from './api';
 import type { UtilityForker } from './engine-links';
+import type { Inhibit } from './sleep-inhibitor';
 
 /** Electron's utilityProcess, as main/engine-links.ts wants it (checked here against electron.d.ts). */
 export const engineForker: UtilityForker = utilityProcess;
@@ -44,3 +45,9 @@ export function electronDialogs(window: () => BrowserWindow | null): Dialogs {
     },
   };
 }
+
+/** While a copy runs: the system may turn the screen off, but not suspend. */
+export const powerSaveInhibit: Inhibit = () => {
+  const id = powerSaveBlocker.start('prevent-app-suspension');
+  return () => powerSaveBlocker.stop(id);
+};

@@ -22,10 +22,12 @@ import { listDrives } from '../engine/drives/list';
 import { createBackend } from './api';
 import { CONTENT_SECURITY_POLICY, CSP_META_POLICY, cspMetaOf } from './csp';
 import { DriveWatcher } from './drive-watcher';
-import { electronDialogs, engineForker } from './electron-adapters';
+import { ejectTool } from './eject';
+import { electronDialogs, engineForker, powerSaveInhibit } from './electron-adapters';
 import { EngineSupervisor } from './engine-host';
 import { bindIpc } from './ipc';
 import { JobStatus, progressTitle, stopPrompt, taskbarProgress, type Notice } from './job-status';
+import { SleepInhibitor } from './sleep-inhibitor';
 import {
   allowNavigation,
   APP_ID,
@@ -102,6 +104,7 @@ function start(): void {
     listDrives: () => watcher.poll(),
     drivesChanges: watcher,
     dialogs: electronDialogs(() => win),
+    eject: ejectTool(),
     transport: 'electron',
     version: app.getVersion(),
   });
@@ -134,7 +137,9 @@ function start(): void {
     n.on('close', () => notices.delete(n));
     n.show();
   };
+  const inhibitor = new SleepInhibitor(powerSaveInhibit);
   backend.onEvent((event, payload) => {
+    inhibitor.onEvent(event, payload);
     const notice = status.onEvent(event, payload);
     showStatus();
     if (notice) notify(notice);
@@ -216,6 +221,7 @@ function start(): void {
       .close()
       .catch((e: Error) => console.error(`DriveTwin: stopping the engine: ${e.message}`))
       .finally(() => {
+        inhibitor.close();
         backend.close();
         quitting = 'done';
         app.quit();

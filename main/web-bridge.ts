@@ -2,10 +2,17 @@
 // as the Electron IPC over a WebSocket at /bridge. How end-to-end tests drive the real
 // UI, and how a headless machine's disks are cloned from a browser.
 //
-// Safety: it listens on 127.0.0.1 only; every request needs the random token (in the
-// URL it prints, then an HttpOnly cookie); the Host header must name 127.0.0.1 or
+// Safety: it listens on 127.0.0.1 only; the Host header must name 127.0.0.1 or
 // localhost at our port and a browser's Origin must be ours (no DNS rebinding, no
-// other page); pages carry a strict CSP.
+// other page); pages carry a strict CSP. The token is in the URL's fragment
+// (`/#token=…`), which a browser never sends anywhere: the page keeps it and presents it
+// as the first message on this WebSocket, and nothing happens on a connection before.
+// Never a cookie: cookies ignore ports, so every other server on 127.0.0.1 would get it.
+//
+// A client that stops reading is dropped once a few MiB wait for it (it reconnects and
+// asks for the whole picture again): the bridge's memory stays bounded. Every
+// HEARTBEAT_MS an authenticated client hears at least `{t: 'alive'}`, so a page knows
+// within a second or two when the backend is gone.
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
@@ -20,6 +27,7 @@ import {
   type BridgeServerMessage,
 } from '../preload/api';
 import type { Backend } from './api';
+import { PLACEHOLDER, resolveFile, TYPES } from './web-files';
 
 export interface WebBridgeOptions {
   backend: Backend;
@@ -29,61 +37,41 @@ export interface WebBridgeOptions {
   rendererDir?: string;
   /** Default: 32 random bytes, hex. */
   token?: string;
+  /** Bytes waiting for one client before it is dropped. Default 8 MiB. */
+  maxBuffered?: number;
+  /** How often an idle client hears from the bridge, ms. Default HEARTBEAT_MS. */
+  heartbeatMs?: number;
+  /** How long a new connection has to present the token, ms. Default 5000. */
+  authTimeoutMs?: number;
 }
 
 export interface WebBridge {
   port: number;
   token: string;
-  /** What to open: http://127.0.0.1:PORT/?token=… */
+  /** What to open: http://127.0.0.1:PORT/#token=… */
   url: string;
   close(): Promise<void>;
 }
 
 const HOST = '127.0.0.1';
 const MAX_MESSAGE = 1024 * 1024;
+const MAX_BUFFERED = 8 * 1024 * 1024;
+export const HEARTBEAT_MS = 500;
 
-const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.ico': 'image/x-icon',
-  '.woff2': 'font/woff2',
-  '.map': 'application/json',
-};
-
-const PLACEHOLDER = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>DriveTwin</title></head>
-<body><h1>DriveTwin</h1>
-<p>The bridge is running, but the renderer is not built yet (no dist/renderer/index.html).
-Build it, then reload this page.</p></body></html>
-`;
-
-function tokenMatches(given: string | null | undefined, token: string): boolean {
-  if (!given) return false;
+function tokenMatches(given: unknown, token: string): boolean {
+  if (typeof given !== 'string' || given === '') return false;
   const a = Buffer.from(given);
   const b = Buffer.from(token);
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-function cookieValue(header: string | undefined, name: string): string | null {
-  for (const part of (header ?? '').split(';')) {
-    const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return null;
-}
-
 export async function startWebBridge(options: WebBridgeOptions): Promise<WebBridge> {
   const token = options.token ?? randomBytes(32).toString('hex');
   const rendererDir = path.resolve(options.rendererDir ?? path.join(__dirname, '..', 'renderer'));
+  const maxBuffered = options.maxBuffered ?? MAX_BUFFERED;
   let port = 0;
   const origins = (): string[] => [`http://${HOST}:${port}`, `http://localhost:${port}`];
   const hosts = (): string[] => [`${HOST}:${port}`, `localhost:${port}`];
-  const cookieName = (): string => `drivetwin_${port}`;
 
   const securityHeaders = (): Record<string, string> => ({
     'Content-Security-Policy':
@@ -99,18 +87,16 @@ export async function startWebBridge(options: WebBridgeOptions): Promise<WebBrid
   });
 
   /** Why this request may not go on (status and text), or null. */
-  const refusal = (req: http.IncomingMessage, url: URL): [number, string] | null => {
+  const refusal = (req: http.IncomingMessage): [number, string] | null => {
     if (!hosts().includes(req.headers.host ?? '')) return [421, 'wrong Host'];
     const origin = req.headers.origin;
     if (origin !== undefined && !origins().includes(origin)) return [403, 'wrong Origin'];
-    const given = url.searchParams.get('token') ?? cookieValue(req.headers.cookie, cookieName());
-    if (!tokenMatches(given, token)) return [401, 'a valid token is needed'];
     return null;
   };
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', `http://${HOST}`);
-    const refused = refusal(req, url);
+    const refused = refusal(req);
     if (refused) {
       res.writeHead(refused[0], {
         'Content-Type': 'text/plain; charset=utf-8',
@@ -124,10 +110,7 @@ export async function startWebBridge(options: WebBridgeOptions): Promise<WebBrid
       res.end();
       return;
     }
-    const headers: Record<string, string> = { ...securityHeaders() };
-    if (url.searchParams.has('token')) {
-      headers['Set-Cookie'] = `${cookieName()}=${token}; HttpOnly; SameSite=Strict; Path=/`;
-    }
+    const headers = securityHeaders();
     const file = resolveFile(rendererDir, url.pathname);
     if (file === 'forbidden') {
       res.writeHead(404, headers);
@@ -151,40 +134,62 @@ export async function startWebBridge(options: WebBridgeOptions): Promise<WebBrid
   });
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE });
+  /** Connections that presented the token: they get events. */
   const clients = new Set<WebSocket>();
 
   server.on('upgrade', (req, socket, head) => {
     const url = new URL(req.url ?? '/', `http://${HOST}`);
-    const refused =
-      url.pathname === BRIDGE_PATH ? refusal(req, url) : ([404, 'no such path'] as const);
-    if (refused && refused[0] !== 401) {
+    const refused = url.pathname === BRIDGE_PATH ? refusal(req) : ([404, 'no such path'] as const);
+    if (refused) {
       // Not our page, or not our host: no WebSocket at all.
       socket.end(`HTTP/1.1 ${refused[0]} ${refused[1]}\r\nConnection: close\r\n\r\n`);
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      // A browser can't read a refused upgrade's status; a close code it can show.
-      if (refused) {
-        ws.close(BRIDGE_CLOSE_UNAUTHORIZED, 'a valid token is needed');
-        return;
+    wss.handleUpgrade(req, socket, head, (ws) => authenticate(ws));
+  });
+
+  /** Nothing but `{t: 'auth', token}` first; a wrong or missing token closes with 4401. */
+  const authenticate = (ws: WebSocket): void => {
+    // A browser can't read a refused upgrade's status; a close code it can show.
+    const refuse = (): void => ws.close(BRIDGE_CLOSE_UNAUTHORIZED, 'a valid token is needed');
+    const timer = setTimeout(refuse, options.authTimeoutMs ?? 5000);
+    ws.on('error', () => ws.terminate());
+    ws.once('close', () => clearTimeout(timer));
+    ws.once('message', (data, isBinary) => {
+      clearTimeout(timer);
+      let message: Partial<BridgeClientMessage> | null = null;
+      try {
+        message = isBinary ? null : (JSON.parse(data.toString()) as Partial<BridgeClientMessage>);
+      } catch {
+        message = null;
       }
+      if (message?.t !== 'auth' || !tokenMatches(message.token, token)) return refuse();
       serve(ws);
       send(ws, { t: 'ready' });
     });
-  });
+  };
 
   const serve = (ws: WebSocket): void => {
     clients.add(ws);
     ws.on('close', () => clients.delete(ws));
-    ws.on('error', () => ws.terminate());
     ws.on('message', (data, isBinary) => {
       void answer(ws, isBinary ? null : data.toString());
     });
   };
 
-  const send = (ws: WebSocket, message: BridgeServerMessage): void => {
-    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(message));
+  /** Sends, or drops a client that has stopped reading (its backlog is what grows). */
+  const sendText = (ws: WebSocket, text: string): void => {
+    if (ws.readyState !== ws.OPEN) return;
+    if (ws.bufferedAmount > maxBuffered) {
+      clients.delete(ws);
+      ws.terminate();
+      return;
+    }
+    ws.send(text);
   };
+
+  const send = (ws: WebSocket, message: BridgeServerMessage): void =>
+    sendText(ws, JSON.stringify(message));
 
   const answer = async (ws: WebSocket, text: string | null): Promise<void> => {
     let message: Partial<BridgeClientMessage>;
@@ -213,8 +218,14 @@ export async function startWebBridge(options: WebBridgeOptions): Promise<WebBrid
 
   const unsubscribe = options.backend.onEvent((event, payload) => {
     const text = JSON.stringify({ t: 'event', event, payload });
-    for (const ws of clients) if (ws.readyState === ws.OPEN) ws.send(text);
+    for (const ws of [...clients]) sendText(ws, text);
   });
+
+  const alive = JSON.stringify({ t: 'alive' } satisfies BridgeServerMessage);
+  const heartbeat = setInterval(() => {
+    for (const ws of [...clients]) sendText(ws, alive);
+  }, options.heartbeatMs ?? HEARTBEAT_MS);
+  heartbeat.unref();
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -225,39 +236,14 @@ export async function startWebBridge(options: WebBridgeOptions): Promise<WebBrid
   return {
     port,
     token,
-    url: `http://${HOST}:${port}/?token=${token}`,
+    url: `http://${HOST}:${port}/#token=${token}`,
     close: async () => {
+      clearInterval(heartbeat);
       unsubscribe();
-      for (const ws of clients) ws.terminate();
+      for (const ws of wss.clients) ws.terminate();
       wss.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-/** The file to serve for `pathname`: null for the placeholder, 'forbidden' outside the root. */
-function resolveFile(root: string, pathname: string): string | null | 'forbidden' {
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(pathname);
-  } catch {
-    return 'forbidden';
-  }
-  if (decoded.includes('\0')) return 'forbidden';
-  const index = path.join(root, 'index.html');
-  const wanted = path.resolve(root, '.' + path.posix.normalize('/' + decoded));
-  if (wanted !== root && !wanted.startsWith(root + path.sep)) return 'forbidden';
-  const isFile = (p: string): boolean => {
-    try {
-      return fs.statSync(p).isFile();
-    } catch {
-      return false;
-    }
-  };
-  if (isFile(wanted)) return wanted;
-  // An app route (no extension) gets the app; a missing asset is missing.
-  if (path.extname(decoded) === '' && isFile(index)) return index;
-  if (!isFile(index)) return path.extname(decoded) === '' ? null : 'forbidden';
-  return 'forbidden';
 }

@@ -1,17 +1,35 @@
 // `npm run web`: the backend without Electron, for a browser on this machine.
 //
-//   node dist/main/web.js [--port N] [--db FILE] [--renderer DIR]
+//   node dist/main/web.js [--port N] [--db FILE] [--renderer DIR] [--new-token]
 //
-// Prints the URL to open (with its token). Ctrl-C stops running jobs cleanly: what
-// is in flight is committed and they stay resumable.
+// Prints the URL to open (its token is in the #fragment, which the browser never
+// sends anywhere). The port and token are kept for the next run (main/web-state.ts),
+// so an open page reconnects by itself after a restart. While a copy runs, the
+// machine is kept from sleeping where systemd-inhibit exists. Ctrl-C stops running
+// jobs cleanly: what is in flight is committed and they stay resumable.
 
 import { parseArgs } from 'node:util';
 import { defaultDatabasePath } from '../engine/database';
 import { listDrives } from '../engine/drives/list';
 import { createBackend } from './api';
 import { DriveWatcher } from './drive-watcher';
+import { ejectTool } from './eject';
 import { EngineSupervisor } from './engine-host';
-import { startWebBridge } from './web-bridge';
+import { sudoViewer } from './file-browser';
+import { SleepInhibitor, systemdInhibit } from './sleep-inhibitor';
+import { startWebBridge, type WebBridge, type WebBridgeOptions } from './web-bridge';
+import { bridgeStateFile, loadBridgeState, newToken, saveBridgeState } from './web-state';
+
+/** On the port asked for; on the saved one if it is free, else on any. */
+async function listen(options: WebBridgeOptions, fallback: boolean): Promise<WebBridge> {
+  try {
+    return await startWebBridge(options);
+  } catch (e) {
+    if (!fallback || (e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+    process.stderr.write(`port ${options.port} is taken: another one is used\n`);
+    return startWebBridge({ ...options, port: 0 });
+  }
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -19,19 +37,26 @@ async function main(): Promise<void> {
       port: { type: 'string' },
       db: { type: 'string' },
       renderer: { type: 'string' },
+      'new-token': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
   if (values.help) {
-    process.stdout.write('Usage: npm run web -- [--port N] [--db FILE] [--renderer DIR]\n');
+    process.stdout.write(
+      'Usage: npm run web -- [--port N] [--db FILE] [--renderer DIR] [--new-token]\n',
+    );
     return;
   }
-  const port = values.port === undefined ? 0 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  const asked = values.port === undefined ? undefined : Number(values.port);
+  if (asked !== undefined && (!Number.isInteger(asked) || asked < 0 || asked > 65535)) {
     throw new Error(`--port takes a port number, not "${values.port}"`);
   }
   const dbPath = values.db ?? process.env.DRIVETWIN_DB ?? defaultDatabasePath();
+  const stateFile = bridgeStateFile(dbPath);
+  const saved = loadBridgeState(stateFile);
+  const token = values['new-token'] || !saved ? newToken() : saved.token;
+
   const engine = new EngineSupervisor({ dbPath });
   const watcher = new DriveWatcher(listDrives);
   watcher.on('error', (e: Error) => process.stderr.write(`drive list: ${e.message}\n`));
@@ -40,12 +65,21 @@ async function main(): Promise<void> {
     listDrives: () => watcher.poll(),
     drivesChanges: watcher,
     dialogs: null,
+    fileBrowser: { viewer: sudoViewer() },
+    eject: ejectTool(),
     transport: 'web',
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     version: (require('../../package.json') as { version: string }).version,
   });
+  const inhibitor = new SleepInhibitor(systemdInhibit());
+  backend.onEvent((event, payload) => inhibitor.onEvent(event, payload));
+  inhibitor.on('error', (e: Error) => process.stderr.write(`sleep inhibitor: ${e.message}\n`));
   watcher.start();
-  const bridge = await startWebBridge({ backend, port, rendererDir: values.renderer });
+  const bridge = await listen(
+    { backend, port: asked ?? saved?.port ?? 0, rendererDir: values.renderer, token },
+    asked === undefined,
+  );
+  saveBridgeState(stateFile, { port: bridge.port, token: bridge.token });
   process.stdout.write(`DriveTwin is at ${bridge.url}\n(job database: ${dbPath})\n`);
 
   let stopping = false;
@@ -58,6 +92,7 @@ async function main(): Promise<void> {
       .close()
       .then(() => engine.close())
       .finally(() => {
+        inhibitor.close();
         backend.close();
         process.exit(0);
       });

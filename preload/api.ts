@@ -10,7 +10,9 @@
 import type {
   ByteRange,
   CloneIntent,
+  DriveContents,
   DriveInfo,
+  DriveRole,
   DriveTwinEventName,
   DriveTwinEvents,
   JobId,
@@ -43,6 +45,40 @@ export interface Capabilities {
   /** process.platform of the machine whose drives these are. */
   platform: string;
   version: string;
+  /**
+   * listFolder browses the backend's files (home, /media, /mnt, /run/media): the file
+   * dialog of the browser, where there are no native dialogs.
+   */
+  fileBrowser: boolean;
+  /** How ejectDrive makes a drive safe to remove here; null: it can't (nothing to do it with). */
+  eject: 'udisksctl' | 'eject' | null;
+  /** Who shows a desktop notification when a copy ends: the app (Electron) or the page. */
+  notifications: 'app' | 'page';
+}
+
+/** A folder of the backend's file system, for the browser's file dialog. */
+export interface FolderListing {
+  /** The folder listed (absolute); '' for the list of places. */
+  path: string;
+  /** Its parent, when it is inside a place; null at a place or the list of places. */
+  parent: string | null;
+  entries: FolderEntry[];
+}
+
+export interface FolderEntry {
+  name: string;
+  path: string;
+  kind: 'folder' | 'file';
+  /** Bytes (files). */
+  size: number;
+}
+
+/** What ejectDrive did. */
+export interface EjectResult {
+  /** true: it is safe to unplug now. */
+  ejected: boolean;
+  /** What happened, in words to show (why not, when it did not). */
+  message: string;
 }
 
 // ---------------------------------------------------------------------------
@@ -206,6 +242,17 @@ export interface DriveTwinApi {
   pickImageToOpen(typedPath?: string): Promise<DriveInfo | null>;
   /** An image file to write (may not exist yet): as pickImageToOpen, with a save dialog. */
   pickImageToSave(typedPath?: string): Promise<DriveInfo | null>;
+  /** Takes a picked image off one list (it stays on the other if it is there too). */
+  forgetImage(path: string, role: DriveRole): Promise<void>;
+  /**
+   * What is on a drive or image file now: its partition table, each partition's label,
+   * file system and size, or that it is blank — what a copy onto it would erase.
+   */
+  driveContents(path: string): Promise<DriveContents>;
+  /** A folder of the backend's files (no path: the places). Only where fileBrowser is true. */
+  listFolder(path?: string): Promise<FolderListing>;
+  /** Makes a drive safe to unplug (after a copy): powers it off or ejects it. */
+  ejectDrive(path: string): Promise<EjectResult>;
 
   /** What startClone would do (erase and copy, resume, update), checked, nothing written. */
   planClone(request: CloneRequest): Promise<ClonePlan>;
@@ -233,9 +280,42 @@ export interface DriveTwinApi {
     event: E,
     listener: (payload: DriveTwinEvents[E]) => void,
   ): Unsubscribe;
+  /**
+   * Whether the backend can be reached: the listener gets the status now, then every
+   * change. In Electron it is always connected; over the web bridge it is lost when the
+   * bridge stops or goes silent (within 2 s), and connected again by itself.
+   */
+  onConnection(listener: (status: ConnectionStatus) => void): Unsubscribe;
+  /**
+   * The full path of a File dropped on the window (Electron's webUtils.getPathForFile),
+   * to pass to pickImageToOpen / pickImageToSave. null where a dropped file has no path
+   * the backend could open (a browser).
+   */
+  pathOfFile(file: unknown): string | null;
 }
 
-export type DriveTwinMethod = Exclude<keyof DriveTwinApi, 'on'>;
+/**
+ * connecting: not yet heard; connected; lost: gone or silent, trying again by itself;
+ * refused: this page has no valid token (nothing will change until it is opened again).
+ */
+export type ConnectionState = 'connecting' | 'connected' | 'lost' | 'refused';
+
+export interface ConnectionStatus {
+  state: ConnectionState;
+  /**
+   * no-token: the page was opened without one; bad-token: the bridge refused it (another
+   * bridge, or restarted with a new one); closed: the connection closed; silent: nothing
+   * heard for too long. null while connecting or connected.
+   */
+  reason: 'no-token' | 'bad-token' | 'closed' | 'silent' | null;
+  /** Date.now() when the backend was last heard from (0: never). */
+  lastHeard: number;
+}
+
+/** Members of `window.driveTwin` that are not calls to the backend. */
+export type LocalMember = 'on' | 'onConnection' | 'pathOfFile';
+
+export type DriveTwinMethod = Exclude<keyof DriveTwinApi, LocalMember>;
 
 /** Exactly the methods to bind, in both transports. */
 export const METHODS = [
@@ -243,6 +323,10 @@ export const METHODS = [
   'listDrives',
   'pickImageToOpen',
   'pickImageToSave',
+  'forgetImage',
+  'driveContents',
+  'listFolder',
+  'ejectDrive',
   'planClone',
   'startClone',
   'pause',
@@ -311,16 +395,23 @@ export const EVENT_CHANNELS = Object.fromEntries(
   EVENTS.map((e) => [e, `${IPC_PREFIX}event:${e}`]),
 ) as { readonly [E in DriveTwinEventName]: `drivetwin:event:${E}` };
 
-/** Web bridge (WebSocket at /bridge?token=…), JSON text frames. */
+/**
+ * Web bridge: a WebSocket at /bridge, JSON text frames. The page's first message is
+ * `auth` with the token (from the URL's #fragment, never a cookie or a query); nothing
+ * else is answered before it.
+ */
 export const BRIDGE_PATH = '/bridge';
 /** WebSocket close code for a missing or wrong token. */
 export const BRIDGE_CLOSE_UNAUTHORIZED = 4401;
 
-export type BridgeClientMessage = { t: 'call'; id: number; method: string; args: unknown[] };
+export type BridgeClientMessage =
+  { t: 'auth'; token: string } | { t: 'call'; id: number; method: string; args: unknown[] };
 
 export type BridgeServerMessage =
   /** First message on an accepted connection (the token was right). */
   | { t: 'ready' }
+  /** At least every half second: the backend is there. */
+  | { t: 'alive' }
   | { t: 'reply'; id: number; reply: Reply }
   | {
       [E in DriveTwinEventName]: { t: 'event'; event: E; payload: DriveTwinEvents[E] };

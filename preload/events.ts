@@ -17,6 +17,9 @@ export interface DriveVerdict {
   reasons: string[];
 }
 
+/** The list a drive or image is chosen from. */
+export type DriveRole = 'source' | 'target';
+
 /** A drive, a loop device with a backing file, or an image file the user picked. */
 export interface DriveInfo {
   /** What to pass back as a source or target path. */
@@ -41,6 +44,46 @@ export interface DriveInfo {
   backingFile: string | null;
   /** May it be read from (source) or written (target)? Target verdicts follow the DriveQuery. */
   verdicts: { source: DriveVerdict; target: DriveVerdict };
+  /** An image file the user picked: the lists it was picked for (empty for drives). */
+  pickedAs: DriveRole[];
+}
+
+/** One partition, as its table and its file system say. */
+export interface PartitionContents {
+  /** 1, 2, … as the table numbers it. */
+  number: number;
+  /** Bytes from the start of the drive, and its size. */
+  offset: number;
+  size: number;
+  /** The partition's own name (GPT), if any. */
+  name: string | null;
+  /** ext4, vfat, ntfs, swap, crypto_LUKS…; null: none recognised. */
+  fsType: string | null;
+  /** The file system's label. */
+  label: string | null;
+}
+
+/** What is on a drive or image file now (what a copy onto it erases). */
+export interface DriveContents {
+  path: string;
+  size: number;
+  /** False when it could not be looked at (see `why`): nothing is known of it. */
+  examined: boolean;
+  why: string | null;
+  /** gpt, dos (MBR)…; null: none. */
+  partitionTable: string | null;
+  partitions: PartitionContents[];
+  /** A file system on the whole drive (no partition table). */
+  filesystem: { type: string; label: string | null } | null;
+  /** An image file that does not exist yet (it will be created). */
+  newFile: boolean;
+  /**
+   * Nothing on it: every byte was read and is zero (checked only when it is small enough
+   * to read at once), or a new or empty file. False whenever that was not proven.
+   */
+  blank: boolean;
+  /** Nothing recognised, and the parts read (the start and the end) hold data. */
+  dataSeen: boolean;
 }
 
 export interface DrivesChanged {

@@ -12,15 +12,17 @@
 // to run. Only type imports from ./api and ./events below: they vanish from the compiled
 // file.
 
-import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
+import { contextBridge, ipcRenderer, webUtils, type IpcRendererEvent } from 'electron';
 import type {
   ApiFailure,
+  ConnectionStatus,
   DriveTwinApi,
   DriveTwinMethod,
   EVENT_CHANNELS,
   EVENTS,
   INVOKE_CHANNELS,
   IPC_PREFIX,
+  LocalMember,
   METHODS,
   Reply,
   Unsubscribe,
@@ -32,6 +34,10 @@ const methods = [
   'listDrives',
   'pickImageToOpen',
   'pickImageToSave',
+  'forgetImage',
+  'driveContents',
+  'listFolder',
+  'ejectDrive',
   'planClone',
   'startClone',
   'pause',
@@ -101,7 +107,7 @@ const api = Object.fromEntries(
     (...args: unknown[]): Promise<unknown> =>
       ipcRenderer.invoke(invokeChannel(method), ...args).then(unwrap),
   ]),
-) as unknown as Omit<DriveTwinApi, 'on'>;
+) as unknown as Omit<DriveTwinApi, LocalMember>;
 
 function on(event: DriveTwinEventName, listener: (payload: unknown) => void): Unsubscribe {
   if (!(events as readonly string[]).includes(event)) {
@@ -117,6 +123,27 @@ function on(event: DriveTwinEventName, listener: (payload: unknown) => void): Un
   };
 }
 
-const driveTwin: DriveTwinApi = { ...api, on: on as DriveTwinApi['on'] };
+/** IPC to the main process in this same app can't be lost: connected, always. */
+function onConnection(listener: (status: ConnectionStatus) => void): Unsubscribe {
+  if (typeof listener !== 'function') throw new TypeError('the listener must be a function');
+  listener({ state: 'connected', reason: null, lastHeard: Date.now() });
+  return () => undefined;
+}
+
+/** A dropped file's path (Electron took File.path away; webUtils is its replacement). */
+function pathOfFile(file: unknown): string | null {
+  try {
+    return webUtils.getPathForFile(file as File) || null;
+  } catch {
+    return null;
+  }
+}
+
+const driveTwin: DriveTwinApi = {
+  ...api,
+  on: on as DriveTwinApi['on'],
+  onConnection,
+  pathOfFile,
+};
 
 contextBridge.exposeInMainWorld('driveTwin', driveTwin);

@@ -1,6 +1,12 @@
 // `window.driveTwin` in a plain browser: the contract (preload/api.ts) over the web
 // bridge's WebSocket (main/web-bridge.ts). No dependencies, no Node: the renderer
 // calls installBridge() when there is no Electron preload, and nothing else changes.
+//
+// The token comes from the page's URL fragment (#token=…), which the browser never
+// sends anywhere; it travels only as the first message on the bridge's own WebSocket.
+// The connection is watched: closed, or silent for longer than `silentMs` (the bridge
+// speaks every half second), it is lost — said at once through onConnection — and
+// tried again every `retryMs` until the bridge answers again.
 
 import {
   BRIDGE_CLOSE_UNAUTHORIZED,
@@ -9,8 +15,10 @@ import {
   type ApiErrorCode,
   type BridgeClientMessage,
   type BridgeServerMessage,
+  type ConnectionStatus,
   type DriveTwinApi,
   type DriveTwinMethod,
+  type LocalMember,
   type Reply,
 } from '../preload/api';
 import type { DriveTwinEventName, DriveTwinEvents } from '../preload/events';
@@ -29,11 +37,17 @@ export interface SocketLike {
 export type SocketConstructor = new (url: string) => SocketLike;
 
 export interface BridgeClientOptions {
-  /** ws://host:port/bridge?token=…; default: from the page's own location. */
+  /** ws://host:port/bridge; default: from the page's own location. */
   url?: string;
+  /** The bridge's token; null or absent: refused at once (reason no-token). */
+  token?: string | null;
   WebSocket?: SocketConstructor;
   /** Reconnect after a lost connection (default true). */
   reconnect?: boolean;
+  /** Lost when nothing was heard for this long, ms (default 1500). */
+  silentMs?: number;
+  /** Wait between attempts to reconnect, ms (default 500). */
+  retryMs?: number;
 }
 
 /** A failed call: message, code and (for invalid arguments) issues, as the backend said. */
@@ -59,18 +73,18 @@ const OPEN = 1;
 interface PageLocation {
   protocol: string;
   host: string;
-  search: string;
   hash: string;
 }
 
-/** The bridge URL for the page at `location`: same host, token from ?token= or #token=. */
-export function bridgeUrl(location: PageLocation): string {
-  const fromSearch = new URLSearchParams(location.search).get('token');
-  const fromHash = new URLSearchParams(location.hash.replace(/^#/, '')).get('token');
-  const token = fromSearch ?? fromHash;
+/** The bridge's WebSocket URL for the page at `location`: same host, no token in it. */
+export function bridgeUrl(location: Pick<PageLocation, 'protocol' | 'host'>): string {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const query = token ? `?token=${encodeURIComponent(token)}` : ''; // else the cookie says it
-  return `${scheme}//${location.host}${BRIDGE_PATH}${query}`;
+  return `${scheme}//${location.host}${BRIDGE_PATH}`;
+}
+
+/** The token in a URL fragment (`#token=…`), or null. */
+export function tokenFromHash(hash: string): string | null {
+  return new URLSearchParams(hash.replace(/^#/, '')).get('token') || null;
 }
 
 export function createBridgeClient(options: BridgeClientOptions = {}): BridgeClient {
@@ -79,16 +93,21 @@ export function createBridgeClient(options: BridgeClientOptions = {}): BridgeCli
   if (!Socket) throw new Error('no WebSocket in this environment');
   const url = options.url ?? (g.location ? bridgeUrl(g.location) : null);
   if (!url) throw new Error('no bridge URL: pass options.url');
+  const token = options.token ?? null;
   const reconnect = options.reconnect ?? true;
+  const silentMs = options.silentMs ?? 1500;
+  const retryMs = options.retryMs ?? 500;
 
   let nextId = 1;
   let socket: SocketLike | null = null;
   let closed = false;
   let refusedWith: BridgeError | null = null;
-  let retryMs = 250;
+  let status: ConnectionStatus = { state: 'connecting', reason: null, lastHeard: 0 };
+  let watchdog: ReturnType<typeof setInterval> | null = null;
   const queue: string[] = [];
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   const listeners = new Map<DriveTwinEventName, Set<(payload: unknown) => void>>();
+  const watchers = new Set<(s: ConnectionStatus) => void>();
 
   let markConnected: () => void = () => undefined;
   let markRefused: (e: Error) => void = () => undefined;
@@ -98,40 +117,61 @@ export function createBridgeClient(options: BridgeClientOptions = {}): BridgeCli
   });
   connected.catch(() => undefined);
 
+  const setStatus = (next: Omit<ConnectionStatus, 'lastHeard'>): void => {
+    if (next.state === status.state && next.reason === status.reason) return;
+    status = { ...next, lastHeard: status.lastHeard };
+    for (const w of [...watchers]) w(status);
+  };
+
   const failAll = (error: Error): void => {
     for (const p of pending.values()) p.reject(error);
     pending.clear();
     queue.length = 0;
   };
 
+  const refuse = (reason: 'no-token' | 'bad-token'): void => {
+    refusedWith = new BridgeError(
+      reason === 'no-token'
+        ? 'this page was opened without the token: open the address `npm run web` printed'
+        : 'the bridge refused this page: open the URL with the token that `npm run web` printed',
+      'unavailable',
+    );
+    setStatus({ state: 'refused', reason });
+    if (watchdog) clearInterval(watchdog);
+    markRefused(refusedWith);
+    failAll(refusedWith);
+  };
+
+  /** The socket is gone (closed, or silent): say so, and try again. */
+  const lost = (s: SocketLike, reason: 'closed' | 'silent'): void => {
+    if (socket !== s) return;
+    socket = null;
+    s.onopen = s.onmessage = s.onclose = s.onerror = null;
+    if (reason === 'silent') s.close();
+    // Calls in flight may or may not have run: say so rather than guess.
+    for (const p of pending.values()) {
+      p.reject(new BridgeError('the connection to DriveTwin was lost', 'unavailable'));
+    }
+    pending.clear();
+    if (closed) return;
+    setStatus({ state: 'lost', reason });
+    if (reconnect) setTimeout(connect, retryMs);
+  };
+
   const connect = (): void => {
+    if (closed || refusedWith) return;
     const s = new Socket(url);
     socket = s;
     s.onopen = () => {
-      for (const text of queue.splice(0)) s.send(text);
+      if (token) s.send(JSON.stringify({ t: 'auth', token } satisfies BridgeClientMessage));
     };
     s.onmessage = (ev) => receive(ev.data);
     s.onerror = () => undefined; // onclose follows
     s.onclose = (ev) => {
-      socket = null;
       if (ev.code === BRIDGE_CLOSE_UNAUTHORIZED) {
-        refusedWith = new BridgeError(
-          'the bridge refused this page: open the URL with the token that `npm run web` printed',
-          'unavailable',
-        );
-        markRefused(refusedWith);
-        failAll(refusedWith);
-        return;
-      }
-      // Calls in flight may or may not have run: say so rather than guess.
-      for (const p of pending.values()) {
-        p.reject(new BridgeError('the connection to DriveTwin was lost', 'unavailable'));
-      }
-      pending.clear();
-      if (!closed && reconnect) {
-        setTimeout(connect, retryMs);
-        retryMs = Math.min(retryMs * 2, 5000);
-      }
+        socket = null;
+        refuse('bad-token');
+      } else lost(s, 'closed');
     };
   };
 
@@ -142,9 +182,12 @@ export function createBridgeClient(options: BridgeClientOptions = {}): BridgeCli
     } catch {
       return;
     }
+    status = { ...status, lastHeard: Date.now() };
     if (message.t === 'ready') {
-      retryMs = 250;
+      setStatus({ state: 'connected', reason: null });
       markConnected();
+      const s = socket;
+      if (s) for (const text of queue.splice(0)) s.send(text);
     } else if (message.t === 'reply') {
       const waiting = pending.get(message.id);
       if (!waiting) return;
@@ -170,6 +213,9 @@ export function createBridgeClient(options: BridgeClientOptions = {}): BridgeCli
     if (refusedWith) return Promise.reject(refusedWith);
     if (closed)
       return Promise.reject(new BridgeError('the bridge client is closed', 'unavailable'));
+    if (status.state === 'lost') {
+      return Promise.reject(new BridgeError('the connection to DriveTwin is lost', 'unavailable'));
+    }
     // Trailing undefined is no argument (JSON would turn it into null).
     const given = [...args];
     while (given.length > 0 && given[given.length - 1] === undefined) given.pop();
@@ -178,16 +224,25 @@ export function createBridgeClient(options: BridgeClientOptions = {}): BridgeCli
     const text = JSON.stringify(message);
     return new Promise((resolve, reject) => {
       pending.set(id, { resolve, reject });
-      if (socket && socket.readyState === OPEN) socket.send(text);
+      if (socket && socket.readyState === OPEN && status.state === 'connected') socket.send(text);
       else queue.push(text);
     });
   };
 
   const methods = Object.fromEntries(
     METHODS.map((m) => [m, (...args: unknown[]) => call(m, args)]),
-  ) as unknown as Omit<DriveTwinApi, 'on'>;
+  ) as unknown as Omit<DriveTwinApi, LocalMember>;
 
-  connect();
+  if (token) {
+    connect();
+    watchdog = setInterval(() => {
+      if (socket && status.state === 'connected' && Date.now() - status.lastHeard > silentMs) {
+        lost(socket, 'silent');
+      }
+    }, 250);
+  } else {
+    refuse('no-token');
+  }
 
   return {
     ...methods,
@@ -199,8 +254,16 @@ export function createBridgeClient(options: BridgeClientOptions = {}): BridgeCli
       set.add(l);
       return () => void set.delete(l);
     },
+    // A dropped file in a browser has no path the backend could open.
+    pathOfFile: () => null,
+    onConnection(listener) {
+      watchers.add(listener);
+      listener(status);
+      return () => void watchers.delete(listener);
+    },
     close() {
       closed = true;
+      if (watchdog) clearInterval(watchdog);
       failAll(new BridgeError('the bridge client is closed', 'unavailable'));
       socket?.close(1000);
     },

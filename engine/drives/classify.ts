@@ -55,7 +55,12 @@ export interface DrivelistEntry {
 
 /** A name a person recognises: vendor and model, or what kind of disk it is. */
 export function driveName(node: BlockNode): string {
-  if (node.type === 'loop') return `Loop device (backing: ${node.backingFile ?? 'none'})`;
+  // A loop device is known by the file behind it (its full path is shown beside).
+  if (node.type === 'loop') {
+    return node.backingFile
+      ? `${node.backingFile.split(/[\\/]/).pop()} (loop device)`
+      : 'Loop device (no file behind it)';
+  }
   // "ATA" and PCI vendor ids ("0x1af4") say nothing to a person.
   const vendor = node.vendor && !/^(ata|0x[0-9a-f]+)$/i.test(node.vendor) ? node.vendor : null;
   const model = node.model;

@@ -12,3 +12,18 @@ export function niceCeiling(value: number): number {
   }
   return 10 * decade * unit;
 }
+
+const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400];
+
+/**
+ * Ticks for an axis of elapsed seconds: round times (0:10, 0:20… or 1:00, 2:00…), at
+ * most `most` of them between `from` and `to`.
+ */
+export function timeTicks(from: number, to: number, most = 5): number[] {
+  const span = Math.max(1, to - from);
+  const step =
+    TIME_STEPS.find((s) => span / s <= most - 1) ?? Math.ceil(span / (most - 1) / 3600) * 3600;
+  const ticks: number[] = [];
+  for (let t = Math.ceil(from / step) * step; t <= to + 1e-9; t += step) ticks.push(t);
+  return ticks;
+}

@@ -20,6 +20,8 @@ interface Context {
   destinations: string[];
   /** A name to show for a path (drive name, or the path itself). */
   label(path: string): string;
+  /** The job has ended: what went on then is told in the past. */
+  finished?: boolean;
 }
 
 const CAUSES: Array<[RegExp, string]> = [
@@ -39,8 +41,23 @@ const CAUSES: Array<[RegExp, string]> = [
 ];
 
 function causeOf(message: string): string {
+  return knownCause(message) ?? 'The engine stopped with this error.';
+}
+
+/** A system error in words, or null when it is not one of the usual ones. */
+export function knownCause(message: string): string | null {
   for (const [pattern, words] of CAUSES) if (pattern.test(message)) return words;
-  return 'The engine stopped with this error.';
+  return null;
+}
+
+/**
+ * Why a target failed, for its one line: the cause in words and the system's code
+ * ("There is no space left where it is being written (ENOSPC)."); else the message.
+ */
+export function failureWords(message: string): string {
+  const cause = knownCause(message);
+  const code = /\bE[A-Z]{2,}\b/.exec(message)?.[0];
+  return cause ? (code ? `${cause.replace(/\.$/, '')} (${code}).` : cause) : message;
 }
 
 function whereOf(e: JobError): string | null {
@@ -63,7 +80,9 @@ export function explainError(e: JobError, ctx: Context): Explained {
       where,
       cause: 'Those blocks are unreadable; they were written as zeros on every target.',
       detail,
-      todo: 'The copy goes on. Export the map when it is done to see every unreadable area.',
+      todo: ctx.finished
+        ? 'The copy went on past them. Export the map to see every unreadable area.'
+        : 'The copy goes on. Export the map when it is done to see every unreadable area.',
     };
   }
   if (isSource) {
@@ -87,8 +106,8 @@ export function explainError(e: JobError, ctx: Context): Explained {
       todo: e.fatal
         ? 'The copy stopped; what was written and recorded is kept. Fix the target, then resume ' +
           'the copy from Jobs.'
-        : 'This target left the copy and its copy is incomplete; the other targets go on. Once ' +
-          'it is fixed, Resume brings it back where it stopped, or finish the job without it.',
+        : `This target left the copy and its copy is incomplete; the other targets ${ctx.finished ? 'went' : 'go'} on. ` +
+          'Once it is fixed, Resume brings it back where it stopped, or finish the job without it.',
     };
   }
   if (e.job === null) {
@@ -107,7 +126,9 @@ export function explainError(e: JobError, ctx: Context): Explained {
     detail,
     todo: e.fatal
       ? 'The copy stopped; everything recorded so far is kept. Resume it from Jobs.'
-      : 'The copy goes on.',
+      : ctx.finished
+        ? 'The copy went on past it.'
+        : 'The copy goes on.',
   };
 }
 

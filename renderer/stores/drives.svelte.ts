@@ -4,7 +4,7 @@
 // verdicts as targets — those depend on the chosen source and on what the user allows
 // (mounted drives, the system drive), so they are asked for again when those change.
 import type { Capabilities, DriveQuery } from '../../preload/api';
-import type { DriveInfo, DrivesChanged } from '../../preload/events';
+import type { DriveInfo, DriveRole, DrivesChanged } from '../../preload/events';
 import { api, errorText } from '../lib/api';
 
 class Drives {
@@ -67,6 +67,24 @@ class Drives {
     } catch (e) {
       if (ask === this.asked) this.error = errorText(e);
     }
+  }
+
+  /**
+   * What a list offers: every drive, and the image files picked for this list (an image
+   * picked as a target is not offered as a source, nor the other way round).
+   */
+  forRole(list: DriveInfo[], role: DriveRole): DriveInfo[] {
+    return list.filter((d) => d.kind === 'block' || d.pickedAs.includes(role));
+  }
+
+  /** Takes a picked image off one list. */
+  async forget(path: string, role: DriveRole): Promise<void> {
+    try {
+      await api().forgetImage(path, role);
+    } catch (e) {
+      this.error = errorText(e);
+    }
+    await this.refresh();
   }
 
   byPath(path: string | null): DriveInfo | undefined {

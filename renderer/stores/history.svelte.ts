@@ -28,6 +28,17 @@ class History {
     }
   }
 
+  /**
+   * The newest unfinished job (running, paused, stopped or failed) still writing `path`:
+   * what is on it is an incomplete copy. null when none.
+   */
+  unfinishedOnto(path: string): number | null {
+    const j = this.sorted.find(
+      (j) => j.state !== 'done' && j.destinations.some((d) => d.path === path && !d.dropped),
+    );
+    return j?.job ?? null;
+  }
+
   byId(id: number): JobSummary | undefined {
     return this.jobs.find((j) => j.job === id);
   }

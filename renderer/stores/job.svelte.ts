@@ -21,8 +21,13 @@ import type {
   VerifyProgress,
 } from '../../preload/events';
 import { api, errorText } from '../lib/api';
+import type { Phase } from '../lib/phase';
 import { RegionCells } from '../lib/region-cells';
+import { notifyEnd } from '../lib/notify';
+import { drives } from './drives.svelte';
 import { history } from './history.svelte';
+
+export type { Phase };
 
 export interface RateSample {
   /** Seconds since the job came on screen. */
@@ -33,14 +38,6 @@ export interface RateSample {
   cap: number;
   paused: boolean;
 }
-
-/**
- * What the job is doing, from its latest event: starting (nothing heard yet), comparing
- * (before an update), copying, flushing (the last flush and commit), paused, verifying
- * (after the copy), finished (done).
- */
-export type Phase =
-  'idle' | 'starting' | 'comparing' | 'copying' | 'flushing' | 'paused' | 'verifying' | 'finished';
 
 const MAX_SAMPLES = 1200;
 const MAX_ERRORS = 100;
@@ -95,11 +92,16 @@ class CurrentJob {
   controlError = $state<string | null>(null);
   /** Cancel was asked and the job has not ended yet (what the button shows). */
   stopping = $state(false);
+  /**
+   * The job's record, when it ended while the backend was out of reach: its done event
+   * was never heard, so the record says how it ended.
+   */
+  unheardEnd = $state.raw<JobSummary | null>(null);
 
   phase: Phase = $derived(
     this.id === null
       ? 'idle'
-      : this.done
+      : this.done || this.unheardEnd
         ? 'finished'
         : this.verifying
           ? this.verifying.phase
@@ -137,6 +139,11 @@ class CurrentJob {
       return;
     }
     if (message.event === 'done' || message.event === 'job-started') void history.refresh();
+    // Heard live (never on a replay): the copy just ended. Electron's main process
+    // notifies by itself.
+    if (message.event === 'done' && drives.capabilities?.notifications === 'page') {
+      notifyEnd(message.payload);
+    }
     if (job === this.id && this.following) {
       this.handle(message);
       return;
@@ -211,6 +218,7 @@ class CurrentJob {
     this.controlError = null;
     this.engineErrors = [];
     this.stopping = false;
+    this.unheardEnd = null;
     this.shownAt = performance.now();
     this.map.clear(0, 0);
     this.mapVersion++;
@@ -227,6 +235,19 @@ class CurrentJob {
     for (const message of this.kept.get(id) ?? []) this.handle(message);
     this.kept.delete(id);
     void this.loadMap(id);
+  }
+
+  /**
+   * After the connection came back: a job still running goes on (its map afresh: changes
+   * were missed); one that ended meanwhile is shown as its record says.
+   */
+  async catchUp(): Promise<void> {
+    await history.refresh();
+    const id = this.id;
+    if (id === null || this.done) return;
+    const record = history.byId(id);
+    if (record?.live) void this.loadMap(id);
+    else if (record) this.unheardEnd = record;
   }
 
   /** Back to no job on screen. */

@@ -1,6 +1,7 @@
 // Which screen is up, and the two ways a job comes on it: a new copy, or a resume.
 import type { CloneRequest, JobSummary } from '../../preload/api';
 import { api, errorText } from '../lib/api';
+import { askToNotify } from '../lib/notify';
 import { drives } from './drives.svelte';
 import { history } from './history.svelte';
 import { job } from './job.svelte';
@@ -34,6 +35,7 @@ class Screen {
 
   /** Starts the copy and shows it; what it is (new, resume, update) comes with job-started. */
   async startCopy(request: CloneRequest): Promise<void> {
+    if (drives.capabilities?.notifications === 'page') askToNotify();
     job.hold();
     let id: number;
     try {

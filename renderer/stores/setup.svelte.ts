@@ -19,6 +19,8 @@ export interface SetupOptions {
   verify: boolean;
   sparse: 'auto' | 'yes' | 'no';
   ignoreErrors: boolean;
+  /** Copy only the blocks the source's file system uses (ext2/3/4, FAT32). */
+  usedOnly: boolean;
   sequential: boolean;
   /** Percent of time for I/O, 1–100. */
   throttle: number;
@@ -28,9 +30,10 @@ export interface SetupOptions {
 
 export const DEFAULT_OPTIONS: SetupOptions = {
   regionSize: 0,
-  verify: false,
+  verify: true,
   sparse: 'auto',
   ignoreErrors: false,
+  usedOnly: false,
   sequential: false,
   throttle: 100,
   maxRateMiB: 0,
@@ -78,7 +81,7 @@ class Setup {
     };
   }
 
-  async chooseSource(path: string): Promise<void> {
+  async chooseSource(path: string | null): Promise<void> {
     this.source = path;
     this.notice = null;
     await this.requery();
@@ -130,6 +133,7 @@ class Setup {
       maxRate: Number.isFinite(o.maxRateMiB) ? Math.max(0, Math.round(o.maxRateMiB * MIB)) : 0,
     };
     if (o.regionSize > 0) options.regionSize = o.regionSize;
+    if (o.usedOnly) options.usedOnly = true;
     return options;
   }
 
@@ -170,6 +174,7 @@ class Setup {
     this.allowSystem = false;
     // In place: the Options form is bound to this object.
     this.options.ignoreErrors = false;
+    this.options.usedOnly = false;
     this.notice = null;
     void drives.setQuery({});
   }

@@ -54,7 +54,7 @@ export function requireBrowser(t: TestContext): boolean {
 }
 
 export interface Bridge {
-  /** What `web.js` printed: http://127.0.0.1:PORT/?token=… */
+  /** What `web.js` printed: http://127.0.0.1:PORT/#token=… */
   url: string;
   origin: string;
   port: number;
@@ -62,13 +62,23 @@ export interface Bridge {
   /** Everything web.js wrote (for failure messages). */
   output(): string;
   stop(): Promise<void>;
+  /** SIGKILL: gone at once, nothing cleaned up (its engine sees its link close). */
+  kill(): Promise<void>;
 }
 
-/** Starts `node dist/main/web.js` with its own job database in `dir`. */
-export async function startBridge(t: TestContext, dir: string): Promise<Bridge> {
+/**
+ * Starts `node dist/main/web.js` with its own job database in `dir`; on `port` (it keeps
+ * the token it saved in `dir` last time: a page left open reconnects by itself).
+ */
+export async function startBridge(
+  t: TestContext,
+  dir: string,
+  opts: { port?: number; home?: string } = {},
+): Promise<Bridge> {
   const dbPath = path.join(dir, 'jobs.db');
-  const child: ChildProcess = spawn(process.execPath, [WEB, '--port', '0'], {
-    env: { ...process.env, DRIVETWIN_DB: dbPath },
+  const child: ChildProcess = spawn(process.execPath, [WEB, '--port', String(opts.port ?? 0)], {
+    // HOME: where the browser's file dialog starts.
+    env: { ...process.env, DRIVETWIN_DB: dbPath, ...(opts.home ? { HOME: opts.home } : {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -78,7 +88,7 @@ export async function startBridge(t: TestContext, dir: string): Promise<Bridge> 
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`web.js printed no URL:\n${output}`)), 20_000);
     const look = (): void => {
-      const m = /DriveTwin is at (http:\/\/127\.0\.0\.1:\d+\/\?token=[0-9a-f]+)/.exec(output);
+      const m = /DriveTwin is at (http:\/\/127\.0\.0\.1:\d+\/#token=[0-9a-f]+)/.exec(output);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);
@@ -100,6 +110,11 @@ export async function startBridge(t: TestContext, dir: string): Promise<Bridge> 
     await exited;
     clearTimeout(killer);
   };
+  const kill = async (): Promise<void> => {
+    stopped = true;
+    child.kill('SIGKILL');
+    await exited;
+  };
   t.after(stop);
   return {
     url,
@@ -108,6 +123,7 @@ export async function startBridge(t: TestContext, dir: string): Promise<Bridge> 
     dbPath,
     output: () => output,
     stop,
+    kill,
   };
 }
 
@@ -127,7 +143,13 @@ export interface App {
 export async function openApp(
   t: TestContext,
   bridge: Bridge,
-  opts: { colorScheme?: 'light' | 'dark'; width?: number; height?: number } = {},
+  opts: {
+    colorScheme?: 'light' | 'dark';
+    width?: number;
+    height?: number;
+    /** Script run in the page before its own (a spy on a browser API). */
+    init?: string;
+  } = {},
 ): Promise<App> {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'drivetwin-e2e-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
@@ -163,6 +185,7 @@ export async function openApp(
     fs.rmSync(profile, { recursive: true, force: true });
   };
   t.after(close);
+  if (opts.init) await context.addInitScript(opts.init);
   await page.goto(bridge.url);
   await page.getByRole('button', { name: 'New copy' }).waitFor({ timeout: 20_000 });
   return { page, context, requests, failures, pageErrors, close };
@@ -311,4 +334,38 @@ export async function shownCounts(page: Page): Promise<ShownCounts | null> {
       phase: view.getAttribute('data-phase') ?? '',
     };
   })()`)) as ShownCounts | null;
+}
+
+/** Chooses `source` and `targets` (image files, typed), sets the options, opens the confirmation. */
+export async function setUpCopy(
+  page: Page,
+  source: string,
+  targets: string[],
+  opts: { verify?: boolean; maxRateMiB?: number; ignoreErrors?: boolean; usedOnly?: boolean } = {},
+): Promise<void> {
+  await page.getByRole('button', { name: 'New copy', exact: true }).first().click();
+  // A source already chosen is folded to one line: unfold the list to type another.
+  const change = page.getByTestId('change-source');
+  if ((await change.count()) > 0) await change.click();
+  await page.locator('#source-image-path').fill(source);
+  await page.locator('#source-image-path').press('Enter');
+  await until('the source to be chosen', () =>
+    driveRow(page, 'source', source).locator('input').isChecked(),
+  );
+  for (const target of targets) {
+    await page.locator('#target-image-path').fill(target);
+    await page.locator('#target-image-path').press('Enter');
+    await until(`${target} to be chosen`, () =>
+      driveRow(page, 'target', target).locator('input').isChecked(),
+    );
+  }
+  const options = page.getByTestId('options');
+  if ((await options.getAttribute('open')) === null) await options.locator('summary').click();
+  if (opts.verify !== undefined) await page.locator('#opt-verify').setChecked(opts.verify);
+  if (opts.ignoreErrors !== undefined) {
+    await page.locator('#opt-ignore').setChecked(opts.ignoreErrors);
+  }
+  if (opts.maxRateMiB !== undefined) await page.locator('#opt-rate').fill(`${opts.maxRateMiB}`);
+  if (opts.usedOnly !== undefined) await page.locator('#opt-used-only').setChecked(opts.usedOnly);
+  await page.getByTestId('copy-button').click();
 }

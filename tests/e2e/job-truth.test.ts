@@ -22,11 +22,11 @@ import { requireRoot } from '../helpers/loop';
 import {
   assertNoPageErrors,
   assertOnlyBridge,
-  driveRow,
   openApp,
   plannedIntent,
   requireBrowser,
   screenshot,
+  setUpCopy,
   shownCounts,
   sleep,
   startBridge,
@@ -35,36 +35,6 @@ import {
 } from './harness';
 
 const MIB = 1024 * 1024;
-
-/** Chooses `source` and `targets` (image files, typed), sets the options, opens the confirmation. */
-async function setUpCopy(
-  page: Page,
-  source: string,
-  targets: string[],
-  opts: { verify?: boolean; maxRateMiB?: number; ignoreErrors?: boolean } = {},
-): Promise<void> {
-  await page.getByRole('button', { name: 'New copy', exact: true }).first().click();
-  await page.locator('#source-image-path').fill(source);
-  await page.locator('#source-image-path').press('Enter');
-  await until('the source to be chosen', () =>
-    driveRow(page, 'source', source).locator('input').isChecked(),
-  );
-  for (const target of targets) {
-    await page.locator('#target-image-path').fill(target);
-    await page.locator('#target-image-path').press('Enter');
-    await until(`${target} to be chosen`, () =>
-      driveRow(page, 'target', target).locator('input').isChecked(),
-    );
-  }
-  const options = page.getByTestId('options');
-  if ((await options.getAttribute('open')) === null) await options.locator('summary').click();
-  if (opts.verify !== undefined) await page.locator('#opt-verify').setChecked(opts.verify);
-  if (opts.ignoreErrors !== undefined) {
-    await page.locator('#opt-ignore').setChecked(opts.ignoreErrors);
-  }
-  if (opts.maxRateMiB !== undefined) await page.locator('#opt-rate').fill(`${opts.maxRateMiB}`);
-  await page.getByTestId('copy-button').click();
-}
 
 async function heading(page: Page): Promise<string> {
   return page.locator('#job-heading').innerText();

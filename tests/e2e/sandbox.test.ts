@@ -77,9 +77,10 @@ test('the page has no Node, only window.driveTwin, a strict CSP, and talks to no
   for (const name of ['require', 'process', 'module', 'exports', 'Buffer', 'global', '__dirname']) {
     assert.equal(await page.evaluate(`typeof ${name}`), 'undefined', `${name} in the page`);
   }
-  // window.driveTwin is the contract: its methods, `on`, and the bridge client's own two.
+  // window.driveTwin is the contract: its methods, its local members (`on`,
+  // `onConnection`, `pathOfFile`), and the bridge client's own two.
   const keys = (await page.evaluate('Object.keys(window.driveTwin).sort()')) as string[];
-  const contract = [...METHODS, 'on'];
+  const contract = [...METHODS, 'on', 'onConnection', 'pathOfFile'];
   assert.deepEqual(
     keys.filter((k) => !contract.includes(k)).sort(),
     ['close', 'connected'],

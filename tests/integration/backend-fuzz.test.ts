@@ -183,6 +183,28 @@ function badArgs(rng: Rng, method: (typeof METHODS)[number]): unknown[] {
     case 'pickImageToOpen':
     case 'pickImageToSave':
       return rng.pick([[5], [null], [''], ['relative.img'], ['/x\0y'], [{}], ['/tmp', '/tmp']]);
+    case 'forgetImage':
+      return rng.pick([
+        [5, 'source'],
+        ['/x.img'],
+        ['/x.img', 'both'],
+        [null, 'target'],
+        ['/x.img', 'source', 1],
+      ]);
+    case 'driveContents':
+      return rng.pick([
+        [5],
+        [''],
+        ['relative.img'],
+        ['/x\0y'],
+        ['/no/such/place.img'],
+        ['/dev/null'],
+        ['/tmp', '/tmp'],
+      ]);
+    case 'listFolder':
+      return rng.pick([[5], ['relative'], ['/etc'], [null], ['/tmp', 1]]);
+    case 'ejectDrive':
+      return rng.pick([[5], [], ['relative'], ['/dev/no-such-drive'], ['/tmp']]);
     case 'capabilities':
     case 'listJobs':
       return [anyValue(rng) ?? 0];

@@ -15,6 +15,7 @@ import {
   bridgeUrl,
   createBridgeClient,
   type SocketConstructor,
+  tokenFromHash,
 } from '../../renderer/bridge-client';
 import { startBackend } from '../helpers/backend';
 import { sha256, tempDir, writeRandomFile } from '../helpers/files';
@@ -56,107 +57,115 @@ function get(
   });
 }
 
-/** How a WebSocket attempt ends: a close code, or the HTTP status that refused the upgrade. */
-function wsOutcome(url: string, origin?: string): Promise<{ close?: number; status?: number }> {
-  return new Promise((resolve) => {
-    const ws = new WebSocket(url, origin ? { origin } : {});
-    ws.on('unexpected-response', (_req, res) => {
-      resolve({ status: res.statusCode });
-      ws.terminate();
-    });
-    ws.on('error', () => undefined);
-    ws.on('close', (code) => resolve({ close: code }));
-  });
-}
-
-test('pages need the token, our Host and our Origin, and come with a strict CSP', async (t) => {
+test('pages are served to our Host and Origin only, with a strict CSP, and never set a cookie', async (t) => {
   const { bridge } = await setUp(t, true);
+  // The token is in the fragment: the browser never sends it, not even to this bridge.
   assert.match(
     bridge.url,
-    new RegExp(`^http://127\\.0\\.0\\.1:${bridge.port}/\\?token=[0-9a-f]{64}$`),
+    new RegExp(`^http://127\\.0\\.0\\.1:${bridge.port}/#token=[0-9a-f]{64}$`),
   );
 
-  assert.equal((await get(bridge, '/')).status, 401);
-  assert.equal((await get(bridge, '/?token=nope')).status, 401);
-  // One character off (a different one, whatever the token ends with).
-  const offByOne = bridge.token.slice(0, -1) + (bridge.token.endsWith('0') ? '1' : '0');
-  assert.equal((await get(bridge, `/?token=${offByOne}`)).status, 401);
-  assert.equal((await get(bridge, '/app.js')).status, 401);
-
-  const page = await get(bridge, `/?token=${bridge.token}`);
+  const page = await get(bridge, '/');
   assert.equal(page.status, 200);
   assert.match(page.body, /<title>app<\/title>/);
+  assert.equal(page.headers['set-cookie'], undefined, 'no cookie: cookies ignore ports');
   const csp = String(page.headers['content-security-policy']);
   assert.match(csp, /default-src 'self'/);
   assert.match(csp, new RegExp(`connect-src 'self' ws://127\\.0\\.0\\.1:${bridge.port}`));
   assert.equal(page.headers['referrer-policy'], 'no-referrer');
-  const cookie = String(page.headers['set-cookie']).split(';')[0];
-  assert.match(String(page.headers['set-cookie']), /HttpOnly; SameSite=Strict/);
+  // An old-style ?token= sets nothing either.
+  assert.equal((await get(bridge, `/?token=${bridge.token}`)).headers['set-cookie'], undefined);
 
-  // The cookie stands for the token on the page's own requests.
-  const asset = await get(bridge, '/app.js', { Cookie: cookie });
+  const asset = await get(bridge, '/app.js');
   assert.equal(asset.status, 200);
   assert.match(String(asset.headers['content-type']), /javascript/);
-  assert.equal((await get(bridge, '/settings', { Cookie: cookie })).body, page.body);
-  assert.equal((await get(bridge, '/%2e%2e/secret.txt', { Cookie: cookie })).status, 404);
-  assert.equal((await get(bridge, '/..%2fsecret.txt', { Cookie: cookie })).status, 404);
+  assert.equal((await get(bridge, '/settings')).body, page.body);
+  assert.equal((await get(bridge, '/%2e%2e/secret.txt')).status, 404);
+  assert.equal((await get(bridge, '/..%2fsecret.txt')).status, 404);
 
-  // DNS rebinding: the right token under another name is still refused.
-  const rebound = await get(bridge, `/?token=${bridge.token}`, {
-    Host: `evil.example:${bridge.port}`,
-  });
+  // DNS rebinding: our pages under another name are refused; so is another page's Origin.
+  const rebound = await get(bridge, '/', { Host: `evil.example:${bridge.port}` });
   assert.equal(rebound.status, 421);
-  const framed = await get(bridge, `/?token=${bridge.token}`, { Origin: 'http://evil.example' });
+  const framed = await get(bridge, '/', { Origin: 'http://evil.example' });
   assert.equal(framed.status, 403);
 });
 
 test('the renderer is replaced by a placeholder page until it is built', async (t) => {
   const { bridge } = await setUp(t, false);
-  const page = await get(bridge, `/?token=${bridge.token}`);
+  const page = await get(bridge, '/');
   assert.equal(page.status, 200);
   assert.match(page.body, /renderer is not built yet/);
   assert.match(String(page.headers['content-security-policy']), /default-src 'self'/);
 });
 
-test('the WebSocket refuses a missing or wrong token (4401) and a wrong Origin or Host', async (t) => {
+/** How a WebSocket ends when it sends `first` (or nothing) on opening. */
+function wsFirst(
+  url: string,
+  first: string | null,
+  origin?: string,
+): Promise<{ close?: number; status?: number; heard: string[] }> {
+  return new Promise((resolve) => {
+    const heard: string[] = [];
+    const ws = new WebSocket(url, origin ? { origin } : {});
+    ws.on('open', () => first !== null && ws.send(first));
+    ws.on('message', (m) => heard.push(String(m)));
+    ws.on('unexpected-response', (_req, res) => {
+      resolve({ status: res.statusCode, heard });
+      ws.terminate();
+    });
+    ws.on('error', () => undefined);
+    ws.on('close', (code) => resolve({ close: code, heard }));
+  });
+}
+
+test('the WebSocket wants the token as its first message (4401 otherwise), our Origin and Host', async (t) => {
   const { bridge } = await setUp(t, false);
   const base = `ws://127.0.0.1:${bridge.port}/bridge`;
-  assert.deepEqual(await wsOutcome(base), { close: BRIDGE_CLOSE_UNAUTHORIZED });
-  assert.deepEqual(await wsOutcome(`${base}?token=wrong`), { close: BRIDGE_CLOSE_UNAUTHORIZED });
-  assert.deepEqual(await wsOutcome(`${base}?token=${bridge.token}`, 'http://evil.example'), {
-    status: 403,
-  });
-  assert.deepEqual(
-    await wsOutcome(`ws://localhost:${bridge.port}/elsewhere?token=${bridge.token}`),
-    {
-      status: 404,
-    },
+  const auth = (token: unknown): string => JSON.stringify({ t: 'auth', token });
+  const call = JSON.stringify({ t: 'call', id: 1, method: 'listJobs', args: [] });
+  for (const first of [null, call, auth('wrong'), auth(bridge.token.slice(0, -1)), auth(5)]) {
+    const outcome = await wsFirst(base, first);
+    assert.equal(outcome.close, BRIDGE_CLOSE_UNAUTHORIZED, String(first));
+    assert.deepEqual(outcome.heard, [], 'nothing is said before the token');
+  }
+  // The token in the URL counts for nothing.
+  assert.equal(
+    (await wsFirst(`${base}?token=${bridge.token}`, call)).close,
+    BRIDGE_CLOSE_UNAUTHORIZED,
   );
-  // Not JSON, or not a call: the connection is closed.
+  assert.deepEqual(await wsFirst(base, auth(bridge.token), 'http://evil.example'), {
+    status: 403,
+    heard: [],
+  });
+  assert.equal((await wsFirst(`ws://localhost:${bridge.port}/elsewhere`, null)).status, 404);
+  // Not JSON, or not a call, after the token: the connection is closed.
   const junk = await new Promise<number>((resolve) => {
-    const ws = new WebSocket(`${base}?token=${bridge.token}`);
-    ws.on('open', () => ws.send('{not json'));
+    const ws = new WebSocket(base);
+    ws.on('open', () => ws.send(auth(bridge.token)));
+    ws.on('message', (m) => JSON.parse(String(m)).t === 'ready' && ws.send('{not json'));
     ws.on('close', (code) => resolve(code));
   });
   assert.equal(junk, 1003);
 
   const client = createBridgeClient({
-    url: `${base}?token=nope`,
+    url: base,
+    token: 'nope',
     WebSocket: WebSocket as unknown as SocketConstructor,
   });
   await assert.rejects(client.connected, /refused this page/);
   await assert.rejects(client.listJobs(), (e: BridgeError) => e.code === 'unavailable');
+  const without = createBridgeClient({
+    url: base,
+    WebSocket: WebSocket as unknown as SocketConstructor,
+  });
+  await assert.rejects(without.connected, /without the token/);
 });
 
 test('the browser client drives the real backend over the bridge: calls, errors and events', async (t) => {
   const { bridge, file } = await setUp(t, false);
   const client = createBridgeClient({
-    url: bridgeUrl({
-      protocol: 'http:',
-      host: `127.0.0.1:${bridge.port}`,
-      search: '',
-      hash: `#token=${bridge.token}`,
-    }),
+    url: bridgeUrl({ protocol: 'http:', host: `127.0.0.1:${bridge.port}` }),
+    token: tokenFromHash(new URL(bridge.url).hash),
     WebSocket: WebSocket as unknown as SocketConstructor,
   });
   t.after(() => client.close());

@@ -241,7 +241,7 @@ describe('classification: Ubuntu laptop (LVM on LUKS on NVMe, hot-plugged NVMe, 
 
   test('loop devices: backing file, name, the snap mounted read-only, partitions not listed', () => {
     const snap = byPath(drives, '/dev/loop0');
-    assert.equal(snap.name, 'Loop device (backing: /var/lib/snapd/snaps/core22_1380.snap)');
+    assert.equal(snap.name, 'core22_1380.snap (loop device)');
     assert.equal(snap.backingFile, '/var/lib/snapd/snaps/core22_1380.snap');
     assert.equal(snap.readOnly, true);
     assert.deepEqual(snap.mountpoints, ['/snap/core22/1380']);
@@ -630,7 +630,7 @@ describe('live: this machine', () => {
       const drive = byPath(await listDrives(), dev);
       assert.deepEqual(drive, {
         path: dev,
-        name: `Loop device (backing: ${fs.realpathSync(image)})`,
+        name: `${path.basename(fs.realpathSync(image))} (loop device)`,
         size: 8 * 2 ** 20,
         logicalBlockSize: 4096,
         bus: 'loop',

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { CONTENT_SECURITY_POLICY } from '../../main/csp';
+import { ejectTool } from '../../main/eject';
 import { windowOptions } from '../../main/window';
 import { EVENT_CHANNELS, INVOKE_CHANNELS } from '../../preload/api';
 import { FakeIpcMain, frame, INDEX_URL, loadGlue, PATHS, ROOT } from '../helpers/electron-glue';
@@ -183,6 +184,14 @@ function fakeElectron(opts: { lock?: boolean; stopAnswer?: number } = {}) {
     BrowserWindow: FakeBrowserWindow,
     nativeTheme: Object.assign(new EventEmitter(), { shouldUseDarkColors: false }),
     Notification: FakeNotification,
+    // Kept awake while a copy runs: started and stopped calls are recorded.
+    powerSaveBlocker: {
+      start: (type: string) => {
+        calls.push(`powerSaveBlocker.start ${type}`);
+        return 7;
+      },
+      stop: (id: number) => void calls.push(`powerSaveBlocker.stop ${id}`),
+    },
     ipcMain: new FakeIpcMain(),
     dialog: {
       showMessageBoxSync: (_w: unknown, o: unknown) => {
@@ -286,7 +295,15 @@ describe('main/index.ts against a fake Electron', () => {
     const caps = await handlers.get(INVOKE_CHANNELS.capabilities)!(ours);
     assert.deepEqual(caps, {
       ok: true,
-      value: { transport: 'electron', dialogs: true, platform: process.platform, version: '0.1.0' },
+      value: {
+        transport: 'electron',
+        dialogs: true,
+        platform: process.platform,
+        version: '0.1.0',
+        fileBrowser: false,
+        eject: ejectTool(),
+        notifications: 'app',
+      },
     });
     const foreign = {
       senderFrame: frame('https://evil.example/'),
@@ -321,6 +338,11 @@ describe('main/index.ts against a fake Electron', () => {
       win.titles.includes('50% · 5 min left — DriveTwin'),
     );
     assert.deepEqual(win.bars.at(-1), [0.5, { mode: 'normal' }]);
+    assert.deepEqual(
+      calls.filter((c) => c.startsWith('powerSaveBlocker')),
+      ['powerSaveBlocker.start prevent-app-suspension'],
+      'kept awake while it copies',
+    );
     assert.ok(
       win.webContents.sent.some(([channel]) => channel === EVENT_CHANNELS.progress),
       'the page gets the progress too',
@@ -337,6 +359,7 @@ describe('main/index.ts against a fake Electron', () => {
     assert.match(notifications[0].body, /^Job 4: /);
     assert.equal(win.titles.at(-1), 'DriveTwin');
     assert.deepEqual(win.bars.at(-1), [-1, { mode: 'none' }]);
+    assert.ok(calls.includes('powerSaveBlocker.stop 7'), 'allowed to sleep once it ended');
 
     // Nothing runs: quitting stops the engine cleanly, then quits.
     electron.app.quit();

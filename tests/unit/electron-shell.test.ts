@@ -182,13 +182,16 @@ describe('the preload', () => {
     assert.deepEqual(required, ['electron']);
   });
 
-  test('exposes window.driveTwin with exactly the contract: METHODS and on', () => {
+  test('exposes window.driveTwin with exactly the contract: METHODS and its local members', () => {
     const { api, exposed, ipcRenderer } = preloadUnderTest();
     assert.deepEqual(
       exposed.map(([key]) => key),
       ['driveTwin'],
     );
-    assert.deepEqual(Object.keys(api).sort(), [...METHODS, 'on'].sort());
+    assert.deepEqual(
+      Object.keys(api).sort(),
+      [...METHODS, 'on', 'onConnection', 'pathOfFile'].sort(),
+    );
     for (const [key, value] of Object.entries(api)) {
       assert.equal(typeof value, 'function', `${key} is a function`);
       assert.notEqual(value, ipcRenderer);

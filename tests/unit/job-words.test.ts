@@ -8,12 +8,7 @@ import { describe, test } from 'node:test';
 import type { ClonePlan } from '../../preload/api';
 import type { JobDone, JobProgress } from '../../preload/events';
 import { doneEvent, progressEvent } from '../helpers/events';
-import {
-  destinationWords,
-  planWords,
-  regionCounts,
-  verifyOutcome,
-} from '../../renderer/lib/job-words';
+import { planWords, regionCounts, verifyOutcome } from '../../renderer/lib/job-words';
 
 const progress = (p: Partial<JobProgress> = {}): JobProgress =>
   progressEvent({ bytesTotal: 2048 << 20, regionsTotal: 2048, ...p });
@@ -128,52 +123,5 @@ describe('the verify, as the done event says it', () => {
       'Verify was off.',
     );
     assert.equal(verifyOutcome(done({ state: 'interrupted' }), null, null).outcome, 'off');
-  });
-});
-
-describe('each destination’s result', () => {
-  test('done, failed with its reason, not finished; verified or differing', () => {
-    assert.equal(
-      destinationWords({ path: '/a', state: 'done', error: null, bytesWritten: 0 }),
-      'copied',
-    );
-    assert.equal(
-      destinationWords({
-        path: '/a',
-        state: 'failed',
-        error: 'ENOSPC: no space left on device',
-        bytesWritten: 0,
-      }),
-      'failed: ENOSPC: no space left on device',
-    );
-    assert.equal(
-      destinationWords({ path: '/a', state: 'unfinished', error: null, bytesWritten: 0 }),
-      'not finished',
-    );
-    assert.equal(
-      destinationWords({
-        path: '/a',
-        state: 'done',
-        error: null,
-        bytesWritten: 0,
-        verified: true,
-        mismatches: [],
-      }),
-      'copied, verified equal',
-    );
-    assert.equal(
-      destinationWords({
-        path: '/a',
-        state: 'done',
-        error: null,
-        bytesWritten: 0,
-        verified: false,
-        mismatches: [
-          { offset: 0, length: 1 },
-          { offset: 9, length: 1 },
-        ],
-      }),
-      'copied, differs from the source (2 ranges)',
-    );
   });
 });

@@ -1,0 +1,196 @@
+// What is on a drive or image file now — what a copy onto it would erase: its partition
+// table, each partition's file system, label and size, a file system on the whole
+// device, or nothing. On Linux from util-linux: `blkid -p` probes the signatures itself
+// (no udev database needed, so it works on loop devices and image files alike, and on
+// partitions that have no /dev node: it probes them at their offset), and `sfdisk
+// --json` reads the partition table. Elsewhere it says it could not look.
+//
+// "Blank" is said only when it is proven: a new or empty file, or every byte read back
+// as zero (tried only up to BLANK_READ_LIMIT). Otherwise an unrecognised device is
+// "nothing recognised" — and whether its start or end holds data.
+
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+
+export interface PartitionContents {
+  number: number;
+  offset: number;
+  size: number;
+  name: string | null;
+  fsType: string | null;
+  label: string | null;
+}
+
+export interface DriveContents {
+  path: string;
+  size: number;
+  examined: boolean;
+  why: string | null;
+  partitionTable: string | null;
+  partitions: PartitionContents[];
+  filesystem: { type: string; label: string | null } | null;
+  newFile: boolean;
+  blank: boolean;
+  dataSeen: boolean;
+}
+
+/** Up to this size a device with no signature is read whole to tell blank from not. */
+export const BLANK_READ_LIMIT = 256 * 1024 * 1024;
+const EDGE = 1024 * 1024;
+
+/** Runs a program: its stdout, or an error carrying its exit code and stderr. */
+export type Run = (program: string, args: string[]) => Promise<string>;
+
+export const runProgram: Run = (program, args) =>
+  new Promise((resolve, reject) => {
+    execFile(program, args, { timeout: 10_000, maxBuffer: 4 << 20 }, (error, stdout, stderr) => {
+      if (error) {
+        const e = error as Error & { code?: number | string; stderr?: string };
+        e.stderr = String(stderr);
+        reject(e);
+      } else resolve(String(stdout));
+    });
+  });
+
+/** `blkid -o export` output: KEY=value lines. */
+export function parseBlkidExport(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return out;
+}
+
+/** `sfdisk --json` output: the table's type and its partitions in bytes. */
+export function parseSfdiskJson(text: string): {
+  label: string;
+  partitions: Array<{ number: number; offset: number; size: number; name: string | null }>;
+} {
+  const table = (JSON.parse(text) as { partitiontable?: SfdiskTable }).partitiontable;
+  if (!table) throw new Error('sfdisk: no partition table in its output');
+  const sector = table.sectorsize ?? 512;
+  return {
+    label: table.label,
+    partitions: (table.partitions ?? []).map((p, i) => ({
+      number: Number(/(\d+)$/.exec(p.node)?.[1] ?? i + 1),
+      offset: p.start * sector,
+      size: p.size * sector,
+      name: p.name ?? null,
+    })),
+  };
+}
+
+interface SfdiskTable {
+  label: string;
+  sectorsize?: number;
+  partitions?: Array<{ node: string; start: number; size: number; name?: string }>;
+}
+
+/** blkid's exit code 2: nothing found. */
+function nothingFound(e: unknown): boolean {
+  return (e as { code?: unknown }).code === 2;
+}
+
+async function probe(run: Run, path: string, at?: { offset: number; size: number }) {
+  const args = ['-p', '-o', 'export'];
+  if (at) args.push('--offset', String(at.offset), '--size', String(at.size));
+  try {
+    return parseBlkidExport(await run('blkid', [...args, path]));
+  } catch (e) {
+    if (nothingFound(e)) return {};
+    throw e;
+  }
+}
+
+/** Reads `length` bytes at `offset` and says whether any is not zero. */
+function holdsData(fd: number, offset: number, length: number): boolean {
+  const buffer = Buffer.alloc(Math.min(length, EDGE));
+  for (let done = 0; done < length;) {
+    const n = fs.readSync(fd, buffer, 0, Math.min(buffer.length, length - done), offset + done);
+    if (n <= 0) break;
+    for (let i = 0; i < n; i++) if (buffer[i] !== 0) return true;
+    done += n;
+  }
+  return false;
+}
+
+/** Blank (read whole, when small), or whether its start or end holds data. */
+function emptiness(path: string, size: number): { blank: boolean; dataSeen: boolean } {
+  const fd = fs.openSync(path, 'r');
+  try {
+    if (size <= BLANK_READ_LIMIT) {
+      const data = holdsData(fd, 0, size);
+      return { blank: !data, dataSeen: data };
+    }
+    const data = holdsData(fd, 0, EDGE) || holdsData(fd, size - EDGE, EDGE);
+    return { blank: false, dataSeen: data };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Nothing found yet; `why`: it could not be looked at, and why. */
+function nothingYet(path: string, size: number, why: string | null = null): DriveContents {
+  return {
+    path,
+    size,
+    examined: why === null,
+    why,
+    partitionTable: null,
+    partitions: [],
+    filesystem: null,
+    newFile: false,
+    blank: false,
+    dataSeen: false,
+  };
+}
+
+function whyNot(e: unknown, path: string): string {
+  const err = e as NodeJS.ErrnoException & { stderr?: string };
+  if (err.code === 'ENOENT' && err.path === undefined) return 'blkid is not installed';
+  if (err.code === 'EACCES' || /permission denied/i.test(err.stderr ?? err.message)) {
+    return `DriveTwin may not read ${path} without administrator rights`;
+  }
+  return (err.stderr || err.message).trim().split('\n')[0];
+}
+
+/** What is on `path` (a block device or an image file, which may not exist yet). */
+export async function driveContents(
+  path: string,
+  size: number,
+  opts: { run?: Run; platform?: NodeJS.Platform } = {},
+): Promise<DriveContents> {
+  const run = opts.run ?? runProgram;
+  const st = fs.statSync(path, { throwIfNoEntry: false });
+  if (!st || (st.isFile() && st.size === 0)) {
+    return { ...nothingYet(path, 0), newFile: !st, blank: true };
+  }
+  if ((opts.platform ?? process.platform) !== 'linux') {
+    return nothingYet(path, size, 'DriveTwin can only look inside drives on Linux so far');
+  }
+  try {
+    const whole = await probe(run, path);
+    const contents = nothingYet(path, size);
+    if (whole.PTTYPE) {
+      contents.partitionTable = whole.PTTYPE;
+      const table = parseSfdiskJson(await run('sfdisk', ['--json', path]));
+      for (const p of table.partitions) {
+        const found = await probe(run, path, p);
+        contents.partitions.push({
+          ...p,
+          fsType: found.TYPE ?? null,
+          label: found.LABEL ?? null,
+        });
+      }
+      return contents;
+    }
+    if (whole.TYPE) {
+      contents.filesystem = { type: whole.TYPE, label: whole.LABEL ?? null };
+      return contents;
+    }
+    return { ...contents, ...emptiness(path, size) };
+  } catch (e) {
+    return nothingYet(path, size, whyNot(e, path));
+  }
+}
