@@ -1,6 +1,8 @@
 // One interface for every source and destination: the copier never asks which
 // kind it holds.
 
+import type { Range } from '../geometry';
+
 export type DeviceKind = 'block' | 'file';
 
 export interface Device {
@@ -16,6 +18,11 @@ export interface Device {
   close(): Promise<void>;
   /** Image files: cut or extend to exactly `size` bytes. */
   setLength?(size: number): Promise<void>;
+  /**
+   * Image files: the spans of [offset, offset + length) holding data, as the file system
+   * knows them; the rest is holes, which read as zeros. Null when it can't say.
+   */
+  dataIn?(offset: number, length: number): Range[] | null;
   /** Where what is written is stored otherwise (a compressed backup): the bytes stored since opened. */
   readonly storedBytes?: number;
 }

@@ -1,6 +1,9 @@
 import fs from 'node:fs';
 import type { Device } from './device';
 import { DeviceError } from './device';
+import type { Range } from '../geometry';
+import { IO_ALIGNMENT } from './buffers';
+import { dataSpans } from './holes';
 import { closeFd, preadFully, pwriteFully, syncData } from './fd';
 
 /** Logical block size we give image files: the smallest any drive has. */
@@ -28,6 +31,10 @@ export class ImageFile implements Device {
 
   read(buffer: Buffer, offset: number): Promise<void> {
     return preadFully(this.fd, this.path, buffer, offset);
+  }
+
+  dataIn(offset: number, length: number): Range[] | null {
+    return dataSpans(this.fd, offset, length, IO_ALIGNMENT);
   }
 
   write(buffer: Buffer, offset: number): Promise<void> {
