@@ -288,9 +288,10 @@ export class HydrationJob extends EventEmitter {
     if (room <= 0) return null;
     // A batch is all copies or all zeroings.
     const zero = this.isZeroRegion(first);
+    const most = zero ? room : Math.max(room, this.holeRegions(first));
     let n = 1;
     while (
-      n < room &&
+      n < most &&
       first + n < this.geometry.regionCount &&
       !this.map.has(first + n) &&
       this.isZeroRegion(first + n) === zero
@@ -299,6 +300,20 @@ export class HydrationJob extends EventEmitter {
     }
     this.cursor = first + n;
     return { first, count: n };
+  }
+
+  /**
+   * Regions from `first` on wholly in a hole of the source image: one batch, however
+   * many, when nothing is read or written for them (a 64 GiB sparse image to an image is
+   * a few batches). Where zeros must be written, batches stay their size: commits go on.
+   */
+  private holeRegions(first: number): number {
+    if (this.targets.some((t) => t && !t.skipZeros)) return 0;
+    const { regionSize, regionCount, size } = this.geometry;
+    const data = this.source.nextData?.(first * regionSize) ?? null;
+    if (data === null) return 0;
+    if (data >= size) return regionCount - first;
+    return Math.floor(data / regionSize) - first;
   }
 
   private isZeroRegion(region: number): boolean {

@@ -23,6 +23,8 @@ export interface Device {
    * knows them; the rest is holes, which read as zeros. Null when it can't say.
    */
   dataIn?(offset: number, length: number): Range[] | null;
+  /** Image files: where the next data at or after `offset` begins (the size: none), or null. */
+  nextData?(offset: number): number | null;
   /** Where what is written is stored otherwise (a compressed backup): the bytes stored since opened. */
   readonly storedBytes?: number;
 }

@@ -81,3 +81,12 @@ export function dataSpans(
   }
   return spans;
 }
+
+/** Where the next data at or after `offset` begins; the file's end when none; null when the file system can't say. */
+export function nextData(fd: number, offset: number, size: number): number | null {
+  const s = load();
+  if (!s) return null;
+  const data = s.lseek(fd, offset, s.SEEK_DATA);
+  if (data >= 0) return data;
+  return s.errno() === ENXIO ? size : null;
+}

@@ -3,7 +3,7 @@ import type { Device } from './device';
 import { DeviceError } from './device';
 import type { Range } from '../geometry';
 import { IO_ALIGNMENT } from './buffers';
-import { dataSpans } from './holes';
+import { dataSpans, nextData } from './holes';
 import { closeFd, preadFully, pwriteFully, syncData } from './fd';
 
 /** Logical block size we give image files: the smallest any drive has. */
@@ -35,6 +35,10 @@ export class ImageFile implements Device {
 
   dataIn(offset: number, length: number): Range[] | null {
     return dataSpans(this.fd, offset, length, IO_ALIGNMENT);
+  }
+
+  nextData(offset: number): number | null {
+    return nextData(this.fd, offset, this.size);
   }
 
   write(buffer: Buffer, offset: number): Promise<void> {
