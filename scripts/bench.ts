@@ -66,7 +66,16 @@ async function rateLimitedLoop(file: string, bitsPerSecond: string): Promise<str
   for (let i = 0; i < 100 && !fs.existsSync(nbd); i++) await new Promise((r) => setTimeout(r, 50));
   const dev = sh('losetup', ['-f', '--show', '--direct-io=on', nbd]);
   loops.push(dev);
+  const dio = fs.readFileSync(`/sys/block/${path.basename(dev)}/loop/dio`, 'utf8').trim();
+  notes.push(
+    `${dev}: ${file} at ${bitsPerSecond} bits/s, loop direct I/O ${dio === '1' ? 'on' : 'off'}`,
+  );
   return dev;
+}
+
+/** Drops what the page cache holds of the FUSE files: each round reads through nbdkit. */
+function uncache(): void {
+  for (const dir of mounts) sh(...dd(`if=${path.join(dir, 'nbd')}`, 'iflag=nocache', 'count=0'));
 }
 
 function detachAll(): void {
@@ -207,7 +216,7 @@ async function compressed(src: string, dst: string): Promise<void> {
   ];
   for (const [title, size, compress, decompress] of cases) {
     process.stderr.write(`preparing the ${title} source (${size / MiB} MiB)…\n`);
-    fs.truncateSync(src, size);
+    makeSource(src, true, size);
     const packed = path.join(work, 'packed');
     sh('sh', ['-c', `${compress.join(' ')} '${src}' > '${packed}'`]);
     const share = fs.statSync(packed).size / size;
@@ -235,7 +244,7 @@ async function compressed(src: string, dst: string): Promise<void> {
 /** Source at 200 MB/s, destination at 100 MB/s: the limit is 100 MB/s. */
 async function rateLimitedPair(src: string, dst: string): Promise<void> {
   const size = Math.min(SIZE, 512 * MiB);
-  fs.truncateSync(src, size);
+  makeSource(src, false, size);
   fs.writeFileSync(dst, '');
   fs.truncateSync(dst, size);
   const from = await rateLimitedLoop(src, '1600M');
@@ -249,10 +258,10 @@ async function rateLimitedPair(src: string, dst: string): Promise<void> {
         name: 'dd',
         cmd: () =>
           dd(`if=${from}`, `of=${to}`, 'bs=4M', 'iflag=direct', 'oflag=direct', 'conv=fsync'),
-        reset: nothing,
+        reset: uncache,
         check: checkIt,
       },
-      { name: 'engine', cmd: () => engine(from, to), reset: nothing, check: checkIt },
+      { name: 'engine', cmd: () => engine(from, to), reset: uncache, check: checkIt },
     ],
     size,
   );
