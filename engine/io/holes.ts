@@ -48,32 +48,27 @@ function load(): Seeker | null {
 }
 
 /**
- * The spans of [offset, offset + length) holding data, in order, widened to `align`
- * (the file system's map is in its blocks). Null when the file system can't say: read
- * it all. A file system without holes answers with one span: the whole range.
+ * The spans of the file holding data, in order, widened to `align` (the file system's
+ * map is in its blocks): asked once, since every SEEK_HOLE may scan the file's page cache
+ * up to the next hole (on tmpfs, all of a file without holes). Null when the file system
+ * can't say; a file system without holes answers with one span, the whole file.
  */
-export function dataSpans(
-  fd: number,
-  offset: number,
-  length: number,
-  align: number,
-): Range[] | null {
+export function dataMap(fd: number, size: number, align: number): Range[] | null {
   const s = load();
   if (!s) return null;
-  const end = offset + length;
   const spans: Range[] = [];
-  for (let at = offset; at < end;) {
+  for (let at = 0; at < size;) {
     const data = s.lseek(fd, at, s.SEEK_DATA);
     // ENXIO: no data from here to the end of the file. Anything else: read it all.
     if (data < 0) {
       if (s.errno() === ENXIO) break;
       return null;
     }
-    if (data >= end) break;
+    if (data >= size) break;
     const hole = s.lseek(fd, data, s.SEEK_HOLE);
     if (hole < 0) return null;
-    const from = Math.max(offset, data - (data % align));
-    const to = Math.min(end, Math.ceil(hole / align) * align);
+    const from = data - (data % align);
+    const to = Math.min(size, Math.ceil(hole / align) * align);
     const last = spans[spans.length - 1];
     if (last && last.offset + last.length >= from) last.length = to - last.offset;
     else spans.push({ offset: from, length: to - from });
@@ -82,11 +77,31 @@ export function dataSpans(
   return spans;
 }
 
-/** Where the next data at or after `offset` begins; the file's end when none; null when the file system can't say. */
-export function nextData(fd: number, offset: number, size: number): number | null {
-  const s = load();
-  if (!s) return null;
-  const data = s.lseek(fd, offset, s.SEEK_DATA);
-  if (data >= 0) return data;
-  return s.errno() === ENXIO ? size : null;
+/** The spans of `map` within [offset, offset + length), clipped to it. */
+export function dataIn(map: Range[], offset: number, length: number): Range[] {
+  const end = offset + length;
+  const out: Range[] = [];
+  for (let k = firstEndingAfter(map, offset); k < map.length && map[k].offset < end; k++) {
+    const from = Math.max(offset, map[k].offset);
+    out.push({ offset: from, length: Math.min(end, map[k].offset + map[k].length) - from });
+  }
+  return out;
+}
+
+/** Where the next data at or after `offset` begins in `map`; `size` when none. */
+export function nextData(map: Range[], offset: number, size: number): number {
+  const k = firstEndingAfter(map, offset);
+  return k < map.length ? Math.max(offset, map[k].offset) : size;
+}
+
+/** The index of the first span ending after `offset` (binary search). */
+function firstEndingAfter(map: Range[], offset: number): number {
+  let lo = 0;
+  let hi = map.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (map[mid].offset + map[mid].length <= offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -3,7 +3,7 @@ import type { Device } from './device';
 import { DeviceError } from './device';
 import type { Range } from '../geometry';
 import { IO_ALIGNMENT } from './buffers';
-import { dataSpans, nextData } from './holes';
+import { dataIn, dataMap, nextData } from './holes';
 import { closeFd, preadFully, pwriteFully, syncData } from './fd';
 
 /** Logical block size we give image files: the smallest any drive has. */
@@ -12,6 +12,7 @@ export const IMAGE_BLOCK_SIZE = 512;
 export class ImageFile implements Device {
   readonly kind = 'file' as const;
   readonly logicalBlockSize = IMAGE_BLOCK_SIZE;
+  private map: Range[] | null | undefined;
 
   private constructor(
     readonly path: string,
@@ -34,11 +35,19 @@ export class ImageFile implements Device {
   }
 
   dataIn(offset: number, length: number): Range[] | null {
-    return dataSpans(this.fd, offset, length, IO_ALIGNMENT);
+    const map = this.dataMap();
+    return map && dataIn(map, offset, length);
   }
 
   nextData(offset: number): number | null {
-    return nextData(this.fd, offset, this.size);
+    const map = this.dataMap();
+    return map && nextData(map, offset, this.size);
+  }
+
+  /** Where this (source) image holds data, asked of the file system once, on first use. */
+  private dataMap(): Range[] | null {
+    if (this.map === undefined) this.map = dataMap(this.fd, this.size, IO_ALIGNMENT);
+    return this.map;
   }
 
   write(buffer: Buffer, offset: number): Promise<void> {
