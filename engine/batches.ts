@@ -12,21 +12,24 @@ export type RegionTurn = 'copy' | 'zero' | 'later';
 
 /**
  * The next batch: the first unhydrated region from `from` whose turn it is, and the
- * unhydrated regions after it hydrated the same way, at most `room` of them.
+ * unhydrated regions after it hydrated the same way, at most `room` of them — or
+ * `longest(first, how)` when that allows more (a hole of the source read as nothing).
  */
 export function nextRun(
   map: RegionMap,
   from: number,
   room: number,
   turn: (region: number) => RegionTurn,
+  longest: (first: number, how: RegionTurn) => number = () => room,
 ): Run | null {
   const total = map.regionCount;
   let first = map.nextClear(from);
   while (first >= 0 && first < total && turn(first) === 'later') first = map.nextClear(first + 1);
   if (first < 0 || first >= total) return null;
   const how = turn(first);
+  const most = Math.max(room, longest(first, how));
   let n = 1;
-  while (n < room && first + n < total && !map.has(first + n) && turn(first + n) === how) n += 1;
+  while (n < most && first + n < total && !map.has(first + n) && turn(first + n) === how) n += 1;
   return { first, count: n };
 }
 

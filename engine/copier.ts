@@ -107,6 +107,9 @@ export class Copier {
    * the throttle on its own: memory is the buffer whatever the region size.
    */
   async copy(range: Range, buffer: Buffer, targets: (Target | null)[]): Promise<CopyResult> {
+    if (this.source.dataIn?.(range.offset, range.length)?.length === 0) {
+      return this.hole(range, targets);
+    }
     const result = emptyResult(targets);
     // A target whose write fails is left out of the rest of the job.
     const live = [...targets];
@@ -138,6 +141,33 @@ export class Copier {
     return result;
   }
 
+  /**
+   * A hole of a source image: read as zeros without reading (the file system says so), and
+   * written only where a target doesn't read zeros already. Counted as read.
+   */
+  private async hole(range: Range, targets: (Target | null)[]): Promise<CopyResult> {
+    const writing = targets.map((t) => (t && !t.skipZeros ? t : null));
+    const result = writing.some((t) => t !== null)
+      ? await this.zero(range, writing)
+      : emptyResult(targets);
+    result.bytesRead = range.length;
+    return result;
+  }
+
+  /** Reads `data` at `offset`, the holes of a source image filled with zeros rather than read. */
+  private async readData(data: Buffer, offset: number): Promise<number> {
+    const spans = this.source.dataIn?.(offset, data.length);
+    if (!spans || (spans.length === 1 && spans[0].length === data.length)) {
+      return readSome(this.source, data, offset);
+    }
+    data.fill(0);
+    for (const span of spans) {
+      const at = span.offset - offset;
+      await this.source.read(data.subarray(at, at + span.length), span.offset);
+    }
+    return data.length;
+  }
+
   /** One sub-job; false when the job must end here (a read failed, a stream ended, no target left). */
   private async readThenWrite(
     range: Range,
@@ -148,7 +178,7 @@ export class Copier {
   ): Promise<boolean> {
     let more = true;
     try {
-      const n = await readSome(this.source, data, range.offset);
+      const n = await this.readData(data, range.offset);
       result.bytesRead += n;
       if (n < range.length) {
         // A stream ended: its size is now known; nothing past it exists to write.

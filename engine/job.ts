@@ -291,7 +291,14 @@ export class HydrationJob extends EventEmitter {
       this.fixedOptions.threshold - this.regionsHydrating(),
     );
     if (room <= 0) return null;
-    const run = nextRun(this.map, this.cursor, room, (r) => this.turnOf(r));
+    // A run of copies may stretch over a hole of the source: nothing is read for it.
+    const run = nextRun(
+      this.map,
+      this.cursor,
+      room,
+      (r) => this.turnOf(r),
+      (first, how) => (how === 'copy' ? this.holeRegions(first) : 0),
+    );
     this.cursor = run ? run.first + run.count : this.geometry.regionCount;
     return run;
   }
@@ -331,6 +338,20 @@ export class HydrationJob extends EventEmitter {
     const again = isStream(this.source) ? await openReadable(this.source.path) : null;
     if (again) this.copier = new Copier(again, this.throttle, this.copierOptions);
     await this.hydrate().finally(() => again?.close());
+  }
+
+  /**
+   * Regions from `first` on wholly in a hole of the source image: one batch, however
+   * many, when nothing is read or written for them (a 64 GiB sparse image to an image is
+   * a few batches). Where zeros must be written, batches stay their size: commits go on.
+   */
+  private holeRegions(first: number): number {
+    if (this.targets.some((t) => t && !t.skipZeros)) return 0;
+    const { regionSize, regionCount, size } = this.geometry;
+    const data = this.source.nextData?.(first * regionSize) ?? null;
+    if (data === null) return 0;
+    if (data >= size) return regionCount - first;
+    return Math.floor(data / regionSize) - first;
   }
 
   private isZeroRegion(region: number): boolean {

@@ -3,6 +3,7 @@
 
 import fs from 'node:fs';
 import { alignedBuffer } from './buffers';
+import type { Range } from '../geometry';
 
 export type DeviceKind = 'block' | 'file';
 
@@ -19,6 +20,13 @@ export interface Device {
   close(): Promise<void>;
   /** Image files: cut or extend to exactly `size` bytes. */
   setLength?(size: number): Promise<void>;
+  /**
+   * Image files: the spans of [offset, offset + length) holding data, as the file system
+   * knows them; the rest is holes, which read as zeros. Null when it can't say.
+   */
+  dataIn?(offset: number, length: number): Range[] | null;
+  /** Image files: where the next data at or after `offset` begins (the size: none), or null. */
+  nextData?(offset: number): number | null;
   /** Where what is written is stored otherwise (a compressed backup): the bytes stored since opened. */
   readonly storedBytes?: number;
 }

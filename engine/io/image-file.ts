@@ -1,6 +1,9 @@
 import fs from 'node:fs';
 import type { Device } from './device';
 import { DeviceError } from './device';
+import type { Range } from '../geometry';
+import { IO_ALIGNMENT } from './buffers';
+import { dataIn, dataMap, nextData } from './holes';
 import { closeFd, preadFully, pwriteFully, syncData } from './fd';
 
 /** Logical block size we give image files: the smallest any drive has. */
@@ -9,6 +12,7 @@ export const IMAGE_BLOCK_SIZE = 512;
 export class ImageFile implements Device {
   readonly kind = 'file' as const;
   readonly logicalBlockSize = IMAGE_BLOCK_SIZE;
+  private map: Range[] | null | undefined;
 
   private constructor(
     readonly path: string,
@@ -28,6 +32,22 @@ export class ImageFile implements Device {
 
   read(buffer: Buffer, offset: number): Promise<void> {
     return preadFully(this.fd, this.path, buffer, offset);
+  }
+
+  dataIn(offset: number, length: number): Range[] | null {
+    const map = this.dataMap();
+    return map && dataIn(map, offset, length);
+  }
+
+  nextData(offset: number): number | null {
+    const map = this.dataMap();
+    return map && nextData(map, offset, this.size);
+  }
+
+  /** Where this (source) image holds data, asked of the file system once, on first use. */
+  private dataMap(): Range[] | null {
+    if (this.map === undefined) this.map = dataMap(this.fd, this.size, IO_ALIGNMENT);
+    return this.map;
   }
 
   write(buffer: Buffer, offset: number): Promise<void> {

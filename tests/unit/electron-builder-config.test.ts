@@ -80,7 +80,13 @@ interface Config {
 const CONFIG_FILE = path.join(ROOT, 'electron-builder.yml');
 const config = yaml.load(fs.readFileSync(CONFIG_FILE, 'utf8')) as Config;
 
-const NATIVE_MODULES = ['better-sqlite3', 'drivelist', '@ronomon/direct-io', 'zstd-napi'];
+const NATIVE_MODULES = [
+  'better-sqlite3',
+  'drivelist',
+  '@ronomon/direct-io',
+  'zstd-napi',
+  'node-liblzma',
+];
 
 // ---------------------------------------------------------------------------
 // Schema

@@ -38,6 +38,8 @@ export interface CompressedSource extends StreamSource {
    * discarded. Concurrent calls are served in ascending offset order.
    */
   readAt(buffer: Buffer, offset: number): Promise<number>;
+  /** Blocks decompressed (or begun) so far where the format is made of independent blocks (xz), else null. */
+  readonly blocksDecompressed: number | null;
 }
 
 /** Decompressed bytes produced per zlib call, and dropped per step when skipping a gap. */
@@ -95,6 +97,13 @@ export interface Decoder {
   readonly consumed: number;
   /** Decompressed bytes handed out so far. */
   readonly produced: number;
+  /**
+   * Formats that can start mid-stream (xz, from its index): goes on from where decoding can
+   * begin at or before `offset`, when that is past where it stands; returns the new `produced`.
+   */
+  skipTo?(offset: number): Promise<number>;
+  /** Formats made of independent blocks: how many were decompressed (or begun). */
+  readonly blocksDecompressed?: number;
   close(): Promise<void>;
 }
 
@@ -212,6 +221,11 @@ export class CompressedImage implements CompressedSource {
     return this.decoder.consumed;
   }
 
+  /** Blocks decompressed so far, where the format is made of independent blocks (xz). */
+  get blocksDecompressed(): number | null {
+    return this.decoder.blocksDecompressed ?? null;
+  }
+
   readAt(buffer: Buffer, offset: number): Promise<number> {
     if (!Number.isSafeInteger(offset) || offset < 0) {
       return Promise.reject(new RangeError(`bad offset ${offset}`));
@@ -284,8 +298,11 @@ export class CompressedImage implements CompressedSource {
         continue;
       }
       if (head.offset > this.position) {
-        // A gap: drop it a chunk at a time, so a lower request arriving meanwhile is served.
+        // A gap: jump over it where the format can (a resumed job skips what it hydrated),
+        // then drop the rest a chunk at a time, so a lower request arriving meanwhile is served.
         try {
+          if (this.decoder.skipTo) this.position = await this.decoder.skipTo(head.offset);
+          if (head.offset === this.position) continue;
           await this.skip(Math.min(head.offset - this.position, OUTPUT_CHUNK));
         } catch (e) {
           this.fail(e, head.buffer.length);

@@ -1,148 +1,268 @@
-// xz (.xz): xz-decompress (WebAssembly). The uncompressed size is the sum of the
-// index of every stream, read from the end of the file.
+// xz (.xz): liblzma (liblzma.ts). The index at the end of the file lists every block
+// (xz-index.ts): blocks are decompressed side by side on both cores, as `xz -d -T2`
+// does, each as a stream of its own, and a resumed job starts at the block holding its
+// first region instead of decompressing everything before it. A file of one block (xz
+// without -T) decompresses on one core, as `xz -d` does.
 
-import { Readable } from 'node:stream';
-import type { ReadableStream as NodeWebStream } from 'node:stream/web';
-import zlib from 'node:zlib';
-import { XZ_MAGIC } from './detect';
-import { fileSize, fileWebStream, need, withFd } from './file';
-import { FormatError, StreamDecoder, type Opened } from './source';
+import fs from 'node:fs';
+import os from 'node:os';
+import { fileSize, need, withFd } from './file';
+import { LZMA_FINISH, LZMA_RUN, codeOk, lzmaError, streamDecoder, streamEnded } from './liblzma';
+import type { LzmaStream } from './liblzma';
+import type { Decoder, Opened } from './source';
+import {
+  blockDictionary,
+  readXzIndex,
+  singleBlockStream,
+  type XzBlock,
+  type XzIndex,
+} from './xz-index';
+
+const MIB = 1024 * 1024;
+/** Decompressed bytes a block's decoder hands over at a time. */
+const CHUNK = 2 * MIB;
+/** Chunks a block's decoder may hold ready before it waits for the reader: the memory bound. */
+const AHEAD = 3;
+/** Compressed bytes read from the file at a time. */
+const INPUT = MIB;
+/** Every decoder's LZMA2 dictionary together (xz -9 asks 64 MiB: one block at a time then). */
+const DICTIONARY_BUDGET = 64 * MIB;
 
 export async function openXz(file: string): Promise<Opened> {
   const compressedSize = fileSize(file);
-  const knownSize = withFd(file, (fd) => readXzIndexes(fd, compressedSize));
-  const decoder = () => {
-    const counter = { bytes: 0 };
-    return new StreamDecoder(() => {
-      const XzReadableStream = isolatedXzReadableStream();
-      // xz-decompress is typed against the DOM's streams; Node's are the same at run time.
-      const input = fileWebStream(file, counter) as unknown as globalThis.ReadableStream;
-      return Readable.fromWeb(new XzReadableStream(input) as unknown as NodeWebStream);
-    }, counter);
+  const { index, lanes } = withFd(file, (fd) => {
+    const read = readXzIndex(fd, compressedSize);
+    return { index: read, lanes: lanesFor(fd, read.blocks) };
+  });
+  return {
+    knownSize: index.size,
+    compressedSize,
+    decoder: () => new XzDecoder(file, index, compressedSize, lanes),
   };
-  return { knownSize, compressedSize, decoder, explain: explainXzError };
 }
 
-type XzReadableStreamClass = typeof import('xz-decompress').XzReadableStream;
+/** Blocks decompressed at once: one per core, two at most, as the dictionaries allow. */
+function lanesFor(fd: number, blocks: XzBlock[]): number {
+  const cores = Math.min(2, os.availableParallelism());
+  let largest = 0;
+  let stream: Buffer | null = null;
+  for (const block of blocks) {
+    // Blocks of one stream are made with the same settings: look at each stream's first.
+    if (stream === block.streamFlags) continue;
+    stream = block.streamFlags;
+    const size = (need(fd, block.at, 1, 'an xz block header')[0] + 1) * 4;
+    const dictionary = blockDictionary(need(fd, block.at, size, 'an xz block header'));
+    largest = Math.max(largest, dictionary ?? DICTIONARY_BUDGET);
+  }
+  return Math.max(1, Math.min(cores, Math.floor(DICTIONARY_BUDGET / Math.max(largest, 1))));
+}
 
-/**
- * xz-decompress runs every stream of one loaded copy through a single lock: a second stream
- * waits, forever, until the first ends. Each source therefore loads its own copy of the
- * module (its own WebAssembly instance), so two xz sources can be open at once.
- */
-function isolatedXzReadableStream(): XzReadableStreamClass {
-  const id = require.resolve('xz-decompress');
-  const cached = require.cache[id];
-  delete require.cache[id];
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return (require(id) as typeof import('xz-decompress')).XzReadableStream;
-  } finally {
-    if (cached) require.cache[id] = cached;
-    else delete require.cache[id];
+class XzDecoder implements Decoder {
+  produced = 0;
+  /** Blocks whose decompression began: what a resumed job skipped shows here. */
+  blocksDecompressed = 0;
+  /** The compressed file up to the end of the last block handed out whole. */
+  private handed = 0;
+  /** The next block to start. */
+  private next = 0;
+  /** Blocks being decompressed, in order: the first is the one read from. */
+  private readonly decoding: BlockDecoder[] = [];
+  private readonly spare: Buffer[] = [];
+  private handle: fs.promises.FileHandle | null = null;
+
+  constructor(
+    private readonly file: string,
+    private readonly index: XzIndex,
+    private readonly compressedSize: number,
+    private readonly lanes: number,
+  ) {}
+
+  get consumed(): number {
+    return this.handed;
+  }
+
+  async read(dst: Buffer): Promise<number> {
+    this.handle ??= await fs.promises.open(this.file, 'r');
+    let filled = 0;
+    while (filled < dst.length) {
+      this.startBlocks();
+      const current = this.decoding[0];
+      if (!current) break;
+      const chunk = await current.take();
+      if (chunk === null) {
+        this.decoding.shift();
+        this.handed = current.block.at + current.block.padded;
+        if (this.decoding.length === 0 && this.next === this.index.blocks.length) {
+          this.handed = this.compressedSize;
+        }
+        continue;
+      }
+      const n = chunk.buffer.copy(dst, filled, chunk.taken, chunk.length);
+      chunk.taken += n;
+      filled += n;
+      this.produced += n;
+      if (chunk.taken === chunk.length) this.spare.push(current.release());
+    }
+    return filled;
+  }
+
+  /**
+   * Goes on from the block holding `offset` when that is further on than the block being
+   * read: the blocks between are not decompressed. Returns where decompression now stands.
+   */
+  async skipTo(offset: number): Promise<number> {
+    const { blocks } = this.index;
+    const reading = this.decoding[0]?.index ?? this.next;
+    let k = reading;
+    while (k < blocks.length && blocks[k].start + blocks[k].size <= offset) k += 1;
+    if (k === reading) return this.produced;
+    await this.stopBlocks();
+    this.next = k;
+    this.produced = k < blocks.length ? blocks[k].start : this.index.size;
+    this.handed = k < blocks.length ? blocks[k].at : this.compressedSize;
+    return this.produced;
+  }
+
+  async close(): Promise<void> {
+    await this.stopBlocks();
+    await this.handle?.close();
+    this.handle = null;
+  }
+
+  private startBlocks(): void {
+    const { blocks } = this.index;
+    while (this.decoding.length < this.lanes && this.next < blocks.length && this.handle) {
+      const k = this.next++;
+      this.decoding.push(new BlockDecoder(k, blocks[k], this.handle, this.spare));
+      this.blocksDecompressed += 1;
+    }
+  }
+
+  private async stopBlocks(): Promise<void> {
+    const stopping = this.decoding.splice(0);
+    await Promise.all(stopping.map((b) => b.stop()));
   }
 }
 
-const XZ_ERRORS: Record<string, string> = {
-  '2': 'unsupported integrity check',
-  '3': 'out of memory',
-  '4': 'needs more memory than allowed',
-  '5': 'not xz data',
-  '6': 'unsupported xz options (filter or integrity check)',
-  '7': 'corrupt data',
-  '8': 'the data ends early (truncated file?)',
-};
-
-/** xz-decompress reports liblzma's return codes by number. */
-function explainXzError(err: Error): string | undefined {
-  const code = /error code (\d+)/.exec(err.message)?.[1];
-  return code ? XZ_ERRORS[code] : undefined;
+interface Chunk {
+  buffer: Buffer;
+  /** Bytes decompressed into it, and bytes of them handed out. */
+  length: number;
+  taken: number;
 }
 
-const XZ_FOOTER_MAGIC = 'YZ';
-const XZ_SUPPORTED_CHECKS = new Map([
-  [0, 'none'],
-  [1, 'CRC32'],
-  [4, 'CRC64'],
-]);
+/** One block, decompressed on the thread pool into chunks the reader takes in order. */
+class BlockDecoder {
+  private readonly ready: Chunk[] = [];
+  private filling: Chunk | null = null;
+  private finished = false;
+  private stopped = false;
+  private error: Error | null = null;
+  private wakeReader: (() => void) | null = null;
+  private wakeDecoder: (() => void) | null = null;
+  private readonly running: Promise<void>;
 
-/**
- * Sum of the uncompressed sizes in the index of every stream, read from the end: stream
- * padding, footer, index (records of unpadded and uncompressed block sizes), header.
- */
-function readXzIndexes(fd: number, fileSize: number): number {
-  let end = fileSize;
-  let total = 0;
-  let streams = 0;
-  while (end > 0) {
-    // Stream padding: zero bytes in groups of four.
-    for (let i = 0; end >= 4 && need(fd, end - 4, 4, 'padding').readUInt32LE(0) === 0; i++) {
-      if (i === 65536) throw new FormatError(`over 256 KiB of zeros before byte ${end}: not xz`);
-      end -= 4;
+  constructor(
+    readonly index: number,
+    readonly block: XzBlock,
+    private readonly file: fs.promises.FileHandle,
+    private readonly spare: Buffer[],
+  ) {
+    this.running = this.run();
+  }
+
+  /** The next chunk with bytes left to hand out; null once the block is done. */
+  async take(): Promise<Chunk | null> {
+    while (this.ready.length === 0) {
+      if (this.finished) {
+        if (this.error) throw this.error;
+        return null;
+      }
+      await new Promise<void>((resolve) => (this.wakeReader = resolve));
     }
-    if (end === 0 && streams > 0) break;
-    const footer = need(fd, end - 12, 12, 'the xz stream footer');
-    if (footer.toString('latin1', 10, 12) !== XZ_FOOTER_MAGIC) {
-      throw new FormatError(`no xz stream footer before byte ${end} (truncated file?)`);
+    return this.ready[0];
+  }
+
+  /** The first chunk was handed out whole: its buffer, for another chunk. */
+  release(): Buffer {
+    const chunk = this.ready.shift()!;
+    this.wake('decoder');
+    return chunk.buffer;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake('decoder');
+    await this.running;
+    for (const chunk of this.ready.splice(0)) this.spare.push(chunk.buffer);
+    if (this.filling) this.spare.push(this.filling.buffer);
+    this.filling = null;
+  }
+
+  private async run(): Promise<void> {
+    const lzma = streamDecoder();
+    try {
+      const { header, trailer } = singleBlockStream(this.block);
+      await this.feed(lzma, header, LZMA_RUN());
+      const input = Buffer.allocUnsafe(Math.min(INPUT, this.block.padded));
+      const end = this.block.at + this.block.padded;
+      for (let at = this.block.at; at < end && !this.stopped;) {
+        const length = Math.min(input.length, end - at);
+        const { bytesRead } = await this.file.read(input, 0, length, at);
+        if (bytesRead === 0) throw new Error('the file ends inside a block (truncated?)');
+        await this.feed(lzma, input.subarray(0, bytesRead), LZMA_RUN());
+        at += bytesRead;
+      }
+      await this.feed(lzma, trailer, LZMA_FINISH());
+      if (this.filling && this.filling.length > 0) this.ready.push(this.filling);
+      this.filling = null;
+    } catch (e) {
+      this.error = e as Error;
+    } finally {
+      lzma.close();
+      this.finished = true;
+      this.wake('reader');
     }
-    if (zlib.crc32(footer.subarray(4, 10)) >>> 0 !== footer.readUInt32LE(0)) {
-      throw new FormatError(`the xz stream footer before byte ${end} is corrupt`);
-    }
-    const indexSize = (footer.readUInt32LE(4) + 1) * 4;
-    const indexStart = end - 12 - indexSize;
-    const index = need(fd, indexStart, indexSize, 'the xz index');
-    const { uncompressed, blocks } = parseXzIndex(index, indexStart);
-    const start = indexStart - blocks - 12;
-    const header = need(fd, start, 12, 'the xz stream header');
-    if (
-      !header.subarray(0, 6).equals(XZ_MAGIC) ||
-      zlib.crc32(header.subarray(6, 8)) >>> 0 !== header.readUInt32LE(8) ||
-      !header.subarray(6, 8).equals(footer.subarray(8, 10))
-    ) {
-      throw new FormatError(`no valid xz stream header at byte ${start}`);
-    }
-    const check = header[7] & 0x0f;
-    if (header[6] !== 0 || !XZ_SUPPORTED_CHECKS.has(check)) {
-      const name = check === 0x0a ? 'SHA-256' : `type ${check}`;
-      throw new FormatError(
-        `the xz stream at byte ${start} uses a ${name} integrity check; the decoder ` +
-          `reads only none, CRC32 and CRC64 (recompress with xz's default --check=crc64)`,
-        'EUNSUPPORTED',
+  }
+
+  /** Decompresses `input`; with LZMA_FINISH, until the (one-block) stream ends. */
+  private async feed(lzma: LzmaStream, input: Buffer, action: number): Promise<void> {
+    let used = 0;
+    for (;;) {
+      const out = await this.room();
+      if (!out) return;
+      const [ret, availIn, availOut] = await new Promise<[number, number, number]>((resolve) =>
+        lzma.code(action, input, used, input.length - used, out.buffer, out.length, (...r) =>
+          resolve(r),
+        ),
       );
+      if (!codeOk(ret)) throw lzmaError(ret);
+      used = input.length - availIn;
+      out.length = out.buffer.length - availOut;
+      if (availOut === 0) {
+        this.ready.push(out);
+        this.filling = null;
+        this.wake('reader');
+      }
+      if (streamEnded(ret)) return;
+      if (action === LZMA_RUN() && availIn === 0) return;
     }
-    total += uncompressed;
-    streams += 1;
-    end = start;
   }
-  return total;
-}
 
-function parseXzIndex(index: Buffer, at: number): { uncompressed: number; blocks: number } {
-  const corrupt = (why: string) => new FormatError(`the xz index at byte ${at} is corrupt: ${why}`);
-  if (index[0] !== 0) throw corrupt('no index indicator');
-  const body = index.length - 4;
-  if (zlib.crc32(index.subarray(0, body)) >>> 0 !== index.readUInt32LE(body)) {
-    throw corrupt('CRC32 mismatch');
-  }
-  let pos = 1;
-  const varint = (): number => {
-    let value = 0;
-    for (let i = 0, scale = 1; i < 9; i++, scale *= 128) {
-      if (pos >= body) throw corrupt('record past its end');
-      const byte = index[pos++];
-      value += (byte & 0x7f) * scale;
-      if ((byte & 0x80) === 0) return value;
+  /** A chunk with room, once fewer than AHEAD wait for the reader; null when stopped. */
+  private async room(): Promise<Chunk | null> {
+    while (!this.stopped && !this.filling && this.ready.length >= AHEAD) {
+      await new Promise<void>((resolve) => (this.wakeDecoder = resolve));
     }
-    throw corrupt('number too long');
-  };
-  const records = varint();
-  let uncompressed = 0;
-  let blocks = 0;
-  for (let i = 0; i < records; i++) {
-    const unpadded = varint();
-    uncompressed += varint();
-    blocks += Math.ceil(unpadded / 4) * 4;
+    if (this.stopped) return null;
+    this.filling ??= { buffer: this.spare.pop() ?? Buffer.allocUnsafe(CHUNK), length: 0, taken: 0 };
+    return this.filling;
   }
-  if (!Number.isSafeInteger(uncompressed)) throw corrupt('size too large');
-  return { uncompressed, blocks };
+
+  private wake(who: 'reader' | 'decoder'): void {
+    const wake = who === 'reader' ? this.wakeReader : this.wakeDecoder;
+    if (who === 'reader') this.wakeReader = null;
+    else this.wakeDecoder = null;
+    wake?.();
+  }
 }

@@ -1,0 +1,107 @@
+// Where a file holds data: lseek(SEEK_DATA / SEEK_HOLE), asked of the file system, so the
+// holes of a sparse image are never read (bmaptool's block map, without a map file). Node
+// has no lseek: it is one libc call through koffi (prebuilt per platform in npm packages).
+// Windows' FSCTL_QUERY_ALLOCATED_RANGES belongs to the platform layer: there, and wherever
+// the call can't be made, everything counts as data and is read as before.
+
+import type { Range } from '../geometry';
+
+type Lseek = (fd: number, offset: number, whence: number) => number;
+
+interface Seeker {
+  lseek: Lseek;
+  /** errno after a failed call. */
+  errno(): number;
+  SEEK_DATA: number;
+  SEEK_HOLE: number;
+}
+
+const LIBC: Partial<Record<NodeJS.Platform, { file: string; data: number; hole: number }>> = {
+  linux: { file: 'libc.so.6', data: 3, hole: 4 },
+  darwin: { file: '/usr/lib/libSystem.B.dylib', data: 4, hole: 3 },
+};
+
+/** The same on Linux and macOS. */
+const ENXIO = 6;
+
+let seeker: Seeker | null | undefined;
+
+function load(): Seeker | null {
+  if (seeker !== undefined) return seeker;
+  seeker = null;
+  const libc = LIBC[process.platform];
+  if (!libc) return seeker;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const koffi = require('koffi') as typeof import('koffi');
+    const lseek = koffi.load(libc.file).func('int64_t lseek(int, int64_t, int)') as Lseek;
+    seeker = {
+      lseek: (fd, offset, whence) => Number(lseek(fd, offset, whence)),
+      errno: () => koffi.errno(),
+      SEEK_DATA: libc.data,
+      SEEK_HOLE: libc.hole,
+    };
+  } catch {
+    // No koffi for this platform (or no libc where expected): every byte is data.
+  }
+  return seeker;
+}
+
+/**
+ * The spans of the file holding data, in order, widened to `align` (the file system's
+ * map is in its blocks): asked once, since every SEEK_HOLE may scan the file's page cache
+ * up to the next hole (on tmpfs, all of a file without holes). Null when the file system
+ * can't say; a file system without holes answers with one span, the whole file.
+ */
+export function dataMap(fd: number, size: number, align: number): Range[] | null {
+  const s = load();
+  if (!s) return null;
+  const spans: Range[] = [];
+  for (let at = 0; at < size;) {
+    const data = s.lseek(fd, at, s.SEEK_DATA);
+    // ENXIO: no data from here to the end of the file. Anything else: read it all.
+    if (data < 0) {
+      if (s.errno() === ENXIO) break;
+      return null;
+    }
+    if (data >= size) break;
+    const hole = s.lseek(fd, data, s.SEEK_HOLE);
+    if (hole < 0) return null;
+    const from = data - (data % align);
+    const to = Math.min(size, Math.ceil(hole / align) * align);
+    const last = spans[spans.length - 1];
+    if (last && last.offset + last.length >= from) last.length = to - last.offset;
+    else spans.push({ offset: from, length: to - from });
+    at = to;
+  }
+  return spans;
+}
+
+/** The spans of `map` within [offset, offset + length), clipped to it. */
+export function dataIn(map: Range[], offset: number, length: number): Range[] {
+  const end = offset + length;
+  const out: Range[] = [];
+  for (let k = firstEndingAfter(map, offset); k < map.length && map[k].offset < end; k++) {
+    const from = Math.max(offset, map[k].offset);
+    out.push({ offset: from, length: Math.min(end, map[k].offset + map[k].length) - from });
+  }
+  return out;
+}
+
+/** Where the next data at or after `offset` begins in `map`; `size` when none. */
+export function nextData(map: Range[], offset: number, size: number): number {
+  const k = firstEndingAfter(map, offset);
+  return k < map.length ? Math.max(offset, map[k].offset) : size;
+}
+
+/** The index of the first span ending after `offset` (binary search). */
+function firstEndingAfter(map: Range[], offset: number): number {
+  let lo = 0;
+  let hi = map.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (map[mid].offset + map[mid].length <= offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

@@ -1,0 +1,224 @@
+// The bench's machinery (bench.ts runs it): preconditions, the work directory with its
+// loop devices and FUSE mounts, timed runs with their peak RSS, and scenarios of
+// alternating rounds whose medians and ratios make the table.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { randomFillSync, randomInt } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const CLI = path.join(ROOT, 'bin', 'drivetwin.js');
+export const MiB = 1024 * 1024;
+export const CHUNK = 4 * MiB;
+
+function parseSize(text: string): number {
+  const m = /^(\d+)([KMGT]?)$/i.exec(text.trim());
+  if (!m) throw new Error(`BENCH_SIZE: cannot read "${text}" (try 512M or 2G)`);
+  const exp = ' KMGT'.indexOf((m[2] || ' ').toUpperCase());
+  const bytes = Number(m[1]) * 1024 ** exp;
+  if (bytes < CHUNK || bytes % CHUNK) throw new Error('BENCH_SIZE must be a multiple of 4M');
+  return bytes;
+}
+
+export const SIZE = parseSize(process.env.BENCH_SIZE ?? '2G');
+export const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3) | 0);
+export const VERIFY = process.env.BENCH_VERIFY !== '0';
+export const TIME_BIN = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
+
+// ---- preconditions and cleanup ---------------------------------------------------------
+export function refuse(msg: string): never {
+  console.error(`bench: ${msg}`);
+  process.exit(2);
+}
+if (process.getuid?.() !== 0) refuse('must run as root (it attaches loop devices)');
+if (spawnSync('losetup', ['--version']).status !== 0) refuse('losetup not found (util-linux)');
+if (!fs.existsSync('/dev/shm')) refuse('/dev/shm is missing');
+if (fs.statfsSync('/dev/shm').bavail * fs.statfsSync('/dev/shm').bsize < 4.2 * SIZE)
+  refuse(`/dev/shm needs about ${Math.ceil((4.2 * SIZE) / MiB)} MiB free`);
+if (!fs.existsSync(path.join(ROOT, 'dist', 'engine', 'cli.js'))) refuse('build first');
+
+export const work = fs.mkdtempSync('/dev/shm/drivetwin-bench-');
+export const loops: string[] = [];
+/** nbdfuse mount points (each serves one nbdkit): unmounted at the end. */
+export const mounts: string[] = [];
+export function cleanup(): void {
+  for (const dev of loops.splice(0)) spawnSync('losetup', ['-d', dev]);
+  for (const dir of mounts.splice(0)) spawnSync('umount', [dir]);
+  fs.rmSync(work, { recursive: true, force: true });
+}
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.on(sig, () => {
+    cleanup();
+    console.error(`\nbench: interrupted (${sig}), loop devices detached`);
+    process.exit(130);
+  });
+
+// ---- helpers --------------------------------------------------------------------------
+export function sh(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.error}`);
+  return r.stdout.trim();
+}
+
+/** Writes `size` bytes: random, or (mixed) about half zero in 4–64 MiB runs. */
+export function makeSource(file: string, mixed: boolean, size = SIZE): void {
+  const fd = fs.openSync(file, 'w');
+  const data = Buffer.alloc(CHUNK);
+  const zero = Buffer.alloc(CHUNK);
+  let zeroRun = false;
+  for (let off = 0; off < size;) {
+    const run = mixed ? randomInt(1, 17) * CHUNK : size; // 4..64 MiB
+    for (const end = Math.min(size, off + run); off < end; off += CHUNK)
+      fs.writeSync(fd, zeroRun ? zero : randomFillSync(data), 0, CHUNK, off);
+    zeroRun = mixed && !zeroRun;
+  }
+  fs.closeSync(fd);
+}
+
+interface Run {
+  seconds: number;
+  rssKiB: number;
+  stdout: string;
+}
+
+/** Runs a command, timing it wall-clock and measuring its peak RSS. */
+export function run(cmd: string, args: string[]): Promise<Run> {
+  const timeOut = path.join(work, 'time.out');
+  const [bin, argv] = TIME_BIN
+    ? [TIME_BIN, ['-f', '%M', '-o', timeOut, cmd, ...args]]
+    : [cmd, args];
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let polledKiB = 0;
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const poll = TIME_BIN
+      ? undefined
+      : setInterval(() => {
+          try {
+            const m = /VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+            if (m) polledKiB = Math.max(polledKiB, Number(m[1]));
+          } catch {
+            /* exited */
+          }
+        }, 20);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      clearInterval(poll);
+      if (code !== 0) {
+        const errors = stdout.split('\n').filter((l) => l.includes('"type":"error"'));
+        const why = [...stderr.trim().split('\n').slice(0, 8), ...errors].join('\n  ');
+        return reject(new Error(`${cmd} ${args.join(' ')}\n  exit ${code ?? signal}: ${why}`));
+      }
+      const rssKiB = TIME_BIN
+        ? Number(fs.readFileSync(timeOut, 'utf8').trim().split('\n').pop())
+        : polledKiB;
+      resolve({ seconds, rssKiB, stdout });
+    });
+  });
+}
+
+export function sameBytes(a: string, b: string): void {
+  if (VERIFY && spawnSync('cmp', ['-s', a, b]).status !== 0)
+    throw new Error(`${b} differs from ${a}`);
+}
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((p, q) => p - q);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+export interface Contender {
+  name: string;
+  cmd: () => [string, string[]];
+  reset: () => void; // untimed: make the destination ready for a round
+  check: () => void; // untimed: destination equals source
+  seconds: number[];
+  peakKiB: number;
+}
+export type Spec = Pick<Contender, 'name' | 'cmd' | 'reset' | 'check'>;
+
+let dbCount = 0;
+export function engine(src: string, dst: string, ...extra: string[]): [string, string[]] {
+  const db = fs.mkdtempSync(path.join(work, `db-${++dbCount}-`)) + '/jobs.db'; // fresh each round
+  return [process.execPath, [CLI, 'clone', src, dst, '--yes', '--json', '--db', db, ...extra]];
+}
+
+/** The copy rate the engine's done event reports (its own timing, without start-up). */
+export function copyRate(stdout: string): number {
+  const done = JSON.parse(stdout.split('\n').find((l) => l.includes('"type":"done"')) ?? '{}');
+  return done.bytesRead / done.seconds;
+}
+
+export const throttleLines: string[] = [];
+
+/** --throttle 50 against 100 on the same pair, alternating; then --max-rate 50M on 500 MiB. */
+export async function throttleFigures(loopA: string, loopB: string): Promise<void> {
+  const rates: Record<string, number[]> = { '100': [], '50': [] };
+  for (let round = 0; round < ROUNDS; round++)
+    for (const pct of round % 2 ? ['50', '100'] : ['100', '50']) {
+      const r = await run(...engine(loopA, loopB, '--throttle', pct));
+      rates[pct].push(copyRate(r.stdout));
+    }
+  const share = median(rates['50']) / median(rates['100']);
+  throttleLines.push(
+    `--throttle 50: ${(median(rates['50']) / MiB).toFixed(0)} MiB/s against ` +
+      `${(median(rates['100']) / MiB).toFixed(0)} MiB/s at 100: ${share.toFixed(2)} of full speed ` +
+      `(target 0.50 ± 15%: ${share >= 0.425 && share <= 0.575 ? 'holds' : 'FAILS'})`,
+  );
+  const small = path.join(work, 'rate-src.img');
+  const out = path.join(work, 'rate-dst.img');
+  sh('dd', ['if=/dev/urandom', `of=${small}`, 'bs=4M', 'count=125', 'status=none']);
+  const capped: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    fs.rmSync(out, { force: true });
+    capped.push((await run(...engine(small, out, '--max-rate', '50M'))).seconds);
+  }
+  const m = median(capped);
+  throttleLines.push(
+    `--max-rate 50M on 500 MiB: ${capped.map((x) => x.toFixed(2)).join(' ')} s, median ` +
+      `${m.toFixed(2)} s (target 10 s ± 5%: ${Math.abs(m - 10) <= 0.5 ? 'holds' : 'FAILS'})`,
+  );
+  fs.rmSync(small);
+  fs.rmSync(out, { force: true });
+}
+
+export const rows: string[][] = [];
+export const ratios: Record<string, number> = {};
+/** The engine's peak RSS per scenario. */
+export const enginePeaks: Record<string, number> = {};
+
+/**
+ * Runs the contenders (baseline first, then the engine) in alternating order, round by
+ * round; adds their rows to the table. MiB/s is of `bytes` (the source's data).
+ */
+export async function scenario(title: string, specs: [Spec, Spec], bytes = SIZE): Promise<void> {
+  const [dd, eng] = specs.map((s): Contender => ({ ...s, seconds: [], peakKiB: 0 }));
+  let done = '';
+  for (let round = 0; round < ROUNDS; round++)
+    for (const c of round % 2 ? [eng, dd] : [dd, eng]) {
+      c.reset();
+      const r = await run(...c.cmd());
+      c.check();
+      c.seconds.push(r.seconds);
+      c.peakKiB = Math.max(c.peakKiB, r.rssKiB);
+      if (c === eng)
+        done = r.stdout.split('\n').find((l) => /"type":"(done|verify)"/.test(l)) ?? '';
+      process.stderr.write(`  ${title} ${c.name} round ${round + 1}: ${r.seconds.toFixed(3)} s\n`);
+    }
+  ratios[title] = median(dd.seconds) / median(eng.seconds);
+  enginePeaks[title] = eng.peakKiB;
+  for (const c of [dd, eng]) {
+    const m = median(c.seconds);
+    const ratio = c === eng ? ratios[title].toFixed(2) : '';
+    const rounds = c.seconds.map((s) => s.toFixed(3)).join(' ');
+    const rss = (c.peakKiB / 1024).toFixed(1);
+    rows.push([title, c.name, rounds, m.toFixed(3), (bytes / MiB / m).toFixed(0), ratio, rss]);
+  }
+  if (done) console.log(`${title}: engine's last ${JSON.parse(done).type} event: ${done}`);
+}
