@@ -13,7 +13,7 @@
 //            privacy control: Full Disk Access
 //   uncache  F_NOCACHE (direct-io setF_NOCACHE)
 //   geometry DKIOCGETBLOCKCOUNT and DKIOCGETBLOCKSIZE (direct-io getBlockDevice)
-//   flush    fs.fdatasync — see flushNote below for what that reaches
+//   flush    fs.fdatasync, then ioctl(DKIOCSYNCHRONIZECACHE) — see flushNote below
 //   after    closing the writer makes macOS read the partition table again and mount
 //            what it finds; after 2 s (as etcher-sdk waits) diskutil unmountDisk, or
 //            diskutil eject when asked
@@ -39,13 +39,16 @@ import { type BlockNode, descendants, nodeByDevno, type SystemSnapshot } from '.
  *   the same way; libuv then calls fsync(), and spec_fsync returns 0 at once for a
  *   character device. Caligula met the first half of this: its SyncDataFile::flush
  *   is a no-op on macOS because sync_data() (F_FULLFSYNC) on a disk gives "Inappropriate
- *   ioctl for device". So on a raw disk the flush succeeds, every write before it has
+ *   ioctl for device". So on a raw disk fdatasync succeeds, every write before it has
  *   reached the drive (F_NOCACHE, raw node: nothing waits in the buffer cache), but the
  *   drive's own volatile write cache is not flushed by it. That takes
- *   ioctl(DKIOCSYNCHRONIZECACHE), which @ronomon/direct-io does not offer; invariant 1
- *   on macOS holds as far as "written to the drive", not "on its media". An eject does
- *   flush it: IOBlockStorageDriver::ejectMedia synchronizes a writable medium before
- *   ejecting it, so a drive `diskutil eject` took is on its media. See the README.
+ *   ioctl(DKIOCSYNCHRONIZECACHE), which IOMediaBSDClient turns into
+ *   IOBlockStorageDriver::synchronizeCache (a SYNCHRONIZE CACHE to the drive), and which
+ *   @ronomon/direct-io does not offer: it is called through koffi (os-calls.ts) after
+ *   every fdatasync, so invariant 1 holds on macOS as on Linux, where fdatasync on a
+ *   block device sends the drive a cache flush. A drive with no cache to flush answers
+ *   ENOTTY/ENOTSUP, which is not an error. An eject flushes it as well
+ *   (IOBlockStorageDriver::ejectMedia synchronizes a writable medium first).
  */
 
 /** By its full path: the elevated engine must not run whatever a PATH finds first. */
@@ -175,6 +178,7 @@ export function darwinPlatform(os: OsCalls): DrivePlatform {
           fd,
           size: g.size,
           logicalBlockSize: g.logicalSectorSize,
+          syncCache: true,
         });
       } catch (e) {
         await os.close(fd);

@@ -5,8 +5,10 @@
 
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import { promisify } from 'node:util';
 import { closeFd, preadFully, pwriteFully, syncData } from '../io/fd';
+import { libc } from '../io/libc';
 
 /** Open flags by name, so that a recorded sequence reads the same on every system. */
 export type OpenFlag =
@@ -44,6 +46,11 @@ export interface OsCalls {
   write(fd: number, path: string, buffer: Buffer, offset: number): Promise<void>;
   /** fs.fdatasync, that is libuv's: what it does on each system is said where it is used. */
   fdatasync(fd: number, path: string): Promise<void>;
+  /**
+   * macOS: ioctl(DKIOCSYNCHRONIZECACHE), the drive's own write cache onto its media
+   * (darwin.ts, flushNote). A drive without one to flush (ENOTTY, ENOTSUP) is not an error.
+   */
+  syncCache(fd: number, path: string): Promise<void>;
   close(fd: number): Promise<void>;
   /** direct-io setF_NOCACHE(fd, 1) (macOS). */
   setNoCache(fd: number): Promise<void>;
@@ -107,6 +114,29 @@ function result(e: unknown, stdout: unknown, stderr: unknown): CommandResult {
 
 const COMMAND_TIMEOUT_MS = 120_000;
 
+/** _IO('d', 22), IOKit/storage/IODiskTypes.h. */
+const DKIOCSYNCHRONIZECACHE = 0x20006416;
+/** Nothing to flush: ENOTTY (Linux and macOS), ENOTSUP and EOPNOTSUPP (Linux, macOS). */
+const NO_CACHE_ERRNOS = new Set([25, 95, 45, 102]);
+
+/** ioctl(fd, DKIOCSYNCHRONIZECACHE) through libc; an Error with its errno code when it fails. */
+function synchronizeCache(): (fd: number, path: string) => Promise<void> {
+  let ioctl: ((...args: unknown[]) => unknown) | undefined;
+  return async (fd, path) => {
+    const c = libc();
+    if (!c) throw new Error(`${path}: the drive's cache can't be flushed: koffi did not load`);
+    ioctl ??= c.func('int ioctl(int, unsigned long, ...)');
+    if (ioctl(fd, DKIOCSYNCHRONIZECACHE) !== -1) return;
+    const errno = c.errno();
+    if (NO_CACHE_ERRNOS.has(errno)) return;
+    const code = Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0];
+    throw Object.assign(
+      new Error(`${path}: flushing the drive's cache failed (${code ?? `errno ${errno}`})`),
+      { code, errno },
+    );
+  };
+}
+
 /** The system itself. */
 export function liveOsCalls(): OsCalls {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -118,6 +148,7 @@ export function liveOsCalls(): OsCalls {
     read: (fd, path, buffer, offset) => preadFully(fd, path, buffer, offset),
     write: (fd, path, buffer, offset) => pwriteFully(fd, path, buffer, offset),
     fdatasync: (fd, path) => syncData(fd, path),
+    syncCache: synchronizeCache(),
     close: closeFd,
     setNoCache: (fd) => callback((done) => io.setF_NOCACHE(fd, 1, done)),
     lockVolume: (fd) => callback((done) => io.setFSCTL_LOCK_VOLUME(fd, 1, done)),

@@ -151,7 +151,15 @@ export function describeBlockDevice(p: string): BlockInfo {
 /** An OpenedDrive over a descriptor: I/O and flush through `os`; `release` runs once it is closed. */
 export function openedDrive(
   os: OsCalls,
-  d: { path: string; rawPath: string; fd: number; size: number; logicalBlockSize: number },
+  d: {
+    path: string;
+    rawPath: string;
+    fd: number;
+    size: number;
+    logicalBlockSize: number;
+    /** After fdatasync, the drive's own write cache too (macOS: fdatasync doesn't reach it). */
+    syncCache?: boolean;
+  },
   release: () => Promise<void> = async () => undefined,
 ): OpenedDrive {
   let closed = false;
@@ -161,7 +169,10 @@ export function openedDrive(
     logicalBlockSize: d.logicalBlockSize,
     read: (buffer, offset) => os.read(d.fd, d.path, buffer, offset),
     write: (buffer, offset) => os.write(d.fd, d.path, buffer, offset),
-    flush: () => os.fdatasync(d.fd, d.path),
+    async flush() {
+      await os.fdatasync(d.fd, d.path);
+      if (d.syncCache) await os.syncCache(d.fd, d.path);
+    },
     async close() {
       if (closed) return;
       closed = true;

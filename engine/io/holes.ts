@@ -5,6 +5,7 @@
 // the call can't be made, everything counts as data and is read as before.
 
 import type { Range } from '../geometry';
+import { libc } from './libc';
 
 type Lseek = (fd: number, offset: number, whence: number) => number;
 
@@ -16,9 +17,10 @@ interface Seeker {
   SEEK_HOLE: number;
 }
 
-const LIBC: Partial<Record<NodeJS.Platform, { file: string; data: number; hole: number }>> = {
-  linux: { file: 'libc.so.6', data: 3, hole: 4 },
-  darwin: { file: '/usr/lib/libSystem.B.dylib', data: 4, hole: 3 },
+/** SEEK_DATA and SEEK_HOLE per system. */
+const WHENCE: Partial<Record<NodeJS.Platform, { data: number; hole: number }>> = {
+  linux: { data: 3, hole: 4 },
+  darwin: { data: 4, hole: 3 },
 };
 
 /** The same on Linux and macOS. */
@@ -29,20 +31,19 @@ let seeker: Seeker | null | undefined;
 function load(): Seeker | null {
   if (seeker !== undefined) return seeker;
   seeker = null;
-  const libc = LIBC[process.platform];
-  if (!libc) return seeker;
+  const c = libc();
+  const whence = WHENCE[process.platform];
+  if (!c || !whence) return seeker;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const koffi = require('koffi') as typeof import('koffi');
-    const lseek = koffi.load(libc.file).func('int64_t lseek(int, int64_t, int)') as Lseek;
+    const lseek = c.func('int64_t lseek(int, int64_t, int)');
     seeker = {
-      lseek: (fd, offset, whence) => Number(lseek(fd, offset, whence)),
-      errno: () => koffi.errno(),
-      SEEK_DATA: libc.data,
-      SEEK_HOLE: libc.hole,
+      lseek: (fd, offset, w) => Number(lseek(fd, offset, w)),
+      errno: c.errno,
+      SEEK_DATA: whence.data,
+      SEEK_HOLE: whence.hole,
     };
   } catch {
-    // No koffi for this platform (or no libc where expected): every byte is data.
+    // no lseek where expected: every byte is data
   }
   return seeker;
 }

@@ -64,6 +64,9 @@ export function fakeOs(answers: FakeOsAnswers = {}): FakeOs {
     async fdatasync(fd) {
       calls.push(`fdatasync ${fd}`);
     },
+    async syncCache(fd) {
+      calls.push(`ioctl ${fd} DKIOCSYNCHRONIZECACHE`);
+    },
     async close(fd) {
       calls.push(`close ${fd}`);
     },

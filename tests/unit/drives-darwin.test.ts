@@ -137,7 +137,7 @@ describe('diskutil -plist read into the picture of drives', () => {
 });
 
 describe('macOS: open → prepare → write → flush → eject, as recorded', () => {
-  test('a USB stick: unmountDisk, /dev/rdisk4 with O_EXLOCK, F_NOCACHE, fdatasync, eject', async () => {
+  test('a USB stick: unmountDisk, /dev/rdisk4 with O_EXLOCK, F_NOCACHE, fdatasync and the drive cache, eject', async () => {
     const os = fakeOs(diskutilAnswers());
     const mac = darwinPlatform(os);
     const drive = await mac.openDrive('/dev/disk4', true);
@@ -159,6 +159,7 @@ describe('macOS: open → prepare → write → flush → eject, as recorded', (
       'getBlockDevice 3',
       'pwrite 3 0+4096',
       'fdatasync 3',
+      'ioctl 3 DKIOCSYNCHRONIZECACHE',
       'close 3',
       'sleep 2000',
       'run /usr/sbin/diskutil eject /dev/disk4',
