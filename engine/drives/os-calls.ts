@@ -5,8 +5,7 @@
 
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
-import { promisify } from 'node:util';
+import util, { promisify } from 'node:util';
 import { closeFd, preadFully, pwriteFully, syncData } from '../io/fd';
 import { libc } from '../io/libc';
 
@@ -116,8 +115,8 @@ const COMMAND_TIMEOUT_MS = 120_000;
 
 /** _IO('d', 22), IOKit/storage/IODiskTypes.h. */
 const DKIOCSYNCHRONIZECACHE = 0x20006416;
-/** Nothing to flush: ENOTTY (Linux and macOS), ENOTSUP and EOPNOTSUPP (Linux, macOS). */
-const NO_CACHE_ERRNOS = new Set([25, 95, 45, 102]);
+/** Nothing to flush: the drive has no cache it lets us flush. Named: the numbers differ per system. */
+const NO_CACHE = new Set(['ENOTTY', 'ENOTSUP', 'EOPNOTSUPP']);
 
 /** ioctl(fd, DKIOCSYNCHRONIZECACHE) through libc; an Error with its errno code when it fails. */
 function synchronizeCache(): (fd: number, path: string) => Promise<void> {
@@ -128,12 +127,12 @@ function synchronizeCache(): (fd: number, path: string) => Promise<void> {
     ioctl ??= c.func('int ioctl(int, unsigned long, ...)');
     if (ioctl(fd, DKIOCSYNCHRONIZECACHE) !== -1) return;
     const errno = c.errno();
-    if (NO_CACHE_ERRNOS.has(errno)) return;
-    const code = Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0];
-    throw Object.assign(
-      new Error(`${path}: flushing the drive's cache failed (${code ?? `errno ${errno}`})`),
-      { code, errno },
-    );
+    const code = util.getSystemErrorName(-errno);
+    if (NO_CACHE.has(code)) return;
+    throw Object.assign(new Error(`${path}: flushing the drive's cache failed (${code})`), {
+      code,
+      errno,
+    });
   };
 }
 
