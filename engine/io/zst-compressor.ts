@@ -3,19 +3,13 @@
 // frame takes tens of milliseconds, which on the main thread would stall the event loop
 // (and the job's commit timer, the throttle and the other destinations).
 
-import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { workerFile } from './worker-file';
 import type { CompressReply, CompressRequest, CompressorSettings } from './zst-worker';
 
-/**
- * The compression thread's compiled module (zst-worker.js), beside this one in `dir`.
- * Packaged, it is read from app.asar.unpacked (electron-builder unpacks dist/engine/**):
- * a worker thread can't be relied on to load a script from inside the asar archive.
- */
+/** The compression thread's compiled module (zst-worker.js), beside this one in `dir`. */
 export function compressionWorkerFile(dir = __dirname): string {
-  return path
-    .join(dir, 'zst-worker.js')
-    .replace(/([\\/])app\.asar([\\/])/, '$1app.asar.unpacked$2');
+  return workerFile(dir, 'zst-worker.js');
 }
 
 /** A frame compressed: `out` is valid until `done()` hands its buffer back for reuse. */

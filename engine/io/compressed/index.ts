@@ -6,9 +6,7 @@
 
 import fs from 'node:fs';
 import { DeviceError } from '../device';
-import { openBzip2 } from './bzip2';
 import { compressionOf } from './detect';
-import { openGzip } from './gzip';
 import {
   CompressedImage,
   CompressedSourceError,
@@ -17,19 +15,17 @@ import {
   type Compression,
   type Opened,
 } from './source';
-import { openXz } from './xz';
-import { openZip } from './zip';
-import { openZstd } from './zstd';
 
 export { detectCompression } from './detect';
 export { CompressedSourceError, type CompressedSource, type Compression } from './source';
 
+/** Each format's module is loaded when a file of it is opened: a CLI run loads one. */
 const FORMATS: Record<Compression, (file: string) => Promise<Opened>> = {
-  gzip: openGzip,
-  xz: openXz,
-  zstd: openZstd,
-  bzip2: openBzip2,
-  zip: openZip,
+  gzip: async (file) => (await import('./gzip')).openGzip(file),
+  xz: async (file) => (await import('./xz')).openXz(file),
+  zstd: async (file) => (await import('./zstd')).openZstd(file),
+  bzip2: async (file) => (await import('./bzip2')).openBzip2(file),
+  zip: async (file) => (await import('./zip')).openZip(file),
 };
 
 export async function openCompressedSource(file: string): Promise<CompressedSource> {

@@ -1,5 +1,5 @@
-// liblzma, through node-liblzma's native addon used directly: lzma_code() runs on libuv's
-// thread pool and writes straight into a buffer we lend it. (The package's own streams
+// liblzma, through node-liblzma's native addon used directly: lzma_code() runs on a
+// decoding worker's own thread and writes straight into a buffer we lend it. (The package's own streams
 // allocate and zero a fresh output buffer per chunk and push it through a Transform:
 // 280 MiB/s here, against 430 MiB/s decoding into reused buffers.)
 
@@ -8,18 +8,18 @@ import path from 'node:path';
 /** One liblzma stream (lzma_stream_decoder, concatenated streams allowed). */
 export interface LzmaStream {
   /**
-   * lzma_code() on the thread pool over input[inOff, inOff + inLen) into output[outOff..];
-   * `done` gets liblzma's return code and what is left unused of the input and the output.
+   * lzma_code() on the calling thread (a decoding worker's) over input[inOff, inOff + inLen)
+   * into output[outOff..]: liblzma's return code and what is left unused of the input and
+   * the output.
    */
-  code(
+  codeSync(
     action: number,
     input: Buffer | null,
     inOff: number,
     inLen: number,
     output: Buffer,
     outOff: number,
-    done: (ret: number, availIn: number, availOut: number) => void,
-  ): void;
+  ): [number, number, number];
   close(): void;
 }
 
