@@ -82,6 +82,18 @@ interface Run {
   stdout: string;
 }
 
+/**
+ * The environment every contender runs in. NODE_EXTRA_CA_CERTS goes: this machine sets it
+ * for its proxy, and Node parses that certificate bundle at every start (about 65 ms here),
+ * before any of the engine's code runs; DriveTwin makes no TLS connection and a user's
+ * machine doesn't set it. Only Node reads it: the other contenders don't change.
+ */
+const ENV = { ...process.env };
+delete ENV.NODE_EXTRA_CA_CERTS;
+export const ENV_NOTE = process.env.NODE_EXTRA_CA_CERTS
+  ? 'NODE_EXTRA_CA_CERTS (set on this machine) is unset for every run: Node would parse it at each start'
+  : null;
+
 /** Runs a command, timing it wall-clock and measuring its peak RSS. */
 export function run(cmd: string, args: string[]): Promise<Run> {
   const timeOut = path.join(work, 'time.out');
@@ -90,7 +102,7 @@ export function run(cmd: string, args: string[]): Promise<Run> {
     : [cmd, args];
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: ENV });
     let stdout = '';
     let stderr = '';
     let polledKiB = 0;
