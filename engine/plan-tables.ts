@@ -4,7 +4,7 @@
 // know of the partitions. Reads only; a request that can't be met throws Refused.
 
 import type { Range } from './geometry';
-import { type Device, isStream, knownSize } from './io/device';
+import { type Device, knownSize } from './io/device';
 import { Refused, isZstPath, openReadable } from './open';
 import type { JobOptions } from './options';
 import { type PartitionTable, readPartitionTable } from './partitions/table';
@@ -15,19 +15,6 @@ export interface PlannedTables {
   copyEnd: number;
   /** The size an image file destination gets: the copy's, plus a GPT's backup after a fitted one. */
   imageSize: number;
-}
-
-/** The source's partition table; a stream is read from a reader of its own, so the copy's is untouched. */
-async function sourceTable(
-  source: Device,
-): Promise<Awaited<ReturnType<typeof readPartitionTable>>> {
-  if (!isStream(source)) return readPartitionTable(source);
-  const head = await openReadable(source.path);
-  try {
-    return await readPartitionTable(head);
-  } finally {
-    await head.close();
-  }
 }
 
 /**
@@ -62,7 +49,7 @@ export async function planTables(
   options: JobOptions,
   destinations: string[],
 ): Promise<{ partitions: PartitionTable | null; tables: PlannedTables | null }> {
-  const found = await sourceTable(source);
+  const found = await readPartitionTable(source);
   const asked = options.fit ? '--fit' : options.newIds ? '--new-ids' : null;
   if (!found || found.kind === 'damaged') {
     if (!asked) return { partitions: null, tables: null };

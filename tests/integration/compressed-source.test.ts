@@ -305,6 +305,22 @@ describe('reading rules', () => {
     await assert.rejects(far, damaged(name, 'EBADF'));
   });
 
+  test('the first MiB can be read again (the plan reads the partition table there first)', async (t) => {
+    for (const c of cases) {
+      await t.test(c.name, async () => {
+        const source = await openCompressedSource(c.file);
+        try {
+          assert.equal(await source.readAt(Buffer.alloc(MIB), 0), MIB);
+          // Again from byte 0, past the kept MiB: kept bytes, then the stream goes on.
+          assert.equal((await readFrom(source, 0)).hash, imageHash);
+          await assert.rejects(source.readAt(Buffer.alloc(512), 512), damaged(c.file, 'ESPIPE'));
+        } finally {
+          await source.close();
+        }
+      });
+    }
+  });
+
   test('closing an xz source while its threads decode ends them, and nothing else', () => {
     // The threads stop at their next step: one ended inside liblzma's binding aborts the
     // process. A child opens and closes sources mid-block, then must end by itself.

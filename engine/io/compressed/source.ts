@@ -21,6 +21,7 @@ import type { Readable } from 'node:stream';
 import type { StreamSource } from '../device';
 import { DeviceError } from '../device';
 import { IMAGE_BLOCK_SIZE } from '../image-file';
+import { StreamHead } from './stream-head';
 
 export type Compression = 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'zip';
 
@@ -204,6 +205,7 @@ export class CompressedImage implements CompressedSource {
   private failure: DeviceError | null = null;
   private closed = false;
   private scratch: Buffer | null = null;
+  private readonly head = new StreamHead();
 
   constructor(
     readonly path: string,
@@ -232,7 +234,9 @@ export class CompressedImage implements CompressedSource {
     }
     if (this.closed) return Promise.reject(this.closedError(offset, buffer.length));
     if (this.failure) return Promise.reject(this.failure);
-    if (offset < this.position) return Promise.reject(this.backwardsError(offset, buffer.length));
+    if (offset < this.position && !this.head.holds(offset, this.position)) {
+      return Promise.reject(this.backwardsError(offset, buffer.length));
+    }
     if (buffer.length === 0) return Promise.resolve(0);
     return new Promise((resolve, reject) => {
       // Keep the queue sorted by offset; equal offsets in arrival order.
@@ -289,7 +293,22 @@ export class CompressedImage implements CompressedSource {
       const head = this.queue[0];
       if (head.offset < this.position) {
         this.queue.shift();
-        head.reject(this.backwardsError(head.offset, head.buffer.length));
+        if (!this.head.holds(head.offset, this.position)) {
+          head.reject(this.backwardsError(head.offset, head.buffer.length));
+          continue;
+        }
+        // The start read again (the plan read the partition table there): what is kept,
+        // then the stream goes on from where it stands.
+        const kept = this.head.copy(head.buffer, head.offset, this.position);
+        if (kept === head.buffer.length || this.end !== null) head.resolve(kept);
+        else {
+          try {
+            head.resolve(kept + (await this.decode(head.buffer.subarray(kept))));
+          } catch (e) {
+            head.reject(this.fail(e, head.buffer.length));
+            break;
+          }
+        }
         continue;
       }
       if (this.end !== null) {
@@ -322,6 +341,7 @@ export class CompressedImage implements CompressedSource {
 
   private async decode(buffer: Buffer): Promise<number> {
     const n = await this.decoder.read(buffer);
+    this.head.keep(this.position, buffer.subarray(0, n));
     this.position += n;
     if (n < buffer.length) await this.ended();
     else if (this.position === this.knownSize) {
@@ -337,6 +357,7 @@ export class CompressedImage implements CompressedSource {
   private async skip(length: number): Promise<void> {
     this.scratch ??= Buffer.allocUnsafe(OUTPUT_CHUNK);
     const n = await this.decoder.read(this.scratch.subarray(0, length));
+    this.head.keep(this.position, this.scratch.subarray(0, n));
     this.position += n;
     if (n < length) await this.ended();
   }
