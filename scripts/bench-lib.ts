@@ -206,14 +206,22 @@ export const ratios: Record<string, number> = {};
 export const enginePeaks: Record<string, number> = {};
 
 /**
- * Runs the contenders (baseline first, then the engine) in alternating order, round by
- * round; adds their rows to the table. MiB/s is of `bytes` (the source's data).
+ * Runs the contenders (baseline first, then the engine, then any other peers) in rotating
+ * order, round by round; adds their rows to the table. MiB/s is of `bytes` (the source's
+ * data). The engine's row carries baseline/engine (the goal's ratio); a further peer's row
+ * its own median over the engine's.
  */
-export async function scenario(title: string, specs: [Spec, Spec], bytes = SIZE): Promise<void> {
-  const [dd, eng] = specs.map((s): Contender => ({ ...s, seconds: [], peakKiB: 0 }));
+export async function scenario(
+  title: string,
+  specs: [Spec, Spec, ...Spec[]],
+  bytes = SIZE,
+): Promise<void> {
+  const all = specs.map((s): Contender => ({ ...s, seconds: [], peakKiB: 0 }));
+  const [dd, eng] = all;
   let done = '';
   for (let round = 0; round < ROUNDS; round++)
-    for (const c of round % 2 ? [eng, dd] : [dd, eng]) {
+    for (let k = 0; k < all.length; k++) {
+      const c = all[(k + round) % all.length];
       c.reset();
       const r = await run(...c.cmd());
       c.check();
@@ -225,12 +233,13 @@ export async function scenario(title: string, specs: [Spec, Spec], bytes = SIZE)
     }
   ratios[title] = median(dd.seconds) / median(eng.seconds);
   enginePeaks[title] = eng.peakKiB;
-  for (const c of [dd, eng]) {
+  for (const c of all) {
     const m = median(c.seconds);
-    const ratio = c === eng ? ratios[title].toFixed(2) : '';
+    const ratio = c === eng ? ratios[title] : c === dd ? null : m / median(eng.seconds);
     const rounds = c.seconds.map((s) => s.toFixed(3)).join(' ');
     const rss = (c.peakKiB / 1024).toFixed(1);
-    rows.push([title, c.name, rounds, m.toFixed(3), (bytes / MiB / m).toFixed(0), ratio, rss]);
+    const shown = ratio === null ? '' : ratio.toFixed(2);
+    rows.push([title, c.name, rounds, m.toFixed(3), (bytes / MiB / m).toFixed(0), shown, rss]);
   }
   if (done) console.log(`${title}: engine's last ${JSON.parse(done).type} event: ${done}`);
 }

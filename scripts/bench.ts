@@ -6,6 +6,7 @@
 //   npm run bench                         # 2 GiB, 3 rounds (needs root, losetup, nbdkit, nbdfuse)
 //   BENCH_SIZE=512M BENCH_ROUNDS=5 npm run bench
 //   BENCH_VERIFY=0 npm run bench          # skip the byte comparison after each round
+//   BENCH_ETCHER_SDK=/some/dir npm run bench   # etcher-sdk (npm install etcher-sdk there) joins the .xz case
 //
 // Cases: loop→loop against dd, and the throttle; verify against cmp, drive vs drive and
 // image vs drive; image→image sparse against dd; a 64 GiB sparse image (4 MiB of data)
@@ -16,6 +17,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
+import { loadEtcherSdk } from './bench-etcher';
 import {
   CHUNK,
   CLI,
@@ -208,7 +210,12 @@ function verifyAgainstCmp(a: string, b: string): [Spec, Spec] {
   ];
 }
 
+/** The case etcher-sdk joins (where the issue measured it), when BENCH_ETCHER_SDK loads. */
+const ETCHER_CASE = '.xz (xz -T2, many blocks)';
+const etcher = loadEtcherSdk();
+
 async function compressed(src: string, dst: string): Promise<void> {
+  if (typeof etcher === 'string') notes.push(`etcher-sdk left out: ${etcher}`);
   const rmDst = (): void => fs.rmSync(dst, { force: true });
   const cases: Array<[string, number, string[], string]> = [
     // xz -0 keeps the preparation short; blocks of 3 × its 256 KiB dictionary.
@@ -225,6 +232,14 @@ async function compressed(src: string, dst: string): Promise<void> {
     sh('sh', ['-c', `${compress.join(' ')} '${src}' > '${packed}'`]);
     const share = fs.statSync(packed).size / size;
     const checkIt = (): void => sameBytes(src, dst);
+    const peers: Spec[] = [];
+    if (title === ETCHER_CASE && typeof etcher !== 'string')
+      peers.push({
+        name: 'etcher-sdk',
+        cmd: () => [process.execPath, [path.join(__dirname, 'bench-etcher.js'), packed, dst]],
+        reset: rmDst,
+        check: checkIt,
+      });
     await scenario(
       title,
       [
@@ -236,6 +251,7 @@ async function compressed(src: string, dst: string): Promise<void> {
           check: checkIt,
         },
         { name: 'engine', cmd: () => engine(packed, dst), reset: rmDst, check: checkIt },
+        ...peers,
       ],
       size,
     );
