@@ -1,0 +1,162 @@
+// The bzip2 decoding threads, seen from the decoder (bzip2.ts): pieces of the file go to
+// whichever thread (bzip2-worker.ts) is free and come back as chunks, which the reader
+// takes in order. A thread decodes one piece at a time; a piece sends at most AHEAD chunks
+// the reader has not handed back, then waits.
+
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { LaneReply, LaneRequest, LaneSettings, Piece } from './bzip2-worker';
+
+const MIB = 1024 * 1024;
+/** Decoded bytes per chunk. */
+export const CHUNK = 2 * MIB;
+/** Chunks of one piece decoded and not yet handed out, at most. */
+export const AHEAD = 2;
+
+/**
+ * The decoding thread's compiled module (bzip2-worker.js), beside this one. Packaged, it is
+ * read from app.asar.unpacked, as zst-worker.js is (see zst-compressor.ts).
+ */
+export function decodingWorkerFile(dir = __dirname): string {
+  return path
+    .join(dir, 'bzip2-worker.js')
+    .replace(/([\\/])app\.asar([\\/])/, '$1app.asar.unpacked$2');
+}
+
+/** A piece being decoded: its chunks, in order, as the thread sends them. */
+export class PieceOutput {
+  private readonly chunks: Buffer[] = [];
+  /** Bytes handed out to the reader. */
+  taken = 0;
+  /** Bytes of the first chunk handed out. */
+  private at = 0;
+  finished = false;
+  error: Error | null = null;
+  private wakeReader: (() => void) | null = null;
+
+  constructor(
+    readonly piece: Piece,
+    private readonly lane: Lane,
+  ) {}
+
+  /** The decoded bytes next in line; null once the piece is done. Throws the piece's error. */
+  async next(): Promise<Buffer | null> {
+    while (this.chunks.length === 0) {
+      if (this.finished) {
+        if (this.error) throw this.error;
+        return null;
+      }
+      await new Promise<void>((resolve) => (this.wakeReader = resolve));
+    }
+    return this.chunks[0].subarray(this.at);
+  }
+
+  /** `n` bytes of what next() gave were handed out; a chunk handed out whole goes back to the thread. */
+  consume(n: number): void {
+    this.taken += n;
+    this.at += n;
+    if (this.at < this.chunks[0].length) return;
+    const chunk = this.chunks.shift()!;
+    this.at = 0;
+    this.lane.send({ type: 'release', id: this.piece.id, buffer: chunk.buffer as ArrayBuffer }, [
+      chunk.buffer as ArrayBuffer,
+    ]);
+  }
+
+  /** No longer wanted: the thread stops decoding it. */
+  stop(): void {
+    if (!this.finished) this.lane.send({ type: 'stop', id: this.piece.id });
+    this.settle(null);
+  }
+
+  received(reply: LaneReply): void {
+    if ('chunk' in reply) this.chunks.push(Buffer.from(reply.chunk, 0, reply.length));
+    else this.settle('error' in reply ? new Error(reply.error) : null);
+    const wake = this.wakeReader;
+    this.wakeReader = null;
+    wake?.();
+  }
+
+  private settle(error: Error | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.error = error;
+    this.lane.done(this);
+  }
+}
+
+/** One decoding thread and the pieces it was given. */
+class Lane {
+  readonly worker: Worker;
+  readonly pieces = new Map<number, PieceOutput>();
+  /** Pieces it decoded (or began): tests see the work was shared. */
+  decoded = 0;
+
+  constructor(settings: LaneSettings, die: (e: Error) => void) {
+    this.worker = new Worker(decodingWorkerFile(), { workerData: settings });
+    this.worker.unref();
+    this.worker.on('message', (m: LaneReply) => this.pieces.get(m.id)?.received(m));
+    this.worker.on('error', die);
+    this.worker.on('exit', (code) => die(new Error(`a bzip2 decoding thread exited (${code})`)));
+  }
+
+  send(request: LaneRequest, transfer: ArrayBuffer[] = []): void {
+    this.worker.postMessage(request, transfer);
+  }
+
+  /** The piece is given to this thread; the thread keeps the process up while it has one. */
+  take(output: PieceOutput): void {
+    if (this.pieces.size === 0) this.worker.ref();
+    this.pieces.set(output.piece.id, output);
+    this.decoded += 1;
+    this.send({ type: 'decode', ...output.piece });
+  }
+
+  done(output: PieceOutput): void {
+    this.pieces.delete(output.piece.id);
+    if (this.pieces.size === 0) this.worker.unref();
+  }
+}
+
+/** The threads of one decoder, started on its first piece. */
+export class Lanes {
+  private lanes: Lane[] = [];
+  private dead: Error | null = null;
+
+  constructor(
+    private readonly count: number,
+    private readonly file: string,
+  ) {}
+
+  /** Pieces each thread decoded, in thread order. */
+  get decodedPerLane(): number[] {
+    return this.lanes.map((l) => l.decoded);
+  }
+
+  /** Starts decoding `piece` on the thread with the fewest pieces. */
+  decode(piece: Piece): PieceOutput {
+    if (this.lanes.length === 0) {
+      const settings: LaneSettings = { file: this.file, chunk: CHUNK, ahead: AHEAD };
+      for (let i = 0; i < this.count; i++) this.lanes.push(new Lane(settings, (e) => this.die(e)));
+    }
+    const lane = this.lanes.reduce((a, b) => (b.pieces.size < a.pieces.size ? b : a));
+    const output = new PieceOutput(piece, lane);
+    if (this.dead) output.received({ id: piece.id, error: this.dead.message });
+    else lane.take(output);
+    return output;
+  }
+
+  async close(): Promise<void> {
+    this.dead ??= new Error('the bzip2 decoder was closed');
+    const lanes = this.lanes.splice(0);
+    await Promise.all(lanes.map((l) => l.worker.terminate()));
+  }
+
+  private die(e: Error): void {
+    this.dead ??= e;
+    for (const lane of this.lanes) {
+      for (const output of [...lane.pieces.values()])
+        output.received({ id: output.piece.id, error: e.message });
+    }
+  }
+}

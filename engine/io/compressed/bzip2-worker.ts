@@ -1,0 +1,119 @@
+// A bzip2 decoding thread (started by bzip2-lanes.ts): decodes one piece of the file at
+// a time — a block, from its magic to the next mark — as a stream of its own with the
+// system's libbzip2, which checks the block's CRC. Decoded bytes go back in chunks, at
+// most `ahead` of them not yet handed back: that, not the block's size, bounds memory.
+
+import fs from 'node:fs';
+import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
+import { singleBlockStream } from './bzip2-blocks';
+import { Bz2Decoder } from './libbz2';
+
+/** Given as the worker's workerData. */
+export interface LaneSettings {
+  file: string;
+  /** Bytes per decoded chunk. */
+  chunk: number;
+  /** Chunks a piece may have sent and not had back before its decoding waits. */
+  ahead: number;
+}
+
+/** Bits [start, end) of the file: a block's magic up to the next mark. */
+export interface Piece {
+  id: number;
+  start: number;
+  end: number;
+}
+
+/**
+ * Every piece is decoded as a level-9 stream's block: a block of any level fits the largest
+ * size, and a speculative piece need not know which stream it is in.
+ */
+const LEVEL = 9;
+
+export type LaneRequest =
+  | ({ type: 'decode' } & Piece)
+  /** A chunk of piece `id` was handed out: its buffer comes back for another. */
+  | { type: 'release'; id: number; buffer: ArrayBuffer }
+  | { type: 'stop'; id: number };
+
+export type LaneReply =
+  | { id: number; chunk: ArrayBuffer; length: number }
+  | { id: number; done: true }
+  | { id: number; error: string };
+
+function serve(port: MessagePort, settings: LaneSettings): void {
+  const decoder = new Bz2Decoder(settings.chunk);
+  const fd = fs.openSync(settings.file, 'r');
+  const spare: ArrayBuffer[] = [];
+  const queue: Piece[] = [];
+  let current: { id: number; out: number; stopped: boolean } | null = null;
+  let wake: (() => void) | null = null;
+  const wakeUp = (): void => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+
+  async function decode(piece: Piece): Promise<void> {
+    const state = (current = { id: piece.id, out: 0, stopped: false });
+    try {
+      const first = Math.floor(piece.start / 8);
+      const bytes = Buffer.allocUnsafe(Math.ceil(piece.end / 8) + 1 - first);
+      const got = fs.readSync(fd, bytes, 0, bytes.length, first);
+      const stream = singleBlockStream(
+        bytes.subarray(0, got),
+        piece.start - first * 8,
+        piece.end - first * 8,
+        LEVEL,
+      );
+      decoder.begin(stream);
+      for (let ended = false; !ended;) {
+        while (state.out >= settings.ahead && !state.stopped) {
+          await new Promise<void>((resolve) => (wake = resolve));
+        }
+        if (state.stopped) return;
+        const step = decoder.step();
+        ended = step.ended;
+        if (step.length === 0) continue;
+        const buffer = spare.pop() ?? new ArrayBuffer(settings.chunk);
+        new Uint8Array(buffer).set(decoder.out.subarray(0, step.length));
+        state.out += 1;
+        const reply: LaneReply = { id: piece.id, chunk: buffer, length: step.length };
+        port.postMessage(reply, [buffer]);
+      }
+      port.postMessage({ id: piece.id, done: true } satisfies LaneReply);
+    } catch (e) {
+      const error = e instanceof Error ? e.message : String(e);
+      port.postMessage({ id: piece.id, error } satisfies LaneReply);
+    } finally {
+      decoder.finish();
+      current = null;
+    }
+  }
+
+  let running = false;
+  async function run(): Promise<void> {
+    if (running) return;
+    running = true;
+    for (let piece = queue.shift(); piece; piece = queue.shift()) await decode(piece);
+    running = false;
+  }
+
+  port.on('message', (m: LaneRequest) => {
+    if (m.type === 'decode') {
+      queue.push(m);
+      void run();
+    } else if (m.type === 'release') {
+      if (spare.length < settings.ahead) spare.push(m.buffer);
+      if (current?.id === m.id) current.out -= 1;
+      wakeUp();
+    } else {
+      const i = queue.findIndex((p) => p.id === m.id);
+      if (i !== -1) queue.splice(i, 1);
+      if (current?.id === m.id) current.stopped = true;
+      wakeUp();
+    }
+  });
+}
+
+if (parentPort) serve(parentPort, workerData as LaneSettings);
