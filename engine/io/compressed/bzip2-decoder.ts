@@ -21,6 +21,9 @@ import type { Decoder } from './source';
 
 const MAX_JOINS = 2;
 
+/** What finds the marks: a MarkScanner (tests wrap one to add chance marks). */
+export type Marks = Pick<MarkScanner, 'next' | 'done' | 'scanned'>;
+
 /** A piece being decoded, with the CRC its block states and how often it was joined. */
 interface Given {
   output: PieceOutput;
@@ -33,7 +36,7 @@ export class Bzip2Decoder implements Decoder {
   blocksDecompressed = 0;
   private handed = 0;
   private handle: fs.promises.FileHandle | null = null;
-  private scanner: MarkScanner | null = null;
+  private scanner: Marks | null = null;
   /** Marks at or after the one the reader expects next, in order. */
   private marks: Mark[] = [];
   /** Pieces given out, in order: the first is the one read from, when it is `reading`. */
@@ -48,13 +51,16 @@ export class Bzip2Decoder implements Decoder {
   private ended = false;
   private nextId = 0;
   private readonly lanes: Lanes;
+  private readonly window: number;
 
   constructor(
     private readonly file: string,
     private readonly fileSize: number,
     lanes: number,
-    private readonly window = 2 * lanes,
+    private readonly scan = (file: fs.promises.FileHandle, size: number): Marks =>
+      new MarkScanner(file, size),
   ) {
+    this.window = 2 * lanes;
     this.lanes = new Lanes(lanes, file);
   }
 
@@ -132,7 +138,7 @@ export class Bzip2Decoder implements Decoder {
   private async streamHeader(): Promise<void> {
     const at = this.expected / 8;
     this.handle ??= await fs.promises.open(this.file, 'r');
-    this.scanner ??= new MarkScanner(this.handle, this.fileSize);
+    this.scanner ??= this.scan(this.handle, this.fileSize);
     const head = Buffer.alloc(4);
     const { bytesRead } = await this.handle.read(head, 0, 4, at);
     const text = head.toString('latin1', 0, bytesRead);
