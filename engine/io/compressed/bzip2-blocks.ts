@@ -106,22 +106,29 @@ export function marksIn(data: Buffer, ends: number): Mark[] {
   return marks.sort((a, b) => a.bit - b.bit);
 }
 
+/** Bytes of the stream singleBlockStream() makes of the block's bits [start, end). */
+export function singleBlockStreamLength(start: number, end: number): number {
+  return 4 + Math.ceil((end - start + 80) / 8);
+}
+
 /**
- * One block as a bzip2 stream of its own, byte-aligned: "BZh" + level, the block's bits
- * [start, end) of `bytes` (which begins at the byte holding bit `start`), the end magic,
- * and the block's CRC as the combined CRC (for one block it is the block's CRC).
+ * One block as a bzip2 stream of its own, byte-aligned, written into `out` (its first
+ * singleBlockStreamLength() bytes): "BZh" + level, the block's bits [start, end) of `bytes`
+ * (which begins at the byte holding bit `start`), the end magic, and the block's CRC as
+ * the combined CRC (for one block it is the block's CRC).
  */
 export function singleBlockStream(
   bytes: Uint8Array,
   start: number,
   end: number,
   level: number,
-): Buffer {
+  out: Uint8Array,
+): void {
   const shift = start & 7;
   const bits = end - start;
-  const out = Buffer.alloc(4 + Math.ceil((bits + 80) / 8));
-  out.write(`BZh${level}`, 'latin1');
-  const body = out.subarray(4);
+  const body = out.subarray(4, singleBlockStreamLength(start, end));
+  out.set(Buffer.from(`BZh${level}`, 'latin1'));
+  body.fill(0);
   const whole = bits >>> 3;
   for (let i = 0; i < whole; i++)
     body[i] = ((bytes[i] << shift) | (bytes[i + 1] >>> (8 - shift))) & 0xff;
@@ -129,12 +136,10 @@ export function singleBlockStream(
     const rest = ((bytes[whole] << shift) | ((bytes[whole + 1] ?? 0) >>> (8 - shift))) & 0xff;
     body[whole] = rest & (0xff << (8 - (bits & 7)));
   }
-  let at = bits;
   const crc = bitsAt(bytes, shift + 48, 32) ?? 0;
-  at = putBits(body, at, Number(END_MAGIC >> 24n), 24);
+  let at = putBits(body, bits, Number(END_MAGIC >> 24n), 24);
   at = putBits(body, at, Number(END_MAGIC & 0xffffffn), 24);
   putBits(body, at, crc, 32);
-  return out;
 }
 
 /** Writes `count` (≤ 32) bits of `value` at bit `bit` of `buf` (zeroed there); the bit after. */

@@ -1,7 +1,8 @@
-// The bzip2 decoding threads, seen from the decoder (bzip2.ts): pieces of the file go to
-// whichever thread (bzip2-worker.ts) is free and come back as chunks, which the reader
-// takes in order. A thread decodes one piece at a time; a piece sends at most AHEAD chunks
-// the reader has not handed back, then waits.
+// The bzip2 decoding threads, seen from the decoder (bzip2-decoder.ts): pieces of the file
+// wait in order for a free thread (bzip2-worker.ts) and come back as chunks, which the
+// reader takes in order. A thread is given one piece at a time: a piece waiting behind
+// a block of zeros the reader is still taking would leave the other threads idle. A piece
+// sends at most AHEAD chunks the reader has not handed back, then waits.
 
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -32,11 +33,13 @@ export class PieceOutput {
   private at = 0;
   finished = false;
   error: Error | null = null;
+  /** The thread decoding it; null while it waits for one. */
+  lane: Lane | null = null;
   private wakeReader: (() => void) | null = null;
 
   constructor(
     readonly piece: Piece,
-    private readonly lane: Lane,
+    private readonly lanes: Lanes,
   ) {}
 
   /** The decoded bytes next in line; null once the piece is done. Throws the piece's error. */
@@ -56,16 +59,14 @@ export class PieceOutput {
     this.taken += n;
     this.at += n;
     if (this.at < this.chunks[0].length) return;
-    const chunk = this.chunks.shift()!;
+    const buffer = this.chunks.shift()!.buffer as ArrayBuffer;
     this.at = 0;
-    this.lane.send({ type: 'release', id: this.piece.id, buffer: chunk.buffer as ArrayBuffer }, [
-      chunk.buffer as ArrayBuffer,
-    ]);
+    this.lane?.send({ type: 'release', id: this.piece.id, buffer }, [buffer]);
   }
 
   /** No longer wanted: the thread stops decoding it. */
   stop(): void {
-    if (!this.finished) this.lane.send({ type: 'stop', id: this.piece.id });
+    if (!this.finished) this.lane?.send({ type: 'stop', id: this.piece.id });
     this.settle(null);
   }
 
@@ -81,21 +82,23 @@ export class PieceOutput {
     if (this.finished) return;
     this.finished = true;
     this.error = error;
-    this.lane.done(this);
+    this.lanes.settled(this);
   }
 }
 
-/** One decoding thread and the pieces it was given. */
+/** One decoding thread and the piece it decodes. */
 class Lane {
   readonly worker: Worker;
-  readonly pieces = new Map<number, PieceOutput>();
+  current: PieceOutput | null = null;
   /** Pieces it decoded (or began): tests see the work was shared. */
   decoded = 0;
 
   constructor(settings: LaneSettings, die: (e: Error) => void) {
     this.worker = new Worker(decodingWorkerFile(), { workerData: settings });
     this.worker.unref();
-    this.worker.on('message', (m: LaneReply) => this.pieces.get(m.id)?.received(m));
+    this.worker.on('message', (m: LaneReply) => {
+      if (this.current?.piece.id === m.id) this.current.received(m);
+    });
     this.worker.on('error', die);
     this.worker.on('exit', (code) => die(new Error(`a bzip2 decoding thread exited (${code})`)));
   }
@@ -104,23 +107,25 @@ class Lane {
     this.worker.postMessage(request, transfer);
   }
 
-  /** The piece is given to this thread; the thread keeps the process up while it has one. */
+  /** The thread decodes `output`'s piece, and keeps the process up meanwhile. */
   take(output: PieceOutput): void {
-    if (this.pieces.size === 0) this.worker.ref();
-    this.pieces.set(output.piece.id, output);
+    this.worker.ref();
+    this.current = output;
+    output.lane = this;
     this.decoded += 1;
     this.send({ type: 'decode', ...output.piece });
   }
 
-  done(output: PieceOutput): void {
-    this.pieces.delete(output.piece.id);
-    if (this.pieces.size === 0) this.worker.unref();
+  free(): void {
+    this.current = null;
+    this.worker.unref();
   }
 }
 
 /** The threads of one decoder, started on its first piece. */
 export class Lanes {
   private lanes: Lane[] = [];
+  private readonly waiting: PieceOutput[] = [];
   private dead: Error | null = null;
 
   constructor(
@@ -133,30 +138,46 @@ export class Lanes {
     return this.lanes.map((l) => l.decoded);
   }
 
-  /** Starts decoding `piece` on the thread with the fewest pieces. */
+  /** Decodes `piece` on the first thread free, after the pieces given before it. */
   decode(piece: Piece): PieceOutput {
-    if (this.lanes.length === 0) {
+    if (this.lanes.length === 0 && !this.dead) {
       const settings: LaneSettings = { file: this.file, chunk: CHUNK, ahead: AHEAD };
       for (let i = 0; i < this.count; i++) this.lanes.push(new Lane(settings, (e) => this.die(e)));
     }
-    const lane = this.lanes.reduce((a, b) => (b.pieces.size < a.pieces.size ? b : a));
-    const output = new PieceOutput(piece, lane);
+    const output = new PieceOutput(piece, this);
     if (this.dead) output.received({ id: piece.id, error: this.dead.message });
-    else lane.take(output);
+    else {
+      this.waiting.push(output);
+      this.dispatch();
+    }
     return output;
+  }
+
+  /** The piece is decoded, failed or was stopped: its thread takes the next waiting. */
+  settled(output: PieceOutput): void {
+    const i = this.waiting.indexOf(output);
+    if (i !== -1) this.waiting.splice(i, 1);
+    if (output.lane?.current === output) output.lane.free();
+    this.dispatch();
   }
 
   async close(): Promise<void> {
     this.dead ??= new Error('the bzip2 decoder was closed');
+    this.waiting.length = 0;
     const lanes = this.lanes.splice(0);
     await Promise.all(lanes.map((l) => l.worker.terminate()));
   }
 
+  private dispatch(): void {
+    for (const lane of this.lanes) {
+      if (this.waiting.length === 0) return;
+      if (!lane.current) lane.take(this.waiting.shift()!);
+    }
+  }
+
   private die(e: Error): void {
     this.dead ??= e;
-    for (const lane of this.lanes) {
-      for (const output of [...lane.pieces.values()])
-        output.received({ id: output.piece.id, error: e.message });
-    }
+    const failed = [...this.waiting, ...this.lanes.map((l) => l.current)];
+    for (const output of failed) output?.received({ id: output.piece.id, error: e.message });
   }
 }

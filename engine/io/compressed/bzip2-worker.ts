@@ -5,7 +5,7 @@
 
 import fs from 'node:fs';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
-import { singleBlockStream } from './bzip2-blocks';
+import { singleBlockStream, singleBlockStreamLength } from './bzip2-blocks';
 import { Bz2Decoder } from './libbz2';
 
 /** Given as the worker's workerData. */
@@ -45,6 +45,8 @@ function serve(port: MessagePort, settings: LaneSettings): void {
   const decoder = new Bz2Decoder(settings.chunk);
   const fd = fs.openSync(settings.file, 'r');
   const spare: ArrayBuffer[] = [];
+  /** The piece read from the file; grown, never shrunk: no garbage per piece. */
+  let bytes = Buffer.allocUnsafeSlow(0);
   const queue: Piece[] = [];
   let current: { id: number; out: number; stopped: boolean } | null = null;
   let wake: (() => void) | null = null;
@@ -58,15 +60,13 @@ function serve(port: MessagePort, settings: LaneSettings): void {
     const state = (current = { id: piece.id, out: 0, stopped: false });
     try {
       const first = Math.floor(piece.start / 8);
-      const bytes = Buffer.allocUnsafe(Math.ceil(piece.end / 8) + 1 - first);
-      const got = fs.readSync(fd, bytes, 0, bytes.length, first);
-      const stream = singleBlockStream(
-        bytes.subarray(0, got),
-        piece.start - first * 8,
-        piece.end - first * 8,
-        LEVEL,
-      );
-      decoder.begin(stream);
+      const length = Math.ceil(piece.end / 8) + 1 - first;
+      if (length > bytes.length) bytes = Buffer.allocUnsafeSlow(Math.max(length, 2 * bytes.length));
+      const got = fs.readSync(fd, bytes, 0, length, first);
+      const [start, end] = [piece.start - first * 8, piece.end - first * 8];
+      const streamLength = singleBlockStreamLength(start, end);
+      singleBlockStream(bytes.subarray(0, got), start, end, LEVEL, decoder.input(streamLength));
+      decoder.begin(streamLength);
       for (let ended = false; !ended;) {
         while (state.out >= settings.ahead && !state.stopped) {
           await new Promise<void>((resolve) => (wake = resolve));

@@ -80,7 +80,7 @@ export class Bz2Decoder {
   private readonly output: unknown;
   /** The output buffer, as JavaScript sees it. */
   readonly out: Uint8Array;
-  private input: unknown = null;
+  private stream: unknown = null;
   private inputSize = 0;
   private open = false;
 
@@ -94,22 +94,27 @@ export class Bz2Decoder {
     this.out = new Uint8Array(lib.koffi.view(this.output, chunk));
   }
 
-  /** Starts decoding `stream` (copied), a whole bzip2 stream. */
-  begin(stream: Uint8Array): void {
+  /** Room for a stream of `length` bytes, in C memory: write it there, then begin(). */
+  input(length: number): Uint8Array {
     const { koffi } = this.lib;
-    this.finish();
-    if (stream.length > this.inputSize) {
-      if (this.input) koffi.free(this.input);
-      this.input = koffi.alloc('uint8_t', stream.length);
-      this.inputSize = stream.length;
+    if (length > this.inputSize) {
+      this.finish();
+      if (this.stream) koffi.free(this.stream);
+      this.inputSize = Math.max(length, this.inputSize * 2);
+      this.stream = koffi.alloc('uint8_t', this.inputSize);
     }
-    new Uint8Array(koffi.view(this.input, stream.length)).set(stream);
+    return new Uint8Array(koffi.view(this.stream, length));
+  }
+
+  /** Starts decoding the whole bzip2 stream written to the first `length` bytes of input(). */
+  begin(length: number): void {
+    this.finish();
     new Uint8Array(this.fields.buffer).fill(0);
     const ret = this.lib.init(this.strm, 0, 0);
     if (ret !== BZ_OK) throw bz2Error(ret);
     this.open = true;
-    this.fields.setBigUint64(NEXT_IN, koffi.address(this.input), true);
-    this.fields.setUint32(AVAIL_IN, stream.length, true);
+    this.fields.setBigUint64(NEXT_IN, this.lib.koffi.address(this.stream), true);
+    this.fields.setUint32(AVAIL_IN, length, true);
   }
 
   /**
@@ -140,7 +145,7 @@ export class Bz2Decoder {
     const { koffi } = this.lib;
     koffi.free(this.strm);
     koffi.free(this.output);
-    if (this.input) koffi.free(this.input);
-    this.input = null;
+    if (this.stream) koffi.free(this.stream);
+    this.stream = null;
   }
 }
