@@ -17,7 +17,7 @@
 import fs from 'node:fs';
 import { MarkScanner, type Mark } from './bzip2-blocks';
 import { Lanes, type PieceOutput } from './bzip2-lanes';
-import type { Decoder } from './source';
+import { letTimersRun, type Decoder } from './source';
 
 const MAX_JOINS = 2;
 
@@ -76,6 +76,8 @@ export class Bzip2Decoder implements Decoder {
   async read(dst: Buffer): Promise<number> {
     let filled = 0;
     while (filled < dst.length) {
+      // Chunks already here are taken without a turn of the event loop: let timers run.
+      await letTimersRun();
       if (!this.reading && !(await this.advance())) break;
       const given = this.reading!;
       let chunk: Buffer | null;

@@ -10,7 +10,7 @@ import type { LaneReply, LaneRequest, LaneSettings, Piece } from './bzip2-worker
 
 const MIB = 1024 * 1024;
 /** Decoded bytes per chunk. */
-export const CHUNK = 2 * MIB;
+export const CHUNK = MIB;
 /** Chunks of one piece decoded and not yet handed out, at most. */
 export const AHEAD = 2;
 
@@ -94,7 +94,11 @@ class Lane {
   decoded = 0;
 
   constructor(settings: LaneSettings, die: (e: Error) => void) {
-    this.worker = new Worker(decodingWorkerFile(), { workerData: settings });
+    this.worker = new Worker(decodingWorkerFile(), {
+      workerData: settings,
+      // Its own objects are few and small: the bytes live in C memory and ArrayBuffers.
+      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 16 },
+    });
     this.worker.unref();
     this.worker.on('message', (m: LaneReply) => {
       if (this.current?.piece.id === m.id) this.current.received(m);
