@@ -4,8 +4,8 @@
 // a block of zeros the reader is still taking would leave the other threads idle. A piece
 // sends at most AHEAD chunks the reader has not handed back, then waits.
 
-import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { workerFile } from '../worker-file';
 import type { LaneReply, LaneRequest, LaneSettings, Piece } from './bzip2-worker';
 
 const MIB = 1024 * 1024;
@@ -14,14 +14,9 @@ export const CHUNK = MIB;
 /** Chunks of one piece decoded and not yet handed out, at most. */
 export const AHEAD = 2;
 
-/**
- * The decoding thread's compiled module (bzip2-worker.js), beside this one. Packaged, it is
- * read from app.asar.unpacked, as zst-worker.js is (see zst-compressor.ts).
- */
+/** The decoding thread's compiled module (bzip2-worker.js), beside this one in `dir`. */
 export function decodingWorkerFile(dir = __dirname): string {
-  return path
-    .join(dir, 'bzip2-worker.js')
-    .replace(/([\\/])app\.asar([\\/])/, '$1app.asar.unpacked$2');
+  return workerFile(dir, 'bzip2-worker.js');
 }
 
 /** A piece being decoded: its chunks, in order, as the thread sends them. */
