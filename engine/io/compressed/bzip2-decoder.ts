@@ -29,6 +29,8 @@ interface Given {
   output: PieceOutput;
   crc: number | null;
   joins: number;
+  /** Why it failed before it was joined: what is reported if joining doesn't help. */
+  first: Error | null;
 }
 
 export class Bzip2Decoder implements Decoder {
@@ -189,13 +191,19 @@ export class Bzip2Decoder implements Decoder {
       }
       const start = this.marks[i];
       const end = this.marks[i + 1]?.bit ?? this.fileSize * 8;
-      this.give(start.bit, end, start.crc, 0);
+      this.give(start.bit, end, start.crc);
     }
   }
 
-  private give(start: number, end: number, crc: number | null, joins: number): void {
+  private give(
+    start: number,
+    end: number,
+    crc: number | null,
+    joins = 0,
+    first: Error | null = null,
+  ): void {
     const output = this.lanes.decode({ id: this.nextId++, start, end });
-    this.given.push({ output, crc, joins });
+    this.given.push({ output, crc, joins, first });
     this.givenTo = end;
     this.blocksDecompressed += 1;
   }
@@ -216,12 +224,18 @@ export class Bzip2Decoder implements Decoder {
   private async retry(given: Given, error: Error): Promise<void> {
     const { start, end } = given.output.piece;
     const last = end >= this.fileSize * 8;
-    if (given.output.taken > 0 || given.joins >= MAX_JOINS || last) throw error;
+    if (given.output.taken > 0 || given.joins >= MAX_JOINS || last) throw given.first ?? error;
     for (const g of this.given.splice(0)) g.output.stop();
     this.reading = null;
     while (!this.scanner!.done && this.marks.every((m) => m.bit <= end)) await this.scanMore();
     const next = this.marks.find((m) => m.bit > end);
-    this.give(start, next?.bit ?? this.fileSize * 8, given.crc, given.joins + 1);
+    this.give(
+      start,
+      next?.bit ?? this.fileSize * 8,
+      given.crc,
+      given.joins + 1,
+      given.first ?? error,
+    );
     this.blocksDecompressed -= 1;
   }
 }

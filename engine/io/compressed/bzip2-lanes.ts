@@ -4,6 +4,7 @@
 // a block of zeros the reader is still taking would leave the other threads idle. A piece
 // sends at most AHEAD chunks the reader has not handed back, then waits.
 
+import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { workerFile } from '../worker-file';
 import type { LaneReply, LaneRequest, LaneSettings, Piece } from './bzip2-worker';
@@ -119,6 +120,15 @@ class Lane {
     this.current = null;
     this.worker.unref();
   }
+
+  /** Ends the thread once it freed its C memory; terminated if it takes longer than a second. */
+  async close(): Promise<void> {
+    const exited = once(this.worker, 'exit');
+    this.send({ type: 'close' });
+    const timer = setTimeout(() => void this.worker.terminate(), 1000);
+    await exited;
+    clearTimeout(timer);
+  }
 }
 
 /** The threads of one decoder, started on its first piece. */
@@ -164,7 +174,7 @@ export class Lanes {
     this.dead ??= new Error('the bzip2 decoder was closed');
     this.waiting.length = 0;
     const lanes = this.lanes.splice(0);
-    await Promise.all(lanes.map((l) => l.worker.terminate()));
+    await Promise.all(lanes.map((l) => l.close()));
   }
 
   private dispatch(): void {

@@ -34,7 +34,9 @@ export type LaneRequest =
   | ({ type: 'decode' } & Piece)
   /** A chunk of piece `id` was handed out: its buffer comes back for another. */
   | { type: 'release'; id: number; buffer: ArrayBuffer }
-  | { type: 'stop'; id: number };
+  | { type: 'stop'; id: number }
+  /** The decoder is done: free libbzip2's C memory (a terminated thread would leak it) and end. */
+  | { type: 'close' };
 
 export type LaneReply =
   | { id: number; chunk: ArrayBuffer; length: number }
@@ -92,11 +94,19 @@ function serve(port: MessagePort, settings: LaneSettings): void {
   }
 
   let running = false;
+  let closing = false;
   async function run(): Promise<void> {
     if (running) return;
     running = true;
     for (let piece = queue.shift(); piece; piece = queue.shift()) await decode(piece);
     running = false;
+    if (closing) shutDown();
+  }
+
+  function shutDown(): void {
+    decoder.close();
+    fs.closeSync(fd);
+    port.close();
   }
 
   port.on('message', (m: LaneRequest) => {
@@ -107,6 +117,12 @@ function serve(port: MessagePort, settings: LaneSettings): void {
       if (spare.length < settings.ahead) spare.push(m.buffer);
       if (current?.id === m.id) current.out -= 1;
       wakeUp();
+    } else if (m.type === 'close') {
+      closing = true;
+      queue.length = 0;
+      if (current) current.stopped = true;
+      wakeUp();
+      if (!running) shutDown();
     } else {
       const i = queue.findIndex((p) => p.id === m.id);
       if (i !== -1) queue.splice(i, 1);
