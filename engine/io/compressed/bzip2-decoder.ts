@@ -5,13 +5,15 @@
 // fails as surely as a damaged one.
 //
 // A mark found by chance inside compressed data (2^-48 per bit) cuts a block in two: the
-// first piece then fails (its data ends early, or its CRC is wrong) before any of its
-// bytes is handed out, and is decoded again joined with the next piece. Only a piece that
-// fails with nothing handed out is joined, and at most MAX_JOINS times (two chance marks
-// in one block: ~2^-70): a real corruption still fails, after a few wasted decodes.
+// first piece then fails (its data ends early) before any of its bytes is handed out, and
+// is decoded again joined with the next piece. Only a piece that fails with nothing handed
+// out is joined, and at most MAX_JOINS times (two chance marks in one block: ~2^-70): a
+// real corruption still fails, after a few wasted decodes. Should the cut piece seem to end
+// where it was cut, its bytes come out before its CRC fails: then it fails like a
+// corruption would — a refused file, never wrong bytes.
 //
-// Memory: at most WINDOW pieces are given out at once, each with at most AHEAD chunks of
-// CHUNK bytes decoded and not yet handed out: 2 × lanes × 2 × 2 MiB (32 MiB with 4 lanes),
+// Memory: at most `window` pieces are given out at once, each with at most AHEAD chunks of
+// CHUNK bytes decoded and not yet handed out: 2 × lanes × 2 × 1 MiB (16 MiB with 4 lanes),
 // plus each thread's libbzip2 state (3.6 MB) and buffers, whatever a block expands to.
 
 import fs from 'node:fs';
