@@ -68,7 +68,9 @@ export class PieceOutput {
 
   received(reply: LaneReply): void {
     if ('chunk' in reply) this.chunks.push(Buffer.from(reply.chunk, 0, reply.length));
-    else this.settle('error' in reply ? new Error(reply.error) : null);
+    else if ('error' in reply)
+      this.settle(Object.assign(new Error(reply.error), { syscall: reply.syscall }));
+    else this.settle(null);
     const wake = this.wakeReader;
     this.wakeReader = null;
     wake?.();

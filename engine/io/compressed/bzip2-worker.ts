@@ -41,7 +41,8 @@ export type LaneRequest =
 export type LaneReply =
   | { id: number; chunk: ArrayBuffer; length: number }
   | { id: number; done: true }
-  | { id: number; error: string };
+  /** `syscall` when reading the file failed, not decoding it. */
+  | { id: number; error: string; syscall?: string };
 
 function serve(port: MessagePort, settings: LaneSettings): void {
   const decoder = new Bz2Decoder(settings.chunk);
@@ -86,7 +87,8 @@ function serve(port: MessagePort, settings: LaneSettings): void {
       port.postMessage({ id: piece.id, done: true } satisfies LaneReply);
     } catch (e) {
       const error = e instanceof Error ? e.message : String(e);
-      port.postMessage({ id: piece.id, error } satisfies LaneReply);
+      const { syscall } = e as NodeJS.ErrnoException;
+      port.postMessage({ id: piece.id, error, syscall } satisfies LaneReply);
     } finally {
       decoder.finish();
       current = null;
