@@ -14,7 +14,7 @@ const LIBBZ2_FILES: Partial<Record<NodeJS.Platform, string[]>> = {
 
 const BZ_OK = 0;
 const BZ_STREAM_END = 4;
-/** sizeof(bz_stream) and the offsets used, on the 64-bit systems koffi ships for. */
+/** sizeof(bz_stream) and the offsets used, on 64-bit systems (checked when loading). */
 const STREAM_SIZE = 80;
 const NEXT_IN = 0;
 const AVAIL_IN = 8;
@@ -43,6 +43,8 @@ function library(): Library | null {
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const koffi = require('koffi') as Koffi;
+      // bz_stream's offsets below are those of 64-bit systems: elsewhere, the JavaScript decoder.
+      if (koffi.sizeof('void *') !== 8) return loaded;
       const lib = koffi.load(file);
       const func = (declaration: string) => lib.func(declaration) as Call;
       loaded = {
