@@ -1,90 +1,33 @@
-// bzip2 (.bz2). The format states no size. Decoded by the system's bzip2 program where
-// there is one (lbzip2 or pbzip2 first: they decode bzip2's independent blocks on every
-// core), the file fed through its stdin: several times faster than any decoder in
-// JavaScript or WebAssembly on npm. Elsewhere (Windows) unbzip2-stream, in JavaScript.
+// bzip2 (.bz2). The format states no size. Decoded in-process with the system's libbzip2
+// (libbz2.ts, through koffi: Debian's libbz2-1.0, macOS's own), bzip2's independent blocks
+// side by side on every core, up to 4 (bzip2-decoder.ts), as lbzip2 does: faster than
+// `bzip2 -dc`, which decodes on one. Windows ships no libbzip2: there unbzip2-stream, in
+// JavaScript, a few MiB/s.
 
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import os from 'node:os';
+import { Readable } from 'node:stream';
+import { Bzip2Decoder } from './bzip2-decoder';
 import { fileSize, fileStream } from './file';
+import { haveLibbz2 } from './libbz2';
 import { StreamDecoder, type Opened } from './source';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const unbzip2 = require('unbzip2-stream') as () => NodeJS.ReadWriteStream;
 
-/** Decompressed bytes held ahead of the reader before the decoder is paused. */
+/** Decompressed bytes held ahead of the reader before the JavaScript decoder is paused. */
 const BUFFERED = 4 * 1024 * 1024;
-/** Programs that decode bzip2 to stdout with -dc, fastest first. */
-const PROGRAMS = ['lbzip2', 'pbzip2', 'bzip2'];
+/** Decoding threads at most: past 4, the reader (one thread copying to the disk) is the limit. */
+const MAX_LANES = 4;
 
 export async function openBzip2(file: string): Promise<Opened> {
   const compressedSize = fileSize(file);
-  const program = findProgram();
+  const lanes = Math.min(os.availableParallelism(), MAX_LANES);
   const decoder = () => {
+    if (haveLibbz2()) return new Bzip2Decoder(file, compressedSize, lanes);
     const counter = { bytes: 0 };
-    return new StreamDecoder(
-      () => (program ? throughProgram(program, file, counter) : inJavaScript(file, counter)),
-      counter,
-    );
+    return new StreamDecoder(() => inJavaScript(file, counter), counter);
   };
   return { knownSize: null, compressedSize, decoder };
-}
-
-let found: string | null | undefined;
-
-/** The first of PROGRAMS on the PATH (not on Windows, which has none of them). */
-function findProgram(): string | null {
-  if (found !== undefined) return found;
-  found = null;
-  if (process.platform === 'win32') return found;
-  const dirs = (process.env.PATH ?? '').split(path.delimiter).filter(Boolean);
-  for (const name of PROGRAMS) {
-    for (const dir of dirs) {
-      const candidate = path.join(dir, name);
-      try {
-        fs.accessSync(candidate, fs.constants.X_OK);
-        found = candidate;
-        return found;
-      } catch {
-        // not here
-      }
-    }
-  }
-  return found;
-}
-
-/**
- * `program -dc`, the file through its stdin (counted as consumed). Its output ends only
- * once it exited well: a truncated or corrupt file fails with what it said.
- */
-function throughProgram(program: string, file: string, counter: { bytes: number }): Readable {
-  const child = spawn(program, ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const input = fileStream(file, counter);
-  const out = new PassThrough({ highWaterMark: BUFFERED });
-  let said = '';
-  child.stderr.on('data', (d: Buffer) => (said += d.toString()));
-  // EPIPE once the reader stopped early and the program was ended.
-  child.stdin.on('error', () => undefined);
-  input.on('error', (e) => out.destroy(e));
-  input.pipe(child.stdin);
-  child.stdout.pipe(out, { end: false });
-  child.on('error', (e) => out.destroy(e));
-  child.on('close', (code, signal) => {
-    if (code === 0) out.end();
-    else if (!out.destroyed) {
-      const first = said
-        .trim()
-        .split('\n')[0]
-        ?.replace(/^\S+: /, '');
-      out.destroy(new Error(first || `${path.basename(program)} ended with ${code ?? signal}`));
-    }
-  });
-  out.on('close', () => {
-    input.destroy();
-    child.kill();
-  });
-  return out;
 }
 
 function inJavaScript(file: string, counter: { bytes: number }): Readable {

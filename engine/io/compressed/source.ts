@@ -41,6 +41,8 @@ export interface CompressedSource extends StreamSource {
   readAt(buffer: Buffer, offset: number): Promise<number>;
   /** Blocks decompressed (or begun) so far where the format is made of independent blocks (xz), else null. */
   readonly blocksDecompressed: number | null;
+  /** Blocks each decoding thread was given, where the format's blocks are decoded on threads of their own (bzip2), else null. */
+  readonly blocksPerLane: readonly number[] | null;
 }
 
 /** Decompressed bytes produced per zlib call, and dropped per step when skipping a gap. */
@@ -105,6 +107,8 @@ export interface Decoder {
   skipTo?(offset: number): Promise<number>;
   /** Formats made of independent blocks: how many were decompressed (or begun). */
   readonly blocksDecompressed?: number;
+  /** Formats decoded on threads of their own: blocks each thread was given. */
+  readonly blocksPerLane?: readonly number[];
   close(): Promise<void>;
 }
 
@@ -226,6 +230,11 @@ export class CompressedImage implements CompressedSource {
   /** Blocks decompressed so far, where the format is made of independent blocks (xz). */
   get blocksDecompressed(): number | null {
     return this.decoder.blocksDecompressed ?? null;
+  }
+
+  /** Blocks each decoding thread was given, where the format's are decoded on threads (bzip2). */
+  get blocksPerLane(): readonly number[] | null {
+    return this.decoder.blocksPerLane ?? null;
   }
 
   readAt(buffer: Buffer, offset: number): Promise<number> {
