@@ -321,7 +321,7 @@ describe('reading rules', () => {
     }
   });
 
-  test('closing an xz source while its threads decode ends them, and nothing else', () => {
+  test('closing an xz or bzip2 source while its threads decode ends them, and nothing else', () => {
     // The threads stop at their next step: one ended inside liblzma's binding aborts the
     // process. A child opens and closes sources mid-block, then must end by itself.
     const index = path.join(__dirname, '../../engine/io/compressed/index.js');
@@ -329,7 +329,7 @@ describe('reading rules', () => {
       const { openCompressedSource } = require(${JSON.stringify(index)});
       (async () => {
         for (let round = 0; round < 12; round++) {
-          for (const name of ['blocks.img.xz', 'image.img.xz']) {
+          for (const name of ['blocks.img.xz', 'image.img.xz', 'image.img.bz2']) {
             const source = await openCompressedSource(name);
             if (round % 3 > 0) await source.readAt(Buffer.alloc(${MIB} * round), (round % 2) * ${4 * MIB});
             await source.close();
