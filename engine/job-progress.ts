@@ -108,10 +108,13 @@ export class JobProgress {
     if (!isStream(this.source) || this.source.compressedPosition === 0) {
       return Math.max(this.done, first);
     }
-    // The plan reads the start of the stream before anything is copied: the compressed
-    // position moves while `done` is still 0, and the format's own guess must stand.
-    const ratio = this.source.compressedSize / this.source.compressedPosition;
-    return Math.max(this.done, first, Math.round(this.done * ratio));
+    // What the compressed bytes consumed decompressed into, not what was copied: the plan
+    // reads the start of the stream before anything is, and a resumed job drops regions.
+    const { compressedSize, compressedPosition, decompressedPosition } = this.source;
+    return Math.max(
+      this.done,
+      Math.round((decompressedPosition * compressedSize) / compressedPosition),
+    );
   }
 
   totals(): RunTotals {

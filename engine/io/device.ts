@@ -59,6 +59,8 @@ export interface StreamSource extends Device {
   readonly compressedSize: number;
   /** Compressed bytes consumed so far: progress while the size is unknown. */
   readonly compressedPosition: number;
+  /** Uncompressed bytes those decompressed into (handed out or dropped). */
+  readonly decompressedPosition: number;
   /** Reads up to buffer.length bytes; fewer only at the end of the data. */
   readAt(buffer: Buffer, offset: number): Promise<number>;
 }

@@ -223,6 +223,10 @@ export class CompressedImage implements CompressedSource {
     this.size = opened.knownSize ?? Number.MAX_SAFE_INTEGER;
   }
 
+  get decompressedPosition(): number {
+    return this.position;
+  }
+
   get compressedPosition(): number {
     return this.decoder.consumed;
   }
