@@ -304,32 +304,17 @@ export class CompressedImage implements CompressedSource {
   private async serve(): Promise<void> {
     while (this.queue.length > 0 && !this.closed) {
       const head = this.queue[0];
+      // Before where the stream stands: what the kept start holds (the plan read the
+      // partition table there), then the stream goes on from where it stands.
+      let kept = 0;
       if (head.offset < this.position) {
-        this.queue.shift();
         if (!this.head.holds(head.offset, this.position)) {
+          this.queue.shift();
           head.reject(this.backwardsError(head.offset, head.buffer.length));
           continue;
         }
-        // The start read again (the plan read the partition table there): what is kept,
-        // then the stream goes on from where it stands.
-        const kept = this.head.copy(head.buffer, head.offset, this.position);
-        if (kept === head.buffer.length || this.end !== null) head.resolve(kept);
-        else {
-          try {
-            head.resolve(kept + (await this.decode(head.buffer.subarray(kept))));
-          } catch (e) {
-            head.reject(this.fail(e, head.buffer.length));
-            break;
-          }
-        }
-        continue;
-      }
-      if (this.end !== null) {
-        this.queue.shift();
-        head.resolve(0);
-        continue;
-      }
-      if (head.offset > this.position) {
+        kept = this.head.copy(head.buffer, head.offset, this.position);
+      } else if (head.offset > this.position && this.end === null) {
         // A gap: jump over it where the format can (a resumed job skips what it hydrated),
         // then drop the rest a chunk at a time, so a lower request arriving meanwhile is served.
         try {
@@ -343,8 +328,12 @@ export class CompressedImage implements CompressedSource {
         continue;
       }
       this.queue.shift();
+      if (kept === head.buffer.length || this.end !== null) {
+        head.resolve(kept);
+        continue;
+      }
       try {
-        head.resolve(await this.decode(head.buffer));
+        head.resolve(kept + (await this.decode(head.buffer.subarray(kept))));
       } catch (e) {
         head.reject(this.fail(e, head.buffer.length));
         break;
