@@ -50,8 +50,14 @@ export class DeviceError extends Error {
 }
 
 /**
- * A source read as a stream (a compressed image): in ascending order only, its size
- * perhaps known only once its end is reached.
+ * The start of a stream that can be read again once the stream went past it: as much as
+ * the partition table reader reads there (the plan reads it, then the copy starts at 0).
+ */
+export const STREAM_HEAD_BYTES = 1024 * 1024;
+
+/**
+ * A source read as a stream (a compressed image): in ascending order only — but for its
+ * first STREAM_HEAD_BYTES —, its size perhaps known only once its end is reached.
  */
 export interface StreamSource extends Device {
   /** The uncompressed size where the format states it, else null. */

@@ -4,7 +4,7 @@
 // read as a stream), so the source's backup GPT is found where its header says.
 
 import type { Range } from '../geometry';
-import { type Device, isStream, readSome } from '../io/device';
+import { type Device, STREAM_HEAD_BYTES, isStream, readSome } from '../io/device';
 import { alignedBuffer } from '../io/buffers';
 import {
   type Gpt,
@@ -16,8 +16,11 @@ import {
 } from './gpt';
 import { MBR_BYTES, type Mbr, isProtective, mbrPartitionsEnd, parseMbr } from './mbr';
 
-/** Bytes read from the start: the MBR, a GPT header and its usual entry array fit many times. */
-const HEAD_BYTES = 1024 * 1024;
+/**
+ * Bytes read from the start: the MBR, a GPT header and its usual entry array fit many
+ * times; as much of a stream as can be read again (the copy starts at 0 after the plan).
+ */
+const HEAD_BYTES = STREAM_HEAD_BYTES;
 const SECTOR_SIZES = [512, 4096];
 
 export interface PartitionTable {
@@ -45,7 +48,7 @@ export interface DamagedTable {
 }
 
 /**
- * The partition table at the start of `device` — for a stream, one not read yet — or
+ * The partition table at the start of `device` (a stream not yet past its kept head), or
  * null when there is none (a bare file system, random data, an MBR with no partition).
  */
 export async function readPartitionTable(

@@ -1,10 +1,8 @@
-// The first MiB a stream produced, kept: the plan reads the source's partition table there
-// (engine/partitions/table.ts reads its first MiB) and the copy then starts at byte 0 of
-// the same stream, instead of a second decoder opened — and, for xz, a second thread
-// started — only to read it.
+// The first MiB a stream produced (STREAM_HEAD_BYTES), kept: the plan reads the source's
+// partition table there and the copy then starts at byte 0 of the same stream, instead of
+// a second decoder opened — and, for xz, a second thread started — only to read it.
 
-/** As much as readPartitionTable reads of a stream. */
-const KEPT = 1024 * 1024;
+import { STREAM_HEAD_BYTES as KEPT } from '../device';
 
 export class StreamHead {
   private bytes: Buffer | null = null;
