@@ -1,10 +1,11 @@
-// Where a file holds data: lseek(SEEK_DATA / SEEK_HOLE), asked of the file system, so the
-// holes of a sparse image are never read (bmaptool's block map, without a map file). Node
-// has no lseek: it is one libc call through koffi (prebuilt per platform in npm packages).
-// Windows' FSCTL_QUERY_ALLOCATED_RANGES belongs to the platform layer: there, and wherever
-// the call can't be made, everything counts as data and is read as before.
+// Where a file holds data, asked of the file system, so the holes of a sparse image are
+// never read (bmaptool's block map, without a map file): lseek(SEEK_DATA / SEEK_HOLE) on
+// Linux and macOS — Node has no lseek: it is one libc call through koffi (prebuilt per
+// platform in npm packages) — and FSCTL_QUERY_ALLOCATED_RANGES on Windows (holes-win32.ts).
+// Wherever the file system can't say, everything counts as data and is read as before.
 
 import type { Range } from '../geometry';
+import { allocatedRanges } from './holes-win32';
 import { libc } from './libc';
 
 type Lseek = (fd: number, offset: number, whence: number) => number;
@@ -54,7 +55,13 @@ function load(): Seeker | null {
  * up to the next hole (on tmpfs, all of a file without holes). Null when the file system
  * can't say; a file system without holes answers with one span, the whole file.
  */
-export function dataMap(fd: number, size: number, align: number): Range[] | null {
+export function dataMap(fd: number, file: string, size: number, align: number): Range[] | null {
+  const spans = process.platform === 'win32' ? allocatedRanges(file, size) : seekedRanges(fd, size);
+  return spans && widened(spans, size, align);
+}
+
+/** lseek's answer: the spans between each SEEK_DATA and the SEEK_HOLE after it. */
+function seekedRanges(fd: number, size: number): Range[] | null {
   const s = load();
   if (!s) return null;
   const spans: Range[] = [];
@@ -68,14 +75,24 @@ export function dataMap(fd: number, size: number, align: number): Range[] | null
     if (data >= size) break;
     const hole = s.lseek(fd, data, s.SEEK_HOLE);
     if (hole < 0) return null;
-    const from = data - (data % align);
-    const to = Math.min(size, Math.ceil(hole / align) * align);
-    const last = spans[spans.length - 1];
-    if (last && last.offset + last.length >= from) last.length = to - last.offset;
-    else spans.push({ offset: from, length: to - from });
-    at = to;
+    spans.push({ offset: data, length: Math.min(size, hole) - data });
+    at = hole;
   }
   return spans;
+}
+
+/** `spans` (in order) widened to `align` within the file, those that then touch merged. */
+export function widened(spans: Range[], size: number, align: number): Range[] {
+  const out: Range[] = [];
+  for (const span of spans) {
+    const from = span.offset - (span.offset % align);
+    const to = Math.min(size, Math.ceil((span.offset + span.length) / align) * align);
+    const last = out[out.length - 1];
+    if (last && last.offset + last.length >= from)
+      last.length = Math.max(last.length, to - last.offset);
+    else out.push({ offset: from, length: to - from });
+  }
+  return out;
 }
 
 /** The spans of `map` within [offset, offset + length), clipped to it. */

@@ -46,7 +46,7 @@ export class ImageFile implements Device {
 
   /** Where this (source) image holds data, asked of the file system once, on first use. */
   private dataMap(): Range[] | null {
-    if (this.map === undefined) this.map = dataMap(this.fd, this.size, IO_ALIGNMENT);
+    if (this.map === undefined) this.map = dataMap(this.fd, this.path, this.size, IO_ALIGNMENT);
     return this.map;
   }
 
