@@ -4,7 +4,7 @@
 // platform in npm packages) — and FSCTL_QUERY_ALLOCATED_RANGES on Windows (holes-win32.ts).
 // Wherever the file system can't say, everything counts as data and is read as before.
 
-import type { Range } from '../geometry';
+import { type Range, mergeRanges } from '../geometry';
 import { allocatedRanges } from './holes-win32';
 import { libc } from './libc';
 
@@ -81,18 +81,17 @@ function seekedRanges(fd: number, size: number): Range[] | null {
   return spans;
 }
 
-/** `spans` (in order) widened to `align` within the file, those that then touch merged. */
+/** `spans` widened to `align` within the file, those that then touch merged. */
 export function widened(spans: Range[], size: number, align: number): Range[] {
-  const out: Range[] = [];
-  for (const span of spans) {
-    const from = span.offset - (span.offset % align);
-    const to = Math.min(size, Math.ceil((span.offset + span.length) / align) * align);
-    const last = out[out.length - 1];
-    if (last && last.offset + last.length >= from)
-      last.length = Math.max(last.length, to - last.offset);
-    else out.push({ offset: from, length: to - from });
-  }
-  return out;
+  return mergeRanges(
+    spans.map(({ offset, length }) => {
+      const from = offset - (offset % align);
+      return {
+        offset: from,
+        length: Math.min(size, Math.ceil((offset + length) / align) * align) - from,
+      };
+    }),
+  );
 }
 
 /** The spans of `map` within [offset, offset + length), clipped to it. */
