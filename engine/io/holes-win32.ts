@@ -42,6 +42,8 @@ export function allocatedRanges(file: string, size: number, k = kernel32()): Ran
     const input = Buffer.alloc(RANGE_BYTES);
     const output = Buffer.alloc(RANGE_BYTES * RANGES_PER_CALL);
     const spans: Range[] = [];
+    /** Where the last span given ends. */
+    let covered = 0;
     for (let at = 0; at < size;) {
       input.writeBigInt64LE(BigInt(at), 0);
       input.writeBigInt64LE(BigInt(size - at), 8);
@@ -54,15 +56,16 @@ export function allocatedRanges(file: string, size: number, k = kernel32()): Ran
         const end = Math.min(size, start + Number(output.readBigInt64LE(i * RANGE_BYTES + 8)));
         // NTFS rounds the question down to its own boundary: an answer asked again may
         // repeat the end of the one before.
-        const last = spans[spans.length - 1];
-        const offset = last ? Math.max(start, last.offset + last.length) : start;
-        if (end > offset) spans.push({ offset, length: end - offset });
+        const offset = Math.max(start, covered);
+        if (end > offset) {
+          spans.push({ offset, length: end - offset });
+          covered = end;
+        }
       }
       if (ok) break;
-      const last = spans[spans.length - 1];
       // More to come from where the answer ended; an answer that doesn't move on can't be trusted.
-      if (!last || last.offset + last.length <= at) return null;
-      at = last.offset + last.length;
+      if (covered <= at) return null;
+      at = covered;
     }
     return spans;
   } finally {
