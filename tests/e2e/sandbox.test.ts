@@ -3,6 +3,8 @@
 // even one injected into the page.
 
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { CSP_META_POLICY } from '../../main/csp';
 import { METHODS } from '../../preload/api';
@@ -15,8 +17,27 @@ import {
   startBridge,
 } from './harness';
 
-/** An address that is never routed (TEST-NET-2): nothing could answer even if it went out. */
-const ELSEWHERE = 'http://198.51.100.7:8080';
+/**
+ * Another origin that would answer: a server of the test's own on another loopback
+ * address and port. It counts every request and WebSocket upgrade that reaches it.
+ */
+async function startElsewhere(t: { after(fn: () => unknown): void }): Promise<{
+  origin: string;
+  reached: string[];
+}> {
+  const reached: string[] = [];
+  const server = http.createServer((req, res) => {
+    reached.push(`${req.method} ${req.url}`);
+    res.end('reached');
+  });
+  server.on('upgrade', (req, socket) => {
+    reached.push(`upgrade ${req.url}`);
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', resolve));
+  t.after(() => new Promise((resolve) => server.close(resolve)));
+  return { origin: `http://127.0.0.2:${(server.address() as AddressInfo).port}`, reached };
+}
 
 interface Attempts {
   fetch: string;
@@ -29,7 +50,7 @@ interface Attempts {
 }
 
 // Run in the page: every way out we can think of, and what the CSP said.
-const ATTEMPTS = `(async () => {
+const attemptsFrom = (ELSEWHERE: string): string => `(async () => {
   const violations = [];
   document.addEventListener('securitypolicyviolation', (e) =>
     violations.push(e.effectiveDirective + ' ' + (e.blockedURI || 'inline')));
@@ -38,7 +59,7 @@ const ATTEMPTS = `(async () => {
   catch (e) { out.fetch = 'blocked: ' + e.message; }
   out.websocket = await new Promise((resolve) => {
     try {
-      const ws = new WebSocket('ws://198.51.100.7:8080/leak');
+      const ws = new WebSocket('${ELSEWHERE.replace('http:', 'ws:')}/leak');
       ws.onopen = () => resolve('open');
       ws.onerror = () => resolve('blocked');
     } catch (e) { resolve('blocked: ' + e.message); }
@@ -70,6 +91,7 @@ test('the page has no Node, only window.driveTwin, a strict CSP, and talks to no
   const tmp = tempDir('drivetwin-e2e-sandbox-');
   t.after(() => tmp.cleanup());
   const bridge = await startBridge(t, tmp.dir);
+  const { origin: ELSEWHERE, reached } = await startElsewhere(t);
   const app = await openApp(t, bridge);
   const { page } = app;
 
@@ -114,7 +136,7 @@ test('the page has no Node, only window.driveTwin, a strict CSP, and talks to no
   // Let the app settle (drives, jobs), then try every way out.
   await page.getByTestId('source-picker').waitFor();
   const before = [...app.requests];
-  const attempts = (await page.evaluate(ATTEMPTS)) as Attempts;
+  const attempts = (await page.evaluate(attemptsFrom(ELSEWHERE))) as Attempts;
   t.diagnostic(JSON.stringify(attempts));
   assert.match(attempts.fetch, /^blocked/);
   assert.match(attempts.websocket, /^blocked/);
@@ -134,10 +156,11 @@ test('the page has no Node, only window.driveTwin, a strict CSP, and talks to no
     assert.equal(app.failures.get(u), 'csp', u);
   }
   assertOnlyBridge(app, bridge, { blockedByCsp: true });
+  assert.deepEqual(reached, [], 'nothing reached the other origin');
   assertNoPageErrors(app, [
     /Content Security Policy/,
     /Refused to/,
-    /198\.51\.100\.7/,
+    /127\.0\.0\.2/,
     /was not explicitly set/,
   ]);
 });
