@@ -1,3 +1,3 @@
 #!/usr/bin/env node
 'use strict';
-require('../dist/engine/cli.js').main(process.argv.slice(2));
+require('../dist/engine/cli/cli.js').main(process.argv.slice(2));

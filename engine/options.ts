@@ -1,7 +1,7 @@
 // A job's options: their defaults, what makes them valid, and which of them may change
 // when a job goes on (resume, or a re-run of the same clone). One place for each rule.
 
-import { throttleProblem } from './throttle';
+import { throttleProblem } from './hydration/throttle';
 
 export interface JobOptions {
   threshold: number;

@@ -15,7 +15,7 @@ import {
   verdictFor,
 } from '../engine/drives/safety';
 import { imageSize } from '../engine/io/compressed/index';
-import { partitionsOf } from '../engine/plan-tables';
+import { partitionsOf } from '../engine/session/plan-tables';
 import type { CloneRequest, DriveQuery } from '../preload/api';
 import type { DriveInfo, DriveRole } from '../preload/events';
 import { ApiError } from './api-error';

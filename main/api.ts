@@ -8,8 +8,8 @@
 
 import type { Drive } from '../engine/drives/classify';
 import { driveContents, runProgram, type Run } from '../engine/drives/contents';
-import type { JobRecord } from '../engine/job-record';
-import type { HostCloneRequest, HostCommand, HostEvent, LiveJob } from '../engine/protocol';
+import type { JobRecord } from '../engine/store/job-record';
+import type { HostCloneRequest, HostCommand, HostEvent, LiveJob } from '../engine/host/protocol';
 import type {
   Capabilities,
   ClonePlan,
@@ -39,7 +39,7 @@ import type {
 } from '../preload/events';
 import { METHODS } from '../preload/api';
 import { parseArgs } from './api-args';
-import { partitionsOf } from '../engine/plan-tables';
+import { partitionsOf } from '../engine/session/plan-tables';
 import {
   checkClone,
   checkImageFile,

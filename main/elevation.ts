@@ -1,5 +1,5 @@
 // The elevated engine: when to ask for it, the command that asks the OS for it
-// (pkexec, osascript "with administrator privileges", UAC; the same engine/host.js run
+// (pkexec, osascript "with administrator privileges", UAC; the same engine/host/host.js run
 // as Node-mode Electron, ELECTRON_RUN_AS_NODE=1), and the socket it connects back to —
 // a unix socket / named pipe in a user-only folder, where it proves itself with a
 // random token. Never a TCP port.

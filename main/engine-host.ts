@@ -1,7 +1,7 @@
-// Supervises the engine processes (engine/host.ts) for main/api.ts.
+// Supervises the engine processes (engine/host/host.ts) for main/api.ts.
 //
 //   in Electron      utilityProcess.fork(host.js)           (passed in: this file never imports electron)
-//   under plain Node child_process.fork(dist/engine/host.js) (tests, the web bridge)
+//   under plain Node child_process.fork(dist/engine/host/host.js) (tests, the web bridge)
 //   raw devices the user can't open: the same host.js elevated through the OS's own
 //   prompt, connecting back over an authenticated local socket (main/elevation.ts)
 //
@@ -12,7 +12,7 @@
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
-import { doneWithoutCopy, type HostCommand, type HostEvent } from '../engine/protocol';
+import { doneWithoutCopy, type HostCommand, type HostEvent } from '../engine/host/protocol';
 import type { Access, Engine } from './api';
 import {
   elevatedLaunch,
@@ -34,7 +34,7 @@ import {
 
 export interface SupervisorOptions {
   dbPath: string;
-  /** engine/host.js (compiled). Default: next to this file's folder. */
+  /** engine/host/host.js (compiled). Default: next to this file's folder. */
   hostScript?: string;
   /** Electron: its utilityProcess. Absent: child_process.fork. */
   utilityProcess?: UtilityForker;
@@ -124,7 +124,7 @@ export class EngineSupervisor implements Engine {
   }
 
   private hostScript(): string {
-    return this.options.hostScript ?? path.join(__dirname, '..', 'engine', 'host.js');
+    return this.options.hostScript ?? path.join(__dirname, '..', 'engine', 'host', 'host.js');
   }
 
   private hostArgs(): string[] {

@@ -1,12 +1,12 @@
-// One engine process (engine/host.ts), whatever carries its messages: a child process
+// One engine process (engine/host/host.ts), whatever carries its messages: a child process
 // (plain Node), Electron's utility process, or the elevated engine's authenticated
 // socket. Each is a Link, a thin adapter; EngineConnection speaks the protocol over any
 // of them — requests and their replies, events, and the process's end.
 
 import { type ChildProcess, fork } from 'node:child_process';
 import type net from 'node:net';
-import type { HostCommand, HostEvent, HostOutbound } from '../engine/protocol';
-import { socketChannel } from '../engine/transport';
+import type { HostCommand, HostEvent, HostOutbound } from '../engine/host/protocol';
+import { socketChannel } from '../engine/host/transport';
 
 const STDERR_TAIL = 4000;
 const SHUTDOWN_MS = 15_000;
@@ -45,7 +45,7 @@ export function engineEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessE
   return { MALLOC_MMAP_THRESHOLD_: String(1024 * 1024), ...env };
 }
 
-/** The engine collects its garbage when its last job ends (engine/host.ts). */
+/** The engine collects its garbage when its last job ends (engine/host/host.ts). */
 const ENGINE_EXEC_ARGV = ['--expose-gc', '--max-semi-space-size=2'];
 
 export function forkLink(hostScript: string, args: string[]): Link & { pid: number | undefined } {

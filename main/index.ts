@@ -17,7 +17,7 @@ import {
   type Session,
   type WebContents,
 } from 'electron';
-import { defaultDatabasePath } from '../engine/database';
+import { defaultDatabasePath } from '../engine/store/database';
 import { listDrives } from '../engine/drives/list';
 import { createBackend } from './api';
 import { CONTENT_SECURITY_POLICY, CSP_META_POLICY, cspMetaOf } from './csp';

@@ -9,7 +9,7 @@
 // jobs cleanly: what is in flight is committed and they stay resumable.
 
 import { parseArgs } from 'node:util';
-import { defaultDatabasePath } from '../engine/database';
+import { defaultDatabasePath } from '../engine/store/database';
 import { listDrives } from '../engine/drives/list';
 import { createBackend } from './api';
 import { DriveWatcher } from './drive-watcher';

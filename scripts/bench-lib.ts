@@ -36,7 +36,7 @@ if (spawnSync('losetup', ['--version']).status !== 0) refuse('losetup not found 
 if (!fs.existsSync('/dev/shm')) refuse('/dev/shm is missing');
 if (fs.statfsSync('/dev/shm').bavail * fs.statfsSync('/dev/shm').bsize < 4.2 * SIZE)
   refuse(`/dev/shm needs about ${Math.ceil((4.2 * SIZE) / MiB)} MiB free`);
-if (!fs.existsSync(path.join(ROOT, 'dist', 'engine', 'cli.js'))) refuse('build first');
+if (!fs.existsSync(path.join(ROOT, 'dist', 'engine', 'cli', 'cli.js'))) refuse('build first');
 
 export const work = fs.mkdtempSync('/dev/shm/drivetwin-bench-');
 export const loops: string[] = [];

@@ -4,7 +4,7 @@
 
 import type { TestContext } from 'node:test';
 import type { Drive } from '../../engine/drives/classify';
-import type { HostCommand } from '../../engine/protocol';
+import type { HostCommand } from '../../engine/host/protocol';
 import { type Backend, createBackend } from '../../main/api';
 import { EngineSupervisor, type SupervisorOptions } from '../../main/engine-host';
 import type { DriveTwinMethod, MethodResult } from '../../preload/api';

@@ -6,15 +6,15 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { test } from 'node:test';
-import { Copier } from '../../engine/copier';
+import { Copier } from '../../engine/hydration/copier';
 import { makeGeometry } from '../../engine/geometry';
 import { alignedBuffer } from '../../engine/io/buffers';
 import { isStream } from '../../engine/io/device';
 import { ImageFile } from '../../engine/io/image-file';
 import { ZstImage } from '../../engine/io/zst-image';
 import { scanZst } from '../../engine/io/zst-scan';
-import { Throttle } from '../../engine/throttle';
-import { allEqual, openForVerify, verify } from '../../engine/verify';
+import { Throttle } from '../../engine/hydration/throttle';
+import { allEqual, openForVerify, verify } from '../../engine/hydration/verify';
 import { runCli, explain, only } from '../helpers/cli';
 import { writeMixedFile } from '../helpers/files';
 import { workspace } from '../helpers/workspace';

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { BlockDevice } from '../../engine/io/block-device';
 import { ImageFile } from '../../engine/io/image-file';
 import { makeGeometry } from '../../engine/geometry';
-import { allEqual, verify } from '../../engine/verify';
+import { allEqual, verify } from '../../engine/hydration/verify';
 import { runCli, explain, only } from '../helpers/cli';
 import { sha256, writeRandomFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';

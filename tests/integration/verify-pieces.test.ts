@@ -11,7 +11,7 @@ import { makeGeometry } from '../../engine/geometry';
 import { BlockDevice } from '../../engine/io/block-device';
 import { openCompressedSource } from '../../engine/io/compressed/index';
 import { ImageFile } from '../../engine/io/image-file';
-import { verify } from '../../engine/verify';
+import { verify } from '../../engine/hydration/verify';
 import { writeRandomFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';
 import { faultyDrive } from '../helpers/nbd';

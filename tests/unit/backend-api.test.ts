@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import type { Drive } from '../../engine/drives/classify';
-import type { HostCommand, HostEvent } from '../../engine/protocol';
+import type { HostCommand, HostEvent } from '../../engine/host/protocol';
 import { createBackend, type Dialogs, type Engine } from '../../main/api';
 import { EVENT_CHANNELS, EVENTS, INVOKE_CHANNELS, METHODS } from '../../preload/api';
 import { tempDir, writeRandomFile } from '../helpers/files';

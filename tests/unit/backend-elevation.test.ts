@@ -16,7 +16,7 @@ import { tempDir } from '../helpers/files';
 const POSIX: ElevationInput = {
   platform: 'linux',
   runtime: '/opt/DriveTwin/drivetwin',
-  hostScript: '/opt/DriveTwin/resources/app.asar.unpacked/dist/engine/host.js',
+  hostScript: '/opt/DriveTwin/resources/app.asar.unpacked/dist/engine/host/host.js',
   dbPath: '/home/ann/.local/share/drivetwin/jobs.db',
   socketPath: '/tmp/drivetwin-abc/engine.sock',
   tokenFile: '/tmp/drivetwin-abc/token',
@@ -38,7 +38,7 @@ test('Linux: pkexec runs env ELECTRON_RUN_AS_NODE=1 <electron> host.js, with the
     '/usr/bin/env',
     'ELECTRON_RUN_AS_NODE=1',
     '/opt/DriveTwin/drivetwin',
-    '/opt/DriveTwin/resources/app.asar.unpacked/dist/engine/host.js',
+    '/opt/DriveTwin/resources/app.asar.unpacked/dist/engine/host/host.js',
     '--db',
     '/home/ann/.local/share/drivetwin/jobs.db',
     '--socket',

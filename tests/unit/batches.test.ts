@@ -3,8 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type RegionTurn, nextRun } from '../../engine/batches';
-import { RegionMap } from '../../engine/region-map';
+import { type RegionTurn, nextRun } from '../../engine/hydration/batches';
+import { RegionMap } from '../../engine/store/region-map';
 
 test('the next run skips hydrated regions and those whose turn comes later', () => {
   const map = new RegionMap(20);

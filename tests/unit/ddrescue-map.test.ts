@@ -8,8 +8,8 @@ import {
   MapfileError,
   parseMapfile,
   type RescueMap,
-} from '../../engine/ddrescue-map';
-import { ddrescueMapfile, type MapReport } from '../../engine/map-export';
+} from '../../engine/store/ddrescue-map';
+import { ddrescueMapfile, type MapReport } from '../../engine/store/map-export';
 import { readRange, tempDir, writeRandomFile } from '../helpers/files';
 
 const KiB = 1024;

@@ -14,7 +14,7 @@ import {
 } from '../../engine/drives/platform';
 import { BlockDevice } from '../../engine/io/block-device';
 import { alignedBuffer } from '../../engine/io/buffers';
-import { releaseDrives } from '../../engine/removal';
+import { releaseDrives } from '../../engine/session/removal';
 import type { Device } from '../../engine/io/device';
 import { fakeOs } from '../helpers/fake-os';
 

@@ -218,7 +218,7 @@ describe('what electron-builder packs', () => {
       'dist/preload/api.js',
       'dist/renderer/index.html',
       'dist/renderer/assets/index-abc.js',
-      'dist/engine/host.js',
+      'dist/engine/host/host.js',
       'dist/engine/io/device.js',
     ]) {
       assert.ok(packed(f), `${f} is packed`);
@@ -227,7 +227,7 @@ describe('what electron-builder packs', () => {
       'dist/tests/unit/electron-shell.test.js',
       'dist/scripts/bench.js',
       'tests/unit/electron-shell.test.ts',
-      'engine/host.ts',
+      'engine/host/host.ts',
       'main/index.ts',
       'docs/desktop.md',
       'README.md',
@@ -263,7 +263,7 @@ describe('what electron-builder packs', () => {
 
   test('the engine and every production dependency it may require are unpacked', () => {
     for (const f of [
-      'dist/engine/host.js',
+      'dist/engine/host/host.js',
       'dist/engine/io/zst-image.js',
       // Each system's drive module, whichever system the package is for.
       'dist/engine/drives/linux.js',
@@ -313,17 +313,22 @@ describe('what electron-builder packs', () => {
       return launched[launched.length - 1];
     };
 
-    // By default: dist/engine/host.js of the app (this checkout's dist/ here).
+    // By default: dist/engine/host/host.js of the app (this checkout's dist/ here).
     const byDefault = await start();
-    assert.equal(path.relative(ROOT, byDefault.hostScript), path.join('dist', 'engine', 'host.js'));
+    assert.equal(
+      path.relative(ROOT, byDefault.hostScript),
+      path.join('dist', 'engine', 'host', 'host.js'),
+    );
     assert.ok(unpacked(path.relative(ROOT, byDefault.hostScript)));
 
     // Packaged: the same path inside app.asar becomes its twin in app.asar.unpacked.
     const resources = path.join(path.sep, 'opt', 'DriveTwin', 'resources');
-    const packaged = await start(path.join(resources, 'app.asar', 'dist', 'engine', 'host.js'));
+    const packaged = await start(
+      path.join(resources, 'app.asar', 'dist', 'engine', 'host', 'host.js'),
+    );
     assert.equal(
       packaged.hostScript,
-      path.join(resources, 'app.asar.unpacked', 'dist', 'engine', 'host.js'),
+      path.join(resources, 'app.asar.unpacked', 'dist', 'engine', 'host', 'host.js'),
     );
   });
 });
@@ -368,7 +373,7 @@ test('every package the app loads at run time is a production dependency (so it 
     dependencies: Record<string, string>;
   };
   // The app's entry points: the main process, the preload, the engine host it forks.
-  const needed = runtimePackages(['main/index.ts', 'preload/index.ts', 'engine/host.ts']);
+  const needed = runtimePackages(['main/index.ts', 'preload/index.ts', 'engine/host/host.ts']);
   assert.ok(needed.has('better-sqlite3'), 'the import walk reaches the engine');
   const missing = [...needed]
     .filter(([name]) => !(name in pkg.dependencies))

@@ -40,7 +40,7 @@ async function until(what: string, check: () => boolean, ms = 5000): Promise<voi
   }
 }
 
-/** A utility process that answers like engine/host.ts. */
+/** A utility process that answers like engine/host/host.ts. */
 class FakeEngineProcess extends EventEmitter {
   readonly pid = 4242;
   readonly stderr = null;
@@ -328,7 +328,7 @@ describe('main/index.ts against a fake Electron', () => {
     assert.deepEqual(await handlers.get(INVOKE_CHANNELS.listJobs)!(ours), { ok: true, value: [] });
     assert.deepEqual(
       calls.filter((c) => c.startsWith('fork')),
-      [`fork ${path.join('dist', 'engine', 'host.js')}`],
+      [`fork ${path.join('dist', 'engine', 'host', 'host.js')}`],
     );
     const [engine] = engines;
 

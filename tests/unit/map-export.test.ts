@@ -4,9 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { ddrescueMapfile, regionMapReport, type MapReport } from '../../engine/map-export';
-import type { JobRecord } from '../../engine/job-record';
-import { RegionMap } from '../../engine/region-map';
+import { ddrescueMapfile, regionMapReport, type MapReport } from '../../engine/store/map-export';
+import type { JobRecord } from '../../engine/store/job-record';
+import { RegionMap } from '../../engine/store/region-map';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

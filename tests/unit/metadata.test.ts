@@ -6,17 +6,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
-import type { Identity } from '../../engine/identity';
+import type { Identity } from '../../engine/io/identity';
 import {
   MetadataError,
   SCHEMA_MAJOR,
   SCHEMA_MINOR,
   defaultDatabasePath,
   versionProblem,
-} from '../../engine/database';
-import { Metadata } from '../../engine/metadata';
+} from '../../engine/store/database';
+import { Metadata } from '../../engine/store/metadata';
 import type { JobOptions } from '../../engine/options';
-import { CHUNK_BYTES, RegionMap } from '../../engine/region-map';
+import { CHUNK_BYTES, RegionMap } from '../../engine/store/region-map';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'drivetwin-metadata-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CHUNK_BYTES, RegionMap } from '../../engine/region-map';
+import { CHUNK_BYTES, RegionMap } from '../../engine/store/region-map';
 
 const CHUNK_REGIONS = CHUNK_BYTES * 8; // 32768
 

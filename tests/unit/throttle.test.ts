@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Throttle, throttleProblem, type ThrottleSettings } from '../../engine/throttle';
+import { Throttle, throttleProblem, type ThrottleSettings } from '../../engine/hydration/throttle';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

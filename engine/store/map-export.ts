@@ -1,7 +1,7 @@
 // The region map as others read it: our JSON report, and GNU ddrescue's mapfile
 // (finished '+', non-tried '?', bad '-').
 
-import type { Range } from './geometry';
+import type { Range } from '../geometry';
 import type { JobRecord } from './job-record';
 import type { RegionMap } from './region-map';
 

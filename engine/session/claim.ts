@@ -6,12 +6,12 @@
 // locks — is refused here, and told which job or program holds the destination.
 
 import fs from 'node:fs';
-import { DriveError, drivePlatform } from './drives/platform';
-import { BlockDevice } from './io/block-device';
-import type { Identity } from './identity';
-import { MetadataError } from './database';
-import type { Metadata } from './metadata';
-import { Refused, closeAll } from './open';
+import { DriveError, drivePlatform } from '../drives/platform';
+import { BlockDevice } from '../io/block-device';
+import type { Identity } from '../io/identity';
+import { MetadataError } from '../store/database';
+import type { Metadata } from '../store/metadata';
+import { Refused, closeAll } from '../io/open';
 import type { Plan } from './plan';
 
 /** Asked once before writing to drives; false declines. */

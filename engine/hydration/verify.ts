@@ -8,16 +8,16 @@
 // in that order, so streams (a compressed source, a backup read back by
 // decompressing it) are read as streams must be.
 
-import { type Device, isStream } from './io/device';
+import { type Device, isStream } from '../io/device';
 import {
   IO_ALIGNMENT,
   MAX_IN_FLIGHT_BYTES,
   MAX_IO_BYTES,
   borrowBuffer,
   giveBack,
-} from './io/buffers';
-import { ZstImage } from './io/zst-image';
-import { type Geometry, type Range, mergeRanges, regionRange } from './geometry';
+} from '../io/buffers';
+import { ZstImage } from '../io/zst-image';
+import { type Geometry, type Range, mergeRanges, regionRange } from '../geometry';
 
 /**
  * Per destination path. A region of a destination is equal, differs, or could not be
@@ -85,7 +85,7 @@ export function allEqual(result: VerifyResult): boolean {
 export async function openForVerify(written: Device): Promise<Device> {
   if (!(written instanceof ZstImage)) return written;
   if (written.writable) await written.flush();
-  const { openCompressedSource } = await import('./io/compressed/index');
+  const { openCompressedSource } = await import('../io/compressed/index');
   return openCompressedSource(written.path);
 }
 

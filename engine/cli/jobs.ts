@@ -1,10 +1,10 @@
 // The commands that only read (or forget) jobs in the job database: status, jobs, map,
 // forget.
 
-import type { JobRecord } from './job-record';
-import type { Metadata } from './metadata';
-import { COMMON, EXIT, UsageError, jobId, openMetadata, parse } from './cli-args';
-import { formatBytes } from './size';
+import type { JobRecord } from '../store/job-record';
+import type { Metadata } from '../store/metadata';
+import { COMMON, EXIT, UsageError, jobId, openMetadata, parse } from './args';
+import { formatBytes } from '../size';
 
 /** A job's state as a person reads it: a copy that was to be verified and wasn't says so. */
 function stateWords(job: JobRecord): string {
@@ -61,7 +61,7 @@ export const jobCommands: Record<string, (args: string[]) => Promise<number>> = 
   async status(args) {
     const { values, positionals } = parse(args, COMMON);
     const meta = openMetadata(values);
-    const { statusLine } = await import('./status-line');
+    const { statusLine } = await import('../hydration/status-line');
     const jobs = positionals[0] ? [needJob(meta, jobId(positionals[0]))] : meta.listJobs();
     for (const job of jobs) {
       const line =
@@ -116,7 +116,7 @@ export const jobCommands: Record<string, (args: string[]) => Promise<number>> = 
     }
     const meta = openMetadata(values);
     const job = needJob(meta, jobId(positionals[0]));
-    const { regionMapReport, ddrescueMapfile } = await import('./map-export');
+    const { regionMapReport, ddrescueMapfile } = await import('../store/map-export');
     const report = regionMapReport(job, meta.loadBitmap(job), meta.loadUnreadable(job.id));
     process.stdout.write(
       format === 'json' ? JSON.stringify(report) + '\n' : ddrescueMapfile(report),

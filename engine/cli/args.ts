@@ -2,8 +2,8 @@
 // the parsing every command uses.
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { Metadata } from './metadata';
-import { parseSize } from './size';
+import type { Metadata } from '../store/metadata';
+import { parseSize } from '../size';
 
 export const EXIT = {
   ok: 0,
@@ -59,8 +59,8 @@ export function jobId(text: string | undefined): number {
  */
 export function openMetadata(values: Values): Metadata {
   /* eslint-disable @typescript-eslint/no-require-imports */
-  const { Metadata } = require('./metadata') as typeof import('./metadata');
-  const { databasePath } = require('./database') as typeof import('./database');
+  const { Metadata } = require('../store/metadata') as typeof import('../store/metadata');
+  const { databasePath } = require('../store/database') as typeof import('../store/database');
   /* eslint-enable @typescript-eslint/no-require-imports */
   return Metadata.open(databasePath(values.db as string | undefined));
 }

@@ -2,10 +2,10 @@
 // reading. Nothing here writes.
 
 import fs from 'node:fs';
-import { drivePlatform } from './drives/platform';
-import { BlockDevice } from './io/block-device';
-import type { Device } from './io/device';
-import { IMAGE_BLOCK_SIZE, ImageFile } from './io/image-file';
+import { drivePlatform } from '../drives/platform';
+import { BlockDevice } from './block-device';
+import type { Device } from './device';
+import { IMAGE_BLOCK_SIZE, ImageFile } from './image-file';
 
 /** A refused request: a check said no, and nothing was written. */
 export class Refused extends Error {}
@@ -46,7 +46,7 @@ export async function openReadable(p: string, role = 'source'): Promise<Device> 
   if (found.kind === 'missing') throw new Refused(`${role} ${p} does not exist`);
   try {
     if (found.kind === 'block') return await BlockDevice.open(p, false);
-    const { detectCompression, openCompressedSource } = await import('./io/compressed/index');
+    const { detectCompression, openCompressedSource } = await import('./compressed/index');
     if (detectCompression(p)) return await openCompressedSource(p);
     const device = ImageFile.open(p, false);
     if (device.size === 0) throw new Refused(`${role} ${p} is empty`);

@@ -3,18 +3,18 @@
 // what can't be used throws Refused.
 
 import fs from 'node:fs';
-import { describeBlockDevice } from './drives/platform';
-import { type Geometry, regionRange } from './geometry';
-import type { Device } from './io/device';
-import { type Probe, Refused } from './open';
-import { RegionMap } from './region-map';
+import { describeBlockDevice } from '../drives/platform';
+import { type Geometry, regionRange } from '../geometry';
+import type { Device } from '../io/device';
+import { type Probe, Refused } from '../io/open';
+import { RegionMap } from '../store/region-map';
 
 /** Regions of the source's file system that hold nothing; refuses what can't be read safely. */
 export async function freeSpace(source: Device, g: Geometry): Promise<RegionMap> {
   if (source.kind === 'block' && describeBlockDevice(source.path).mountpoints.length > 0) {
     throw new Refused(`--used-only: ${source.path} is mounted; unmount it first`);
   }
-  const { usedSpace, freeRegions, FilesystemRefused } = await import('./filesystems');
+  const { usedSpace, freeRegions, FilesystemRefused } = await import('../filesystems');
   let used;
   try {
     used = await usedSpace(source);
@@ -43,7 +43,7 @@ export function readMapfile(file: string): string {
 
 /** Regions a ddrescue mapfile calls finished: already on the destinations. */
 export async function mapSeed(file: string, text: string, g: Geometry): Promise<RegionMap> {
-  const { parseMapfile, finishedRegions } = await import('./ddrescue-map');
+  const { parseMapfile, finishedRegions } = await import('../store/ddrescue-map');
   let runs;
   try {
     runs = finishedRegions(parseMapfile(text), g.size, g.regionSize);

@@ -1,9 +1,9 @@
 // How the command line shows a job session's events: words for people (a progress
 // line on a terminal, a summary at the end), JSON lines for programs (--json).
 
-import type { DoneEvent, EngineEvent, ProgressEvent } from './protocol';
-import { formatBytes, formatDuration } from './size';
-import { frame } from './transport';
+import type { DoneEvent, EngineEvent, ProgressEvent } from '../host/protocol';
+import { formatBytes, formatDuration } from '../size';
+import { frame } from '../host/transport';
 
 /** An output sink: JSON lines for programs, words for people. */
 export class Output {

@@ -3,10 +3,10 @@
 // the time left, and the copying time with pauses left out.
 
 import type { CopyResult } from './copier';
-import type { Geometry } from './geometry';
-import { type Device, isStream } from './io/device';
+import type { Geometry } from '../geometry';
+import { type Device, isStream } from '../io/device';
 import { RateMeter } from './rate';
-import type { RegionMap } from './region-map';
+import type { RegionMap } from '../store/region-map';
 
 /** What a run did, for its outcome. */
 export interface RunTotals {

@@ -6,26 +6,26 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Confirm } from './claim';
-import { describeBlockDevice } from './drives/platform';
-import { type VerdictOptions, destinationProblems, namedTwice } from './drives/safety';
-import { DEFAULT_REGION_SIZE, type Geometry, makeGeometry, regionSizeProblem } from './geometry';
-import { type Identity, identify, identifyPath, identityProblem } from './identity';
-import { type Device, knownSize } from './io/device';
-import type { DestinationRecord, JobRecord } from './job-record';
-import type { Metadata } from './metadata';
-import { type Probe, Refused, closeAll, isZstPath, openReadable, probe } from './open';
+import { describeBlockDevice } from '../drives/platform';
+import { type VerdictOptions, destinationProblems, namedTwice } from '../drives/safety';
+import { DEFAULT_REGION_SIZE, type Geometry, makeGeometry, regionSizeProblem } from '../geometry';
+import { type Identity, identify, identifyPath, identityProblem } from '../io/identity';
+import { type Device, knownSize } from '../io/device';
+import type { DestinationRecord, JobRecord } from '../store/job-record';
+import type { Metadata } from '../store/metadata';
+import { type Probe, Refused, closeAll, isZstPath, openReadable, probe } from '../io/open';
 import {
   DEFAULT_OPTIONS,
   type JobOptions,
   fixedOptionProblem,
   liveOptions,
   optionsProblem,
-} from './options';
-import type { PartitionTable } from './partitions/table';
+} from '../options';
+import type { PartitionTable } from '../partitions/table';
 import { freeSpace, holdsRescuedData, mapSeed, readMapfile } from './plan-regions';
 import { type PlannedTables, planTables } from './plan-tables';
-import type { RegionMap } from './region-map';
-import { formatBytes } from './size';
+import type { RegionMap } from '../store/region-map';
+import { formatBytes } from '../size';
 
 export type Intent = 'new' | 'resume' | 'update';
 
@@ -337,7 +337,7 @@ export async function confirmDrives(p: Plan, confirm: Confirm): Promise<void> {
 /** A stream that doesn't say its size: the estimate its file gives (engine/io/compressed). */
 async function sizeEstimate(source: Device, g: Geometry): Promise<number | null> {
   if (Number.isFinite(g.regionCount)) return null;
-  const { imageSize } = await import('./io/compressed/index');
+  const { imageSize } = await import('../io/compressed/index');
   return (await imageSize(source.path).catch(() => null))?.size ?? null;
 }
 

@@ -1,15 +1,15 @@
 // The job database: jobs, their destinations, the hydrated bitmap (in chunks),
 // unreadable extents and errors, each statement prepared once. The file itself — its
-// schema, version rule and where it lives — is engine/database.ts.
+// schema, version rule and where it lives — is engine/store/database.ts.
 
 import fs from 'node:fs';
-import { inodeOf } from './inode';
+import { inodeOf } from '../io/inode';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { MetadataError, isBusy, lockedMessage, migrate } from './database';
-import { type Range, mergeRanges } from './geometry';
+import { type Range, mergeRanges } from '../geometry';
 import { RegionMap } from './region-map';
-import type { Identity } from './identity';
+import type { Identity } from '../io/identity';
 import {
   type DestinationRow,
   type JobRecord,
@@ -19,7 +19,7 @@ import {
   processAlive,
   toRecord,
 } from './job-record';
-import type { JobOptions } from './options';
+import type { JobOptions } from '../options';
 
 export interface CommitDelta {
   chunks: Array<{ index: number; bytes: Buffer }>;

@@ -4,18 +4,18 @@
 // or reduced to what a returning destination holds), then the hydration job.
 
 import type { Claim } from './claim';
-import type { Target } from './copier';
-import type { Geometry } from './geometry';
-import type { Device } from './io/device';
-import { ImageFile } from './io/image-file';
-import { ZstImage } from './io/zst-image';
-import type { JobTarget } from './job';
-import type { Metadata } from './metadata';
-import { Refused, openReadable } from './open';
-import type { JobOptions } from './options';
-import { type TableWrites, tableWrites } from './partitions/rewrite';
+import type { Target } from '../hydration/copier';
+import type { Geometry } from '../geometry';
+import type { Device } from '../io/device';
+import { ImageFile } from '../io/image-file';
+import { ZstImage } from '../io/zst-image';
+import type { JobTarget } from '../hydration/job';
+import type { Metadata } from '../store/metadata';
+import { Refused, openReadable } from '../io/open';
+import type { JobOptions } from '../options';
+import { type TableWrites, tableWrites } from '../partitions/rewrite';
 import type { Plan } from './plan';
-import { RegionMap } from './region-map';
+import { RegionMap } from '../store/region-map';
 
 export interface SetUp {
   map: RegionMap;

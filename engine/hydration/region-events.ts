@@ -2,9 +2,9 @@
 // the job itself (each commit's newly hydrated regions, and what it has in flight),
 // never by watching its devices or its database.
 
-import type { Range } from './geometry';
-import type { RegionMapEvent } from './protocol';
-import { RegionMap } from './region-map';
+import type { Range } from '../geometry';
+import type { RegionMapEvent } from '../host/protocol';
+import { RegionMap } from '../store/region-map';
 
 type Run = { first: number; count: number };
 

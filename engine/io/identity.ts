@@ -5,9 +5,9 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { inodeOf } from './inode';
-import { type Device, isStream } from './io/device';
-import { alignedBuffer } from './io/buffers';
-import { blockFacts } from './drives/platform';
+import { type Device, isStream } from './device';
+import { alignedBuffer } from './buffers';
+import { blockFacts } from '../drives/platform';
 
 export interface Identity {
   kind: Device['kind'];

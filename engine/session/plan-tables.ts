@@ -3,11 +3,11 @@
 // image file destination gets, and what the size rule of drives/safety.ts needs to
 // know of the partitions. Reads only; a request that can't be met throws Refused.
 
-import type { Range } from './geometry';
-import { type Device, knownSize } from './io/device';
-import { Refused, isZstPath, openReadable } from './open';
-import type { JobOptions } from './options';
-import { type PartitionTable, readPartitionTable } from './partitions/table';
+import type { Range } from '../geometry';
+import { type Device, knownSize } from '../io/device';
+import { Refused, isZstPath, openReadable } from '../io/open';
+import type { JobOptions } from '../options';
+import { type PartitionTable, readPartitionTable } from '../partitions/table';
 
 export interface PlannedTables {
   table: PartitionTable;

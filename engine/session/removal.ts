@@ -2,8 +2,8 @@
 // partition table read again, ejected when asked — and whether it may be pulled out
 // now (drives/platform.ts afterCopy). The session puts the answer in its done event.
 
-import { drivePlatform, type Removal } from './drives/platform';
-import type { Device } from './io/device';
+import { drivePlatform, type Removal } from '../drives/platform';
+import type { Device } from '../io/device';
 
 export type { Removal };
 

@@ -5,27 +5,18 @@
 // by a signal (resumable).
 
 import readline from 'node:readline';
-import type { Confirm } from './claim';
-import type { Metadata } from './metadata';
-import type { JobOptions } from './options';
-import type { SessionRequest } from './plan';
-import type { DoneEvent, EngineEvent } from './protocol';
-import {
-  COMMON,
-  EXIT,
-  UsageError,
-  jobId,
-  openMetadata,
-  parse,
-  size,
-  type Values,
-} from './cli-args';
-import { jobCommands } from './cli-jobs';
-import { Output, show } from './cli-output';
-import { formatBytes } from './size';
-import { frame } from './transport';
+import type { Confirm } from '../session/claim';
+import type { Metadata } from '../store/metadata';
+import type { JobOptions } from '../options';
+import type { SessionRequest } from '../session/plan';
+import type { DoneEvent, EngineEvent } from '../host/protocol';
+import { COMMON, EXIT, UsageError, jobId, openMetadata, parse, size, type Values } from './args';
+import { jobCommands } from './jobs';
+import { Output, show } from './output';
+import { formatBytes } from '../size';
+import { frame } from '../host/transport';
 
-export { EXIT } from './cli-args';
+export { EXIT } from './args';
 
 const USAGE = `Usage:
   drivetwin drives [--json]
@@ -108,7 +99,7 @@ async function runSession(
   request: SessionRequest,
   how: { yes: boolean; eject: boolean },
 ): Promise<number> {
-  const { JobSession } = await import('./session');
+  const { JobSession } = await import('../session/session');
   const confirm: Confirm = (drives) => askOnTerminal(drives, how.yes);
   const session = await JobSession.open(meta, request, confirm, { eject: how.eject });
   session.on('event', (e: EngineEvent) => show(out, e));
@@ -168,7 +159,7 @@ function integer(name: string, text: Values[string], fallback: number): number {
 const commands: Record<string, (args: string[]) => Promise<number>> = {
   async drives(args) {
     const { values } = parse(args, COMMON);
-    const { listDrives, formatDrivesTable } = await import('./drives/list');
+    const { listDrives, formatDrivesTable } = await import('../drives/list');
     const drives = await listDrives();
     if (values.json) for (const d of drives) process.stdout.write(frame({ type: 'drive', ...d }));
     else process.stdout.write(formatDrivesTable(drives) + '\n');
@@ -213,16 +204,16 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     const { values, positionals } = parse(args, { ...COMMON, 'region-size': CLONE['region-size'] });
     if (positionals.length < 2) throw new UsageError('verify needs a SOURCE and at least one DEST');
     const out = new Output(Boolean(values.json));
-    const { openReadable, Refused } = await import('./open');
-    const { verify } = await import('./verify');
-    const { makeGeometry, regionRange, DEFAULT_REGION_SIZE } = await import('./geometry');
+    const { openReadable, Refused } = await import('../io/open');
+    const { verify } = await import('../hydration/verify');
+    const { makeGeometry, regionRange, DEFAULT_REGION_SIZE } = await import('../geometry');
     const [source, ...dests] = await Promise.all(
       positionals.map((p, i) => openReadable(p, i === 0 ? 'source' : 'destination')),
     );
     try {
       // A stream of unknown size is compared up to its end (at most the smallest destination).
-      const { knownSize } = await import('./io/device');
-      const { tablesVerify } = await import('./partitions/verify-tables');
+      const { knownSize } = await import('../io/device');
+      const { tablesVerify } = await import('../partitions/verify-tables');
       const sourceSize = knownSize(source);
       // A partitioned source: what a clone fitted or rewrote is compared its own way.
       const tables = sourceSize === null ? null : await tablesVerify(source, dests, sourceSize);
@@ -322,8 +313,8 @@ export async function main(argv: string[]): Promise<void> {
 
 async function exitCodeFor(e: unknown): Promise<number> {
   if (e instanceof UsageError) return EXIT.usage;
-  const { Refused } = await import('./open');
-  const { MetadataError } = await import('./database');
+  const { Refused } = await import('../io/open');
+  const { MetadataError } = await import('../store/database');
   if (e instanceof Refused || e instanceof MetadataError) return EXIT.usage;
   return EXIT.failed;
 }

@@ -3,9 +3,9 @@
 // bound.
 
 import type { Run } from './commit';
-import { MAX_IN_FLIGHT_BYTES, MAX_IO_BYTES, borrowBuffer, giveBack } from './io/buffers';
-import type { JobOptions } from './options';
-import type { RegionMap } from './region-map';
+import { MAX_IN_FLIGHT_BYTES, MAX_IO_BYTES, borrowBuffer, giveBack } from '../io/buffers';
+import type { JobOptions } from '../options';
+import type { RegionMap } from '../store/region-map';
 
 /** How a region is hydrated: copied, zeroed (free space), or not yet (its turn comes last). */
 export type RegionTurn = 'copy' | 'zero' | 'later';

@@ -2,24 +2,24 @@
 // region, and commits the hydrated bitmap once a second — after flushing the
 // destinations, so a region marked hydrated is always really on them. The regions
 // holding the partition tables go last. The commit itself and the metadata mode are
-// engine/commit.ts; the batches and their memory bound engine/batches.ts; what a run
-// counts engine/job-progress.ts.
+// engine/hydration/commit.ts; the batches and their memory bound engine/hydration/batches.ts; what a run
+// counts engine/hydration/job-progress.ts.
 
 import { EventEmitter } from 'node:events';
 import { Batches, type RegionTurn, nextRun } from './batches';
 import { Committer } from './commit';
 import { Copier, type CopyOptions, type CopyResult, type Target } from './copier';
-import { type Geometry, type Range, regionRange, regionsOf } from './geometry';
-import { type Device, goneCode, isStream } from './io/device';
+import { type Geometry, type Range, regionRange, regionsOf } from '../geometry';
+import { type Device, goneCode, isStream } from '../io/device';
 import { JobProgress, type RunTotals } from './job-progress';
-import type { Metadata } from './metadata';
-import { openReadable } from './open';
-import { writePatches } from './partitions/rewrite';
-import type { JobOptions } from './options';
-import type { RegionMap } from './region-map';
+import type { Metadata } from '../store/metadata';
+import { openReadable } from '../io/open';
+import { writePatches } from '../partitions/rewrite';
+import type { JobOptions } from '../options';
+import type { RegionMap } from '../store/region-map';
 import { statusLine } from './status-line';
 import { Throttle, type ThrottleSettings } from './throttle';
-import type { EngineEvent, ProgressEvent } from './protocol';
+import type { EngineEvent, ProgressEvent } from '../host/protocol';
 
 const COMMIT_PERIOD_MS = 1000;
 

@@ -2,10 +2,10 @@
 // result (failed with its reason, verified, handed back to its system) and the times.
 // Built from what the copy and the verify reported; it decides nothing itself.
 
-import type { Range } from './geometry';
-import type { CopyOutcome, JobTarget } from './job';
+import type { Range } from '../geometry';
+import type { CopyOutcome, JobTarget } from '../hydration/job';
 import type { Intent } from './plan';
-import type { DestinationResult, DoneEvent, VerifyEvent } from './protocol';
+import type { DestinationResult, DoneEvent, VerifyEvent } from '../host/protocol';
 import type { Removal } from './removal';
 
 export interface Ending {

@@ -1,9 +1,9 @@
 // The one message protocol between an engine and whoever drives it (the CLI's
 // --json output, the desktop app's engine host). Every event has a `type`.
 
-import type { Range } from './geometry';
-import type { Mode } from './job-record';
-import type { JobOptions } from './options';
+import type { Range } from '../geometry';
+import type { Mode } from '../store/job-record';
+import type { JobOptions } from '../options';
 
 export type Intent = 'new' | 'resume' | 'update';
 
@@ -189,7 +189,7 @@ export type EngineEvent =
   | DoneEvent;
 
 // ---------------------------------------------------------------------------
-// The engine host (engine/host.ts): commands in, replies and events out, the same
+// The engine host (engine/host/host.ts): commands in, replies and events out, the same
 // whatever the transport (child_process IPC, Electron's parentPort, an
 // authenticated local socket for the elevated engine).
 

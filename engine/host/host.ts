@@ -1,6 +1,6 @@
 // The engine process: runs job sessions for the desktop app and speaks
-// engine/protocol.ts (HostRequest in; HostReply and the sessions' events out) over
-// whatever carries it (engine/transport.ts). It forwards what the sessions say and
+// engine/host/protocol.ts (HostRequest in; HostReply and the sessions' events out) over
+// whatever carries it (engine/host/transport.ts). It forwards what the sessions say and
 // keeps no job state of its own: paused, throttle and progress are read from them.
 //
 //   node host.js --db FILE                                    (forked: IPC)
@@ -10,11 +10,11 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
-import { drivePlatform } from './drives/platform';
-import { forgetKeptBuffers } from './io/buffers';
-import type { Metadata } from './metadata';
-import { Refused } from './open';
-import { canonical, type SessionRequest } from './plan';
+import { drivePlatform } from '../drives/platform';
+import { forgetKeptBuffers } from '../io/buffers';
+import type { Metadata } from '../store/metadata';
+import { Refused } from '../io/open';
+import { canonical, type SessionRequest } from '../session/plan';
 import type {
   ClonePlan,
   DoneEvent,
@@ -27,7 +27,7 @@ import type {
   HostRequest,
   LiveJob,
 } from './protocol';
-import type { JobSession } from './session';
+import type { JobSession } from '../session/session';
 import { type Channel, frame, parentChannel, socketChannel } from './transport';
 
 const PROGRESS_MS = 300;
@@ -141,7 +141,7 @@ export class EngineHost {
   private database(): Metadata {
     if (this.meta) return this.meta;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { Metadata } = require('./metadata') as typeof import('./metadata');
+    const { Metadata } = require('../store/metadata') as typeof import('../store/metadata');
     this.meta = Metadata.open(this.options.dbPath);
     for (const file of this.databaseFiles()) this.giveBack(file);
     return this.meta;
@@ -171,8 +171,8 @@ export class EngineHost {
 
   /** What a clone would do, checked now, nothing written or claimed. */
   private async plan(request: HostCloneRequest): Promise<ClonePlan> {
-    const { plan } = await import('./plan');
-    const { closeAll } = await import('./open');
+    const { plan } = await import('../session/plan');
+    const { closeAll } = await import('../io/open');
     const planned = await plan(this.database(), { kind: 'clone', ...request });
     await closeAll([planned.source]);
     return {
@@ -205,7 +205,7 @@ export class EngineHost {
     }
     const created =
       request.kind === 'clone' ? request.destinations.filter((d) => !fs.existsSync(d)) : [];
-    const { JobSession } = await import('./session');
+    const { JobSession } = await import('../session/session');
     const session = await JobSession.open(meta, request, this.confirmer(confirmed), {
       progressMs: this.options.progressMs ?? PROGRESS_MS,
       eject,
@@ -275,7 +275,7 @@ export class EngineHost {
     const meta = this.database();
     const record = meta.getJob(id);
     if (!record) throw new HostError('not-found', `there is no job ${id}`);
-    const { RegionEvents } = await import('./region-events');
+    const { RegionEvents } = await import('../hydration/region-events');
     return new RegionEvents(
       id,
       record.regionSize,
@@ -289,7 +289,7 @@ export class EngineHost {
     const meta = this.database();
     const record = meta.getJob(id);
     if (!record) throw new HostError('not-found', `there is no job ${id}`);
-    const { regionMapReport, ddrescueMapfile } = await import('./map-export');
+    const { regionMapReport, ddrescueMapfile } = await import('../store/map-export');
     const report = regionMapReport(record, meta.loadBitmap(record), meta.loadUnreadable(id));
     return format === 'json' ? JSON.stringify(report, null, 2) + '\n' : ddrescueMapfile(report);
   }
@@ -371,7 +371,7 @@ export async function main(argv: string[]): Promise<void> {
     strict: true,
   });
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { databasePath } = require('./database') as typeof import('./database');
+  const { databasePath } = require('../store/database') as typeof import('../store/database');
   const dbPath = databasePath(values.db);
   const progressMs = values['progress-ms'] ? Number(values['progress-ms']) : undefined;
   const owner = parseOwner(values.owner);

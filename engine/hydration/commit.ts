@@ -3,11 +3,11 @@
 // then writes the bitmap delta in one transaction — so a region marked hydrated is
 // always really on them. A failed commit makes the metadata read-only; fail is final.
 
-import { type Range, mergeRanges } from './geometry';
-import type { Mode } from './job-record';
-import type { Metadata } from './metadata';
-import type { ModeEvent } from './protocol';
-import type { RegionMap } from './region-map';
+import { type Range, mergeRanges } from '../geometry';
+import type { Mode } from '../store/job-record';
+import type { Metadata } from '../store/metadata';
+import type { ModeEvent } from '../host/protocol';
+import type { RegionMap } from '../store/region-map';
 
 /** `count` adjacent regions from `first`. */
 export interface Run {

@@ -9,25 +9,31 @@
 
 import { EventEmitter } from 'node:events';
 import { type Claim, type Confirm, claimDestinations, claimJob } from './claim';
-import type { Geometry } from './geometry';
-import { type Identity, identifyPath } from './identity';
-import { type Device, isStream } from './io/device';
-import { ZstImage } from './io/zst-image';
-import { type CopyOutcome, HydrationJob } from './job';
-import type { Metadata } from './metadata';
-import { Refused, closeAll, openReadable } from './open';
-import type { JobOptions } from './options';
+import type { Geometry } from '../geometry';
+import { type Identity, identifyPath } from '../io/identity';
+import { type Device, isStream } from '../io/device';
+import { ZstImage } from '../io/zst-image';
+import { type CopyOutcome, HydrationJob } from '../hydration/job';
+import type { Metadata } from '../store/metadata';
+import { Refused, closeAll, openReadable } from '../io/open';
+import type { JobOptions } from '../options';
 import { type Intent, type Plan, type SessionRequest, confirmDrives, plan } from './plan';
 import { doneEvent } from './done-event';
-import type { DoneEvent, EngineEvent, RegionMapEvent, StartEvent, VerifyEvent } from './protocol';
-import { RateMeter } from './rate';
-import { RegionEvents } from './region-events';
+import type {
+  DoneEvent,
+  EngineEvent,
+  RegionMapEvent,
+  StartEvent,
+  VerifyEvent,
+} from '../host/protocol';
+import { RateMeter } from '../hydration/rate';
+import { RegionEvents } from '../hydration/region-events';
 import { releaseDrives } from './removal';
 import { type SetUp, commitMap, setUp } from './setup';
-import { type ThrottleSettings, throttleProblem } from './throttle';
-import { checkTables, rewrittenRanges, tableRegions } from './partitions/check';
+import { type ThrottleSettings, throttleProblem } from '../hydration/throttle';
+import { checkTables, rewrittenRanges, tableRegions } from '../partitions/check';
 import { heldBack } from './plan-tables';
-import { verify } from './verify';
+import { verify } from '../hydration/verify';
 
 const PROGRESS_MS = 400;
 

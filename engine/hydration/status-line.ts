@@ -1,8 +1,8 @@
 // dm-clone's status line, for `drivetwin status` and the job record:
 // <region size> <hydrated>/<total> <hydrating> <#features> <features> <#core args> <core args> <mode>
 
-import type { Mode } from './job-record';
-import type { JobOptions } from './options';
+import type { Mode } from '../store/job-record';
+import type { JobOptions } from '../options';
 
 export function statusLine(s: {
   regionSize: number;

@@ -1,8 +1,8 @@
 // A job as the database records it: its state, its metadata mode and its
 // destinations, read from the rows of the jobs and destinations tables.
 
-import type { Identity } from './identity';
-import { DEFAULT_OPTIONS, type JobOptions } from './options';
+import type { Identity } from '../io/identity';
+import { DEFAULT_OPTIONS, type JobOptions } from '../options';
 
 /** `verifying`: copied, and being compared; a verify that never ended reads as done, not verified. */
 export type JobState = 'running' | 'verifying' | 'interrupted' | 'done' | 'failed';

@@ -9,12 +9,12 @@
 // other through that buffer (kcopyd splits jobs too): the bytes in flight are
 // the caller's buffers, whatever the region size.
 
-import type { Device } from './io/device';
-import { DeviceError, readSome } from './io/device';
-import { type Range, mergeRanges } from './geometry';
+import type { Device } from '../io/device';
+import { DeviceError, readSome } from '../io/device';
+import { type Range, mergeRanges } from '../geometry';
 import type { Throttle } from './throttle';
-import { IO_ALIGNMENT, MAX_IO_BYTES, zeroedBuffer } from './io/buffers';
-import { type TableWrites, overlay } from './partitions/rewrite';
+import { IO_ALIGNMENT, MAX_IO_BYTES, zeroedBuffer } from '../io/buffers';
+import { type TableWrites, overlay } from '../partitions/rewrite';
 
 export interface Target {
   device: Device;
