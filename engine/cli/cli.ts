@@ -5,7 +5,7 @@
 // by a signal (resumable).
 
 import readline from 'node:readline';
-import type { Confirm } from '../session/claim';
+import type { Confirm } from '../session/plan';
 import type { Metadata } from '../store/metadata';
 import type { JobOptions } from '../options';
 import type { SessionRequest } from '../session/plan';

@@ -21,7 +21,7 @@
 import * as fs from 'node:fs';
 import { bsdName, darwinDevno, darwinSnapshot, dissenter, wholeDisks } from './darwin-diskutil';
 import type { OsCalls } from './os-calls';
-import { DriveError, type DrivePlatform, openedDrive, shortLived } from './platform';
+import { DriveError, type DrivePlatform, openedDrive, shortLived } from './system';
 import { type BlockNode, descendants, nodeByDevno, type SystemSnapshot } from './topology';
 
 /*

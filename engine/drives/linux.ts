@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { OsCalls } from './os-calls';
-import { type BlockFacts, type DrivePlatform, openedDrive } from './platform';
+import { type BlockFacts, type DrivePlatform, openedDrive } from './system';
 import {
   addNode,
   blockInfoOf,

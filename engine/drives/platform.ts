@@ -14,108 +14,24 @@
 // Every call into the system goes through an OsCalls (os-calls.ts), so tests record
 // each module's sequence against a fake.
 
-import type { Device } from '../io/device';
 import type { OsCalls } from './os-calls';
-import { blockInfoOf, type BlockInfo, type BlockNode, type SystemSnapshot } from './topology';
+import type { BlockFacts, DrivePlatform } from './system';
+import { blockInfoOf, type BlockInfo } from './topology';
 
-/** The few facts about one drive the copy needs, cheaply. */
-export interface BlockFacts {
-  size: number;
-  logicalBlockSize: number;
-  /** Where the system says it; null where it does not (macOS). */
-  serial: string | null;
-  /** A Linux loop device's backing file. */
-  backingFile: string | null;
-}
-
-/**
- * A drive opened by its system's sequence: a Device's geometry and I/O (io/device.ts),
- * where flush means on the drive (invariant 1; each module says how) and close also
- * gives back what preparing it took (Windows' volume locks).
- */
-export type OpenedDrive = Pick<
-  Device,
-  'size' | 'logicalBlockSize' | 'read' | 'write' | 'flush' | 'close'
-> & {
-  /** What was opened: /dev/rdisk4 for /dev/disk4 on macOS, the path itself elsewhere. */
-  readonly rawPath: string;
-};
-
-/** After a copy: may the drive be pulled out, and what was done about it. */
-export interface Removal {
-  safeToRemove: boolean;
-  ejected: boolean;
-  /** For the user: why it is not safe yet, or what the system does with it now. */
-  note: string | null;
-}
-
-/**
- * Why a drive can't be opened or prepared, in words for the user: another program
- * holds it (code EBUSY; `holder` names it where the system can say), or the system
- * refuses us (EPERM: macOS wants Full Disk Access).
- */
-export class DriveError extends Error {
-  constructor(
-    message: string,
-    readonly code: string,
-    readonly holder: string | null = null,
-  ) {
-    super(message);
-  }
-
-  /** `what` is held by another program; `holder` says which, or what the system knows. */
-  static busy(what: string, holder: string): DriveError {
-    return new DriveError(`${what} is in use: ${holder}`, 'EBUSY', holder);
-  }
-}
-
-/**
- * `read`'s answer, given again for `ms`: one plan asks several times in a row, and
- * diskutil or PowerShell take a while to answer. `fresh` reads anew.
- */
-export function shortLived<T>(ms: number, read: () => T): { get(): T; fresh(): T } {
-  let kept: { at: number; value: T } | null = null;
-  const fresh = (): T => {
-    kept = { at: Date.now(), value: read() };
-    return kept.value;
-  };
-  return { get: () => (kept && Date.now() - kept.at < ms ? kept.value : fresh()), fresh };
-}
-
-export interface DrivePlatform {
-  /** For messages and tests; callers never branch on it. */
-  readonly system: 'linux' | 'darwin' | 'win32';
-  /** afterCopy can eject a drive here. */
-  readonly canEject: boolean;
-  /** What writing a drive in use means here, as the safety rule words it once allowed. */
-  readonly whenInUse: string;
-  /** Disks, partitions, volumes and what is mounted on them, as the system says now. */
-  readSnapshot(): SystemSnapshot;
-  /** Whether `p` names a drive that is there now. */
-  isDrive(p: string): boolean;
-  /** Whether `p` is spelled as a drive (one that is gone is never created as a file). */
-  isDrivePath(p: string): boolean;
-  /** The snapshot's node for the drive `p` names and the path it resolved to; throws when none. */
-  driveNode(p: string, snapshot: SystemSnapshot): { node: BlockNode; real: string };
-  /** The node under the file system that holds `file` (`dev`: its stat dev), if the snapshot knows it. */
-  fileSystemNode(file: string, dev: bigint, snapshot: SystemSnapshot): BlockNode | null;
-  /** Size, block size, serial, backing file: without opening the drive where possible. */
-  blockFacts(p: string): BlockFacts;
-  /** Reading: opened uncached. Writing: prepared, then opened exclusively and uncached. */
-  openDrive(p: string, writable: boolean): Promise<OpenedDrive>;
-  /** Once the copy closed it: the partition table read again, ejected when asked. */
-  afterCopy(p: string, eject: boolean): Promise<Removal>;
-  /** An exclusive lock on an image file the job writes, where the system has one. */
-  lockFile(fd: number): Promise<void>;
-}
+export {
+  type BlockFacts,
+  DriveError,
+  type DrivePlatform,
+  type OpenedDrive,
+  type Removal,
+} from './system';
 
 let chosen: DrivePlatform | null = null;
 
 /** This system's module, chosen once. */
 export function drivePlatform(): DrivePlatform {
   if (!chosen) {
-    // Required here, not imported at the top: linux.ts, darwin.ts and win32.ts import
-    // this module's types, and the CLI loads only this system's module.
+    // Required here, not imported at the top: the CLI loads only this system's module.
     /* eslint-disable @typescript-eslint/no-require-imports */
     const { liveOsCalls } = require('./os-calls') as typeof import('./os-calls');
     const os: OsCalls = liveOsCalls();
@@ -146,41 +62,4 @@ export function describeBlockDevice(p: string): BlockInfo {
   const snapshot = platform.readSnapshot();
   const { node, real } = platform.driveNode(p, snapshot);
   return blockInfoOf(snapshot, node, real);
-}
-
-/** An OpenedDrive over a descriptor: I/O and flush through `os`; `release` runs once it is closed. */
-export function openedDrive(
-  os: OsCalls,
-  d: {
-    path: string;
-    rawPath: string;
-    fd: number;
-    size: number;
-    logicalBlockSize: number;
-    /** After fdatasync, the drive's own write cache too (macOS: fdatasync doesn't reach it). */
-    syncCache?: boolean;
-  },
-  release: () => Promise<void> = async () => undefined,
-): OpenedDrive {
-  let closed = false;
-  return {
-    rawPath: d.rawPath,
-    size: d.size,
-    logicalBlockSize: d.logicalBlockSize,
-    read: (buffer, offset) => os.read(d.fd, d.path, buffer, offset),
-    write: (buffer, offset) => os.write(d.fd, d.path, buffer, offset),
-    async flush() {
-      await os.fdatasync(d.fd, d.path);
-      if (d.syncCache) await os.syncCache(d.fd, d.path);
-    },
-    async close() {
-      if (closed) return;
-      closed = true;
-      try {
-        await os.close(d.fd);
-      } finally {
-        await release();
-      }
-    },
-  };
 }

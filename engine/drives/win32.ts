@@ -26,7 +26,7 @@
 
 import * as path from 'node:path';
 import type { OsCalls } from './os-calls';
-import { DriveError, type DrivePlatform, openedDrive, shortLived } from './platform';
+import { DriveError, type DrivePlatform, openedDrive, shortLived } from './system';
 import type { BlockNode, SystemSnapshot } from './topology';
 import {
   ejectScript,

@@ -14,11 +14,6 @@ import type { Metadata } from '../store/metadata';
 import { Refused, closeAll } from '../io/open';
 import type { Plan } from './plan';
 
-/** Asked once before writing to drives; false declines. */
-export type Confirm = (
-  drives: Array<{ path: string; size: number; detail: string }>,
-) => Promise<boolean>;
-
 export interface Claim {
   /** Drives opened exclusively for writing, by destination index in the job. */
   readonly drives: Map<number, BlockDevice>;

@@ -5,7 +5,6 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Confirm } from './claim';
 import { describeBlockDevice } from '../drives/platform';
 import { type VerdictOptions, destinationProblems, namedTwice } from '../drives/safety';
 import { DEFAULT_REGION_SIZE, type Geometry, makeGeometry, regionSizeProblem } from '../geometry';
@@ -314,6 +313,11 @@ async function planExisting(
     };
   });
 }
+
+/** Asked once before writing to drives; false declines. */
+export type Confirm = (
+  drives: Array<{ path: string; size: number; detail: string }>,
+) => Promise<boolean>;
 
 /** Drives among the planned destinations, asked about once before anything is claimed. */
 export async function confirmDrives(p: Plan, confirm: Confirm): Promise<void> {

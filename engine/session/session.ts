@@ -8,7 +8,7 @@
 //   run:   [update: compare] → start → hydrate + commit → [verify] → done
 
 import { EventEmitter } from 'node:events';
-import { type Claim, type Confirm, claimDestinations, claimJob } from './claim';
+import { type Claim, claimDestinations, claimJob } from './claim';
 import type { Geometry } from '../geometry';
 import { type Identity, identifyPath } from '../io/identity';
 import { type Device, isStream } from '../io/device';
@@ -17,7 +17,14 @@ import { type CopyOutcome, HydrationJob } from '../hydration/job';
 import type { Metadata } from '../store/metadata';
 import { Refused, closeAll, openReadable } from '../io/open';
 import type { JobOptions } from '../options';
-import { type Intent, type Plan, type SessionRequest, confirmDrives, plan } from './plan';
+import {
+  type Confirm,
+  type Intent,
+  type Plan,
+  type SessionRequest,
+  confirmDrives,
+  plan,
+} from './plan';
 import { doneEvent } from './done-event';
 import type {
   DoneEvent,
