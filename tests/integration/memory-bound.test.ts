@@ -69,8 +69,8 @@ function peakEnv(env: Workspace, probe: { nodeOptions: string }): Record<string,
 const COPY_CHILD = `
 const fs = require('node:fs');
 const dist = process.argv[1];
-const { Copier } = require(dist + '/copier.js');
-const { Throttle } = require(dist + '/throttle.js');
+const { Copier } = require(dist + '/hydration/copier.js');
+const { Throttle } = require(dist + '/hydration/throttle.js');
 const { ImageFile } = require(dist + '/io/image-file.js');
 const { alignedBuffer, MAX_IO_BYTES, MAX_IN_FLIGHT_BYTES } = require(dist + '/io/buffers.js');
 const { makeGeometry, regionRange } = require(dist + '/geometry.js');
