@@ -1,6 +1,8 @@
 // Regions: the unit of progress. A power of two bytes, a multiple of every
 // device's logical block size; the last region may be short.
 
+import type { Range } from './events';
+
 export const MIN_REGION_SIZE = 4 * 1024;
 export const MAX_REGION_SIZE = 1024 * 1024 * 1024;
 export const DEFAULT_REGION_SIZE = 1024 * 1024;
@@ -11,10 +13,7 @@ export interface Geometry {
   regionCount: number;
 }
 
-export interface Range {
-  offset: number;
-  length: number;
-}
+export type { Range };
 
 const isPowerOfTwo = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
 

@@ -1,25 +1,28 @@
 // A job's options: their defaults, what makes them valid, and which of them may change
 // when a job goes on (resume, or a re-run of the same clone). One place for each rule.
 
-import { throttleProblem } from './hydration/throttle';
+import type { JobOptions } from './events';
 
-export interface JobOptions {
-  threshold: number;
-  batch: number;
-  throttle: number;
+export type { JobOptions };
+
+export interface ThrottleSettings {
+  /** 1–100: percent of wall time allowed for I/O. */
+  percent: number;
+  /** Bytes per second, or 0 for no cap. */
   maxRate: number;
-  sparse: boolean | null;
-  ignoreErrors: boolean;
-  sequential: boolean;
-  verify: boolean;
-  /** Copy only what an ext2/3/4 or FAT32 file system uses. */
-  usedOnly: boolean;
-  /** With usedOnly: write zeros over free space on drives (images get holes anyway). */
-  zeroFree: boolean;
-  /** Copy only up to the end of the last partition, with a partition table for each destination's size. */
-  fit: boolean;
-  /** New GPT disk and partition GUIDs, or a new MBR disk signature, on every destination. */
-  newIds: boolean;
+}
+
+export function throttleProblem(s: Partial<ThrottleSettings>): string | null {
+  if (
+    s.percent !== undefined &&
+    !(Number.isInteger(s.percent) && s.percent >= 1 && s.percent <= 100)
+  ) {
+    return `throttle must be a whole percent from 1 to 100, not ${s.percent}`;
+  }
+  if (s.maxRate !== undefined && !(Number.isSafeInteger(s.maxRate) && s.maxRate >= 0)) {
+    return `rate cap must be a positive byte rate, not ${s.maxRate}`;
+  }
+  return null;
 }
 
 export const DEFAULT_OPTIONS: JobOptions = {

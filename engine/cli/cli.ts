@@ -9,7 +9,7 @@ import type { Confirm } from '../session/plan';
 import type { Metadata } from '../store/metadata';
 import type { JobOptions } from '../options';
 import type { SessionRequest } from '../session/plan';
-import type { DoneEvent, EngineEvent } from '../host/protocol';
+import type { DoneEvent, EngineEvent } from '../events';
 import { COMMON, EXIT, UsageError, jobId, openMetadata, parse, size, type Values } from './args';
 import { jobCommands } from './jobs';
 import { Output, show } from './output';

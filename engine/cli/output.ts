@@ -1,7 +1,7 @@
 // How the command line shows a job session's events: words for people (a progress
 // line on a terminal, a summary at the end), JSON lines for programs (--json).
 
-import type { DoneEvent, EngineEvent, ProgressEvent } from '../host/protocol';
+import type { DoneEvent, EngineEvent, ProgressEvent } from '../events';
 import { formatBytes, formatDuration } from '../size';
 import { frame } from '../host/transport';
 

@@ -11,28 +11,9 @@
 
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import type { DriveContents, PartitionContents } from '../events';
 
-export interface PartitionContents {
-  number: number;
-  offset: number;
-  size: number;
-  name: string | null;
-  fsType: string | null;
-  label: string | null;
-}
-
-export interface DriveContents {
-  path: string;
-  size: number;
-  examined: boolean;
-  why: string | null;
-  partitionTable: string | null;
-  partitions: PartitionContents[];
-  filesystem: { type: string; label: string | null } | null;
-  newFile: boolean;
-  blank: boolean;
-  dataSeen: boolean;
-}
+export type { DriveContents, PartitionContents };
 
 /** Up to this size a device with no signature is read whole to tell blank from not. */
 export const BLANK_READ_LIMIT = 256 * 1024 * 1024;

@@ -15,11 +15,10 @@ import { forgetKeptBuffers } from '../io/buffers';
 import type { Metadata } from '../store/metadata';
 import { Refused } from '../io/open';
 import { canonical, type SessionRequest } from '../session/plan';
+import type { DoneEvent, EngineEvent } from '../events';
 import type {
   ClonePlan,
-  DoneEvent,
   HostCloneRequest,
-  EngineEvent,
   HostAuth,
   HostCommand,
   HostErrorCode,

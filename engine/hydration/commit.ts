@@ -6,7 +6,7 @@
 import { type Range, mergeRanges } from '../geometry';
 import type { Mode } from '../store/job-record';
 import type { Metadata } from '../store/metadata';
-import type { ModeEvent } from '../host/protocol';
+import type { ModeEvent } from '../events';
 import type { RegionMap } from '../store/region-map';
 
 /** `count` adjacent regions from `first`. */

@@ -2,62 +2,29 @@
 // region, and commits the hydrated bitmap once a second — after flushing the
 // destinations, so a region marked hydrated is always really on them. The regions
 // holding the partition tables go last. The commit itself and the metadata mode are
-// engine/hydration/commit.ts; the batches and their memory bound engine/hydration/batches.ts; what a run
-// counts engine/hydration/job-progress.ts.
+// commit.ts; the batches and their memory bound batches.ts; what a run counts
+// job-progress.ts; what a job is given and gives back job-parts.ts.
 
 import { EventEmitter } from 'node:events';
 import { Batches, type RegionTurn, nextRun } from './batches';
 import { Committer } from './commit';
-import { Copier, type CopyOptions, type CopyResult, type Target } from './copier';
+import { Copier, type CopyOptions, type CopyResult } from './copier';
+import type { CopyOutcome, JobParts, JobTarget } from './job-parts';
 import { type Geometry, type Range, regionRange, regionsOf } from '../geometry';
 import { type Device, goneCode, isStream } from '../io/device';
-import { JobProgress, type RunTotals } from './job-progress';
+import { JobProgress } from './job-progress';
 import type { Metadata } from '../store/metadata';
 import { openReadable } from '../io/open';
 import { writePatches } from '../partitions/rewrite';
-import type { JobOptions } from '../options';
 import type { RegionMap } from '../store/region-map';
 import { statusLine } from './status-line';
-import { Throttle, type ThrottleSettings } from './throttle';
-import type { EngineEvent, ProgressEvent } from '../host/protocol';
+import type { JobOptions, ThrottleSettings } from '../options';
+import { Throttle } from './throttle';
+import type { EngineEvent, ProgressEvent } from '../events';
 
 const COMMIT_PERIOD_MS = 1000;
 
-/** A destination of the job: `index` is its place in the job's record. */
-export interface JobTarget extends Target {
-  index: number;
-}
-
-export interface JobParts {
-  id: number;
-  metadata: Metadata;
-  geometry: Geometry;
-  source: Device;
-  targets: JobTarget[];
-  map: RegionMap;
-  options: JobOptions;
-  /** Free regions (used-only clones) that are zeroed rather than copied. */
-  zeroRegions?: RegionMap | null;
-  /** While a stream's size is unknown: what its file suggests. */
-  sizeEstimate?: number | null;
-  /** Bytes whose regions are hydrated last: the partition tables and the boot sector. */
-  heldBack?: Range[];
-}
-
 type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string };
-
-/** How the copy ended; the session adds verify and turns it into the done event. */
-export interface CopyOutcome extends RunTotals {
-  state: 'done' | 'interrupted' | 'failed';
-  /** Every region is hydrated on the destinations still in the job (whatever left it). */
-  complete: boolean;
-  error: string | null;
-  unreadable: Range[];
-  /** Destinations that left the job during this run, with why. */
-  failed: Array<{ index: number; path: string; reason: string }>;
-  /** The job database was deleted or replaced while the job ran. */
-  databaseLost: boolean;
-}
 
 /**
  * Job events: 'event' (ErrorEvent | ModeEvent) for front ends; 'committed' (regions

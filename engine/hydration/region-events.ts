@@ -3,7 +3,7 @@
 // never by watching its devices or its database.
 
 import type { Range } from '../geometry';
-import type { RegionMapEvent } from '../host/protocol';
+import type { RegionMapEvent } from '../events';
 import { RegionMap } from '../store/region-map';
 
 type Run = { first: number; count: number };

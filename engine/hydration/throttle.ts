@@ -6,29 +6,11 @@
 // credit never exceeds a short burst, so lowering a limit can't leave a
 // backlog that bursts out later: a waiter re-reads the limits every tick.
 
+import { type ThrottleSettings, throttleProblem } from '../options';
+
 const TICK_MS = 100;
 /** History is halved once it spans this long, so old behaviour fades. */
 const HISTORY_MS = 2000;
-
-export interface ThrottleSettings {
-  /** 1–100: percent of wall time allowed for I/O. */
-  percent: number;
-  /** Bytes per second, or 0 for no cap. */
-  maxRate: number;
-}
-
-export function throttleProblem(s: Partial<ThrottleSettings>): string | null {
-  if (
-    s.percent !== undefined &&
-    !(Number.isInteger(s.percent) && s.percent >= 1 && s.percent <= 100)
-  ) {
-    return `throttle must be a whole percent from 1 to 100, not ${s.percent}`;
-  }
-  if (s.maxRate !== undefined && !(Number.isSafeInteger(s.maxRate) && s.maxRate >= 0)) {
-    return `rate cap must be a positive byte rate, not ${s.maxRate}`;
-  }
-  return null;
-}
 
 type Clock = () => number;
 type Sleep = (ms: number) => Promise<void>;

@@ -3,9 +3,9 @@
 // Built from what the copy and the verify reported; it decides nothing itself.
 
 import type { Range } from '../geometry';
-import type { CopyOutcome, JobTarget } from '../hydration/job';
+import type { CopyOutcome, JobTarget } from '../hydration/job-parts';
 import type { Intent } from './plan';
-import type { DestinationResult, DoneEvent, VerifyEvent } from '../host/protocol';
+import type { DestinationResult, DoneEvent, VerifyEvent } from '../events';
 import type { Removal } from './removal';
 
 export interface Ending {

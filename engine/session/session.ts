@@ -13,7 +13,8 @@ import type { Geometry } from '../geometry';
 import { type Identity, identifyPath } from '../io/identity';
 import { type Device, isStream } from '../io/device';
 import { ZstImage } from '../io/zst-image';
-import { type CopyOutcome, HydrationJob } from '../hydration/job';
+import { HydrationJob } from '../hydration/job';
+import type { CopyOutcome } from '../hydration/job-parts';
 import type { Metadata } from '../store/metadata';
 import { Refused, closeAll, openReadable } from '../io/open';
 import type { JobOptions } from '../options';
@@ -26,18 +27,12 @@ import {
   plan,
 } from './plan';
 import { doneEvent } from './done-event';
-import type {
-  DoneEvent,
-  EngineEvent,
-  RegionMapEvent,
-  StartEvent,
-  VerifyEvent,
-} from '../host/protocol';
+import type { DoneEvent, EngineEvent, RegionMapEvent, StartEvent, VerifyEvent } from '../events';
 import { RateMeter } from '../hydration/rate';
 import { RegionEvents } from '../hydration/region-events';
 import { releaseDrives } from './removal';
 import { type SetUp, commitMap, setUp } from './setup';
-import { type ThrottleSettings, throttleProblem } from '../hydration/throttle';
+import { type ThrottleSettings, throttleProblem } from '../options';
 import { checkTables, rewrittenRanges, tableRegions } from '../partitions/check';
 import { heldBack } from './plan-tables';
 import { verify } from '../hydration/verify';

@@ -9,7 +9,7 @@ import type { Geometry } from '../geometry';
 import type { Device } from '../io/device';
 import { ImageFile } from '../io/image-file';
 import { ZstImage } from '../io/zst-image';
-import type { JobTarget } from '../hydration/job';
+import type { JobTarget } from '../hydration/job-parts';
 import type { Metadata } from '../store/metadata';
 import { Refused, openReadable } from '../io/open';
 import type { JobOptions } from '../options';

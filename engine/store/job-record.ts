@@ -1,12 +1,13 @@
 // A job as the database records it: its state, its metadata mode and its
 // destinations, read from the rows of the jobs and destinations tables.
 
+import type { Mode } from '../events';
 import type { Identity } from '../io/identity';
 import { DEFAULT_OPTIONS, type JobOptions } from '../options';
 
 /** `verifying`: copied, and being compared; a verify that never ended reads as done, not verified. */
 export type JobState = 'running' | 'verifying' | 'interrupted' | 'done' | 'failed';
-export type Mode = 'rw' | 'ro' | 'fail';
+export type { Mode };
 
 export interface DestinationRecord {
   index: number;

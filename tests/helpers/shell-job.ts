@@ -1,6 +1,7 @@
 // One job as the Electron shell tests follow it: job 4, 1 GiB from /srv/disk.img to
 // /dev/sdb, a quarter there when it starts, half when it reports progress.
 
+import { DEFAULT_OPTIONS } from '../../engine/options';
 import type { JobDone, JobProgress, JobStarted } from '../../preload/events';
 import { doneEvent, progressEvent } from './events';
 
@@ -9,16 +10,7 @@ export const started: JobStarted = {
   intent: 'new',
   resumed: false,
   sizeKnown: true,
-  options: {
-    threshold: 32,
-    batch: 8,
-    throttle: 100,
-    maxRate: 0,
-    sparse: null,
-    ignoreErrors: false,
-    sequential: false,
-    verify: false,
-  },
+  options: { ...DEFAULT_OPTIONS },
   source: '/srv/disk.img',
   destinations: ['/dev/sdb'],
   regionSize: 1 << 20,

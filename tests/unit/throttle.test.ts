@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Throttle, throttleProblem, type ThrottleSettings } from '../../engine/hydration/throttle';
+import { Throttle } from '../../engine/hydration/throttle';
+import { throttleProblem, type ThrottleSettings } from '../../engine/options';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -1,0 +1,243 @@
+// The contract's data: what a job session says (its events, in order) and what they
+// carry — byte ranges, metadata modes, a job's options — and what is on a drive.
+// Written once, here; the engine builds them, the host and the CLI forward them, and
+// the preload's contract (preload/events.ts, preload/api.ts) names them for the
+// renderer, which type-checks this file too.
+//
+// Types only: no imports, nothing that needs Node, Electron or the DOM; every value is
+// plain data (structured-clone and JSON safe).
+
+export interface Range {
+  offset: number;
+  length: number;
+}
+
+/** The job's metadata: read-write; read-only (a commit failed: keep what is committed); fail. */
+export type Mode = 'rw' | 'ro' | 'fail';
+
+export interface JobOptions {
+  threshold: number;
+  batch: number;
+  throttle: number;
+  maxRate: number;
+  sparse: boolean | null;
+  ignoreErrors: boolean;
+  sequential: boolean;
+  verify: boolean;
+  /** Copy only what an ext2/3/4 or FAT32 file system uses. */
+  usedOnly: boolean;
+  /** With usedOnly: write zeros over free space on drives (images get holes anyway). */
+  zeroFree: boolean;
+  /** Copy only up to the end of the last partition, with a partition table for each destination's size. */
+  fit: boolean;
+  /** New GPT disk and partition GUIDs, or a new MBR disk signature, on every destination. */
+  newIds: boolean;
+}
+
+/** One partition, as its table and its file system say. */
+export interface PartitionContents {
+  /** 1, 2, … as the table numbers it. */
+  number: number;
+  /** Bytes from the start of the drive, and its size. */
+  offset: number;
+  size: number;
+  /** The partition's own name (GPT), if any. */
+  name: string | null;
+  /** ext4, vfat, ntfs, swap, crypto_LUKS…; null: none recognised. */
+  fsType: string | null;
+  /** The file system's label. */
+  label: string | null;
+}
+
+/** What is on a drive or image file now (what a copy onto it erases). */
+export interface DriveContents {
+  path: string;
+  size: number;
+  /** False when it could not be looked at (see `why`): nothing is known of it. */
+  examined: boolean;
+  why: string | null;
+  /** gpt, dos (MBR)…; null: none. */
+  partitionTable: string | null;
+  partitions: PartitionContents[];
+  /** A file system on the whole drive (no partition table). */
+  filesystem: { type: string; label: string | null } | null;
+  /** An image file that does not exist yet (it will be created). */
+  newFile: boolean;
+  /**
+   * Nothing on it: every byte was read and is zero (checked only when it is small enough
+   * to read at once), or a new or empty file. False whenever that was not proven.
+   */
+  blank: boolean;
+  /** Nothing recognised, and the parts read (the start and the end) hold data. */
+  dataSeen: boolean;
+}
+
+// ---------------------------------------------------------------------------
+// A job session's events
+
+export type Intent = 'new' | 'resume' | 'update';
+
+export interface StartEvent {
+  type: 'start';
+  job: number;
+  /** Decided before anything was written: a new job, the resume of one, or an update (delta). */
+  intent: Intent;
+  /** intent is not 'new'. */
+  resumed: boolean;
+  source: string;
+  destinations: string[];
+  regionSize: number;
+  regionsTotal: number;
+  regionsHydrated: number;
+  /** The image's real size (uncompressed); an estimate while sizeKnown is false. */
+  bytesTotal: number;
+  sizeKnown: boolean;
+  /** The options in force. */
+  options: JobOptions;
+  /** An update: the regions found to differ, about to be copied. */
+  delta?: number;
+}
+
+export type Phase = 'copying' | 'flushing' | 'comparing' | 'verifying';
+
+export interface ProgressEvent {
+  type: 'progress';
+  job: number;
+  /**
+   * copying; flushing: everything is written, the last flush and commit run; comparing
+   * (before an update) and verifying (after a copy): bytesDone, rate and eta are theirs.
+   */
+  phase: Phase;
+  bytesDone: number;
+  /** Estimated from the compressed position while sizeKnown is false. */
+  bytesTotal: number;
+  sizeKnown: boolean;
+  /** Committed: on every destination, flushed, recorded. */
+  regionsHydrated: number;
+  /** On every destination, waiting for the next commit. */
+  regionsWritten: number;
+  /** In flight. hydrated + written + hydrating ≤ total. */
+  hydrating: number;
+  regionsTotal: number;
+  /** Bytes per second over the last second or so (since the last pause or throttle change). */
+  rate: number;
+  /** Seconds left at that rate; null while paused or not yet known. */
+  eta: number | null;
+  paused: boolean;
+  /** The throttle in force. */
+  throttle: { percent: number; maxRate: number };
+  status: string;
+}
+
+export interface ErrorEvent {
+  type: 'error';
+  job: number | null;
+  message: string;
+  device?: string;
+  offset?: number;
+  length?: number;
+  /** True when the error stops the job (a dropped destination does not). */
+  fatal: boolean;
+}
+
+export interface ModeEvent {
+  type: 'mode';
+  job: number;
+  mode: Mode;
+  reason: string;
+}
+
+/** Comparing before an update, or verifying after a copy. */
+export interface VerifyProgressEvent {
+  type: 'verify-progress';
+  job: number;
+  phase: 'comparing' | 'verifying';
+  bytesDone: number;
+  bytesTotal: number;
+  rate: number;
+  eta: number | null;
+}
+
+/** The verify of a job: per destination, equal or the regions that differ. */
+export interface VerifyEvent {
+  type: 'verify';
+  job: number;
+  /** Every destination still in the job compared equal. */
+  equal: boolean;
+  destinations: Array<{
+    path: string;
+    equal: boolean;
+    mismatches: Range[];
+    regions: number[];
+    /** Its rewritten partition table (compared apart) is wrong: why. */
+    tableProblem?: string;
+  }>;
+  /** Source ranges that could not be read, so were not compared. */
+  skipped: Range[];
+  seconds: number;
+}
+
+export interface DestinationResult {
+  path: string;
+  /** done: holds every region; failed: left the job (error says why); unfinished: the job stopped. */
+  state: 'done' | 'failed' | 'unfinished';
+  error: string | null;
+  /** Bytes that reached it in this session (a backup's: compressed). */
+  bytesWritten: number;
+  /** Set when it was verified. */
+  verified?: boolean;
+  mismatches?: Range[];
+  /**
+   * Drives: once closed, whether it may be pulled out now (every write flushed, nothing
+   * of it left mounted by the copy), whether it was ejected, and what the user should know.
+   */
+  removal?: { safeToRemove: boolean; ejected: boolean; note: string | null };
+}
+
+export interface DoneEvent {
+  type: 'done';
+  job: number;
+  intent?: Intent;
+  /** done: every destination still in the job holds every region. */
+  state: 'done' | 'interrupted' | 'failed';
+  error?: string | null;
+  bytesRead: number;
+  bytesWritten: number;
+  regionsCopied: number;
+  unreadableBytes: number;
+  unreadable: Range[];
+  failedDestinations: string[];
+  destinations?: DestinationResult[];
+  /** Wall time of the whole session; copySeconds and verifySeconds of its parts. */
+  seconds: number;
+  copySeconds?: number;
+  verifySeconds?: number;
+  /** Set when the job verified: true only when every destination compared equal. */
+  verified?: boolean;
+  mismatches?: Range[];
+}
+
+/** Region map changes; run lists are flat [first, count, first, count, …] by region index. */
+export interface RegionMapEvent {
+  type: 'region-map';
+  job: number;
+  /** true: hydrated/unreadable are the whole map; false: what was added since the last one. */
+  reset: boolean;
+  regionSize: number;
+  regionsTotal: number;
+  hydrated: number[];
+  /** Replaces the previous set: in flight or written, not yet committed. */
+  hydrating: number[];
+  unreadable: number[];
+}
+
+/** Everything a job session says, in order. */
+export type EngineEvent =
+  | StartEvent
+  | ProgressEvent
+  | ErrorEvent
+  | ModeEvent
+  | VerifyProgressEvent
+  | VerifyEvent
+  | RegionMapEvent
+  | DoneEvent;
