@@ -104,10 +104,10 @@ export class Throttle {
   }
 
   /**
-   * The largest I/O now: under a pace a twentieth of a second's worth, so the copy moves
-   * evenly; while the full speed is measured the same at the speed seen so far (a copy
-   * starts small and grows), so it is measured within a fraction of a second whatever the
-   * disks; else no bound.
+   * The largest I/O now: a twentieth of a second's worth at the pace or the full speed, so
+   * the copy moves evenly; while the full speed is measured, at the speed seen so far (a
+   * copy starts small and grows), so it is measured within a fraction of a second; no
+   * bound before anything is known at 100 %.
    */
   get ioBytes(): number {
     const speed = this.speed();
@@ -115,16 +115,15 @@ export class Throttle {
   }
 
   /**
-   * Bytes the copier may keep in flight: under a pace a quarter of a second's worth, so a
-   * change takes effect within it; while the full speed is measured the same, and at most
-   * twice what has ended so far (a drive's first burst does not fill the pipeline); else
-   * no bound.
+   * Bytes the copier may keep in flight: a quarter of a second's worth, so a change takes
+   * effect within it whatever the disks; while the full speed is measured, also at most
+   * twice what has ended so far (a drive's first burst does not fill the pipeline).
    */
   get inFlightBytes(): number {
     const speed = this.speed();
     if (speed === null) return Infinity;
     const inFlight = speed * IN_FLIGHT_SECONDS;
-    return this.pace > 0 ? inFlight : Math.min(inFlight, 2 * this.bytesSinceStart);
+    return this.measuringNow() ? Math.min(inFlight, 2 * this.bytesSinceStart) : inFlight;
   }
 
   set(change: Partial<ThrottleSettings>): void {
@@ -180,16 +179,23 @@ export class Throttle {
   }
 
   /**
-   * Bytes per second the copy goes at: the pace; else, while the full speed is measured,
-   * what the copy shows so far; else null: the full speed, nothing holding it back.
+   * Bytes per second the copy goes at: the pace; else, while the percent measures the full
+   * speed, what the copy shows so far; else the full speed; null before it is known.
    */
   private speed(): number | null {
     if (this.pace > 0) return this.pace;
-    if (!this.measuring || this.settings.percent >= 100) return null;
-    const t = this.now();
-    const since = this.startedAt ?? t;
-    const soFar = t > since ? (this.bytesSinceStart * 1000) / (t - since) : 0;
-    return this.full.tentative || soFar;
+    if (this.measuringNow()) {
+      const t = this.now();
+      const since = this.startedAt ?? t;
+      const soFar = t > since ? (this.bytesSinceStart * 1000) / (t - since) : 0;
+      return this.full.tentative || soFar;
+    }
+    return this.full.bytesPerSecond;
+  }
+
+  /** The percent holds nothing back while it measures the full speed. */
+  private measuringNow(): boolean {
+    return this.measuring && this.settings.percent < 100 && this.pace === 0;
   }
 
   private fullOrEstimate(): number | null {
