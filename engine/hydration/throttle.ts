@@ -53,15 +53,8 @@ export class Throttle {
   private queue: Promise<void> = Promise.resolve();
   /** Bytes per second of wall time, flat out. */
   private readonly full = new FullSpeedMeter();
-  /**
-   * Bytes per second of union busy time: how fast the disks serve the copy's I/O, paced or
-   * not. The full speed follows it while the percent paces, and stands in for it under a cap.
-   */
+  /** Bytes per second of union busy time: what stands in for the full speed under a cap. */
   private readonly perBusySecond = new FullSpeedMeter();
-  /** The full speed when the percent began to pace (null: as measured), and its ratio to… */
-  private base: number | null = null;
-  /** …what a busy second gave then: the full speed follows the disks by it. */
-  private calibration: number | null = null;
   private busyMs = 0;
   private busySince = 0;
   /** The last HELD_WINDOW_MS: waits for a turn (when each ended, how long) and I/Os ended. */
@@ -137,14 +130,12 @@ export class Throttle {
     const problem = throttleProblem(change);
     if (problem) throw new RangeError(problem);
     const paced = this.pace > 0;
-    const known = this.fullOrEstimate();
     this.settings = { ...this.settings, ...change };
     // Known, the full speed is used at once; unknown (a cap held the copy back from the
     // start and hid it, or nothing was copied yet), it is measured first.
     this.measuring = this.full.bytesPerSecond === null;
     this.stateSince = this.now();
     this.full.interrupt();
-    this.followFromHere(known);
     if (!paced) this.owe();
   }
 
@@ -207,28 +198,8 @@ export class Throttle {
     return this.measuring && this.settings.percent < 100 && this.pace === 0;
   }
 
-  /**
-   * The full speed: as measured flat out; while the percent paces, followed from what a busy
-   * second gives (the disks, or the share of the processors the copy gets, got faster or
-   * slower since); under a cap that hid it, what a busy second gives.
-   */
   private fullOrEstimate(): number | null {
-    const full = this.full.bytesPerSecond;
-    const busy = this.perBusySecond.bytesPerSecond;
-    if (full === null) return busy;
-    if (this.settings.percent >= 100 || this.measuring) return full;
-    if (this.calibration !== null && busy !== null) return this.calibration * busy;
-    return this.base ?? full;
-  }
-
-  /**
-   * The percent begins to hold the copy to a pace (again): the full speed as known now is
-   * its base, and what a busy second gives at this pace is measured afresh to follow it by.
-   */
-  private followFromHere(known = this.fullOrEstimate()): void {
-    this.base = known;
-    this.calibration = null;
-    this.perBusySecond.interrupt();
+    return this.full.bytesPerSecond ?? this.perBusySecond.bytesPerSecond;
   }
 
   /** The percent's pace: its share of the full speed; 0 while it holds nothing back. */
@@ -266,8 +237,7 @@ export class Throttle {
       if (this.asking === 0) this.stoppedAt = t;
     }
     const busyClock = this.busyMs + (this.inFlight > 0 ? t - this.busySince : 0);
-    const busyKnown = this.perBusySecond.sample(busyClock, bytes);
-    if (this.share() > 0) this.calibrate(busyKnown);
+    this.perBusySecond.sample(busyClock, bytes);
     const settled = t - this.stateSince >= HELD_WINDOW_MS;
     if (this.heldBack(t)) {
       this.full.interrupt();
@@ -286,15 +256,12 @@ export class Throttle {
       // full speed measured. Measure them again.
       this.measuring = true;
       this.stateSince = t;
-      this.base = this.calibration = null;
     }
     if (this.full.sample(t, bytes) && this.measuring && this.settings.percent < 100) {
       // Measured: from now on the percent holds the copy to its share.
       this.measuring = false;
       this.stateSince = t;
       this.full.interrupt();
-      this.base = this.calibration = null;
-      this.followFromHere();
       this.owe();
     }
   }
@@ -308,13 +275,6 @@ export class Throttle {
     const speed = this.full.bytesPerSecond ?? this.full.tentative;
     if (this.pace === 0 || speed === 0) return;
     this.readyAt = Math.max(this.readyAt, this.now() + (this.bytesInFlight * 1000) / speed);
-  }
-
-  /** Paced, once a busy second's worth is known: the ratio the full speed follows it by. */
-  private calibrate(busyKnown: boolean): void {
-    const busy = this.perBusySecond.bytesPerSecond;
-    if (this.calibration !== null || !busyKnown || busy === null || this.base === null) return;
-    if (this.full.bytesPerSecond !== null) this.calibration = this.base / busy;
   }
 
   /** Did I/Os wait for their turn in the last HELD_WINDOW_MS (more than a trace)? */
