@@ -157,7 +157,7 @@ export class FullSpeedMeter {
     } else if (s.length <= FULL_MIN_IOS || t - s[0].t < FULL_MIN_SPAN_MS) {
       return true;
     }
-    this.measured = slope(s[0], s[s.length - 1]);
+    this.measured = fitted(s);
     this.said = true;
     return true;
   }
@@ -172,6 +172,23 @@ function settledFrom(s: Sample[], t: number, start: number): number {
     if (Math.abs(older - newer) <= SETTLED_SHARE * newer) return i;
   }
   return -1;
+}
+
+/**
+ * Bytes per second of the line that fits `s` best (least squares): I/Os of different sizes
+ * that end together don't tip it as they tip a line from the first sample to the last.
+ */
+function fitted(s: Sample[]): number {
+  const n = s.length;
+  const mt = s.reduce((sum, x) => sum + x.t, 0) / n;
+  const mb = s.reduce((sum, x) => sum + x.bytes, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const x of s) {
+    num += (x.t - mt) * (x.bytes - mb);
+    den += (x.t - mt) ** 2;
+  }
+  return den > 0 ? (num * 1000) / den : slope(s[0], s[n - 1]);
 }
 
 /** Bytes per second from one sample to a later one. */
