@@ -93,7 +93,7 @@ const FULL_WINDOW_MS = 2000;
 const FULL_SKIP_MS = 250;
 /** A new stretch has settled once its older half and its newer agree within this share… */
 const SETTLED_SHARE = 0.1;
-/** …or once it is this old. */
+/** …or once it is this old (unless told otherwise). */
 const FULL_SETTLE_MS = 750;
 
 /**
@@ -110,6 +110,8 @@ export class FullSpeedMeter {
   private said = false;
   /** When this stretch's first I/O ended. */
   private began = 0;
+  /** How long this stretch waits for its halves to agree. */
+  private settleMs = FULL_SETTLE_MS;
 
   /** Bytes per second, or null until a stretch was long enough to say. */
   get bytesPerSecond(): number | null {
@@ -126,10 +128,14 @@ export class FullSpeedMeter {
     return Math.min(slope(s[from], last), Number.MAX_VALUE);
   }
 
-  /** The copy was held back, or stopped: what follows is a new stretch. */
-  interrupt(): void {
+  /**
+   * The copy was held back, or stopped: what follows is a new stretch, which says a speed
+   * once its halves agree, or after `settleMs` whatever they say.
+   */
+  interrupt(settleMs = FULL_SETTLE_MS): void {
     this.samples = [];
     this.said = false;
+    this.settleMs = settleMs;
   }
 
   /**
@@ -145,11 +151,11 @@ export class FullSpeedMeter {
       // A stretch starts while the pipeline fills, or while a drive spends a burst it
       // saved up resting: its first quarter second is left out, and the first window whose
       // older half and newer agree begins after that start. None yet: wait for one — for
-      // three quarters of a second, then the speed is what it is.
+      // settleMs, then the speed is what it is.
       const skip = s.findIndex((x) => x.t >= this.began + FULL_SKIP_MS);
       if (skip < 0) return false;
       let from = settledFrom(s, t, skip);
-      if (from < 0 && t - this.began >= FULL_SETTLE_MS) from = skip;
+      if (from < 0 && t - this.began >= this.settleMs) from = skip;
       if (from < 0 || s.length - from <= FULL_MIN_IOS || t - s[from].t < FULL_MIN_SPAN_MS) {
         return false;
       }

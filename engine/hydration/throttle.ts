@@ -30,10 +30,14 @@ const TICK_MS = 100;
 const BURST_MS = 100;
 /** The copy is held back when its I/Os waited for their turn more than this share… */
 const HELD_SHARE = 0.05;
-/** …of the last this-long. Also how long a pace must go unmet before the disks are measured again. */
+/** …of the last this-long. */
 const HELD_WINDOW_MS = 500;
-/** A pace is unmet when less than this share of it ended in the last HELD_WINDOW_MS. */
+/** A pace is unmet when less than this share of it ended… */
 const UNMET_SHARE = 0.8;
+/** …in the last this-long (a moment the processors were busy elsewhere is not the disks slowing). */
+const UNMET_WINDOW_MS = 1000;
+/** Measured again, the full speed waits this long at most for a steady measure. */
+const REMEASURE_SETTLE_MS = 2000;
 /** No I/O in flight or asked for this long: the copy stopped (paused, ending), not a gap between I/Os. */
 const STOPPED_MS = 50;
 /** One I/O is at most this many seconds' worth, so the copy moves evenly… */
@@ -233,7 +237,7 @@ export class Throttle {
   private completed(bytes: number): void {
     const t = this.now();
     this.bytesSinceStart += bytes;
-    this.ended = this.ended.filter((e) => e.at > t - HELD_WINDOW_MS);
+    this.ended = this.ended.filter((e) => e.at > t - UNMET_WINDOW_MS);
     this.ended.push({ at: t, bytes });
     if (this.inFlight === 0) {
       this.busyMs += t - this.busySince;
@@ -241,7 +245,7 @@ export class Throttle {
     }
     const busyClock = this.busyMs + (this.inFlight > 0 ? t - this.busySince : 0);
     this.perBusySecond.sample(busyClock, bytes);
-    const settled = t - this.stateSince >= HELD_WINDOW_MS;
+    const settled = t - this.stateSince >= UNMET_WINDOW_MS;
     if (this.heldBack(t)) {
       this.full.interrupt();
       // Only a cap holds the copy back while the percent measures: the full speed can't be
@@ -251,14 +255,16 @@ export class Throttle {
     }
     if (this.share() > 0) {
       const endedBytes = this.ended.reduce((sum, e) => sum + e.bytes, 0);
-      if (!settled || endedBytes >= UNMET_SHARE * this.pace * (HELD_WINDOW_MS / 1000)) {
+      if (!settled || endedBytes >= UNMET_SHARE * this.pace * (UNMET_WINDOW_MS / 1000)) {
         this.full.interrupt();
         return;
       }
       // Nobody waited for a turn and the pace was not met: the disks give less than the
-      // full speed measured. Measure them again.
+      // full speed measured. Measure them again — until the measure is steady: a moment the
+      // whole machine stood still is not the disks' speed.
       this.measuring = true;
       this.stateSince = t;
+      this.full.interrupt(REMEASURE_SETTLE_MS);
     }
     if (this.full.sample(t, bytes) && this.measuring && this.settings.percent < 100) {
       // Measured: from now on the percent holds the copy to its share.
