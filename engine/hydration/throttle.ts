@@ -42,10 +42,8 @@ const REMEASURE_SETTLE_MS = 2000;
 const STOPPED_MS = 50;
 /** One I/O is at most this many seconds' worth, so the copy moves evenly… */
 const IO_SECONDS = 0.05;
-/** …and I/O in flight at most this many, so a change takes effect within it… */
+/** …and I/O in flight at most this many, so a change takes effect within it. */
 const IN_FLIGHT_SECONDS = 0.25;
-/** …and while the full speed is measured this many (two I/Os: a read beside a write), so the pace starts within it. */
-const MEASURING_IN_FLIGHT_SECONDS = 0.1;
 
 type Clock = () => number;
 type Sleep = (ms: number) => Promise<void>;
@@ -122,15 +120,15 @@ export class Throttle {
 
   /**
    * Bytes the copier may keep in flight: a quarter of a second's worth, so a change takes
-   * effect within it whatever the disks; while the full speed is measured a tenth, and at
-   * most twice what has ended so far (a drive's first burst does not fill the pipeline),
-   * so the pace begins within it once the full speed is known.
+   * effect within it whatever the disks; while the full speed is measured, at most twice
+   * what has ended so far (a drive's first burst does not fill the pipeline).
    */
   get inFlightBytes(): number {
     const speed = this.speed();
     if (speed === null) return Infinity;
-    if (!this.measuringNow()) return speed * IN_FLIGHT_SECONDS;
-    return Math.min(speed * MEASURING_IN_FLIGHT_SECONDS, 2 * this.bytesSinceStart);
+    // Measuring, the I/O size bounds what is in flight (a few of them): a bound in time
+    // too would keep a pair whose I/Os wait for the processors from ever showing its speed.
+    return this.measuringNow() ? 2 * this.bytesSinceStart : speed * IN_FLIGHT_SECONDS;
   }
 
   set(change: Partial<ThrottleSettings>): void {

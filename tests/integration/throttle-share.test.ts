@@ -1,13 +1,15 @@
 // A throttle percent is that share of the same pair's full speed, on each kind of storage:
 // image files, loop devices, and a drive limited to 57 MiB/s (nbdkit's rate filter through
 // nbdfuse and a loop device). Each setting runs as `drivetwin clone --throttle P`, its
-// reads counted by the kernel (/proc/PID/io), in rounds that alternate with full-speed
-// runs of the same pair; medians are compared, measured after the first second. No half
-// second of a throttled copy passes without bytes read. Other tests may be running on the
-// two cores beside these: each test prints its figures and the machine's load.
+// reads counted by the kernel (/proc/PID/io), measured after the first second; each run
+// sits between two at full speed on the same pair and is a share of their mean; the
+// median share of 3 rounds must be within 15 % of P. No half second of a throttled copy
+// passes without bytes read. Other tests may be running on the two cores beside these: the
+// copies run at a higher priority than they, and each test prints its figures and the load.
 
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { test, type TestContext } from 'node:test';
 import { spawnCli } from '../helpers/cli';
 import { writeRandomFile } from '../helpers/files';
@@ -20,8 +22,8 @@ const ROUNDS = 3;
 const SHARES = [25, 50, 75];
 /** Also run, for the half-second check: the lowest setting promised to move evenly. */
 const LOWEST = 5;
-/** A throttled run is stopped this long after it started. */
-const RUN_SECONDS = 4;
+/** A run is stopped this long after it started (unless it ended first). */
+const RUN_SECONDS = 5;
 /** Reads of less than this (the job database, the partition tables) are not the copy moving. */
 const MOVED_BYTES = 64 * 1024;
 
@@ -60,11 +62,15 @@ function readAt(samples: Sample[], at: number): number {
  * `drivetwin clone SOURCE DEST --throttle PERCENT`, stopped (SIGTERM) after RUN_SECONDS
  * unless it ends first, its reads sampled every 20 ms. The rate is measured after the first
  * second; a copy at full speed that ends within two is measured after its first quarter.
+ * "The engine measured": the full speed its last progress event said.
  */
 async function cloneAt(ws: Workspace, source: string, dest: string, percent: number): Promise<Run> {
   const args = ['clone', source, dest, '--throttle', String(percent), '--fresh', '--yes', '--json'];
   const cli = spawnCli(args, { db: ws.db });
   const pid = cli.child.pid!;
+  // Ahead of whatever else the machine runs (other tests, builds): on a pair whose speed is
+  // the processors' (memory to memory), their load would decide the figures, not the throttle.
+  os.setPriority(pid, -15);
   const samples: Sample[] = [];
   const sampler = setInterval(() => {
     const read = bytesRead(pid);
@@ -112,8 +118,9 @@ const median = (xs: number[]): number => {
 };
 
 /**
- * ROUNDS rounds of full speed, each share and the lowest setting on `source` → `dest`, in
- * an order that turns each round; the shares of the full speed's median, the longest still.
+ * ROUNDS rounds of each share and the lowest setting on `source` → `dest`, in an order
+ * that turns each round, each run between two at full speed: its share is of the mean of
+ * those two, so the machine's load drifting between runs weighs as little as it can.
  */
 async function shares(
   t: TestContext,
@@ -121,45 +128,51 @@ async function shares(
   source: string,
   dest: string,
 ): Promise<{ full: number }> {
-  const settings = [100, ...SHARES, LOWEST];
-  const runs: Run[] = [];
+  const settings = [...SHARES, LOWEST];
+  const fulls: Run[] = [await cloneAt(ws, source, dest, 100)];
+  const throttled: Array<Run & { share: number; full: number }> = [];
   for (let round = 0; round < ROUNDS; round++) {
     for (let i = 0; i < settings.length; i++) {
-      runs.push(await cloneAt(ws, source, dest, settings[(i + round) % settings.length]));
+      const run = await cloneAt(ws, source, dest, settings[(i + round) % settings.length]);
+      fulls.push(await cloneAt(ws, source, dest, 100));
+      const full = (fulls[fulls.length - 2].rate + fulls[fulls.length - 1].rate) / 2;
+      throttled.push({ ...run, full, share: run.rate / full });
     }
   }
-  const rates = (p: number): number[] => runs.filter((r) => r.percent === p).map((r) => r.rate);
-  const full = median(rates(100));
   const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-  const mib = (r: number): string => (r / MIB).toFixed(1);
-  const lines = [`full speed ${rates(100).map(mib).join(', ')} MiB/s (median ${mib(full)})`];
-  for (const p of [...SHARES, LOWEST]) {
-    const share = median(rates(p)) / full;
-    const still = Math.max(...runs.filter((r) => r.percent === p).map((r) => r.stillMs));
-    const measured = runs.filter((r) => r.percent === p).map((r) => mib(r.measured ?? NaN));
+  const mib = (r: number | null): string => (r === null ? '?' : (r / MIB).toFixed(0));
+  const pct = (x: number): string => `${(x * 100).toFixed(1)} %`;
+  const lines = [`full speed: ${fulls.map((r) => mib(r.rate)).join(', ')} MiB/s`];
+  const medians = new Map<number, number>();
+  for (const p of settings) {
+    const runs = throttled.filter((r) => r.percent === p);
+    medians.set(p, median(runs.map((r) => r.share)));
+    const each = runs.map(
+      (r) => `${mib(r.rate)} of ${mib(r.full)} (${pct(r.share)}; measured ${mib(r.measured)})`,
+    );
+    const still = Math.max(...runs.map((r) => r.stillMs));
     lines.push(
-      `${p} %: ${rates(p).map(mib).join(', ')} MiB/s, median ${(share * 100).toFixed(1)} % ` +
-        `of full speed; longest still ${still.toFixed(0)} ms; the engine measured ` +
-        `${measured.join(', ')} MiB/s at full speed`,
+      `${p} %: median ${pct(medians.get(p)!)} of full speed; MiB/s ${each.join(', ')}; ` +
+        `longest still ${still.toFixed(0)} ms`,
     );
   }
   lines.push(`load average ${load}`);
   for (const line of lines) t.diagnostic(line);
   const report = lines.join('\n');
   for (const p of SHARES) {
-    const share = median(rates(p)) / full;
+    const share = medians.get(p)!;
     assert.ok(
       Math.abs(share - p / 100) <= 0.15 * (p / 100),
       `${p} % is not within 15 %:\n${report}`,
     );
   }
-  for (const r of runs.filter((r) => r.percent < 100)) {
+  for (const r of throttled) {
     assert.ok(
       r.stillMs <= 500,
       `${r.percent} %: ${r.stillMs.toFixed(0)} ms without a read\n${report}`,
     );
   }
-  return { full };
+  return { full: median(fulls.map((r) => r.rate)) };
 }
 
 test('image files: 25, 50 and 75 % give that share of the full speed, no half second still', async (t) => {
