@@ -35,7 +35,7 @@ const HELD_WINDOW_MS = 500;
 /** A pace is unmet when less than this share of it ended… */
 const UNMET_SHARE = 0.8;
 /** …in the last this-long (a moment the processors were busy elsewhere is not the disks slowing). */
-const UNMET_WINDOW_MS = 1000;
+const UNMET_WINDOW_MS = 2000;
 /** Measured again, the full speed waits this long at most for a steady measure. */
 const REMEASURE_SETTLE_MS = 2000;
 /** No I/O in flight or asked for this long: the copy stopped (paused, ending), not a gap between I/Os. */
