@@ -206,37 +206,36 @@ async function shares(
   return { full: median(fulls.map((r) => r.rate)) };
 }
 
-/** A folder on the disk, not in memory, removed when the test ends. */
-function onDisk(t: TestContext, prefix: string): (name: string) => string {
-  const dir = fs.mkdtempSync(path.join('/var/tmp', `drivetwin-${prefix}-`));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return (name) => path.join(dir, name);
-}
-
 /** Disk pairs are this big: at the disk's speed (0.5-2.6 GiB/s here) a copy outlasts RUN_SECONDS. */
 const DISK_PAIR = 4 * 1024 * MIB;
 
+/**
+ * A source image of random bytes and a destination loop device with direct I/O, both over
+ * files on the disk (not in memory), removed when the test ends.
+ */
+function diskPair(t: TestContext, name: string, seed: number) {
+  const ws = workspace(t, name);
+  const dir = fs.mkdtempSync(path.join('/var/tmp', `drivetwin-${name}-`));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const source = path.join(dir, 'source.img');
+  const dest = path.join(dir, 'dest.img');
+  writeRandomFile(source, DISK_PAIR, seed);
+  fs.writeFileSync(dest, '');
+  fs.truncateSync(dest, DISK_PAIR);
+  return { ws, source, dest: ws.attach(dest, { directIo: true }).path };
+}
+
 test('an image file to a disk: 25, 50 and 75 % give that share of the full speed, no half second still', async (t) => {
   if (!requireRoot(t)) return;
-  const ws = workspace(t, 'throttle-image');
-  const disk = onDisk(t, 'throttle-image');
-  writeRandomFile(disk('source.img'), DISK_PAIR, 21);
-  fs.writeFileSync(disk('dest.img'), '');
-  fs.truncateSync(disk('dest.img'), DISK_PAIR);
-  const dest = ws.attach(disk('dest.img'), { directIo: true });
-  await shares(t, ws, { source: disk('source.img'), dest: dest.path, of: 'measured' });
+  const { ws, source, dest } = diskPair(t, 'throttle-image', 21);
+  await shares(t, ws, { source, dest, of: 'measured' });
 });
 
 test('loop devices on a disk: 25, 50 and 75 % give that share of the full speed, no half second still', async (t) => {
   if (!requireRoot(t)) return;
-  const ws = workspace(t, 'throttle-loops');
-  const disk = onDisk(t, 'throttle-loops');
-  writeRandomFile(disk('source.img'), DISK_PAIR, 22);
-  fs.writeFileSync(disk('dest.img'), '');
-  fs.truncateSync(disk('dest.img'), DISK_PAIR);
-  const source = ws.attach(disk('source.img'), { directIo: true });
-  const dest = ws.attach(disk('dest.img'), { directIo: true });
-  await shares(t, ws, { source: source.path, dest: dest.path, of: 'measured' });
+  const { ws, source, dest } = diskPair(t, 'throttle-loops', 22);
+  const loop = ws.attach(source, { directIo: true });
+  await shares(t, ws, { source: loop.path, dest, of: 'measured' });
 });
 
 test('a drive limited to 57 MiB/s: 25, 50 and 75 % give that share of its limit, no half second still', async (t) => {
