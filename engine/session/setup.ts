@@ -1,11 +1,12 @@
 // The first writes, once every check passed and the destinations and the job are
-// claimed: images emptied or resized, backups created or cut back to their last whole
+// claimed: a new job's destinations wiped of their old partition tables (wipe.ts),
+// images emptied or resized, backups created or cut back to their last whole
 // frame, the starting bitmap committed (seeded from a mapfile, with free space placed,
 // or reduced to what a returning destination holds), then the hydration job.
 
 import type { Claim } from './claim';
 import type { Target } from '../hydration/copier';
-import type { Geometry } from '../geometry';
+import { type Geometry, regionRange } from '../geometry';
 import type { Device } from '../io/device';
 import { ImageFile } from '../io/image-file';
 import { ZstImage } from '../io/zst-image';
@@ -16,6 +17,7 @@ import type { JobOptions } from '../options';
 import { type TableWrites, tableWrites } from '../partitions/rewrite';
 import type { Plan } from './plan';
 import { RegionMap } from '../store/region-map';
+import { oldTableRanges, wipe, without } from './wipe';
 
 export interface SetUp {
   map: RegionMap;
@@ -50,6 +52,7 @@ export async function setUp(meta: Metadata, plan: Plan, claim: Claim, id: number
               fresh: plan.intent === 'new' && !plan.seeded,
               resumeAt,
             });
+      if (plan.intent === 'new' && !opened.emptied) await wipeOldTables(opened.device, plan, map);
       const target = targetFor(opened.device, opened, d, plan.options);
       targets.push({ ...target, tables: tableWritesFor(plan, opened.device), index: d.index });
       if (opened.emptied && plan.intent === 'new') meta.markEmptied(id, d.index);
@@ -62,6 +65,18 @@ export async function setUp(meta: Metadata, plan: Plan, claim: Claim, id: number
   commitMap(meta, id, map);
   if (!plan.verifyOnly) meta.clearVerified(id);
   return { map, targets, zeroRegions };
+}
+
+/**
+ * Invariant 9: a new job's destination loses its old partition tables before any region
+ * is copied — but for what a mapfile says is already there. A backup is a stream, and
+ * `--sequential` writes in ascending order only: the source's table is then written in
+ * its place at the start, first.
+ */
+async function wipeOldTables(device: Device, plan: Plan, seeded: RegionMap): Promise<void> {
+  if (device instanceof ZstImage || plan.options.sequential || plan.verifyOnly) return;
+  const kept = seeded.runs().map((r) => regionRange(plan.geometry, r.first, r.count));
+  await wipe(device, without(await oldTableRanges(device), kept));
 }
 
 /** Opens an image or backup destination, emptying a fresh image so zero regions can stay holes. */
