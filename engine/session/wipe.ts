@@ -64,7 +64,7 @@ export async function wipe(device: Device, ranges: Range[]): Promise<number> {
   let written = 0;
   const zeros = zeroedBuffer(WIPED_BYTES);
   for (const r of ranges) {
-    for (let at = r.offset; at < r.offset + r.length; ) {
+    for (let at = r.offset; at < r.offset + r.length;) {
       const length = Math.min(WIPED_BYTES, r.offset + r.length - at);
       await device.write(zeros.subarray(0, length), at);
       at += length;

@@ -276,8 +276,9 @@ test('--fit and --new-ids are fixed for a job: a resume or a re-run can’t chan
   let job: number | null = null;
   for (let attempt = 0; attempt < 3 && job === null; attempt++) {
     reset(dev);
-    job = (await killMidCopy(env, ['clone', src.file, dev.path], dev, (m) => t.diagnostic(m)))
-      ?.job ?? null;
+    job =
+      (await killMidCopy(env, ['clone', src.file, dev.path], dev, (m) => t.diagnostic(m)))?.job ??
+      null;
   }
   assert.ok(job !== null, 'killed mid-copy');
   const before = sha256(dev.path);
