@@ -21,7 +21,14 @@
 import * as fs from 'node:fs';
 import { bsdName, darwinDevno, darwinSnapshot, dissenter, wholeDisks } from './darwin-diskutil';
 import type { OsCalls } from './os-calls';
-import { DriveError, type DrivePlatform, openedDrive, shortLived } from './system';
+import type { CommandResult } from './os-calls';
+import {
+  DriveError,
+  type DrivePlatform,
+  keptSnapshot,
+  openedDrive,
+  type SnapshotReading,
+} from './system';
 import { type BlockNode, descendants, nodeByDevno, type SystemSnapshot } from './topology';
 
 /*
@@ -58,10 +65,26 @@ const SNAPSHOT_MS = 1000;
 /** After the writer closed: time for macOS to read the disk again and mount it (etcher-sdk's 2 s). */
 const SETTLE_MS = 2000;
 
-function diskutilXml(os: OsCalls, args: string[]): string {
-  const r = os.runSync(DISKUTIL, args);
+/** diskutil's XML, or why it failed. */
+function diskutilXml(args: string[], r: CommandResult): string {
   if (r.code !== 0) throw new Error(`diskutil ${args.join(' ')} failed: ${r.stderr.trim()}`);
   return r.stdout;
+}
+
+/** The picture: `diskutil list -plist`, then `diskutil info -plist` of every whole disk and of `/`. */
+export function* diskutilReading(diskutil = DISKUTIL): SnapshotReading {
+  const listArgs = ['list', '-plist'];
+  const [listed] = yield [{ command: diskutil, args: listArgs }];
+  const list = diskutilXml(listArgs, listed);
+  const disks = wholeDisks(list);
+  const asked = [...disks, '/'].map((d) => ({ command: diskutil, args: ['info', '-plist', d] }));
+  const answers = yield asked;
+  const infos: Record<string, string> = {};
+  disks.forEach((disk, i) => (infos[disk] = diskutilXml(asked[i].args, answers[i])));
+  const rootAnswer = answers[disks.length];
+  // Without it the mounts still say where / is.
+  const root = rootAnswer.code === 0 ? rootAnswer.stdout : null;
+  return withDevnos(darwinSnapshot(list, infos, root));
 }
 
 /** Fills each node's devno from its /dev node, so files are traced to their volume. */
@@ -81,19 +104,9 @@ function firstLine(out: string, fallback: string): string {
   return out.trim().split('\n')[0]?.trim() || fallback;
 }
 
-export function darwinPlatform(os: OsCalls): DrivePlatform {
-  const snapshots = shortLived(SNAPSHOT_MS, (): SystemSnapshot => {
-    const list = diskutilXml(os, ['list', '-plist']);
-    const infos: Record<string, string> = {};
-    for (const disk of wholeDisks(list)) infos[disk] = diskutilXml(os, ['info', '-plist', disk]);
-    let root: string | null = null;
-    try {
-      root = diskutilXml(os, ['info', '-plist', '/']);
-    } catch {
-      // the mounts still say where / is
-    }
-    return withDevnos(darwinSnapshot(list, infos, root));
-  });
+/** `diskutil`: its path (tests give a slow fake). */
+export function darwinPlatform(os: OsCalls, diskutil = DISKUTIL): DrivePlatform {
+  const snapshots = keptSnapshot(os, () => diskutilReading(diskutil), SNAPSHOT_MS);
   const readSnapshot = snapshots.get;
 
   const driveNode = (p: string, snapshot: SystemSnapshot): { node: BlockNode; real: string } => {
@@ -113,7 +126,7 @@ export function darwinPlatform(os: OsCalls): DrivePlatform {
   const unmount = async (p: string, target: BlockNode): Promise<void> => {
     const verb =
       target.type === 'disk' || target.type === 'apfs-container' ? 'unmountDisk' : 'unmount';
-    const r = await os.run(DISKUTIL, [verb, target.path]);
+    const r = await os.run(diskutil, [verb, target.path]);
     if (r.code === 0) return;
     const out = `${r.stdout}\n${r.stderr}`;
     const who = dissenter(out);
@@ -129,6 +142,8 @@ export function darwinPlatform(os: OsCalls): DrivePlatform {
     canEject: true,
     whenInUse: 'it is unmounted before it is written',
     readSnapshot,
+    snapshot: snapshots.read,
+    snapshotIsDear: true,
     isDrive(p) {
       if (!bsdName(p)) return false;
       try {
@@ -193,7 +208,7 @@ export function darwinPlatform(os: OsCalls): DrivePlatform {
       const args = eject
         ? ['eject', `/dev/${disk}`]
         : [name === disk ? 'unmountDisk' : 'unmount', `/dev/${name}`];
-      const r = await os.run(DISKUTIL, args);
+      const r = await os.run(diskutil, args);
       if (r.code === 0) return { safeToRemove: true, ejected: eject, note: null };
       const out = `${r.stdout}\n${r.stderr}`;
       const who = dissenter(out);

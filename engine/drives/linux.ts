@@ -248,6 +248,9 @@ export function linuxPlatform(os: OsCalls, facts = blockFacts): DrivePlatform {
     canEject: true,
     whenInUse: 'it will be written while in use',
     readSnapshot: readSystemSnapshot,
+    // sysfs and /proc: a few milliseconds, read again at every poll.
+    snapshot: async () => readSystemSnapshot(),
+    snapshotIsDear: false,
     isDrive: (p) => statOrNull(p)?.isBlockDevice() === true,
     isDrivePath: isDevicePath,
     driveNode: nodeOfBlockDevice,

@@ -26,7 +26,13 @@
 
 import * as path from 'node:path';
 import type { OsCalls } from './os-calls';
-import { DriveError, type DrivePlatform, openedDrive, shortLived } from './system';
+import {
+  DriveError,
+  type DrivePlatform,
+  keptSnapshot,
+  openedDrive,
+  type SnapshotReading,
+} from './system';
 import type { BlockNode, SystemSnapshot } from './topology';
 import {
   ejectScript,
@@ -73,13 +79,16 @@ export function powershellPath(systemRoot = process.env.SystemRoot ?? 'C:\\Windo
   return path.win32.join(systemRoot, 'System32', 'WindowsPowerShell', 'v1.0', 'powershell.exe');
 }
 
+/** The picture: STORAGE_SCRIPT, one PowerShell. */
+function* storageReading(powershellExe: string): SnapshotReading {
+  const [r] = yield [{ command: powershellExe, args: powershellArgs(STORAGE_SCRIPT) }];
+  if (r.code !== 0) throw new Error(`PowerShell's Get-Disk failed: ${r.stderr.trim()}`);
+  return win32Snapshot(r.stdout);
+}
+
 export function win32Platform(os: OsCalls, powershellExe = powershellPath()): DrivePlatform {
   const powershell = (script: string) => os.run(powershellExe, powershellArgs(script));
-  const snapshots = shortLived(SNAPSHOT_MS, (): SystemSnapshot => {
-    const r = os.runSync(powershellExe, powershellArgs(STORAGE_SCRIPT));
-    if (r.code !== 0) throw new Error(`PowerShell's Get-Disk failed: ${r.stderr.trim()}`);
-    return win32Snapshot(r.stdout);
-  });
+  const snapshots = keptSnapshot(os, () => storageReading(powershellExe), SNAPSHOT_MS);
   const readSnapshot = snapshots.get;
   const driveNode = (p: string, snapshot: SystemSnapshot): { node: BlockNode; real: string } => {
     const n = diskNumber(p);
@@ -147,8 +156,10 @@ export function win32Platform(os: OsCalls, powershellExe = powershellPath()): Dr
     canEject: true,
     whenInUse: 'its volumes are locked before it is written',
     readSnapshot,
-    isDrive: (p) =>
-      diskNumber(p) !== null && readSnapshot().topology.nodes.has(`PhysicalDrive${diskNumber(p)}`),
+    snapshot: snapshots.read,
+    snapshotIsDear: true,
+    isDrive: (p, snapshot = readSnapshot) =>
+      diskNumber(p) !== null && snapshot().topology.nodes.has(`PhysicalDrive${diskNumber(p)}`),
     isDrivePath: (p) => diskNumber(p) !== null,
     driveNode,
     fileSystemNode(file, _dev, snapshot) {
