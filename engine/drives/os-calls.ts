@@ -53,8 +53,6 @@ export interface OsCalls {
   close(fd: number): Promise<void>;
   /** direct-io setF_NOCACHE(fd, 1) (macOS). */
   setNoCache(fd: number): Promise<void>;
-  /** direct-io setFSCTL_LOCK_VOLUME(fd, 1) (Windows). */
-  lockVolume(fd: number): Promise<void>;
   /** direct-io setFlock(fd, 1): flock(LOCK_EX | LOCK_NB) (Linux, macOS). */
   flock(fd: number): Promise<void>;
   /** direct-io getBlockDevice (DKIOCGETBLOCKCOUNT/SIZE, IOCTL_DISK_GET_DRIVE_GEOMETRY_EX). */
@@ -150,7 +148,6 @@ export function liveOsCalls(): OsCalls {
     syncCache: synchronizeCache(),
     close: closeFd,
     setNoCache: (fd) => callback((done) => io.setF_NOCACHE(fd, 1, done)),
-    lockVolume: (fd) => callback((done) => io.setFSCTL_LOCK_VOLUME(fd, 1, done)),
     flock: (fd) =>
       callback((done) => io.setFlock(fd, 1, done)).catch((e) => {
         throw withCode(e as Error);

@@ -85,7 +85,7 @@ test('a PowerShell that takes 1.5 s: the list refreshes, the event loop never st
   t.after(() => tmp.cleanup());
   const storage = path.join(FIXTURES, 'windows-laptop', 'storage.json');
   const runs = slowScript(path.join(tmp.dir, 'powershell'), 1.5, `cat '${storage}'`);
-  const platform = win32Platform(liveOsCalls(), path.join(tmp.dir, 'powershell'));
+  const platform = win32Platform(liveOsCalls(), { powershell: path.join(tmp.dir, 'powershell') });
 
   const lister = new DriveLister(platform);
   const watcher = new DriveWatcher((changed) => lister.list(changed), 60_000);
@@ -117,7 +117,7 @@ test('a PowerShell that takes 1.5 s: the list refreshes, the event loop never st
   assert.equal(runs(), 2, 'a signal reads the picture again, once');
 
   // The old way, waiting for the same PowerShell: the measure sees the freeze.
-  const waiting = win32Platform(liveOsCalls(), path.join(tmp.dir, 'powershell'));
+  const waiting = win32Platform(liveOsCalls(), { powershell: path.join(tmp.dir, 'powershell') });
   const frozen = await longestStall(() => waiting.readSnapshot());
   t.diagnostic(`the same read, waiting: longest stall ${frozen.toFixed(0)} ms`);
   assert.ok(frozen >= 1400, `a waiting read stalled only ${frozen.toFixed(0)} ms`);
