@@ -7,6 +7,8 @@ import type { CommandResult, Geometry, OpenFlag, OsCalls } from '../../engine/dr
 export interface FakeOsAnswers {
   /** Output of a child command (`command` and its arguments, or the decoded PowerShell script). */
   run?: (command: string, args: string[], script: string | null) => Partial<CommandResult>;
+  /** The errno code ioctl(BLKRRPART) answers. */
+  rereadFails?: string;
   /** An errno code for a write at `offset`, or null to succeed. */
   writeFails?: (offset: number) => string | null;
   /** An errno code for opening `path`, or null to succeed. */
@@ -70,6 +72,11 @@ export function fakeOs(answers: FakeOsAnswers = {}): FakeOs {
     },
     async close(fd) {
       calls.push(`close ${fd}`);
+    },
+    async rereadPartitions(fd) {
+      const failure = answers.rereadFails ?? null;
+      calls.push(`ioctl ${fd} BLKRRPART${failure ? ` -> ${failure}` : ''}`);
+      return failure;
     },
     async setNoCache(fd) {
       calls.push(`setF_NOCACHE ${fd} 1`);
