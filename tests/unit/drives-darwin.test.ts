@@ -123,6 +123,33 @@ describe('diskutil -plist read into the picture of drives', () => {
     ]);
   });
 
+  test('a real capture (Catalina, tests/fixtures/drives/macbook-catalina): / is disk1s5, in container disk1 on disk0s2', () => {
+    const real = fs.readFileSync(
+      path.join(
+        __dirname,
+        '..',
+        '..',
+        '..',
+        'tests',
+        'fixtures',
+        'drives',
+        'macbook-catalina',
+        'info-disk1s5.plist',
+      ),
+      'utf8',
+    );
+    const parsed = parsePlist(real) as Record<string, unknown>;
+    assert.equal(parsed.DeviceBlockSize, 4096);
+    assert.equal(parsed.RemovableMediaOrExternalDevice, false);
+    assert.deepEqual(parsed.SMARTDeviceSpecificKeysMayVaryNotGuaranteed, {});
+    const s = darwinSnapshot(
+      '<plist version="1.0"><dict><key>AllDisksAndPartitions</key><array></array><key>WholeDisks</key><array></array></dict></plist>',
+      {},
+      real,
+    );
+    assert.deepEqual(s.systemNodes, ['disk1s5', 'disk1', 'disk0s2']);
+  });
+
   test('BSD names and the dissenter diskutil names', () => {
     assert.equal(bsdName('/dev/rdisk4'), 'disk4');
     assert.equal(bsdName('/dev/disk3s1s1'), 'disk3s1s1');

@@ -122,6 +122,27 @@ describe('PowerShell storage JSON read into the picture of drives', () => {
     );
   });
 
+  test('a real capture (GitHub windows-latest runner, tests/fixtures/drives/windows-runner): disks and partitions', () => {
+    const real = fs.readFileSync(path.join(FIXTURES, 'windows-runner', 'get-disk.json'), 'utf8');
+    const s = win32Snapshot(real);
+    const disks = [...s.topology.nodes.values()].filter((n) => n.type === 'disk');
+    assert.deepEqual(
+      disks.map((d) => [d.name, d.bus, d.size, d.serial]),
+      [
+        ['PhysicalDrive2', 'virtual', 23622320128, null],
+        ['PhysicalDrive0', 'sas', 161061273600, null],
+        ['PhysicalDrive1', 'sas', 161061273600, null],
+      ],
+    );
+    assert.equal([...s.topology.nodes.values()].filter((n) => n.type === 'part').length, 5);
+    assert.deepEqual(
+      [...systemDisks(s)],
+      ['PhysicalDrive0'],
+      'the disk Get-Disk calls boot and system',
+    );
+    assert.deepEqual(s.uses, [], 'no Get-Volume in this capture: no volumes, nothing mounted');
+  });
+
   test('as a real Get-Partition prints it: a null among AccessPaths, no letter as "\\u0000"', () => {
     // The shapes seen in a capture from GitHub's windows-latest runner (README of the
     // fixture): a reserved partition's AccessPaths is [null], SerialNumber null, the
