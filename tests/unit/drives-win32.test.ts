@@ -232,6 +232,16 @@ const ENUMERATE = [
   `GetVolumePathNamesForVolumeNameW ${HIDDEN}\\ = (none)`,
 ];
 
+/** What letting go of them looks like: each opened, locked, dismounted. */
+const LET_GO = [
+  `CreateFileW ${E} = 100`,
+  'FSCTL_LOCK_VOLUME 100',
+  'FSCTL_DISMOUNT_VOLUME 100',
+  `CreateFileW ${HIDDEN} = 101`,
+  'FSCTL_LOCK_VOLUME 101',
+  'FSCTL_DISMOUNT_VOLUME 101',
+];
+
 describe('Windows: open → prepare → write → flush → eject, as recorded', () => {
   test('a USB stick: every volume of the disk enumerated, locked and dismounted (one has no access path), then written, re-read, ejected without a letter', async () => {
     const { os, platform } = windows();
@@ -247,12 +257,7 @@ describe('Windows: open → prepare → write → flush → eject, as recorded',
     assert.deepEqual(os.calls, [
       `read ${PS}: $disks = @(Get-Disk | Select-Object Number, FriendlyName, Se…`,
       ...ENUMERATE,
-      `CreateFileW ${E} = 100`,
-      'FSCTL_LOCK_VOLUME 100',
-      'FSCTL_DISMOUNT_VOLUME 100',
-      `CreateFileW ${HIDDEN} = 101`,
-      'FSCTL_LOCK_VOLUME 101',
-      'FSCTL_DISMOUNT_VOLUME 101',
+      ...LET_GO,
       'open \\\\.\\PhysicalDrive1 O_RDWR|O_DIRECT|O_DSYNC|O_EXLOCK = 3',
       'getBlockDevice 3',
       'pwrite 3 0+4096',
@@ -277,12 +282,7 @@ describe('Windows: open → prepare → write → flush → eject, as recorded',
     });
     assert.deepEqual(os.calls, [
       ...ENUMERATE,
-      `CreateFileW ${E} = 100`,
-      'FSCTL_LOCK_VOLUME 100',
-      'FSCTL_DISMOUNT_VOLUME 100',
-      `CreateFileW ${HIDDEN} = 101`,
-      'FSCTL_LOCK_VOLUME 101',
-      'FSCTL_DISMOUNT_VOLUME 101',
+      ...LET_GO,
       'IOCTL_STORAGE_EJECT_MEDIA 100',
       'CloseHandle 101',
       'CloseHandle 100',

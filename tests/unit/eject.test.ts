@@ -5,28 +5,9 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Drive } from '../../engine/drives/classify';
 import { ejectDrive, ejectTool } from '../../main/eject';
+import { listedDrive } from '../helpers/drives';
 import { fakeWin32 } from '../helpers/fake-win32';
-
-function drive(p: string, extra: Partial<Drive> = {}): Drive {
-  return {
-    path: p,
-    name: 'SanDisk Cruzer Blade',
-    size: 1 << 30,
-    logicalBlockSize: 512,
-    bus: 'usb',
-    removable: true,
-    readOnly: false,
-    mountpoints: [],
-    holders: [],
-    system: false,
-    kind: 'block',
-    serial: null,
-    backingFile: null,
-    ...extra,
-  };
-}
 
 /** A run that records each command and fails those `refuse` names. */
 function recorder(refuse: (args: string[]) => string | null = () => null) {
@@ -59,9 +40,9 @@ test('each system has its tool: udisksctl or eject, diskutil, Windows itself', (
 
 test('Linux: a mounted drive is refused, an unmounted one powered off', async () => {
   const { calls, run } = recorder();
-  const mounted = drive('/dev/sdb', { mountpoints: ['/media/x'] });
+  const mounted = listedDrive('/dev/sdb', { mountpoints: ['/media/x'] });
   await assert.rejects(ejectDrive('/dev/sdb', [mounted], 'udisksctl', run), /in use/);
-  const r = await ejectDrive('/dev/sdb', [drive('/dev/sdb')], 'udisksctl', run);
+  const r = await ejectDrive('/dev/sdb', [listedDrive('/dev/sdb')], 'udisksctl', run);
   assert.equal(r.ejected, true);
   assert.deepEqual(calls, ['udisksctl power-off --block-device /dev/sdb']);
 });
@@ -73,7 +54,7 @@ test('macOS: mounted is fine; a refused eject is forced, and the message says so
       ? 'Unmount of disk4 failed: at least one volume could not be unmounted\nUnmount was dissented by PID 47781 (/usr/bin/tail)'
       : null,
   );
-  const stick = drive('/dev/disk4', { mountpoints: ['/Volumes/NO NAME'] });
+  const stick = listedDrive('/dev/disk4', { mountpoints: ['/Volumes/NO NAME'] });
   const r = await ejectDrive('/dev/disk4', [stick], 'diskutil', run);
   assert.deepEqual(calls, [
     '/usr/sbin/diskutil eject /dev/disk4',
@@ -99,7 +80,7 @@ test('Windows: a disk with no drive letter is ejected; a holder is named', async
     extents: [{ disk: 2, offset: 1048576, length: 1 << 29 }],
   };
   const win = fakeWin32(calls, { volumes: [volume] });
-  const disk = drive('\\\\.\\PHYSICALDRIVE2');
+  const disk = listedDrive('\\\\.\\PHYSICALDRIVE2');
   const r = await ejectDrive(disk.path, [disk], 'windows', recorder().run, () => win);
   assert.equal(r.ejected, true);
   assert.deepEqual(calls.slice(3), [
