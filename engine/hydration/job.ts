@@ -282,8 +282,9 @@ export class HydrationJob extends EventEmitter {
    * The partition tables go last: once every other region is committed, each
    * destination's end is written (zeros over stale signatures, a GPT's backup), then
    * the regions that hold the tables and the boot sector, flushed by the final commit.
-   * A copy stopped before then leaves the destinations' old tables as they were, so a
-   * half-written disk never looks like a finished one.
+   * A new job wiped the destinations' old tables before the first region (session/
+   * wipe.ts), so a copy stopped before then leaves no table at all: a half-written disk
+   * never looks like a finished one, nor like the disk it was.
    */
   private async hydrateTables(): Promise<void> {
     const pastCopy = this.liveTargets().filter((t) => t.tables?.pastCopy.length);
