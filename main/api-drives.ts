@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type Drive, imageFileDrive } from '../engine/drives/classify';
 import { driveFacts, type Facts, pathFacts } from '../engine/drives/facts';
+import { drivePlatform } from '../engine/drives/platform';
 import type { SystemSnapshot } from '../engine/drives/topology';
 import {
   inUse,
@@ -33,6 +34,19 @@ export async function imageDrive(file: string): Promise<Drive & { sizeKnown: boo
   } catch {
     return { ...drive, sizeKnown: true }; // not there yet, or unreadable: its verdict says so
   }
+}
+
+/**
+ * The picture of the drives the handlers look in: the one the drive list came from
+ * (`kept`), else read now without blocking; where none can be read, nothing is known of
+ * the drives beyond the list.
+ */
+export async function drivesPicture(kept: SystemSnapshot | null): Promise<() => SystemSnapshot> {
+  const known = kept ??
+    (await drivePlatform()
+      .snapshot()
+      .catch(() => null)) ?? { topology: { nodes: new Map() }, uses: [] };
+  return () => known;
 }
 
 /** `snapshot`: the picture `drive` was listed from, for the verdicts. */

@@ -7,7 +7,6 @@
 // is where the user is told.
 
 import type { Drive } from '../engine/drives/classify';
-import { drivePlatform } from '../engine/drives/platform';
 import type { SystemSnapshot } from '../engine/drives/topology';
 import { driveContents, runProgram, type Run } from '../engine/drives/contents';
 import type { JobRecord } from '../engine/store/job-record';
@@ -44,6 +43,7 @@ import { parseArgs } from './api-args';
 import { partitionsOf } from '../engine/session/plan-tables';
 import {
   checkClone,
+  drivesPicture,
   checkImageFile,
   contentsPath,
   imageDrive,
@@ -195,17 +195,7 @@ export function createBackend(deps: BackendDeps): Backend {
   const images = new PickedImages();
   const run = deps.run ?? runProgram;
 
-  /** The picture of the drives, never read while this process waits (see deps.snapshot). */
-  const picture = async (): Promise<() => SystemSnapshot> => {
-    const kept =
-      deps.snapshot?.() ??
-      (await drivePlatform()
-        .snapshot()
-        .catch(() => null));
-    // None could be read: nothing is known of the drives beyond the list.
-    const known = kept ?? { topology: { nodes: new Map() }, uses: [] };
-    return () => known;
-  };
+  const picture = (): Promise<() => SystemSnapshot> => drivesPicture(deps.snapshot?.() ?? null);
 
   const unsubscribeEngine = deps.engine.onEvent((e) => forwardEngineEvent(e, emit));
   const onDrives = async (diff: DrivesDiff): Promise<void> => {

@@ -188,7 +188,7 @@ export function darwinPlatform(os: OsCalls, diskutil = DISKUTIL): DrivePlatform 
       };
     },
     async openDrive(p, writable) {
-      const snapshot = snapshots.fresh(); // what is mounted now, not a second ago
+      const snapshot = await snapshots.read(); // what is mounted now, without blocking
       const { node } = driveNode(p, snapshot);
       const raw = `/dev/r${node.name}`;
       if (writable) {

@@ -75,14 +75,14 @@ export type SnapshotReading = Generator<Command[], SystemSnapshot, CommandResult
 
 /**
  * A system's picture, kept for `ms`: one plan asks several times in a row, and diskutil
- * or PowerShell take a while to answer. `get` gives the kept one while it is fresh,
- * `fresh` reads it anew (both waiting); `read` reads it anew without blocking.
+ * or PowerShell take a while to answer. `get` gives the kept one while it is fresh, else
+ * reads it anew, waiting; `read` reads it anew without blocking (and keeps it).
  */
 export function keptSnapshot(
   os: OsCalls,
   reading: () => SnapshotReading,
   ms: number,
-): { get(): SystemSnapshot; fresh(): SystemSnapshot; read(): Promise<SystemSnapshot> } {
+): { get(): SystemSnapshot; read(): Promise<SystemSnapshot> } {
   let kept: { at: number; value: SystemSnapshot } | null = null;
   const keep = (value: SystemSnapshot): SystemSnapshot => {
     kept = { at: Date.now(), value };
@@ -97,7 +97,6 @@ export function keptSnapshot(
   };
   return {
     get: () => (kept && Date.now() - kept.at < ms ? kept.value : fresh()),
-    fresh,
     async read() {
       const steps = reading();
       for (let step = steps.next([]); ;) {

@@ -160,7 +160,7 @@ export function win32Platform(os: OsCalls, options: Win32Options = {}): DrivePla
       };
     },
     async openDrive(p, writable) {
-      const snapshot = snapshots.fresh(); // the disk as it is now
+      const snapshot = await snapshots.read(); // the disk as it is now, without blocking
       const { node } = driveNode(p, snapshot);
       const n = diskNumber(node.path) as number;
       let volumes: DiskVolume[] = [];

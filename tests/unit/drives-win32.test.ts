@@ -255,7 +255,7 @@ describe('Windows: open → prepare → write → flush → eject, as recorded',
       note: null,
     });
     assert.deepEqual(os.calls, [
-      `read ${PS}: $disks = @(Get-Disk | Select-Object Number, FriendlyName, Se…`,
+      `run ${PS}: $disks = @(Get-Disk | Select-Object Number, FriendlyName, Se…`,
       ...ENUMERATE,
       ...LET_GO,
       'open \\\\.\\PhysicalDrive1 O_RDWR|O_DIRECT|O_DSYNC|O_EXLOCK = 3',
