@@ -1,12 +1,12 @@
 // The first writes, once every check passed and the destinations and the job are
-// claimed: a new job's destinations wiped of their old partition tables (wipe.ts),
-// images emptied or resized, backups created or cut back to their last whole
+// claimed: where a new job's destinations hold old partition tables (partitions/wipe.ts:
+// the job zeroes them before its first region), images emptied or resized, backups created or cut back to their last whole
 // frame, the starting bitmap committed (seeded from a mapfile, with free space placed,
 // or reduced to what a returning destination holds), then the hydration job.
 
 import type { Claim } from './claim';
 import type { Target } from '../hydration/copier';
-import { type Geometry, regionRange } from '../geometry';
+import { type Geometry, type Range, regionRange } from '../geometry';
 import type { Device } from '../io/device';
 import { ImageFile } from '../io/image-file';
 import { ZstImage } from '../io/zst-image';
@@ -17,7 +17,7 @@ import type { JobOptions } from '../options';
 import { type TableWrites, tableWrites } from '../partitions/rewrite';
 import type { Plan } from './plan';
 import { RegionMap } from '../store/region-map';
-import { oldTableRanges, wipe, without } from './wipe';
+import { oldTableRanges, without } from '../partitions/wipe';
 
 export interface SetUp {
   map: RegionMap;
@@ -52,9 +52,15 @@ export async function setUp(meta: Metadata, plan: Plan, claim: Claim, id: number
               fresh: plan.intent === 'new' && !plan.seeded,
               resumeAt,
             });
-      if (plan.intent === 'new' && !opened.emptied) await wipeOldTables(opened.device, plan, map);
       const target = targetFor(opened.device, opened, d, plan.options);
-      targets.push({ ...target, tables: tableWritesFor(plan, opened.device), index: d.index });
+      const wipe =
+        plan.intent === 'new' && !opened.emptied ? await oldTables(opened.device, plan, map) : [];
+      targets.push({
+        ...target,
+        tables: tableWritesFor(plan, opened.device),
+        index: d.index,
+        ...(wipe.length > 0 ? { wipe } : {}),
+      });
       if (opened.emptied && plan.intent === 'new') meta.markEmptied(id, d.index);
     }
   } catch (e) {
@@ -68,15 +74,15 @@ export async function setUp(meta: Metadata, plan: Plan, claim: Claim, id: number
 }
 
 /**
- * Invariant 9: a new job's destination loses its old partition tables before any region
- * is copied — but for what a mapfile says is already there. A backup is a stream, and
- * `--sequential` writes in ascending order only: the source's table is then written in
- * its place at the start, first.
+ * Invariant 9: where a new job's destination holds old partition tables, zeroed before
+ * any region is copied — but for what a mapfile says is already there. A backup is a
+ * stream, and `--sequential` writes in ascending order only: the source's table is then
+ * written in its place at the start, first.
  */
-async function wipeOldTables(device: Device, plan: Plan, seeded: RegionMap): Promise<void> {
-  if (device instanceof ZstImage || plan.options.sequential || plan.verifyOnly) return;
+async function oldTables(device: Device, plan: Plan, seeded: RegionMap): Promise<Range[]> {
+  if (device instanceof ZstImage || plan.options.sequential || plan.verifyOnly) return [];
   const kept = seeded.runs().map((r) => regionRange(plan.geometry, r.first, r.count));
-  await wipe(device, without(await oldTableRanges(device), kept));
+  return without(await oldTableRanges(device), kept);
 }
 
 /** Opens an image or backup destination, emptying a fresh image so zero regions can stay holes. */

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { ImageFile } from '../../engine/io/image-file';
-import { oldTableRanges, wipe, without } from '../../engine/session/wipe';
+import { oldTableRanges, wipe, without } from '../../engine/partitions/wipe';
 import { tempDir } from '../helpers/files';
 
 const MIB = 1024 * 1024;

@@ -1,7 +1,7 @@
 // Invariant 9: wipe first, table last. A new job zeroes the places where a destination's
 // old partition tables lie — its first and last MiB, and wherever its old GPT says its
-// backup is — right after the claim and before any region is copied, and flushes; the
-// source's tables are hydrated last (hydration/job.ts). So a copy stopped half-way leaves
+// backup is — before any region is copied (session/setup.ts says where, hydration/job.ts
+// wipes them first thing and flushes); the source's tables are hydrated last. So a copy stopped half-way leaves
 // a disk with no partition table at all: nothing a system could mount and write into
 // (macOS and Windows mount what they find when a drive is closed or plugged in again,
 // desktop Linux too), nothing a resume would trust. Raspberry Pi Imager zeroes the first
@@ -11,8 +11,8 @@
 import { mergeRanges, type Range } from '../geometry';
 import { zeroedBuffer } from '../io/buffers';
 import type { Device } from '../io/device';
-import { entrySectors, parseGptHeader } from '../partitions/gpt';
-import { readBytes } from '../partitions/table';
+import { entrySectors, parseGptHeader } from './gpt';
+import { readBytes } from './table';
 
 /** The start and the end of a disk that are zeroed: where MBR, GPT and their backups live. */
 export const WIPED_BYTES = 1024 * 1024;
