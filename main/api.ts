@@ -7,6 +7,7 @@
 // is where the user is told.
 
 import type { Drive } from '../engine/drives/classify';
+import type { SystemSnapshot } from '../engine/drives/topology';
 import { driveContents, runProgram, type Run } from '../engine/drives/contents';
 import type { JobRecord } from '../engine/store/job-record';
 import type { HostCloneRequest, HostCommand, HostEvent, LiveJob } from '../engine/host/protocol';
@@ -42,6 +43,7 @@ import { parseArgs } from './api-args';
 import { partitionsOf } from '../engine/session/plan-tables';
 import {
   checkClone,
+  drivesPicture,
   checkImageFile,
   contentsPath,
   imageDrive,
@@ -89,6 +91,12 @@ export interface BackendDeps {
   engine: Engine;
   /** Drives now (engine/drives/list.ts listDrives). */
   listDrives: () => Promise<Drive[]>;
+  /**
+   * The picture of the system the last drive list came from (main/drive-watcher.ts): the
+   * handlers' safety checks look in it rather than ask diskutil or PowerShell while the
+   * user waits. Absent or null: read once per call, without blocking.
+   */
+  snapshot?: () => SystemSnapshot | null;
   /** The drive watcher, for 'drives-changed'. */
   drivesChanges?: DrivesChanges;
   /** null: no native dialogs (the web bridge); the renderer offers a text field. */
@@ -187,10 +195,13 @@ export function createBackend(deps: BackendDeps): Backend {
   const images = new PickedImages();
   const run = deps.run ?? runProgram;
 
+  const picture = (): Promise<() => SystemSnapshot> => drivesPicture(deps.snapshot?.() ?? null);
+
   const unsubscribeEngine = deps.engine.onEvent((e) => forwardEngineEvent(e, emit));
   const onDrives = async (diff: DrivesDiff): Promise<void> => {
+    const snapshot = await picture();
     const payload: DrivesChanged = {
-      drives: (await images.withDrives(diff.drives)).map((d) => toDriveInfo(d, {})),
+      drives: (await images.withDrives(diff.drives)).map((d) => toDriveInfo(d, {}, snapshot)),
       added: diff.added,
       removed: diff.removed,
       changed: diff.changed,
@@ -268,7 +279,7 @@ export function createBackend(deps: BackendDeps): Backend {
     const file = checkImageFile(chosen, forWriting);
     const role = forWriting ? 'target' : 'source';
     images.add(file, role);
-    return toDriveInfo({ ...(await imageDrive(file)), pickedAs: [role] }, {});
+    return toDriveInfo({ ...(await imageDrive(file)), pickedAs: [role] }, {}, await picture());
   }
 
   const places = deps.fileBrowser
@@ -294,7 +305,8 @@ export function createBackend(deps: BackendDeps): Backend {
       const drives = await images.withDrives(await deps.listDrives());
       const sourceSize = query.source ? await sourceSizeOf(query.source, drives) : undefined;
       const partitions = query.source ? await partitionsOf(query.source) : null;
-      return drives.map((d) => toDriveInfo(d, query, sourceSize, partitions));
+      const snapshot = await picture();
+      return drives.map((d) => toDriveInfo(d, query, snapshot, sourceSize, partitions));
     },
 
     async pickImageToOpen(...args) {
@@ -348,7 +360,7 @@ export function createBackend(deps: BackendDeps): Backend {
 
     async startClone(...args) {
       const [req] = parseArgs('startClone', args);
-      const checked = await checkClone(req, await deps.listDrives());
+      const checked = await checkClone(req, await deps.listDrives(), await picture());
       const started = (await request(
         { type: 'start', request: hostRequest(req, checked), confirmed: checked.confirmed },
         { read: [req.source], write: req.targets.map((t) => t.path) },

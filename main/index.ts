@@ -18,10 +18,10 @@ import {
   type WebContents,
 } from 'electron';
 import { defaultDatabasePath } from '../engine/store/database';
-import { listDrives } from '../engine/drives/list';
 import { createBackend } from './api';
 import { CONTENT_SECURITY_POLICY, CSP_META_POLICY, cspMetaOf } from './csp';
-import { DriveWatcher } from './drive-watcher';
+import { WM_DEVICECHANGE } from './device-signals';
+import { watchSystemDrives } from './drive-watcher';
 import { ejectTool } from './eject';
 import { electronDialogs, engineForker, powerSaveInhibit } from './electron-adapters';
 import { EngineSupervisor } from './engine-host';
@@ -97,11 +97,12 @@ function start(): void {
     dbPath: process.env.DRIVETWIN_DB ?? defaultDatabasePath(),
     utilityProcess: engineForker,
   });
-  const watcher = new DriveWatcher(listDrives);
+  const { watcher, snapshot } = watchSystemDrives();
   watcher.on('error', (e: Error) => console.error(`DriveTwin: drive list: ${e.message}`));
   const backend = createBackend({
     engine,
     listDrives: () => watcher.poll(),
+    snapshot,
     drivesChanges: watcher,
     dialogs: electronDialogs(() => win),
     eject: ejectTool(),
@@ -175,6 +176,8 @@ function start(): void {
     );
     win = w;
     shown = '';
+    // Windows tells only windows that a drive came or went.
+    if (process.platform === 'win32') w.hookWindowMessage(WM_DEVICECHANGE, () => watcher.signal());
     // The title is ours: it carries the progress.
     w.on('page-title-updated', (event) => event.preventDefault());
     w.once('ready-to-show', () => w.show());

@@ -10,9 +10,8 @@
 
 import { parseArgs } from 'node:util';
 import { defaultDatabasePath } from '../engine/store/database';
-import { listDrives } from '../engine/drives/list';
 import { createBackend } from './api';
-import { DriveWatcher } from './drive-watcher';
+import { watchSystemDrives } from './drive-watcher';
 import { ejectTool } from './eject';
 import { EngineSupervisor } from './engine-host';
 import { sudoViewer } from './file-browser';
@@ -58,11 +57,12 @@ async function main(): Promise<void> {
   const token = values['new-token'] || !saved ? newToken() : saved.token;
 
   const engine = new EngineSupervisor({ dbPath });
-  const watcher = new DriveWatcher(listDrives);
+  const { watcher, snapshot } = watchSystemDrives();
   watcher.on('error', (e: Error) => process.stderr.write(`drive list: ${e.message}\n`));
   const backend = createBackend({
     engine,
     listDrives: () => watcher.poll(),
+    snapshot,
     drivesChanges: watcher,
     dialogs: null,
     fileBrowser: { viewer: sudoViewer() },

@@ -51,7 +51,7 @@ export interface Capabilities {
    */
   fileBrowser: boolean;
   /** How ejectDrive makes a drive safe to remove here; null: it can't (nothing to do it with). */
-  eject: 'udisksctl' | 'eject' | null;
+  eject: 'udisksctl' | 'eject' | 'diskutil' | 'windows' | null;
   /** Who shows a desktop notification when a copy ends: the app (Electron) or the page. */
   notifications: 'app' | 'page';
 }

@@ -97,7 +97,7 @@ function containers(
 
 function regionOf(p: string, snapshot: SystemSnapshot): Region | null {
   const platform = drivePlatform();
-  if (platform.isDrive(p)) {
+  if (platform.isDrive(p, () => snapshot)) {
     try {
       return { kind: 'block', node: platform.driveNode(p, snapshot).node };
     } catch {
@@ -184,7 +184,7 @@ export function overlapOf(
   snapshot: () => SystemSnapshot,
 ): Overlap | null {
   // An image file still to be created is asked about too: it would lie on its folder's filesystem.
-  const exists = (p: string): boolean => drivePlatform().isDrive(p) || fs.existsSync(p);
+  const exists = (p: string): boolean => drivePlatform().isDrive(p, snapshot) || fs.existsSync(p);
   if (exists(source) && (exists(target.path) || target.kind === 'file')) {
     try {
       return liveOverlap(source, target.path, snapshot());

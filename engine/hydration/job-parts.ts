@@ -12,6 +12,8 @@ import type { RegionMap } from '../store/region-map';
 /** A destination of the job: `index` is its place in the job's record. */
 export interface JobTarget extends Target {
   index: number;
+  /** A new job's: where its old partition tables lie, zeroed before the first region. */
+  wipe?: Range[];
 }
 
 export interface JobParts {

@@ -16,6 +16,7 @@ import { JobProgress } from './job-progress';
 import type { Metadata } from '../store/metadata';
 import { openReadable } from '../io/open';
 import { writePatches } from '../partitions/rewrite';
+import { wipe } from '../partitions/wipe';
 import type { RegionMap } from '../store/region-map';
 import { statusLine } from './status-line';
 import type { JobOptions, ThrottleSettings } from '../options';
@@ -121,6 +122,7 @@ export class HydrationJob extends EventEmitter {
     const timer = setInterval(() => void this.committer.commit(), COMMIT_PERIOD_MS);
     const sizeWasKnown = this.sizeKnown;
     try {
+      await this.wipeOldTables();
       await this.hydrate();
       await this.hydrateTables();
       // Images of a stream grew with the writes: zero regions at the end left them short.
@@ -279,11 +281,25 @@ export class HydrationJob extends EventEmitter {
   }
 
   /**
+   * Invariant 9, wipe first: a new job's destinations lose their old partition tables
+   * (partitions/wipe.ts) before any region, and are flushed. A destination that can't
+   * take the zeros leaves the job, as one that fails later would.
+   */
+  private async wipeOldTables(): Promise<void> {
+    await Promise.all(
+      this.liveTargets()
+        .filter((t) => t.wipe?.length)
+        .map((t) => wipe(t.device, t.wipe!).catch((e: Error) => this.dropTarget(t, e.message))),
+    );
+  }
+
+  /**
    * The partition tables go last: once every other region is committed, each
    * destination's end is written (zeros over stale signatures, a GPT's backup), then
    * the regions that hold the tables and the boot sector, flushed by the final commit.
-   * A copy stopped before then leaves the destinations' old tables as they were, so a
-   * half-written disk never looks like a finished one.
+   * A new job wiped the destinations' old tables before the first region
+   * (wipeOldTables), so a copy stopped before then leaves no table at all: a
+   * half-written disk never looks like a finished one, nor like the disk it was.
    */
   private async hydrateTables(): Promise<void> {
     const pastCopy = this.liveTargets().filter((t) => t.tables?.pastCopy.length);

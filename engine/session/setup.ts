@@ -1,11 +1,12 @@
 // The first writes, once every check passed and the destinations and the job are
-// claimed: images emptied or resized, backups created or cut back to their last whole
+// claimed: where a new job's destinations hold old partition tables (partitions/wipe.ts:
+// the job zeroes them before its first region), images emptied or resized, backups created or cut back to their last whole
 // frame, the starting bitmap committed (seeded from a mapfile, with free space placed,
 // or reduced to what a returning destination holds), then the hydration job.
 
 import type { Claim } from './claim';
 import type { Target } from '../hydration/copier';
-import type { Geometry } from '../geometry';
+import { type Geometry, type Range, regionRange } from '../geometry';
 import type { Device } from '../io/device';
 import { ImageFile } from '../io/image-file';
 import { ZstImage } from '../io/zst-image';
@@ -16,6 +17,7 @@ import type { JobOptions } from '../options';
 import { type TableWrites, tableWrites } from '../partitions/rewrite';
 import type { Plan } from './plan';
 import { RegionMap } from '../store/region-map';
+import { oldTableRanges, without } from '../partitions/wipe';
 
 export interface SetUp {
   map: RegionMap;
@@ -51,7 +53,14 @@ export async function setUp(meta: Metadata, plan: Plan, claim: Claim, id: number
               resumeAt,
             });
       const target = targetFor(opened.device, opened, d, plan.options);
-      targets.push({ ...target, tables: tableWritesFor(plan, opened.device), index: d.index });
+      const wipe =
+        plan.intent === 'new' && !opened.emptied ? await oldTables(opened.device, plan, map) : [];
+      targets.push({
+        ...target,
+        tables: tableWritesFor(plan, opened.device),
+        index: d.index,
+        ...(wipe.length > 0 ? { wipe } : {}),
+      });
       if (opened.emptied && plan.intent === 'new') meta.markEmptied(id, d.index);
     }
   } catch (e) {
@@ -62,6 +71,18 @@ export async function setUp(meta: Metadata, plan: Plan, claim: Claim, id: number
   commitMap(meta, id, map);
   if (!plan.verifyOnly) meta.clearVerified(id);
   return { map, targets, zeroRegions };
+}
+
+/**
+ * Invariant 9: where a new job's destination holds old partition tables, zeroed before
+ * any region is copied — but for what a mapfile says is already there. A backup is a
+ * stream, and `--sequential` writes in ascending order only: the source's table is then
+ * written in its place at the start, first.
+ */
+async function oldTables(device: Device, plan: Plan, seeded: RegionMap): Promise<Range[]> {
+  if (device instanceof ZstImage || plan.options.sequential || plan.verifyOnly) return [];
+  const kept = seeded.runs().map((r) => regionRange(plan.geometry, r.first, r.count));
+  return without(await oldTableRanges(device), kept);
 }
 
 /** Opens an image or backup destination, emptying a fresh image so zero regions can stay holes. */
