@@ -54,9 +54,6 @@ export class HydrationJob extends EventEmitter {
   private flushingAtEnd = false;
   private stopReason: StopReason | null = null;
   private wake: () => void = () => undefined;
-
-  /** Batches in flight: read, or being written. */
-  private readonly inFlight = new Map<number, number>();
   private readonly failed: CopyOutcome['failed'] = [];
 
   constructor(parts: JobParts) {
@@ -162,7 +159,7 @@ export class HydrationJob extends EventEmitter {
       regionSize: this.geometry.regionSize,
       hydrated: this.map.count,
       total: this.sizeKnown ? this.geometry.regionCount : null,
-      hydrating: this.regionsHydrating(),
+      hydrating: this.batches.regionsInFlight,
       paused: this.paused,
       sparse: this.targets.some((t) => t?.skipZeros),
       options: this.options,
@@ -184,7 +181,7 @@ export class HydrationJob extends EventEmitter {
       sizeKnown: this.sizeKnown,
       regionsHydrated: this.map.count,
       regionsWritten: this.committer.regionsWritten(),
-      hydrating: this.regionsHydrating(),
+      hydrating: this.batches.regionsInFlight,
       regionsTotal: Math.ceil(total / this.geometry.regionSize),
       rate: this.paused ? 0 : this.tally.rate(),
       eta: this.paused ? null : this.tally.eta(left),
@@ -196,14 +193,7 @@ export class HydrationJob extends EventEmitter {
 
   /** Regions not yet committed: in flight, or written and waiting for the commit. */
   uncommittedRuns(): Array<{ first: number; count: number }> {
-    const inFlight = [...this.inFlight].map(([first, n]) => ({ first, count: n }));
-    return [...inFlight, ...this.committer.uncommitted()];
-  }
-
-  private regionsHydrating(): number {
-    let n = 0;
-    for (const c of this.inFlight.values()) n += c;
-    return n;
+    return [...this.batches.runsInFlight(), ...this.committer.uncommitted()];
   }
 
   private async settleImageLengths(): Promise<void> {
@@ -255,7 +245,7 @@ export class HydrationJob extends EventEmitter {
     const { maxRate } = this.throttle.current;
     const room = Math.min(
       this.batches.limit(maxRate),
-      this.fixedOptions.threshold - this.regionsHydrating(),
+      this.fixedOptions.threshold - this.batches.regionsInFlight,
     );
     if (room <= 0) return null;
     // A run of copies may stretch over a hole of the source: nothing is read for it.
@@ -327,7 +317,7 @@ export class HydrationJob extends EventEmitter {
 
   private async hydrateBatch(first: number, n: number): Promise<void> {
     const buffer = this.batches.takeBuffer();
-    this.inFlight.set(first, n);
+    this.batches.started(first, n);
     const range = regionRange(this.geometry, first, n);
     let result: CopyResult;
     try {
@@ -338,14 +328,14 @@ export class HydrationJob extends EventEmitter {
           )
         : await this.copier.copy(range, buffer, this.targets);
     } catch (e) {
-      this.inFlight.delete(first);
+      this.batches.ended(first);
       return this.stop(
         `copy of bytes ${range.offset}+${range.length} failed: ${(e as Error).message}`,
       );
     } finally {
       this.batches.returnBuffer(buffer);
     }
-    this.inFlight.delete(first);
+    this.batches.ended(first);
     this.tally.batchCopied(result, this.targets);
     if (result.end !== undefined) this.learnSize(result.end);
     // Past a stream's end there are no regions to mark.
