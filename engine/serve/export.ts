@@ -361,6 +361,7 @@ export class NbdExport {
 function errnoOf(e: unknown): number {
   const code = (e as { code?: string }).code;
   if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG') return ERR.ENOSPC;
+  if (code === 'ESHUTDOWN') return ERR.ESHUTDOWN;
   return ERR.EIO;
 }
 

@@ -1,0 +1,190 @@
+// dm-clone's semantics on the served copy, with exact requests (tests/helpers/nbd-client):
+// a write covering a region whole hydrates it without reading the source, a partial
+// one lands on its region copied first (never half old, half new); a FLUSH commits, so
+// after kill -9 and a resume every write answered before the FLUSH is there and every
+// other region is the source's; a verify leaves the regions a client wrote out and
+// says which. A read of an unhydrated region comes from the source at once, and its
+// region is copied ahead of the rest.
+
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { test } from 'node:test';
+import { runCli, spawnCli, type CliEvent, explain, only } from '../helpers/cli';
+import { readRange, writeRandomFile } from '../helpers/files';
+import { NbdClient } from '../helpers/nbd-client';
+import { workspace } from '../helpers/workspace';
+
+const MIB = 1024 * 1024;
+const isServing = (e: CliEvent) => e.type === 'serve' && e.state === 'listening';
+
+function random(bytes: number, seed: number): Buffer {
+  const b = Buffer.alloc(bytes);
+  for (let i = 0; i < bytes; i++) b[i] = (i * 131 + seed * 17 + (i >> 9)) & 0xff;
+  return b;
+}
+
+/** Region `r` of the source with `patches` (offsets from the region's start) laid over it. */
+function expected(src: string, r: number, patches: Array<[number, Buffer]>): Buffer {
+  const bytes = readRange(src, r * MIB, MIB);
+  for (const [at, data] of patches) data.copy(bytes, at);
+  return bytes;
+}
+
+async function served(env: ReturnType<typeof workspace>, args: string[]) {
+  const socket = env.file('disk.sock');
+  const run = spawnCli([...args, '--serve', socket, '--json'], { db: env.db });
+  const serving = await run.waitEvent(isServing);
+  const client = await NbdClient.connect(socket);
+  return { run, client, job: serving.job as number };
+}
+
+test('whole-region writes and discards hydrate without reading the source; partial writes land on a copied region', async (t) => {
+  const env = workspace(t, 'serve-writes');
+  const size = 32 * MIB;
+  const src = env.file('src.img');
+  writeRandomFile(src, size, 61);
+  const dst = env.file('dst.img');
+  const { run, client } = await served(env, ['clone', src, dst, '--max-rate', '8M', '--verify']);
+  t.after(() => run.child.kill('SIGKILL'));
+  const w1 = random(4096, 1);
+  const w2 = random(MIB, 2);
+  const w3 = random(4096, 3);
+  await Promise.all([
+    client.write(w1, 24 * MIB + 8192), // partial: region 24
+    client.write(w2, 25 * MIB), // whole: region 25
+    client.write(w3, 27 * MIB - 2048), // partial, over two regions: 26 and 27
+    client.zero(28 * MIB, MIB), // whole region 28, zeroed
+    client.trim(29 * MIB, MIB), // whole region 29, discarded
+  ]);
+  await client.flush();
+  assert.deepEqual(await client.read(24 * MIB, MIB), expected(src, 24, [[8192, w1]]));
+  assert.deepEqual(await client.read(25 * MIB, MIB), w2);
+  assert.deepEqual(await client.read(28 * MIB, MIB), Buffer.alloc(MIB));
+  await client.disconnect();
+
+  const r = await run.done;
+  assert.equal(r.code, 0, explain(r));
+  const done = only(r, 'done');
+  assert.equal(done.state, 'done');
+  // Regions 25, 28 and 29 were never read from the source.
+  assert.equal(done.bytesRead, size - 3 * MIB, 'bytes read from the source');
+  assert.equal(done.regionsCopied, 32);
+  const regions: Record<number, Buffer> = {
+    24: expected(src, 24, [[8192, w1]]),
+    25: w2,
+    26: expected(src, 26, [[MIB - 2048, w3.subarray(0, 2048)]]),
+    27: expected(src, 27, [[0, w3.subarray(2048)]]),
+    28: Buffer.alloc(MIB),
+  };
+  for (let i = 0; i < 32; i++) {
+    if (i === 29) continue; // discarded: its bytes are unspecified
+    const want = regions[i] ?? readRange(src, i * MIB, MIB);
+    assert.ok(readRange(dst, i * MIB, MIB).equals(want), `region ${i} of the destination`);
+  }
+  const verify = only(r, 'verify');
+  assert.equal(verify.equal, true, explain(r));
+  assert.deepEqual(verify.written, [{ offset: 24 * MIB, length: 6 * MIB }]);
+  assert.match(r.stdout, /"type":"verify"/);
+});
+
+test('FLUSH, then kill -9, then resume: every write answered before the FLUSH is there, every other region is the source', async (t) => {
+  const env = workspace(t, 'serve-kill');
+  const size = 32 * MIB;
+  const src = env.file('src.img');
+  writeRandomFile(src, size, 62);
+  const dst = env.file('dst.img');
+  const { run, client, job } = await served(env, ['clone', src, dst, '--max-rate', '4M']);
+  t.after(() => run.child.kill('SIGKILL'));
+  const partial = random(8192, 4);
+  const whole = random(MIB, 5);
+  const across = random(12288, 6);
+  await Promise.all([
+    client.write(partial, 20 * MIB + 4096),
+    client.write(whole, 21 * MIB),
+    client.write(across, 23 * MIB - 4096),
+    client.zero(24 * MIB, MIB),
+  ]);
+  await client.flush();
+  // Answered, not flushed: may be lost, but a region is never half old, half new.
+  const late = random(MIB, 7);
+  const latePartial = random(4096, 8);
+  await Promise.all([client.write(late, 27 * MIB), client.write(latePartial, 28 * MIB + 512)]);
+  run.child.kill('SIGKILL');
+  const killed = await run.done;
+  assert.equal(killed.signal, 'SIGKILL', explain(killed));
+
+  const resumed = await runCli(['resume', String(job), '--verify', '--json'], { db: env.db });
+  assert.equal(resumed.code, 0, explain(resumed));
+  assert.equal(only(resumed, 'done').state, 'done');
+  const flushed: Record<number, Buffer> = {
+    20: expected(src, 20, [[4096, partial]]),
+    21: whole,
+    22: expected(src, 22, [[MIB - 4096, across.subarray(0, 4096)]]),
+    23: expected(src, 23, [[0, across.subarray(4096)]]),
+    24: Buffer.alloc(MIB),
+  };
+  const either: Record<number, Buffer> = {
+    27: late,
+    28: expected(src, 28, [[512, latePartial]]),
+  };
+  for (let i = 0; i < 32; i++) {
+    const got = readRange(dst, i * MIB, MIB);
+    const source = readRange(src, i * MIB, MIB);
+    if (flushed[i]) assert.ok(got.equals(flushed[i]), `region ${i}: the flushed write`);
+    else if (either[i]) {
+      assert.ok(got.equals(either[i]) || got.equals(source), `region ${i}: all new or all old`);
+    } else assert.ok(got.equals(source), `region ${i}: the source's`);
+  }
+  // The regions written were recorded before the writes: the verify leaves them out.
+  const verify = only(resumed, 'verify');
+  assert.equal(verify.equal, true);
+  assert.deepEqual(verify.written, [
+    { offset: 20 * MIB, length: 5 * MIB },
+    { offset: 27 * MIB, length: 2 * MIB },
+  ]);
+  assert.ok(fs.existsSync(dst));
+});
+
+test('a read of an unhydrated region comes from the source at once, and its region is copied ahead of the rest', async (t) => {
+  const env = workspace(t, 'serve-read');
+  const size = 96 * MIB;
+  const src = env.file('src.img');
+  writeRandomFile(src, size, 63);
+  const dst = env.file('dst.img');
+  const { run, client, job } = await served(env, ['clone', src, dst, '--max-rate', '2M']);
+  t.after(() => run.child.kill('SIGKILL'));
+  assert.deepEqual(await client.read(80 * MIB + 100, 5000), readRange(src, 80 * MIB + 100, 5000));
+  let map: CliEvent | undefined;
+  for (let waited = 0; waited < 5000; waited += 250) {
+    const r = await runCli(['map', String(job), '--format', 'json'], { db: env.db });
+    map = only(r, 'map');
+    const runs = map.hydrated as Array<{ first: number; count: number }>;
+    if (runs.some((h) => h.first <= 80 && 80 < h.first + h.count)) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const runs = map!.hydrated as Array<{ first: number; count: number }>;
+  const has = (region: number) => runs.some((h) => h.first <= region && region < h.first + h.count);
+  assert.ok(has(80), `region 80 was copied ahead: ${JSON.stringify(runs)}`);
+  assert.ok(!has(60), 'while the regions before it wait their turn');
+
+  // The latency of a read served from the source: one region each, none copied yet.
+  const times: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const region = 20 + (i % 50);
+    const offset = region * MIB + ((i * 40_960) % (MIB - 4096));
+    const began = performance.now();
+    const got = await client.read(offset, 4096);
+    times.push(performance.now() - began);
+    if (i % 50 === 0) assert.deepEqual(got, readRange(src, offset, 4096));
+  }
+  times.sort((a, b) => a - b);
+  const median = times[100];
+  const p99 = times[198];
+  t.diagnostic(
+    `4 KiB reads of unhydrated regions: median ${median.toFixed(3)} ms, p99 ${p99.toFixed(3)} ms`,
+  );
+  await client.disconnect();
+  run.child.kill('SIGINT');
+  const r = await run.done;
+  assert.equal(r.code, 130, explain(r));
+});
