@@ -7,10 +7,12 @@
 // region is copied ahead of the rest.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { test } from 'node:test';
 import { runCli, spawnCli, type CliEvent, explain, only } from '../helpers/cli';
 import { readRange, writeRandomFile } from '../helpers/files';
+import { requireRoot } from '../helpers/loop';
 import { NbdClient } from '../helpers/nbd-client';
 import { workspace } from '../helpers/workspace';
 
@@ -183,8 +185,61 @@ test('a read of an unhydrated region comes from the source at once, and its regi
   t.diagnostic(
     `4 KiB reads of unhydrated regions: median ${median.toFixed(3)} ms, p99 ${p99.toFixed(3)} ms`,
   );
-  await client.disconnect();
+  // Ctrl-C while the client is attached: it is let go, and the copy stops resumable.
   run.child.kill('SIGINT');
   const r = await run.done;
   assert.equal(r.code, 130, explain(r));
+  await assert.rejects(client.read(0, 4096));
+  assert.equal(only(r, 'done').state, 'interrupted');
+});
+
+test('on drives with 4 KiB sectors (O_DIRECT), reads and writes at any byte offset land exactly', async (t) => {
+  if (!requireRoot(t)) return;
+  const env = workspace(t, 'serve-4k');
+  const size = 16 * MIB;
+  const src = env.loop('src', size, { seed: 64, sectorSize: 4096 });
+  const dst = env.loop('dst', size, { sectorSize: 4096 });
+  const { run, client } = await served(env, [
+    'clone',
+    src.path,
+    dst.path,
+    '--max-rate',
+    '4M',
+    '--yes',
+  ]);
+  t.after(() => run.child.kill('SIGKILL'));
+  const source = readRange(src.file, 0, size);
+  const want = Buffer.from(source);
+  const writes: Array<[number, Buffer]> = [
+    [5 * MIB + 3, random(100, 9)], // inside one sector of an unhydrated region
+    [9 * MIB - 777, random(MIB + 1, 10)], // over two regions, neither edge aligned
+    [12 * MIB, random(MIB, 11)], // a whole region
+    [13 * MIB + 4095, random(2, 12)], // across a sector boundary
+  ];
+  for (const [at, data] of writes) {
+    await client.write(data, at);
+    data.copy(want, at);
+  }
+  for (const [at, length] of [
+    [5 * MIB, 4096],
+    [9 * MIB - 1000, 3000],
+    [14 * MIB + 1, 77],
+    [13 * MIB + 4090, 10],
+  ]) {
+    assert.deepEqual(
+      await client.read(at, length),
+      want.subarray(at, at + length),
+      `${at}+${length}`,
+    );
+  }
+  await client.flush();
+  await client.disconnect();
+  const r = await run.done;
+  assert.equal(r.code, 0, explain(r));
+  execFileSync('blockdev', ['--flushbufs', dst.path]);
+  const got = readRange(dst.file, 0, size);
+  for (let i = 0; i < 16; i++) {
+    const part = (b: Buffer) => b.subarray(i * MIB, (i + 1) * MIB);
+    assert.ok(part(got).equals(part(want)), `region ${i}`);
+  }
 });
