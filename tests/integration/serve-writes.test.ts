@@ -46,7 +46,17 @@ test('whole-region writes and discards hydrate without reading the source; parti
   const src = env.file('src.img');
   writeRandomFile(src, size, 61);
   const dst = env.file('dst.img');
-  const { run, client } = await served(env, ['clone', src, dst, '--max-rate', '8M', '--verify']);
+  // Two destinations: the first is served, and every write reaches both.
+  const twin = env.file('twin.img');
+  const { run, client } = await served(env, [
+    'clone',
+    src,
+    dst,
+    twin,
+    '--max-rate',
+    '8M',
+    '--verify',
+  ]);
   t.after(() => run.child.kill('SIGKILL'));
   const w1 = random(4096, 1);
   const w2 = random(MIB, 2);
@@ -82,6 +92,7 @@ test('whole-region writes and discards hydrate without reading the source; parti
     if (i === 29) continue; // discarded: its bytes are unspecified
     const want = regions[i] ?? readRange(src, i * MIB, MIB);
     assert.ok(readRange(dst, i * MIB, MIB).equals(want), `region ${i} of the destination`);
+    assert.ok(readRange(twin, i * MIB, MIB).equals(want), `region ${i} of the second one`);
   }
   const verify = only(r, 'verify');
   assert.equal(verify.equal, true, explain(r));
@@ -115,8 +126,14 @@ test('FLUSH, then kill -9, then resume: every write answered before the FLUSH is
   const killed = await run.done;
   assert.equal(killed.signal, 'SIGKILL', explain(killed));
 
-  const resumed = await runCli(['resume', String(job), '--verify', '--json'], { db: env.db });
+  // Resumed served again: what was written before is known as written.
+  const socket = env.file('again.sock');
+  const resumed = await runCli(['resume', String(job), '--verify', '--serve', socket, '--json'], {
+    db: env.db,
+  });
   assert.equal(resumed.code, 0, explain(resumed));
+  const states = resumed.events.filter((e) => e.type === 'serve').map((e) => e.state);
+  assert.deepEqual(states, ['listening', 'closed']);
   assert.equal(only(resumed, 'done').state, 'done');
   const flushed: Record<number, Buffer> = {
     20: expected(src, 20, [[4096, partial]]),
