@@ -9,12 +9,11 @@ import { test } from 'node:test';
 import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 import {
   assertNoPageErrors,
-  driveRow,
   openApp,
   requireBrowser,
   screenshot,
+  setUpCopy,
   startBridge,
-  until,
 } from './harness';
 
 const MIB = 1024 * 1024;
@@ -29,23 +28,12 @@ test('Use it now: the target is served while it copies, and the page says how to
   const bridge = await startBridge(t, tmp.dir);
   const app = await openApp(t, bridge);
   const { page } = app;
-  await page.locator('#source-image-path').fill(file('disk.img'));
-  await page.locator('#source-image-path').press('Enter');
-  await until('the source to be chosen', () =>
-    driveRow(page, 'source', file('disk.img')).locator('input').isChecked(),
-  );
-  await page.locator('#target-image-path').fill(file('copy.img'));
-  await page.locator('#target-image-path').press('Enter');
-  await until('the target to be chosen', () =>
-    driveRow(page, 'target', file('copy.img')).locator('input').isChecked(),
-  );
+  await setUpCopy(page, file('disk.img'), [file('copy.img')], { maxRateMiB: 8, useNow: true });
+  // Escape closes the confirmation: the options as chosen, then the copy.
+  await page.keyboard.press('Escape');
   const options = page.getByTestId('options');
-  await options.locator('summary').click();
-  await page.locator('#opt-rate').fill('8');
-  await page.locator('#opt-use-now').setChecked(true);
   assert.match(await options.locator('summary').innerText(), /use it now/);
   await screenshot(page, '16-use-it-now-option', { at: options });
-
   await page.getByTestId('copy-button').click();
   await page
     .getByTestId('confirm-dialog')

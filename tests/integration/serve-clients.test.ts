@@ -9,15 +9,15 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { runCli, spawnCli, type CliEvent, explain, only } from '../helpers/cli';
+import { runCli, spawnCli, explain, only } from '../helpers/cli';
 import { sha256, writeRandomFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';
 import { attachExport } from '../helpers/nbd';
+import { serveRun } from '../helpers/serve';
 import { workspace } from '../helpers/workspace';
 
 const MIB = 1024 * 1024;
 
-const isServing = (e: CliEvent) => e.type === 'serve' && e.state === 'listening';
 /** Regions on the destination by the next progress event: at most this many were when it was asked. */
 async function hydratedNow(run: ReturnType<typeof spawnCli>): Promise<number> {
   const seen = run.events.length;
@@ -51,12 +51,7 @@ test('at --max-rate 10M, nbdinfo describes the served copy and nbdcopy of it equ
   const src = env.file('src.img');
   writeRandomFile(src, size, 71);
   const dst = env.file('dst.img');
-  const socket = env.file('disk.sock');
-  const run = spawnCli(['clone', src, dst, '--serve', socket, '--max-rate', '10M', '--json'], {
-    db: env.db,
-  });
-  t.after(() => run.child.kill('SIGKILL'));
-  const serving = await run.waitEvent(isServing);
+  const { run, serving, socket } = await serveRun(t, env, ['clone', src, dst, '--max-rate', '10M']);
   assert.equal(serving.uri, `nbd+unix:///?socket=${socket}`);
   const info = JSON.parse(
     execFileSync('nbdinfo', ['--json', serving.uri as string], { encoding: 'utf8' }),
@@ -101,12 +96,7 @@ test('an ext4 on the served copy, mounted through nbdfuse and a loop device, rea
   writeRandomFile(src, size, 79);
   execFileSync('mkfs.ext4', ['-q', '-F', '-E', 'nodiscard', '-d', content, src]);
   const dst = env.file('dst.img');
-  const socket = env.file('disk.sock');
-  const run = spawnCli(['clone', src, dst, '--serve', socket, '--max-rate', '10M', '--json'], {
-    db: env.db,
-  });
-  t.after(() => run.child.kill('SIGKILL'));
-  const serving = await run.waitEvent(isServing);
+  const { run, serving } = await serveRun(t, env, ['clone', src, dst, '--max-rate', '10M']);
   const attached = await attachExport(serving.uri as string, size);
   t.after(() => attached.detach());
   const mnt = env.file('mnt');

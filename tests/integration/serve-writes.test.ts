@@ -9,15 +9,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { test } from 'node:test';
-import { runCli, spawnCli, type CliEvent, explain, only } from '../helpers/cli';
+import { type TestContext, test } from 'node:test';
+import { runCli, type CliEvent, explain, only } from '../helpers/cli';
 import { readRange, writeRandomFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';
 import { NbdClient } from '../helpers/nbd-client';
+import { serveRun } from '../helpers/serve';
 import { workspace } from '../helpers/workspace';
 
 const MIB = 1024 * 1024;
-const isServing = (e: CliEvent) => e.type === 'serve' && e.state === 'listening';
 
 function random(bytes: number, seed: number): Buffer {
   const b = Buffer.alloc(bytes);
@@ -32,32 +32,31 @@ function expected(src: string, r: number, patches: Array<[number, Buffer]>): Buf
   return bytes;
 }
 
-async function served(env: ReturnType<typeof workspace>, args: string[]) {
-  const socket = env.file('disk.sock');
-  const run = spawnCli([...args, '--serve', socket, '--json'], { db: env.db });
-  const serving = await run.waitEvent(isServing);
+/** `size` random bytes (from `seed`) cloned to `targets` image files, served, a client attached. */
+async function servedCopy(
+  t: TestContext,
+  name: string,
+  copy: { size: number; seed: number; targets: string[]; args: string[] },
+) {
+  const env = workspace(t, name);
+  const src = env.file('src.img');
+  writeRandomFile(src, copy.size, copy.seed);
+  const targets = copy.targets.map((f) => env.file(f));
+  const { run, serving, socket } = await serveRun(t, env, ['clone', src, ...targets, ...copy.args]);
   const client = await NbdClient.connect(socket);
-  return { run, client, job: serving.job as number };
+  return { env, src, targets, run, client, job: serving.job as number };
 }
 
 test('whole-region writes and discards hydrate without reading the source; partial writes land on a copied region', async (t) => {
-  const env = workspace(t, 'serve-writes');
   const size = 32 * MIB;
-  const src = env.file('src.img');
-  writeRandomFile(src, size, 61);
-  const dst = env.file('dst.img');
   // Two destinations: the first is served, and every write reaches both.
-  const twin = env.file('twin.img');
-  const { run, client } = await served(env, [
-    'clone',
-    src,
-    dst,
-    twin,
-    '--max-rate',
-    '8M',
-    '--verify',
-  ]);
-  t.after(() => run.child.kill('SIGKILL'));
+  const { src, targets, run, client } = await servedCopy(t, 'serve-writes', {
+    size,
+    seed: 61,
+    targets: ['dst.img', 'twin.img'],
+    args: ['--max-rate', '8M', '--verify'],
+  });
+  const [dst, twin] = targets;
   const w1 = random(4096, 1);
   const w2 = random(MIB, 2);
   const w3 = random(4096, 3);
@@ -101,13 +100,13 @@ test('whole-region writes and discards hydrate without reading the source; parti
 });
 
 test('FLUSH, then kill -9, then resume: every write answered before the FLUSH is there, every other region is the source', async (t) => {
-  const env = workspace(t, 'serve-kill');
-  const size = 32 * MIB;
-  const src = env.file('src.img');
-  writeRandomFile(src, size, 62);
-  const dst = env.file('dst.img');
-  const { run, client, job } = await served(env, ['clone', src, dst, '--max-rate', '4M']);
-  t.after(() => run.child.kill('SIGKILL'));
+  const { env, src, targets, run, client, job } = await servedCopy(t, 'serve-kill', {
+    size: 32 * MIB,
+    seed: 62,
+    targets: ['dst.img'],
+    args: ['--max-rate', '4M'],
+  });
+  const [dst] = targets;
   const partial = random(8192, 4);
   const whole = random(MIB, 5);
   const across = random(12288, 6);
@@ -165,13 +164,12 @@ test('FLUSH, then kill -9, then resume: every write answered before the FLUSH is
 });
 
 test('a read of an unhydrated region comes from the source at once, and its region is copied ahead of the rest', async (t) => {
-  const env = workspace(t, 'serve-read');
-  const size = 96 * MIB;
-  const src = env.file('src.img');
-  writeRandomFile(src, size, 63);
-  const dst = env.file('dst.img');
-  const { run, client, job } = await served(env, ['clone', src, dst, '--max-rate', '2M']);
-  t.after(() => run.child.kill('SIGKILL'));
+  const { env, src, run, client, job } = await servedCopy(t, 'serve-read', {
+    size: 96 * MIB,
+    seed: 63,
+    targets: ['dst.img'],
+    args: ['--max-rate', '2M'],
+  });
   assert.deepEqual(await client.read(80 * MIB + 100, 5000), readRange(src, 80 * MIB + 100, 5000));
   let map: CliEvent | undefined;
   for (let waited = 0; waited < 5000; waited += 250) {
@@ -216,7 +214,7 @@ test('on drives with 4 KiB sectors (O_DIRECT), reads and writes at any byte offs
   const size = 16 * MIB;
   const src = env.loop('src', size, { seed: 64, sectorSize: 4096 });
   const dst = env.loop('dst', size, { sectorSize: 4096 });
-  const { run, client } = await served(env, [
+  const { run, socket } = await serveRun(t, env, [
     'clone',
     src.path,
     dst.path,
@@ -224,7 +222,7 @@ test('on drives with 4 KiB sectors (O_DIRECT), reads and writes at any byte offs
     '4M',
     '--yes',
   ]);
-  t.after(() => run.child.kill('SIGKILL'));
+  const client = await NbdClient.connect(socket);
   const source = readRange(src.file, 0, size);
   const want = Buffer.from(source);
   const writes: Array<[number, Buffer]> = [
