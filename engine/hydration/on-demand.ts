@@ -53,6 +53,8 @@ interface Lock {
 const LANES = 2;
 /** Regions read while unhydrated waiting their turn; past this the background finds them anyway. */
 const QUEUE_MOST = 4096;
+/** Regions a discard locks and records at once. */
+const DISCARD_REGIONS = 4096;
 
 export class OnDemand {
   readonly size: number;
@@ -62,7 +64,10 @@ export class OnDemand {
   private readonly map: RegionMap;
   private readonly source: Device;
   private readonly zeroRegions: RegionMap | null;
+  /** Each locked region's last holder or waiter: who takes it next waits for that one. */
   private readonly locks = new Map<number, Lock>();
+  /** The background batches in flight, by first region. */
+  private readonly claims = new Map<number, Lock>();
   /** On every destination, committed or waiting for the commit. */
   private readonly landed: RegionMap;
   /** Written by a client (recorded before the write reached a destination). */
@@ -104,15 +109,15 @@ export class OnDemand {
 
   /** A background batch takes its regions (none of them busy) while it is in flight. */
   claim(first: number, count: number): void {
-    for (let r = first; r < first + count; r++) this.locks.set(r, newLock());
+    const lock = newLock();
+    for (let r = first; r < first + count; r++) this.locks.set(r, lock);
+    this.claims.set(first, lock);
   }
 
   release(first: number, count: number): void {
-    for (let r = first; r < first + count; r++) {
-      const lock = this.locks.get(r);
-      this.locks.delete(r);
-      lock?.release();
-    }
+    const lock = this.claims.get(first);
+    this.claims.delete(first);
+    if (lock) this.unlock(first, first + count - 1, lock);
   }
 
   /** Regions written to every destination (by either path): reads come from there now. */
@@ -188,19 +193,21 @@ export class OnDemand {
   }
 
   private async discardNow(offset: number, length: number): Promise<void> {
-    const { regionSize } = this.geometry;
+    const { regionSize, regionCount } = this.geometry;
     const first = Math.ceil(offset / regionSize);
     const end =
-      offset + length === this.size ? this.geometry.regionCount : (offset + length) / regionSize;
-    for (let r = first; r < Math.floor(end); r++) {
-      if (this.present(r)) continue;
-      const unlock = await this.lock(r, r);
+      offset + length === this.size ? regionCount : Math.floor((offset + length) / regionSize);
+    // A piece at a time, one lock and one record each: a whole disk discarded (mkfs does
+    // it) is quick, and holds no more than a piece's regions at once.
+    for (let from = first; from < end; from += DISCARD_REGIONS) {
+      const to = Math.min(end, from + DISCARD_REGIONS);
+      const unlock = await this.lock(from, to - 1);
+      const forgotten = range(from, to).filter((r) => !this.present(r));
       try {
-        if (this.present(r)) continue;
-        this.recordWritten(r, r);
-        this.hydratedByClient(r);
+        this.recordWritten(forgotten);
+        for (const r of forgotten) this.hydratedByClient(r);
       } finally {
-        if (!this.present(r)) this.queue.add(r);
+        for (const r of forgotten) if (!this.present(r)) this.queue.add(r);
         unlock();
       }
     }
@@ -265,7 +272,7 @@ export class OnDemand {
     const last = this.regionOf(offset + length - 1);
     const unlock = await this.lock(first, last);
     try {
-      this.recordWritten(first, last);
+      this.recordWritten(range(first, last + 1));
       const partial = [first, last].filter((r) => !this.covers(r, offset, length));
       await Promise.all([...new Set(partial)].map((r) => this.hydrateNow(r)));
       await this.writeTargets(data, offset);
@@ -290,13 +297,15 @@ export class OnDemand {
   }
 
   /** Recorded before a byte of it reaches a destination: killed at any moment, a verify knows. */
-  private recordWritten(first: number, last: number): void {
-    for (let r = first; r <= last; r++) this.written.set(r);
-    const chunks = this.written.takeDirtyChunks();
-    if (chunks.length === 0) return;
+  private recordWritten(regions: number[]): void {
+    const added = regions.filter((r) => !this.written.has(r));
+    if (added.length === 0) return;
+    for (const r of added) this.written.set(r);
     try {
-      this.meta.markWritten(this.job, chunks);
+      this.meta.markWritten(this.job, this.written.takeDirtyChunks());
     } catch (e) {
+      // Not recorded: not known as written either, so the next write records them again.
+      for (const r of added) this.written.clear(r);
       throw ioError(`recording the regions written failed: ${(e as Error).message}`);
     }
   }
@@ -330,13 +339,27 @@ export class OnDemand {
     }
   }
 
-  /** Locks regions `first` to `last` in ascending order (so two writers never wait on each other). */
+  /**
+   * Locks regions `first` to `last`. Every one is queued for at once, so the copier takes
+   * none of them from now on, and two writers sharing regions queue in the same order
+   * everywhere (neither waits on the other); then it waits for those ahead.
+   */
   private async lock(first: number, last: number): Promise<() => void> {
+    const mine = newLock();
+    const ahead = new Set<Promise<void>>();
     for (let r = first; r <= last; r++) {
-      while (this.locks.has(r)) await this.locks.get(r)!.released;
-      this.locks.set(r, newLock());
+      const before = this.locks.get(r);
+      if (before) ahead.add(before.released);
+      this.locks.set(r, mine);
     }
-    return () => this.release(first, last - first + 1);
+    await Promise.all(ahead);
+    return () => this.unlock(first, last, mine);
+  }
+
+  private unlock(first: number, last: number, lock: Lock): void {
+    // A region someone queued for since stays locked: by them.
+    for (let r = first; r <= last; r++) if (this.locks.get(r) === lock) this.locks.delete(r);
+    lock.release();
   }
 
   private async takeBuffer(): Promise<Buffer> {
@@ -355,6 +378,10 @@ export class OnDemand {
     this.buffers.push(buffer);
     this.laneWaiters.shift()?.();
   }
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from }, (_, i) => from + i);
 }
 
 function newLock(): Lock {

@@ -258,3 +258,23 @@ test('on drives with 4 KiB sectors (O_DIRECT), reads and writes at any byte offs
     assert.ok(part(got).equals(part(want)), `region ${i}`);
   }
 });
+
+test('a TRIM of the whole disk while it copies marks every region not yet copied hydrated, without trailing the copier', async (t) => {
+  const size = 64 * MIB;
+  const { run, client } = await servedCopy(t, 'serve-trim', {
+    size,
+    seed: 65,
+    targets: ['dst.img'],
+    args: ['--region-size', '64K', '--max-rate', '2M'],
+  });
+  await client.trim(0, size);
+  await client.flush();
+  assert.equal(run.events.filter((e) => e.type === 'done').length, 0, 'answered while it copies');
+  await client.disconnect();
+  const r = await run.done;
+  assert.equal(r.code, 0, explain(r));
+  const done = only(r, 'done');
+  assert.equal(done.state, 'done');
+  // Only what was copied before the TRIM came was read: the rest was discarded.
+  assert.ok((done.bytesRead as number) < size / 4, `read ${String(done.bytesRead)} of ${size}`);
+});
