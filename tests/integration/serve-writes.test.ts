@@ -107,10 +107,14 @@ test('FLUSH, then kill -9, then resume: every write answered before the FLUSH is
     args: ['--max-rate', '4M'],
   });
   const [dst] = targets;
+  // Where the copy began (copied, or in flight: the write waits for it), then ahead of it.
+  await run.waitEvent((e) => e.type === 'progress' && (e.regionsHydrated as number) > 0);
+  const onCopied = random(2048, 3);
   const partial = random(8192, 4);
   const whole = random(MIB, 5);
   const across = random(12288, 6);
   await Promise.all([
+    client.write(onCopied, 1000),
     client.write(partial, 20 * MIB + 4096),
     client.write(whole, 21 * MIB),
     client.write(across, 23 * MIB - 4096),
@@ -135,6 +139,7 @@ test('FLUSH, then kill -9, then resume: every write answered before the FLUSH is
   assert.deepEqual(states, ['listening', 'closed']);
   assert.equal(only(resumed, 'done').state, 'done');
   const flushed: Record<number, Buffer> = {
+    0: expected(src, 0, [[1000, onCopied]]),
     20: expected(src, 20, [[4096, partial]]),
     21: whole,
     22: expected(src, 22, [[MIB - 4096, across.subarray(0, 4096)]]),
@@ -157,6 +162,7 @@ test('FLUSH, then kill -9, then resume: every write answered before the FLUSH is
   const verify = only(resumed, 'verify');
   assert.equal(verify.equal, true);
   assert.deepEqual(verify.written, [
+    { offset: 0, length: MIB },
     { offset: 20 * MIB, length: 5 * MIB },
     { offset: 27 * MIB, length: 2 * MIB },
   ]);
