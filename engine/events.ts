@@ -174,6 +174,8 @@ export interface VerifyEvent {
   }>;
   /** Source ranges that could not be read, so were not compared. */
   skipped: Range[];
+  /** Regions a client wrote through the served disk: theirs, not the source's, so not compared. */
+  written?: Range[];
   seconds: number;
 }
 
@@ -217,6 +219,21 @@ export interface DoneEvent {
   mismatches?: Range[];
 }
 
+/**
+ * The destination served over NBD while it hydrates (--serve): `listening` (up, before
+ * any client), `serving` (clients came or went: `clients` are connected now), `waiting`
+ * (the copy is done; served until the last client leaves), `closed`.
+ */
+export interface ServeEvent {
+  type: 'serve';
+  job: number;
+  state: 'listening' | 'serving' | 'waiting' | 'closed';
+  /** The Unix socket, and the URI clients attach: nbd+unix:///?socket=… */
+  socket: string;
+  uri: string;
+  clients: number;
+}
+
 /** Region map changes; run lists are flat [first, count, first, count, …] by region index. */
 export interface RegionMapEvent {
   type: 'region-map';
@@ -240,4 +257,5 @@ export type EngineEvent =
   | VerifyProgressEvent
   | VerifyEvent
   | RegionMapEvent
+  | ServeEvent
   | DoneEvent;

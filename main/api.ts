@@ -33,6 +33,7 @@ import type {
   JobError,
   JobProgress,
   JobStarted,
+  JobServing,
   JobVerified,
   ModeChange,
   RegionMapChange,
@@ -56,6 +57,7 @@ import type { DrivesDiff } from './drive-watcher';
 import { ejectDrive, type EjectTool } from './eject';
 import { browsePlaces, listFolder, type Viewer } from './file-browser';
 import { PickedImages } from './picked-images';
+import { serveSocketPath } from './serve-socket';
 
 // ---------------------------------------------------------------------------
 // Dependencies
@@ -157,13 +159,15 @@ function forwardEngineEvent(e: HostEvent, emit: Emit): void {
       return emit('verify-progress', omitType(e) satisfies VerifyProgress);
     case 'verify':
       return emit('verified', omitType(e) satisfies JobVerified);
+    case 'serve':
+      return emit('serving', omitType(e) satisfies JobServing);
   }
 }
 
 /** The engine's form of a clone request. */
 function hostRequest(
   req: CloneRequest,
-  allow: { allowMounted: boolean; allowSystem: boolean },
+  allow: { allowMounted: boolean; allowSystem: boolean; start?: boolean },
 ): HostCloneRequest {
   const { regionSize, ...options } = req.options ?? {};
   return {
@@ -174,6 +178,8 @@ function hostRequest(
     allowMounted: allow.allowMounted,
     allowSystem: allow.allowSystem,
     fresh: req.fresh,
+    // A socket only for a copy that starts: a plan writes nothing.
+    serve: req.serve && allow.start ? serveSocketPath() : undefined,
   };
 }
 
@@ -362,7 +368,11 @@ export function createBackend(deps: BackendDeps): Backend {
       const [req] = parseArgs('startClone', args);
       const checked = await checkClone(req, await deps.listDrives(), await picture());
       const started = (await request(
-        { type: 'start', request: hostRequest(req, checked), confirmed: checked.confirmed },
+        {
+          type: 'start',
+          request: hostRequest(req, { ...checked, start: true }),
+          confirmed: checked.confirmed,
+        },
         { read: [req.source], write: req.targets.map((t) => t.path) },
       )) as { job: number; intent: CloneIntent };
       return { job: started.job, intent: started.intent };

@@ -130,6 +130,11 @@ export interface CloneRequest {
   options?: CloneOptions;
   /** A new job (erase and copy) even where a job for this source and these targets exists. */
   fresh?: boolean;
+  /**
+   * "Use it now" (Linux): while it copies, the first target is served as a block device
+   * over NBD on a Unix socket, as it will be; the `serving` event says where.
+   */
+  serve?: boolean;
 }
 
 /** What startClone would do, from every check, before anything is written. */
@@ -351,6 +356,7 @@ export const EVENTS = [
   'done',
   'verify-progress',
   'verified',
+  'serving',
 ] as const satisfies readonly DriveTwinEventName[];
 
 // Compile-time check that METHODS and EVENTS name every member (and nothing else).

@@ -4,6 +4,7 @@
 // 3 done with unreadable source extents, 4 verify found a mismatch, 130 stopped
 // by a signal (resumable).
 
+import path from 'node:path';
 import readline from 'node:readline';
 import type { Confirm } from '../session/plan';
 import type { Metadata } from '../store/metadata';
@@ -24,10 +25,10 @@ const USAGE = `Usage:
         [--throttle PCT] [--max-rate RATE] [--sparse | --no-sparse] [--ignore-errors]
         [--sequential] [--verify] [--used-only [--zero-free]] [--from-map MAPFILE]
         [--fit] [--new-ids] [--fresh] [--yes] [--allow-mounted] [--allow-system] [--eject]
-        [--db PATH] [--json]
+        [--serve SOCKET] [--db PATH] [--json]
   drivetwin resume JOB [--threshold N] [--batch N] [--throttle PCT] [--max-rate RATE]
         [--ignore-errors] [--sequential] [--verify] [--drop DEST]... [--yes] [--eject]
-        [--db PATH] [--json]
+        [--serve SOCKET] [--db PATH] [--json]
   drivetwin verify SOURCE DEST [DEST...] [--region-size SIZE] [--json]
   drivetwin status [JOB] [--json]
   drivetwin jobs [--json]
@@ -35,6 +36,8 @@ const USAGE = `Usage:
   drivetwin forget JOB
 
 SIZE and RATE: 4096, 64K, 4M, 1G (binary multiples; RATE is per second).
+--serve SOCKET: while it copies, the destination (the first one) is served over NBD at
+nbd+unix:///?socket=SOCKET, as it will be: attach it with nbdfuse or nbd-client.
 The job database is $DRIVETWIN_DB, or --db PATH, or the user data directory.`;
 
 /** Flags that may change when a job goes on (engine/options.ts LIVE_OPTIONS). */
@@ -52,6 +55,8 @@ const LIVE = {
   'allow-system': { type: 'boolean' },
   /** Not a job option: this run ejects its drives when the copy is done. */
   eject: { type: 'boolean' },
+  /** Not a job option: this run serves the destination over NBD while it hydrates. */
+  serve: { type: 'string' },
 } as const;
 
 const RESUME = {
@@ -97,11 +102,16 @@ async function runSession(
   out: Output,
   meta: Metadata,
   request: SessionRequest,
-  how: { yes: boolean; eject: boolean },
+  values: Values,
 ): Promise<number> {
   const { JobSession } = await import('../session/session');
-  const confirm: Confirm = (drives) => askOnTerminal(drives, how.yes);
-  const session = await JobSession.open(meta, request, confirm, { eject: how.eject });
+  const confirm: Confirm = (drives) => askOnTerminal(drives, Boolean(values.yes));
+  const serve =
+    values.serve === undefined ? undefined : { socket: path.resolve(String(values.serve)) };
+  const session = await JobSession.open(meta, request, confirm, {
+    eject: Boolean(values.eject),
+    serve,
+  });
   session.on('event', (e: EngineEvent) => show(out, e));
   let signalled = false;
   const onSignal = (): void => {
@@ -181,8 +191,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       fresh: Boolean(values.fresh),
     };
     const meta = openMetadata(values);
-    const how = { yes: Boolean(values.yes), eject: Boolean(values.eject) };
-    return runSession(new Output(Boolean(values.json)), meta, request, how);
+    return runSession(new Output(Boolean(values.json)), meta, request, values);
   },
 
   async resume(args) {
@@ -196,8 +205,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       allowSystem: Boolean(values['allow-system']),
     };
     const meta = openMetadata(values);
-    const how = { yes: Boolean(values.yes), eject: Boolean(values.eject) };
-    return runSession(new Output(Boolean(values.json)), meta, request, how);
+    return runSession(new Output(Boolean(values.json)), meta, request, values);
   },
 
   async verify(args) {

@@ -1,7 +1,7 @@
 // How the command line shows a job session's events: words for people (a progress
 // line on a terminal, a summary at the end), JSON lines for programs (--json).
 
-import type { DoneEvent, EngineEvent, ProgressEvent } from '../events';
+import type { DoneEvent, EngineEvent, ProgressEvent, ServeEvent } from '../events';
 import { formatBytes, formatDuration } from '../size';
 import { frame } from '../host/transport';
 
@@ -82,13 +82,33 @@ export function show(out: Output, e: EngineEvent): void {
           out.warn(`verify: ${d.path} differs at bytes ${r.offset}+${r.length}`);
         if (d.tableProblem) out.warn(`verify: ${d.path}: ${d.tableProblem}`);
       }
+      if (e.written) {
+        const bytes = e.written.reduce((n, r) => n + r.length, 0);
+        out.say(`verify: ${formatBytes(bytes)} written through the served disk, not compared`);
+      }
       return;
+    case 'serve':
+      out.event(e);
+      // Clients coming and going are for programs; people are told where and when it ends.
+      return e.state === 'serving' ? undefined : out.say(serving(e));
     case 'done':
       out.event(e);
       return out.say(summary(e));
     case 'region-map':
       return; // the app draws it; the terminal has the progress line
   }
+}
+
+function serving(e: ServeEvent): string {
+  const attach =
+    `attach it with: nbdfuse DIR/disk '${e.uri}' (then losetup -f --show DIR/disk), ` +
+    `or nbd-client -unix ${e.socket} /dev/nbd0`;
+  const clients = e.clients === 1 ? '1 connection' : `${e.clients} connections`;
+  if (e.state === 'closed') return `No longer serving ${e.uri}`;
+  if (e.state === 'waiting') {
+    return `Copied; still serving ${e.uri} (${clients}): disconnect (or Ctrl-C) to finish`;
+  }
+  return `Serving the copy at ${e.uri} while it copies; ${attach}`;
 }
 
 function summary(d: DoneEvent): string {

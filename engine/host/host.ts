@@ -50,6 +50,12 @@ export interface HostOptions {
   exit?: () => void;
 }
 
+/** For one run of a job, not the job's: eject its drives at the end, serve it while it copies. */
+interface RunOptions {
+  eject?: boolean;
+  serve?: string;
+}
+
 export class EngineHost {
   private meta: Metadata | null = null;
   private readonly sessions = new Map<number, { session: JobSession; ended: Promise<DoneEvent> }>();
@@ -94,13 +100,13 @@ export class EngineHost {
         return this.start(
           { kind: 'clone', ...command.request, options: command.request.options },
           command.confirmed,
-          command.request.eject,
+          { eject: command.request.eject, serve: command.request.serve },
         );
       case 'resume':
         return this.start(
           { kind: 'resume', job: command.job, options: command.options ?? {}, drop: command.drop },
           command.confirmed,
-          command.eject,
+          { eject: command.eject },
         );
       case 'verify':
         return this.verify(command.job);
@@ -192,12 +198,12 @@ export class EngineHost {
     };
   }
 
-  private async start(request: SessionRequest, confirmed: string[], eject = false) {
-    const { session } = await this.launch(request, confirmed, eject);
+  private async start(request: SessionRequest, confirmed: string[], run: RunOptions = {}) {
+    const { session } = await this.launch(request, confirmed, run);
     return { job: session.id, intent: session.intent };
   }
 
-  private async launch(request: SessionRequest, confirmed: string[], eject = false) {
+  private async launch(request: SessionRequest, confirmed: string[], run: RunOptions = {}) {
     const meta = this.database();
     if (request.kind === 'resume' && this.sessions.has(request.job)) {
       throw new HostError('busy', `job ${request.job} is running`);
@@ -207,7 +213,9 @@ export class EngineHost {
     const { JobSession } = await import('../session/session');
     const session = await JobSession.open(meta, request, this.confirmer(confirmed), {
       progressMs: this.options.progressMs ?? PROGRESS_MS,
-      eject,
+      eject: run.eject ?? false,
+      // The elevated engine serves its user: the socket is handed to them.
+      serve: run.serve ? { socket: run.serve, owner: this.options.owner } : undefined,
     });
     for (const file of [...created, ...this.databaseFiles()]) this.giveBack(file);
     session.on('event', (e: EngineEvent) => this.emit(e));

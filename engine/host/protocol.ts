@@ -40,6 +40,8 @@ export interface HostCloneRequest {
   fresh?: boolean;
   /** Eject drive destinations once the copy is done (hello's canEject says whether it can). */
   eject?: boolean;
+  /** Serve the destination over NBD on this Unix socket while it hydrates (given to the user). */
+  serve?: string;
 }
 
 /** What a clone would do, from every check, before anything is written. */

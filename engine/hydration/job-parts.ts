@@ -30,6 +30,8 @@ export interface JobParts {
   sizeEstimate?: number | null;
   /** Bytes whose regions are hydrated last: the partition tables and the boot sector. */
   heldBack?: Range[];
+  /** Served while it hydrates (engine/serve): reads and writes of the destination as it will be. */
+  serve?: boolean;
 }
 
 /** How the copy ended; the session adds verify and turns it into the done event. */

@@ -3,7 +3,8 @@
 // destinations, so a region marked hydrated is always really on them. The regions
 // holding the partition tables go last. The commit itself and the metadata mode are
 // commit.ts; the batches and their memory bound batches.ts; what a run counts
-// job-progress.ts; what a job is given and gives back job-parts.ts.
+// job-progress.ts; what a job is given and gives back job-parts.ts; the destination
+// served while it hydrates on-demand.ts.
 
 import { EventEmitter } from 'node:events';
 import { Batches, type RegionTurn, nextRun } from './batches';
@@ -13,6 +14,7 @@ import type { CopyOutcome, JobParts, JobTarget } from './job-parts';
 import { type Geometry, type Range, regionRange, regionsOf } from '../geometry';
 import { type Device, goneCode, isStream } from '../io/device';
 import { JobProgress } from './job-progress';
+import { type Lane, OnDemand } from './on-demand';
 import type { Metadata } from '../store/metadata';
 import { openReadable } from '../io/open';
 import { writePatches } from '../partitions/rewrite';
@@ -49,15 +51,14 @@ export class HydrationJob extends EventEmitter {
   private readonly batches: Batches;
   private readonly committer: Committer;
   private readonly tally: JobProgress;
+  /** Reads and writes of the destination as it will be, when it is served (null otherwise). */
+  readonly served: OnDemand | null;
 
   private cursor = 0;
   private paused = false;
   private flushingAtEnd = false;
   private stopReason: StopReason | null = null;
   private wake: () => void = () => undefined;
-
-  /** Batches in flight: read, or being written. */
-  private readonly inFlight = new Map<number, number>();
   private readonly failed: CopyOutcome['failed'] = [];
 
   constructor(parts: JobParts) {
@@ -96,6 +97,17 @@ export class HydrationJob extends EventEmitter {
     });
     this.tally = new JobProgress(parts.source, parts.sizeEstimate ?? null, this.geometry, this.map);
     this.heldBack = (parts.heldBack ?? []).map((r) => regionsOf(this.geometry, r));
+    this.served = !parts.serve
+      ? null
+      : new OnDemand(parts, this.targets, {
+          committer: this.committer,
+          tally: this.tally,
+          copierOptions: this.copierOptions,
+          hydrate: (first, n, lane) => this.hydrateBatch(first, n, lane),
+          dropTarget: (target, reason) => this.dropTarget(target, reason),
+          flush: () => this.flushDestinations(),
+          stopped: () => this.stopReason !== null,
+        });
   }
 
   /** The options in force: the throttle holds the live percent and rate cap. */
@@ -124,7 +136,10 @@ export class HydrationJob extends EventEmitter {
     try {
       await this.wipeOldTables();
       await this.hydrate();
+      // Regions a client held as the copier went by are queued: their turn comes now.
+      if (await this.served?.settle()) await this.hydrate();
       await this.hydrateTables();
+      await this.served?.settle();
       // Images of a stream grew with the writes: zero regions at the end left them short.
       if (!sizeWasKnown && this.sizeKnown) await this.settleImageLengths();
     } finally {
@@ -164,7 +179,7 @@ export class HydrationJob extends EventEmitter {
       regionSize: this.geometry.regionSize,
       hydrated: this.map.count,
       total: this.sizeKnown ? this.geometry.regionCount : null,
-      hydrating: this.regionsHydrating(),
+      hydrating: this.batches.regionsInFlight,
       paused: this.paused,
       sparse: this.targets.some((t) => t?.skipZeros),
       options: this.options,
@@ -186,7 +201,7 @@ export class HydrationJob extends EventEmitter {
       sizeKnown: this.sizeKnown,
       regionsHydrated: this.map.count,
       regionsWritten: this.committer.regionsWritten(),
-      hydrating: this.regionsHydrating(),
+      hydrating: this.batches.regionsInFlight,
       regionsTotal: Math.ceil(total / this.geometry.regionSize),
       rate: this.paused ? 0 : this.tally.rate(),
       eta: this.paused ? null : this.tally.eta(left),
@@ -198,14 +213,7 @@ export class HydrationJob extends EventEmitter {
 
   /** Regions not yet committed: in flight, or written and waiting for the commit. */
   uncommittedRuns(): Array<{ first: number; count: number }> {
-    const inFlight = [...this.inFlight].map(([first, n]) => ({ first, count: n }));
-    return [...inFlight, ...this.committer.uncommitted()];
-  }
-
-  private regionsHydrating(): number {
-    let n = 0;
-    for (const c of this.inFlight.values()) n += c;
-    return n;
+    return [...this.batches.runsInFlight(), ...this.committer.uncommitted()];
   }
 
   private async settleImageLengths(): Promise<void> {
@@ -236,9 +244,10 @@ export class HydrationJob extends EventEmitter {
       while (!this.stopReason && !this.paused && this.batches.hasBuffer()) {
         const batch = this.nextBatch();
         if (!batch) break;
-        const copy: Promise<void> = this.hydrateBatch(batch.first, batch.count).finally(() =>
-          running.delete(copy),
-        );
+        const copy: Promise<void> = this.hydrateBatch(batch.first, batch.count).finally(() => {
+          running.delete(copy);
+          this.served?.release(batch.first, batch.count);
+        });
         running.add(copy);
       }
       const idle = this.stopReason || this.paused || this.cursor >= this.geometry.regionCount;
@@ -257,18 +266,21 @@ export class HydrationJob extends EventEmitter {
     const { maxRate } = this.throttle.current;
     const room = Math.min(
       this.batches.limit(maxRate),
-      this.fixedOptions.threshold - this.regionsHydrating(),
+      this.fixedOptions.threshold - this.batches.regionsInFlight,
     );
     if (room <= 0) return null;
+    // A region a client read goes ahead of the cursor.
+    const from = this.served?.demanded() ?? this.cursor;
     // A run of copies may stretch over a hole of the source: nothing is read for it.
     const run = nextRun(
       this.map,
-      this.cursor,
+      from,
       room,
       (r) => this.turnOf(r),
       (first, how) => (how === 'copy' ? this.holeRegions(first) : 0),
     );
-    this.cursor = run ? run.first + run.count : this.geometry.regionCount;
+    if (from === this.cursor) this.cursor = run ? run.first + run.count : this.geometry.regionCount;
+    if (run) this.served?.claim(run.first, run.count);
     return run;
   }
 
@@ -277,6 +289,7 @@ export class HydrationJob extends EventEmitter {
     const held = (h: { first: number; count: number }): boolean =>
       region >= h.first && region < h.first + h.count;
     if (!this.tablesTurn && this.heldBack.some(held)) return 'later';
+    if (this.served?.busy(region)) return 'later';
     return this.isZeroRegion(region) ? 'zero' : 'copy';
   }
 
@@ -341,27 +354,28 @@ export class HydrationJob extends EventEmitter {
     return this.zeroRegions?.has(region) ?? false;
   }
 
-  private async hydrateBatch(first: number, n: number): Promise<void> {
-    const buffer = this.batches.takeBuffer();
-    this.inFlight.set(first, n);
+  /** A batch through the job's own buffers and throttled copier, or a served write's `lane`. */
+  private async hydrateBatch(first: number, n: number, lane?: Lane): Promise<void> {
+    const { copier, buffer } = lane ?? { copier: this.copier, buffer: this.batches.takeBuffer() };
+    this.batches.started(first, n);
     const range = regionRange(this.geometry, first, n);
     let result: CopyResult;
     try {
       result = this.isZeroRegion(first)
-        ? await this.copier.zero(
+        ? await copier.zero(
             range,
             this.targets.map((t) => (t?.writesFree ? t : null)),
           )
-        : await this.copier.copy(range, buffer, this.targets);
+        : await copier.copy(range, buffer, this.targets);
     } catch (e) {
-      this.inFlight.delete(first);
+      this.batches.ended(first);
       return this.stop(
         `copy of bytes ${range.offset}+${range.length} failed: ${(e as Error).message}`,
       );
     } finally {
-      this.batches.returnBuffer(buffer);
+      if (!lane) this.batches.returnBuffer(buffer);
     }
-    this.inFlight.delete(first);
+    this.batches.ended(first);
     this.tally.batchCopied(result, this.targets);
     if (result.end !== undefined) this.learnSize(result.end);
     // Past a stream's end there are no regions to mark.
@@ -400,6 +414,7 @@ export class HydrationJob extends EventEmitter {
     }
     if (real <= 0) return;
     this.committer.written(first, real);
+    this.served?.landedNow(first, real);
     this.tally.batchDone(real, length);
   }
 

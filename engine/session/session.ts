@@ -31,6 +31,7 @@ import type { DoneEvent, EngineEvent, RegionMapEvent, StartEvent, VerifyEvent } 
 import { RateMeter } from '../hydration/rate';
 import { RegionEvents } from '../hydration/region-events';
 import { releaseDrives } from './removal';
+import { type ServeRequest, Serving, checkServing, writtenRanges } from './serving';
 import { type SetUp, commitMap, setUp } from './setup';
 import { type ThrottleSettings, throttleProblem } from '../options';
 import { checkTables, rewrittenRanges, tableRegions } from '../partitions/check';
@@ -44,6 +45,8 @@ export interface SessionOptions {
   progressMs?: number;
   /** Eject drive destinations once the copy is done (and, if verified, equal). */
   eject?: boolean;
+  /** Serve the destination over NBD while it hydrates (serving.ts). */
+  serve?: ServeRequest;
 }
 
 /** Events: 'event' (EngineEvent), every one a front end shows, in order. */
@@ -55,6 +58,7 @@ export class JobSession extends EventEmitter {
   private delta: number | null = null;
   /** The compare or verify under way: how far it is. */
   private checking: { bytesDone: number; size: number; meter: RateMeter } | null = null;
+  private readonly serving: Serving | null;
 
   private constructor(
     private readonly meta: Metadata,
@@ -64,8 +68,10 @@ export class JobSession extends EventEmitter {
     private readonly setup: SetUp,
     private readonly progressMs: number,
     private readonly eject: boolean,
+    serve: ServeRequest | undefined,
   ) {
     super();
+    this.serving = serve ? new Serving(id, serve, (e) => this.emitEvent(e)) : null;
     this.job = this.hydrationJob(plan.source);
     const g = plan.geometry;
     this.regions = new RegionEvents(
@@ -88,12 +94,13 @@ export class JobSession extends EventEmitter {
     let claim: Claim | null = null;
     let id: number | null = null;
     try {
+      if (options.serve) await checkServing(planned, options.serve);
       await confirmDrives(planned, confirm);
       claim = await claimDestinations(meta, planned);
       id = claimJob(meta, planned, identities(planned, claim));
       const set = await setUp(meta, planned, claim, id);
       const { progressMs = PROGRESS_MS, eject = false } = options;
-      return new JobSession(meta, planned, claim, id, set, progressMs, eject);
+      return new JobSession(meta, planned, claim, id, set, progressMs, eject, options.serve);
     } catch (e) {
       if (id !== null) recordFailure(meta, id, e);
       await claim?.release(id === null);
@@ -128,6 +135,7 @@ export class JobSession extends EventEmitter {
   /** What is in flight finishes and is committed; the job stays resumable. */
   cancel(): void {
     this.stopped = true;
+    this.serving?.stop();
     this.job.cancel();
   }
 
@@ -159,7 +167,9 @@ export class JobSession extends EventEmitter {
         this.job.on('committed', (regions, unreadable) =>
           this.regions.committedNow(regions, unreadable),
         );
+        await this.serving?.start(this.job.served!, this.plan.sourcePath);
         copy = this.plan.verifyOnly ? this.alreadyCopied() : await this.job.run();
+        await this.serving?.end(copy.state === 'done');
         this.tick();
       }
       if (copy?.state === 'done' && this.options.verify && !this.stopped) {
@@ -229,6 +239,7 @@ export class JobSession extends EventEmitter {
       sizeEstimate: this.plan.sizeEstimate,
       // In order when writes must be (zoned drives, backups): the tables are then rewritten in place.
       heldBack: this.plan.options.sequential ? [] : heldBack(this.plan, isStream(source)),
+      serve: this.serving !== null,
     });
   }
 
@@ -302,6 +313,8 @@ export class JobSession extends EventEmitter {
     const differing = new Set([...Object.values(found.mismatchedRegions).flat(), ...tables]);
     for (const r of differing) this.setup.map.clear(r);
     commitMap(this.meta, this.id, this.setup.map);
+    // Every region a client had written differs, and is copied again: none is theirs now.
+    this.meta.clearWritten(this.id);
     this.meta.setSourceIdentity(this.id, this.plan.sourceIdentity);
     this.delta = differing.size;
     this.meta.setState(this.id, 'running');
@@ -381,10 +394,12 @@ export class JobSession extends EventEmitter {
           devices.push(backup);
         } else devices.push(t.device);
       }
+      // Regions a client wrote through the served disk are theirs, not the source's.
+      const written = this.meta.loadWritten(this.id, g.regionCount);
       const result = await verify(source, devices, g, {
         unreadable: copy.unreadable,
         onProgress: this.verifyProgress(g.size),
-        skipRegion: (r) => this.plan.free?.has(r) ?? false,
+        skipRegion: (r) => (this.plan.free?.has(r) ?? false) || written.has(r),
         stopped: () => this.stopped,
         rewritten: rewrittenRanges(live),
       });
@@ -412,6 +427,7 @@ export class JobSession extends EventEmitter {
         equal,
         destinations,
         skipped: result.skipped,
+        written: writtenRanges(written, g),
         seconds,
       };
       this.emitEvent(event);
@@ -422,6 +438,7 @@ export class JobSession extends EventEmitter {
   }
 
   private async close(): Promise<void> {
+    await this.serving?.end(false);
     await closeAll([this.plan.source, ...this.setup.targets.map((t) => t.device)]);
     await this.claim.release();
   }

@@ -1,13 +1,13 @@
 // The job database as a file: where it lives, how it is told apart from another
-// program's SQLite file (the application id), its schema, the migrations (1.0 → 1.1)
-// and the version rule, and the errors met opening it. The Metadata class holds the
+// program's SQLite file (the application id), its schema, the migrations (1.0 → 1.1 →
+// 1.2) and the version rule, and the errors met opening it. The Metadata class holds the
 // statements over it.
 
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 
 export const SCHEMA_MAJOR = 1;
-export const SCHEMA_MINOR = 1;
+export const SCHEMA_MINOR = 2;
 /** PRAGMA application_id: "DTwn", so another program's SQLite file is told apart. */
 const APPLICATION_ID = 0x4454776e;
 
@@ -80,6 +80,25 @@ CREATE TABLE destination_bitmap (
 );
 `;
 
+/**
+ * 1.2: the regions a client wrote through the served destination (drivetwin … --serve),
+ * recorded before the write: a verify leaves them out. An older DriveTwin ignores it.
+ */
+const MIGRATE_1_2 = `
+CREATE TABLE written (
+  job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  chunk INTEGER NOT NULL,
+  bits BLOB NOT NULL,
+  PRIMARY KEY (job, chunk)
+);
+`;
+
+/** Each minor version's migration, applied in order to a database of an older minor. */
+const MIGRATIONS: Array<[minor: number, sql: string]> = [
+  [1, MIGRATE_1_1],
+  [2, MIGRATE_1_2],
+];
+
 /** Where the database lives unless --db or DRIVETWIN_DB says otherwise. */
 export function defaultDatabasePath(env = process.env, platform = process.platform): string {
   const home = env.HOME ?? env.USERPROFILE ?? '.';
@@ -135,7 +154,7 @@ export function migrate(db: BetterSqlite3.Database, file: string): void {
   if (appId === 0 && tables.n === 0) {
     db.transaction(() => {
       db.exec(SCHEMA_1_0);
-      db.exec(MIGRATE_1_1);
+      for (const [, sql] of MIGRATIONS) db.exec(sql);
       db.pragma(`application_id = ${APPLICATION_ID}`);
       const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
       put.run('schema_major', String(SCHEMA_MAJOR));
@@ -156,9 +175,9 @@ export function migrate(db: BetterSqlite3.Database, file: string): void {
   const minor = get('schema_minor');
   const problem = versionProblem(major, minor);
   if (problem) throw new MetadataError(problem);
-  if (minor < 1) {
+  if (minor < SCHEMA_MINOR) {
     db.transaction(() => {
-      db.exec(MIGRATE_1_1);
+      for (const [to, sql] of MIGRATIONS) if (minor < to) db.exec(sql);
       db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema_minor'`).run(String(SCHEMA_MINOR));
     })();
   }

@@ -238,6 +238,27 @@ export class Metadata {
     return map;
   }
 
+  /** The regions a client wrote through the served destination. */
+  loadWritten(jobId: number, regionsTotal: number): RegionMap {
+    const rows = this.sql('SELECT chunk, bits FROM written WHERE job = ?').all(jobId);
+    return this.bitmapOf({ regionsTotal }, rows);
+  }
+
+  /** Regions a client is about to write: recorded (synchronously, durably) before the write. */
+  markWritten(jobId: number, chunks: Chunk[]): void {
+    this.db.transaction(() => {
+      const put = this.sql(
+        'INSERT INTO written (job, chunk, bits) VALUES (?, ?, ?) ON CONFLICT (job, chunk) DO UPDATE SET bits = excluded.bits',
+      );
+      for (const c of chunks) put.run(jobId, c.index, c.bytes);
+    })();
+  }
+
+  /** The destinations were brought back to the source's content (an update): no region is a client's any more. */
+  clearWritten(jobId: number): void {
+    this.sql('DELETE FROM written WHERE job = ?').run(jobId);
+  }
+
   /** Joined: extents found by neighbouring batches may touch. */
   loadUnreadable(jobId: number): Range[] {
     return mergeRanges(

@@ -14,6 +14,7 @@ import type {
   JobId,
   JobOptionsInfo,
   JobProgress,
+  JobServing,
   JobStarted,
   JobVerified,
   ModeChange,
@@ -83,6 +84,8 @@ class CurrentJob {
   verifying = $state.raw<VerifyProgress | null>(null);
   /** The verify's result per destination. */
   verified = $state.raw<JobVerified | null>(null);
+  /** The copy served as a disk while it copies ("Use it now"): the latest word on it. */
+  serving = $state.raw<JobServing | null>(null);
   /** Errors not about one job (e.g. the engine could not start). */
   engineErrors = $state.raw<JobError[]>([]);
   /** Bumped whenever `map` changes (it is not reactive itself: it can be large). */
@@ -130,6 +133,7 @@ class CurrentJob {
     on('done');
     on('verify-progress');
     on('verified');
+    on('serving');
   }
 
   private receive(message: Buffered): void {
@@ -180,6 +184,9 @@ class CurrentJob {
       case 'verified':
         this.verified = message.payload;
         return;
+      case 'serving':
+        this.serving = message.payload;
+        return;
       case 'drives-changed':
         return;
     }
@@ -215,6 +222,7 @@ class CurrentJob {
     this.done = null;
     this.verifying = null;
     this.verified = null;
+    this.serving = null;
     this.controlError = null;
     this.engineErrors = [];
     this.stopping = false;

@@ -26,6 +26,8 @@ export interface SetupOptions {
   throttle: number;
   /** MiB/s as typed; 0 or empty: no cap. */
   maxRateMiB: number;
+  /** "Use it now" (Linux): the first target served as a disk while it copies. This copy only. */
+  useNow: boolean;
 }
 
 export const DEFAULT_OPTIONS: SetupOptions = {
@@ -37,6 +39,7 @@ export const DEFAULT_OPTIONS: SetupOptions = {
   sequential: false,
   throttle: 100,
   maxRateMiB: 0,
+  useNow: false,
 };
 
 class Setup {
@@ -163,6 +166,7 @@ class Setup {
       request.options!.fit = true;
     }
     if (fresh) request.fresh = true;
+    if (this.options.useNow) request.serve = true;
     return request;
   }
 
@@ -175,6 +179,7 @@ class Setup {
     // In place: the Options form is bound to this object.
     this.options.ignoreErrors = false;
     this.options.usedOnly = false;
+    this.options.useNow = false;
     this.notice = null;
     void drives.setQuery({});
   }

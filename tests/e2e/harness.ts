@@ -341,7 +341,13 @@ export async function setUpCopy(
   page: Page,
   source: string,
   targets: string[],
-  opts: { verify?: boolean; maxRateMiB?: number; ignoreErrors?: boolean; usedOnly?: boolean } = {},
+  opts: {
+    verify?: boolean;
+    maxRateMiB?: number;
+    ignoreErrors?: boolean;
+    usedOnly?: boolean;
+    useNow?: boolean;
+  } = {},
 ): Promise<void> {
   await page.getByRole('button', { name: 'New copy', exact: true }).first().click();
   // A source already chosen is folded to one line: unfold the list to type another.
@@ -367,5 +373,6 @@ export async function setUpCopy(
   }
   if (opts.maxRateMiB !== undefined) await page.locator('#opt-rate').fill(`${opts.maxRateMiB}`);
   if (opts.usedOnly !== undefined) await page.locator('#opt-used-only').setChecked(opts.usedOnly);
+  if (opts.useNow !== undefined) await page.locator('#opt-use-now').setChecked(opts.useNow);
   await page.getByTestId('copy-button').click();
 }

@@ -388,3 +388,61 @@ test('the database lives in the per-OS user data directory', () => {
     path.win32.join('C:\\Users\\ann', 'AppData', 'Roaming', 'DriveTwin', 'jobs.db'),
   );
 });
+
+test('regions a client wrote through the served disk survive reopening; forgetting the job removes them', () => {
+  const file = dbFile();
+  const regionsTotal = CHUNK_BYTES * 8 + 77; // two chunks
+  let id: number;
+  {
+    const meta = Metadata.open(file);
+    id = newJob(meta, regionsTotal);
+    const written = meta.loadWritten(id, regionsTotal);
+    assert.equal(written.count, 0);
+    written.set(3);
+    written.set(regionsTotal - 1);
+    meta.markWritten(id, written.takeDirtyChunks());
+    meta.close();
+  }
+  const meta = Metadata.open(file);
+  try {
+    const again = meta.loadWritten(id, regionsTotal);
+    assert.deepEqual(again.runs(), [
+      { first: 3, count: 1 },
+      { first: regionsTotal - 1, count: 1 },
+    ]);
+    meta.forget(id);
+    assert.equal(meta.loadWritten(id, regionsTotal).count, 0);
+  } finally {
+    meta.close();
+  }
+});
+
+test('a 1.1 database is brought to 1.2 when opened (the regions clients wrote), its jobs kept', () => {
+  const file = dbFile();
+  let id: number;
+  {
+    const meta = Metadata.open(file);
+    id = newJob(meta);
+    meta.close();
+  }
+  // As DriveTwin 1.1 left it: no table of written regions.
+  const db = new Database(file);
+  db.exec('DROP TABLE written');
+  db.prepare(`UPDATE meta SET value = '1' WHERE key = 'schema_minor'`).run();
+  db.close();
+  const meta = Metadata.open(file);
+  try {
+    assert.equal(meta.getJob(id)?.source, '/images/source.img');
+    const written = meta.loadWritten(id, 100);
+    written.set(7);
+    meta.markWritten(id, written.takeDirtyChunks());
+    assert.ok(meta.loadWritten(id, 100).has(7));
+    const minor = meta.db.prepare(`SELECT value FROM meta WHERE key = 'schema_minor'`).get() as {
+      value: string;
+    };
+    assert.equal(minor.value, String(SCHEMA_MINOR));
+    assert.equal(SCHEMA_MINOR, 2);
+  } finally {
+    meta.close();
+  }
+});
