@@ -14,6 +14,7 @@ import {
   type ElevationInput,
 } from '../../main/elevation';
 import { EngineSupervisor } from '../../main/engine-host';
+import { elevationInput } from '../helpers/backend';
 import { tempDir } from '../helpers/files';
 
 const POSIX: ElevationInput = {
@@ -108,25 +109,11 @@ test('an AppImage is recognised by the variables its runtime sets, on Linux only
 
 test('the supervisor hands the AppImage to the launch when APPIMAGE is set, and the running binary otherwise', async () => {
   const mount = '/tmp/.mount_DriveTwXYZ';
-  const launched: ElevationInput[] = [];
-  const start = async (env: NodeJS.ProcessEnv): Promise<ElevationInput> => {
-    const supervisor = new EngineSupervisor({
-      dbPath: '/nonexistent/jobs.db',
+  const start = (env: NodeJS.ProcessEnv): Promise<ElevationInput> =>
+    elevationInput({
       hostScript: `${mount}/resources/app.asar/dist/engine/host/host.js`,
-      elevation: {
-        platform: 'linux',
-        env,
-        needed: () => true,
-        launch: (input) => {
-          launched.push(input);
-          return { command: process.execPath, args: ['-e', 'process.exit(3)'] };
-        },
-      },
+      elevation: { platform: 'linux', env },
     });
-    await assert.rejects(supervisor.request({ type: 'list-jobs' }, { read: [], write: [] }));
-    await supervisor.close();
-    return launched[launched.length - 1];
-  };
   const fromImage = await start({ APPIMAGE: '/home/ann/DriveTwin.AppImage', APPDIR: mount });
   assert.deepEqual(fromImage.appImage, { file: '/home/ann/DriveTwin.AppImage', dir: mount });
   assert.deepEqual(elevatedLaunch(fromImage).args.slice(0, 4), [

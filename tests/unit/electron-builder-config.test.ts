@@ -10,9 +10,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { ElevationInput } from '../../main/elevation';
-import { EngineSupervisor } from '../../main/engine-host';
 import { APP_ID, APP_NAME, LINUX_DESKTOP_FILE } from '../../main/window';
 import { productionPackages } from '../../scripts/dist';
+import { elevationInput } from '../helpers/backend';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
 const fromBuilder = createRequire(
@@ -268,24 +268,8 @@ describe('what electron-builder packs', () => {
 
   test('the host.js the elevated engine runs is where asarUnpack puts it', async () => {
     // Ask main/engine-host.ts itself which script it hands to the elevation prompt.
-    const launched: ElevationInput[] = [];
-    const start = async (hostScript?: string): Promise<ElevationInput> => {
-      const supervisor = new EngineSupervisor({
-        dbPath: path.join(ROOT, 'nonexistent.db'),
-        hostScript,
-        elevation: {
-          needed: () => true,
-          launch: (input) => {
-            launched.push(input);
-            // Exits at once: the supervisor gives up, nothing is elevated.
-            return { command: process.execPath, args: ['-e', 'process.exit(3)'] };
-          },
-        },
-      });
-      await assert.rejects(supervisor.request({ type: 'list-jobs' }, { read: [], write: [] }));
-      await supervisor.close();
-      return launched[launched.length - 1];
-    };
+    const start = (hostScript?: string): Promise<ElevationInput> =>
+      elevationInput({ dbPath: path.join(ROOT, 'nonexistent.db'), hostScript });
 
     // By default: dist/engine/host/host.js of the app (this checkout's dist/ here).
     const byDefault = await start();
