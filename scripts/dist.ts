@@ -112,10 +112,12 @@ function main(args: string[]): number {
   process.stderr.write(`staging the app in ${path.relative(ROOT, stage)}/…\n`);
   stageApp(stage);
   const electron = readPackage(path.join(ROOT, 'node_modules', 'electron')).version;
-  const builder = path.join(ROOT, 'node_modules', '.bin', 'electron-builder');
+  // Its CLI run by this Node, so that no shell is needed to find it on any system.
+  const builder = require.resolve('electron-builder/cli.js', { paths: [ROOT] });
   const run = spawnSync(
-    builder,
+    process.execPath,
     [
+      builder,
       '--projectDir',
       stage,
       '--config',
