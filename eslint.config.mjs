@@ -31,7 +31,7 @@ function engineLayers(rooms) {
 }
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'bin/', 'scripts/*.js'] },
+  { ignores: ['dist/', 'node_modules/', 'bin/', 'scripts/*.js', 'electron-native/', 'release/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   ...svelte.configs.recommended,

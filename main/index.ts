@@ -19,7 +19,7 @@ import {
 } from 'electron';
 import { defaultDatabasePath } from '../engine/store/database';
 import { createBackend } from './api';
-import { CONTENT_SECURITY_POLICY, CSP_META_POLICY, cspMetaOf } from './csp';
+import { CSP_META_POLICY, cspMetaOf } from './csp';
 import { WM_DEVICECHANGE } from './device-signals';
 import { watchSystemDrives } from './drive-watcher';
 import { ejectTool } from './eject';
@@ -61,16 +61,8 @@ function lockSession(ses: Session): void {
     callback(permissionAllowed(permission)),
   );
   ses.setPermissionCheckHandler((_contents, permission) => permissionAllowed(permission));
-  // A page from file:// has no response headers, so the renderer's <meta> tag is what
-  // holds there; the header covers anything that does have them.
-  ses.webRequest.onHeadersReceived((details, callback) => {
-    callback({
-      responseHeaders: {
-        ...details.responseHeaders,
-        'Content-Security-Policy': [CONTENT_SECURITY_POLICY],
-      },
-    });
-  });
+  // No CSP header here: the page comes from file://, which has no response headers to
+  // carry one. The renderer's <meta> tag holds (checked below, checkRendererPolicy).
 }
 
 function checkRendererPolicy(): void {

@@ -1,8 +1,9 @@
 // The job database as a file: where it lives, how it is told apart from another
 // program's SQLite file (the application id), its schema, the migrations (1.0 → 1.1 →
-// 1.2) and the version rule, and the errors met opening it. The Metadata class holds the
-// statements over it.
+// 1.2) and the version rule, the errors met opening it, and the build of its driver
+// that this runtime can load. The Metadata class holds the statements over it.
 
+import fs from 'node:fs';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 
@@ -116,6 +117,87 @@ export function defaultDatabasePath(env = process.env, platform = process.platfo
 /** The one rule for which database to use: a --db flag, else $DRIVETWIN_DB, else the default. */
 export function databasePath(flag?: string, env = process.env): string {
   return flag ?? env.DRIVETWIN_DB ?? defaultDatabasePath(env);
+}
+
+// ---------------------------------------------------------------------------
+// The driver's binding, per runtime
+//
+// better-sqlite3 is the one native module not built on Node-API: its binding loads only
+// in the runtime it was compiled for (NODE_MODULE_VERSION 115 for Node 20, 150 for
+// Electron 45). `npm install` builds it for Node, which the command line, `npm run web`
+// and the tests run on. The app's engine runs on Electron (its utility process, or the
+// binary in Node mode when elevated): in a checkout it loads the build that
+// `npm run rebuild:electron` made beside node_modules, never in place of Node's; in a
+// package, electron-builder rebuilt the package's own copy (scripts/dist.js).
+
+/** Where `npm run rebuild:electron` puts better-sqlite3 built for this checkout's Electron. */
+export const ELECTRON_SQLITE_BUILD = path.join('electron-native', 'better_sqlite3.node');
+
+/** The folder holding dist/ and package.json: a checkout, or app.asar in a package. */
+const APP_ROOT = path.join(__dirname, '..', '..', '..');
+
+/** better-sqlite3's own build, where npm (or electron-builder, in a package) compiled it. */
+function ownSqliteBuild(): string {
+  const pkg = require.resolve('better-sqlite3/package.json');
+  return path.join(path.dirname(pkg), 'build', 'Release', 'better_sqlite3.node');
+}
+
+/** The one rule for which better-sqlite3 binding this runtime loads. */
+export function sqliteBindingPath(
+  versions: NodeJS.ProcessVersions = process.versions,
+  root = APP_ROOT,
+): string {
+  if (versions.electron) {
+    const electronBuild = path.join(root, ELECTRON_SQLITE_BUILD);
+    if (fs.existsSync(electronBuild)) return electronBuild;
+  }
+  return ownSqliteBuild();
+}
+
+/** What to say when a binding doesn't load: which runtime wanted what, and the command that fixes it. */
+export function bindingProblem(
+  file: string,
+  error: Error,
+  versions: NodeJS.ProcessVersions = process.versions,
+): string {
+  const runtime = versions.electron ? `Electron ${versions.electron}` : `Node ${versions.node}`;
+  const fix = versions.electron ? 'run npm run rebuild:electron' : 'run npm rebuild better-sqlite3';
+  const abi = /NODE_MODULE_VERSION (\d+)\.[^]*?requires\s+NODE_MODULE_VERSION (\d+)/.exec(
+    error.message,
+  );
+  if (abi) {
+    return (
+      `the job database's driver (better-sqlite3, ${file}) was built for another runtime ` +
+      `(NODE_MODULE_VERSION ${abi[1]}; ${runtime} needs ${abi[2]}): ${fix}`
+    );
+  }
+  if (!fs.existsSync(file)) {
+    return `the job database's driver is not built (${file} is missing): ${fix}`;
+  }
+  const first = error.message.split('\n')[0];
+  return `can't load the job database's driver (better-sqlite3, ${file}): ${first}: ${fix}`;
+}
+
+const loaded = new Set<string>();
+
+/**
+ * The binding for `new Database(file, { nativeBinding })`, loaded here first so that a
+ * build for another runtime is a plain MetadataError (better-sqlite3's own require of
+ * the same path then finds it in Node's module cache).
+ */
+export function sqliteBinding(
+  file = sqliteBindingPath(),
+  versions: NodeJS.ProcessVersions = process.versions,
+): string {
+  if (loaded.has(file)) return file;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    require(file);
+  } catch (e) {
+    throw new MetadataError(bindingProblem(file, e as Error, versions));
+  }
+  loaded.add(file);
+  return file;
 }
 
 /** The version rule: same major loads, a newer minor is tolerated, another major is refused. */

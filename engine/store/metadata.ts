@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { inodeOf } from '../io/inode';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
-import { MetadataError, isBusy, lockedMessage, migrate } from './database';
+import { MetadataError, isBusy, lockedMessage, migrate, sqliteBinding } from './database';
 import { type Range, mergeRanges } from '../geometry';
 import { RegionMap } from './region-map';
 import type { Identity } from '../io/identity';
@@ -50,9 +50,10 @@ export class Metadata {
     // Loaded here, not at the top: commands that never touch the database start faster.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const Database = require('better-sqlite3') as typeof BetterSqlite3;
+    const nativeBinding = sqliteBinding();
     let db: BetterSqlite3.Database;
     try {
-      db = new Database(file);
+      db = new Database(file, { nativeBinding });
       db.pragma('busy_timeout = 5000');
     } catch (e) {
       throw new MetadataError(`${file} is not a DriveTwin job database: ${(e as Error).message}`);
