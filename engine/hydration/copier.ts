@@ -34,6 +34,8 @@ export interface CopyOptions {
   zeroUnit: number;
   /** After each sub-job reached the targets: its bytes, and when the throttle let it start. */
   onMoved?: (bytes: number, admittedAt: number) => void;
+  /** The job stops: no further sub-job starts, so a stop never waits for a whole batch. */
+  stopped?: () => boolean;
 }
 
 /** Under a rate cap a sub-job is about this much of a second's worth, so the pace is even. */
@@ -58,6 +60,8 @@ export interface CopyResult {
   written: number[];
   /** Set when a streamed source ended inside the range: its size. */
   end?: number;
+  /** The job stopped before the whole range was copied: none of it may be marked. */
+  stopped?: boolean;
 }
 
 // Errors that mean "these blocks are bad", as opposed to "the device is gone".
@@ -116,10 +120,12 @@ export class Copier {
     const turn = this.writeTurn();
     try {
       for (let done = 0, step = 0; done < range.length; done += step) {
+        if (this.stopping(result)) break;
         // Sized afresh for each sub-job, and again once admitted: a cap lowered while it
         // waited applies to it, and the throttle gets back what it no longer uses.
         step = subJobBytes(range.length - done, this.subJobLimit(buffer.length));
         await this.throttle.admit(step);
+        if (this.stopping(result)) break;
         const now = subJobBytes(range.length - done, this.subJobLimit(buffer.length));
         if (now < step) {
           this.throttle.refund(step - now);
@@ -139,6 +145,12 @@ export class Copier {
     }
     result.unreadable = mergeRanges(result.unreadable);
     return result;
+  }
+
+  /** True (and said in the result) once the job stops. */
+  private stopping(result: CopyResult): boolean {
+    if (this.options.stopped?.()) result.stopped = true;
+    return result.stopped === true;
   }
 
   /**
@@ -227,6 +239,7 @@ export class Copier {
       await turn.ready;
       await this.throttle.measure(async () => {
         for (let done = 0; done < range.length && live.some((t) => t !== null); done += step) {
+          if (this.stopping(result)) break;
           const length = Math.min(step, range.length - done);
           const admittedAt = performance.now();
           await this.writeAll(zeros.subarray(0, length), range.offset + done, live, result);

@@ -84,6 +84,7 @@ export class HydrationJob extends EventEmitter {
       sequential: parts.options.sequential,
       zeroUnit: regionSize,
       onMoved: (bytes, admittedAt) => this.tally.moved(bytes, admittedAt),
+      stopped: () => this.stopReason !== null,
     };
     this.copier = new Copier(parts.source, this.throttle, this.copierOptions);
     this.committer = new Committer(this.id, this.meta, this.map, {
@@ -149,6 +150,12 @@ export class HydrationJob extends EventEmitter {
   /** In-flight I/O finishes and is committed; the job stays resumable. */
   cancel(): void {
     this.stopReason ??= { kind: 'cancelled' };
+    this.halt();
+  }
+
+  /** Nothing new starts: waiters for the throttle return and batches end after their current I/O. */
+  private halt(): void {
+    this.throttle.close();
     this.wake();
   }
 
@@ -382,7 +389,8 @@ export class HydrationJob extends EventEmitter {
         });
       }
     }
-    if (real <= 0) return;
+    // Stopped part-way: what was written is copied again on resume.
+    if (real <= 0 || result.stopped) return;
     this.committer.written(first, real);
     this.tally.batchDone(real, length);
   }
@@ -432,7 +440,7 @@ export class HydrationJob extends EventEmitter {
       this.stopReason = { kind: 'failed', message };
       this.recordError(device, message, true, at);
     }
-    this.wake();
+    this.halt();
   }
 
   /** A commit's first step: every destination still in the job is flushed; one that fails leaves it. */
