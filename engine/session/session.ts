@@ -96,6 +96,7 @@ export class JobSession extends EventEmitter {
       return new JobSession(meta, planned, claim, id, set, progressMs, eject);
     } catch (e) {
       if (id !== null) recordFailure(meta, id, e);
+      if (id !== null) meta.releaseJob(id);
       await claim?.release(id === null);
       await closeAll([planned.source]);
       throw e;
@@ -424,6 +425,7 @@ export class JobSession extends EventEmitter {
   private async close(): Promise<void> {
     await closeAll([this.plan.source, ...this.setup.targets.map((t) => t.device)]);
     await this.claim.release();
+    this.meta.releaseJob(this.id);
   }
 
   /** The database file was deleted under the job: write it out again from this connection. */

@@ -131,17 +131,25 @@ export function migrate(db: BetterSqlite3.Database, file: string): void {
     if (isBusy(e)) throw e;
     throw new MetadataError(`${file} is not a DriveTwin job database: ${(e as Error).message}`);
   }
-  const tables = db.prepare(`SELECT count(*) AS n FROM sqlite_master`).get() as { n: number };
-  if (appId === 0 && tables.n === 0) {
-    db.transaction(() => {
-      db.exec(SCHEMA_1_0);
-      db.exec(MIGRATE_1_1);
-      db.pragma(`application_id = ${APPLICATION_ID}`);
-      const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
-      put.run('schema_major', String(SCHEMA_MAJOR));
-      put.run('schema_minor', String(SCHEMA_MINOR));
-    })();
-    return;
+  const empty = (): boolean =>
+    (db.prepare(`SELECT count(*) AS n FROM sqlite_master`).get() as { n: number }).n === 0;
+  if (appId === 0 && empty()) {
+    // Under the write lock, and checked again there: two processes opening a new
+    // database at once must not both create its schema.
+    const created = db
+      .transaction(() => {
+        if (!empty()) return false;
+        db.exec(SCHEMA_1_0);
+        db.exec(MIGRATE_1_1);
+        db.pragma(`application_id = ${APPLICATION_ID}`);
+        const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
+        put.run('schema_major', String(SCHEMA_MAJOR));
+        put.run('schema_minor', String(SCHEMA_MINOR));
+        return true;
+      })
+      .immediate();
+    if (created) return;
+    appId = db.pragma('application_id', { simple: true }) as number;
   }
   if (appId !== APPLICATION_ID) {
     throw new MetadataError(

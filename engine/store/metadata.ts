@@ -16,9 +16,9 @@ import {
   type JobRow,
   type JobState,
   type Mode,
-  processAlive,
   toRecord,
 } from './job-record';
+import { JobLocks } from './job-lock';
 import type { JobOptions } from '../options';
 
 export interface CommitDelta {
@@ -37,12 +37,15 @@ export class Metadata {
   private readonly statements = new Map<string, BetterSqlite3.Statement>();
   /** dev:ino of the file when opened: a file deleted or replaced under us is noticed. */
   private readonly inode: string | null;
+  /** Who runs which job: a lock per job the kernel lets go of, never a pid. */
+  private readonly locks: JobLocks;
 
   private constructor(
     readonly db: BetterSqlite3.Database,
     readonly file: string,
   ) {
     this.inode = inodeOf(file);
+    this.locks = new JobLocks(file);
   }
 
   static open(file: string): Metadata {
@@ -95,6 +98,11 @@ export class Metadata {
     this.db.close();
   }
 
+  /** This process is done with job `id` (its session ended): another may take it. */
+  releaseJob(id: number): void {
+    this.locks.release(id);
+  }
+
   /** False once the file was deleted or replaced: what is committed now reaches no file anyone will open. */
   stillAtPath(): boolean {
     return this.inode !== null && inodeOf(this.file) === this.inode;
@@ -133,6 +141,8 @@ export class Metadata {
         t,
       );
       const id = Number(lastInsertRowid);
+      // Held before the row is seen: nobody can take the new job for an interrupted one.
+      if (!this.locks.take(id)) throw new MetadataError(`job ${id} is locked by another process`);
       const put = this.sql(
         'INSERT INTO destinations (job, idx, path, size, identity) VALUES (?, ?, ?, ?, ?)',
       );
@@ -144,22 +154,28 @@ export class Metadata {
   }
 
   /**
-   * Takes job `id` for this process: refused while another live process runs it. One
-   * transaction, so two processes resuming the same job at once can't both win.
+   * Takes job `id` for this process: its lock first (refused while another process or
+   * session holds it), then its row, in one transaction.
    */
   claimJob(id: number, options: JobOptions, state: 'running' | 'verifying' = 'running'): void {
-    this.write(() => {
-      const row = this.sql('SELECT state, pid FROM jobs WHERE id = ?').get(id) as
-        { state: JobState; pid: number | null } | undefined;
-      if (!row) throw new MetadataError(`there is no job ${id}`);
-      if ((row.state === 'running' || row.state === 'verifying') && processAlive(row.pid)) {
-        throw new MetadataError(`job ${id} is already running (process ${row.pid})`);
-      }
-      this.sql(
-        `UPDATE jobs SET state = ?, pid = ?, options = ?, error = NULL, mode = 'rw',
-           updated_at = ?, finished_at = NULL WHERE id = ?`,
-      ).run(state, process.pid, JSON.stringify(options), now(), id);
-    });
+    if (!this.locks.take(id)) {
+      const row = this.sql('SELECT pid FROM jobs WHERE id = ?').get(id) as
+        { pid: number | null } | undefined;
+      throw new MetadataError(`job ${id} is already running (process ${row?.pid ?? '?'})`);
+    }
+    try {
+      this.write(() => {
+        const found = this.sql('SELECT id FROM jobs WHERE id = ?').get(id);
+        if (!found) throw new MetadataError(`there is no job ${id}`);
+        this.sql(
+          `UPDATE jobs SET state = ?, pid = ?, options = ?, error = NULL, mode = 'rw',
+             updated_at = ?, finished_at = NULL WHERE id = ?`,
+        ).run(state, process.pid, JSON.stringify(options), now(), id);
+      });
+    } catch (e) {
+      this.locks.release(id);
+      throw e;
+    }
   }
 
   getJob(id: number): JobRecord | null {
@@ -370,14 +386,17 @@ export class Metadata {
   }
 
   forget(jobId: number): boolean {
-    return this.sql('DELETE FROM jobs WHERE id = ?').run(jobId).changes > 0;
+    const gone = this.sql('DELETE FROM jobs WHERE id = ?').run(jobId).changes > 0;
+    this.locks.forget(jobId);
+    return gone;
   }
 
   private record(row: JobRow): JobRecord {
     const destinations = this.sql('SELECT * FROM destinations WHERE job = ? ORDER BY idx').all(
       row.id,
     ) as DestinationRow[];
-    return toRecord(row, destinations);
+    const running = row.state === 'running' || row.state === 'verifying';
+    return toRecord(row, destinations, running && this.locks.isHeld(row.id));
   }
 }
 
