@@ -209,15 +209,6 @@ export class Metadata {
       .filter((job) => key(job.destinations.map((d) => d.path)) === key(destinations));
   }
 
-  /** Jobs running now (in a live process) that write `file`. */
-  runningJobsWriting(file: string): JobRecord[] {
-    return this.listJobs().filter(
-      (j) =>
-        (j.state === 'running' || j.state === 'verifying') &&
-        j.destinations.some((d) => d.path === file),
-    );
-  }
-
   /** A streamed source's size, learnt when its end was read. */
   setSourceSize(jobId: number, size: number, regionsTotal: number): void {
     this.sql('UPDATE jobs SET source_size = ?, regions_total = ? WHERE id = ?').run(
