@@ -404,7 +404,12 @@ export class HydrationJob extends EventEmitter {
     const slot = this.targets.indexOf(target);
     if (slot < 0) return;
     this.targets[slot] = null;
-    this.failed.push({ index: target.index, path: target.device.path, reason });
+    this.failed.push({
+      index: target.index,
+      path: target.device.path,
+      reason,
+      held: Uint8Array.from(this.map.bits),
+    });
     void target.device.close().catch(() => undefined);
     try {
       this.meta.failDestination(this.id, target.index, reason);
@@ -482,6 +487,7 @@ export class HydrationJob extends EventEmitter {
       unreadable: this.committer.unreadable,
       failed: this.failed,
       databaseLost: this.committer.databaseLost,
+      databaseDamaged: this.committer.databaseDamaged,
     };
   }
 }

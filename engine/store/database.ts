@@ -109,6 +109,25 @@ export function versionProblem(major: number, minor: number): string | null {
   );
 }
 
+/**
+ * What is wrong with a job database file, from its first 100 bytes (the SQLite header)
+ * and its length: null when it is SQLite's, ours, and as long as its header says.
+ */
+export function headerProblem(header: Buffer, fileSize: number): string | null {
+  if (header.length < 100 || header.toString('latin1', 0, 16) !== 'SQLite format 3\0') {
+    return `it is no SQLite database any more (${fileSize} bytes, no SQLite header)`;
+  }
+  if (header.readUInt32BE(68) !== APPLICATION_ID) return 'it is not a DriveTwin job database';
+  const pageSize = header.readUInt16BE(16) === 1 ? 65536 : header.readUInt16BE(16);
+  const pages = header.readUInt32BE(28);
+  // The page count holds while the change counter matches the one it was written with.
+  const counted = header.readUInt32BE(92) === header.readUInt32BE(24);
+  if (counted && fileSize < pages * pageSize) {
+    return `it was cut short (${fileSize} bytes; its header says ${pages * pageSize})`;
+  }
+  return null;
+}
+
 /** SQLite's "another connection holds the lock" (after busy_timeout). */
 export function isBusy(e: unknown): boolean {
   const code = (e as { code?: unknown }).code;
