@@ -20,6 +20,11 @@ export interface Identity {
   headSha256?: string;
   /** A destination image the job emptied first: where nothing was written it reads zeros. */
   emptied?: boolean;
+  /**
+   * A destination of a --new-ids job: the random seed its new identifiers come from,
+   * chosen once, so that a resume or an update writes the same ones again.
+   */
+  newIdSeed?: string;
 }
 
 const HEAD_BYTES = 1024 * 1024;

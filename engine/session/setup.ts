@@ -3,6 +3,7 @@
 // frame, the starting bitmap committed (seeded from a mapfile, with free space placed,
 // or reduced to what a returning destination holds), then the hydration job.
 
+import { createHash, randomBytes } from 'node:crypto';
 import type { Claim } from './claim';
 import type { Target } from '../hydration/copier';
 import type { Geometry } from '../geometry';
@@ -51,7 +52,12 @@ export async function setUp(meta: Metadata, plan: Plan, claim: Claim, id: number
               resumeAt,
             });
       const target = targetFor(opened.device, opened, d, plan.options);
-      targets.push({ ...target, tables: tableWritesFor(plan, opened.device), index: d.index });
+      // New identifiers are chosen once for the job: a resume or an update writes the same.
+      const kept = d.record?.identity.newIdSeed;
+      const seed = plan.options.newIds ? (kept ?? randomBytes(16).toString('hex')) : null;
+      if (seed && !kept) meta.setIdSeed(id, d.index, seed);
+      const tables = tableWritesFor(plan, opened.device, seed);
+      targets.push({ ...target, tables, index: d.index });
       if (opened.emptied && plan.intent === 'new') meta.markEmptied(id, d.index);
     }
   } catch (e) {
@@ -109,11 +115,29 @@ function targetFor(
   };
 }
 
-/** What a destination gets instead of the source's partition tables, for its own size; a backup keeps them. */
-function tableWritesFor(plan: Plan, device: Device): TableWrites | undefined {
+/**
+ * What a destination gets instead of the source's partition tables, for its own size;
+ * a backup keeps them. New identifiers come from `seed` when there is one.
+ */
+function tableWritesFor(plan: Plan, device: Device, seed: string | null): TableWrites | undefined {
   if (!plan.tables || device instanceof ZstImage) return undefined;
   const { table, copyEnd } = plan.tables;
-  return tableWrites(table, copyEnd, device.size, plan.options.newIds);
+  return tableWrites(table, copyEnd, device.size, seed === null ? false : seededBytes(seed));
+}
+
+/** An endless stream of bytes from `seed`: the same identifiers whenever the job writes them. */
+function seededBytes(seed: string): (n: number) => Buffer {
+  let counter = 0;
+  let pool = Buffer.alloc(0);
+  return (n) => {
+    while (pool.length < n) {
+      const block = createHash('sha256').update(`${seed}:${counter++}`).digest();
+      pool = Buffer.concat([pool, block]);
+    }
+    const out = Buffer.from(pool.subarray(0, n));
+    pool = pool.subarray(n);
+    return out;
+  };
 }
 
 /** Where every backup among the destinations can go on from: a frame boundary, at most the committed prefix. */

@@ -296,6 +296,14 @@ export class Metadata {
     ).run(jobId, index);
   }
 
+  /** A destination's seed for new identifiers (--new-ids), chosen once for the job. */
+  setIdSeed(jobId: number, index: number, seed: string): void {
+    this.sql(
+      `UPDATE destinations SET identity = json_set(identity, '$.newIdSeed', ?)
+       WHERE job = ? AND idx = ?`,
+    ).run(seed, jobId, index);
+  }
+
   /** A delta re-clone starts from a source whose content changed. */
   setSourceIdentity(jobId: number, identity: Identity): void {
     this.sql('UPDATE jobs SET source_identity = ? WHERE id = ?').run(
