@@ -154,30 +154,32 @@ export class Copier {
   }
 
   /**
-   * A hole of a source image: read as zeros without reading (the file system says so), and
-   * written only where a target doesn't read zeros already. Counted as read.
+   * A hole of a source image: zeros without reading (the file system says so), written
+   * only where a target doesn't read zeros already. Nothing is counted as read.
    */
   private async hole(range: Range, targets: (Target | null)[]): Promise<CopyResult> {
     const writing = targets.map((t) => (t && !t.skipZeros ? t : null));
-    const result = writing.some((t) => t !== null)
-      ? await this.zero(range, writing)
-      : emptyResult(targets);
-    result.bytesRead = range.length;
-    return result;
+    return writing.some((t) => t !== null) ? this.zero(range, writing) : emptyResult(targets);
   }
 
-  /** Reads `data` at `offset`, the holes of a source image filled with zeros rather than read. */
-  private async readData(data: Buffer, offset: number): Promise<number> {
+  /**
+   * Reads `data` at `offset`, the holes of a source image filled with zeros rather than
+   * read: `n` bytes are there (fewer only where a stream ends), `read` were read.
+   */
+  private async readData(data: Buffer, offset: number): Promise<{ n: number; read: number }> {
     const spans = this.source.dataIn?.(offset, data.length);
     if (!spans || (spans.length === 1 && spans[0].length === data.length)) {
-      return readSome(this.source, data, offset);
+      const n = await readSome(this.source, data, offset);
+      return { n, read: n };
     }
     data.fill(0);
+    let read = 0;
     for (const span of spans) {
       const at = span.offset - offset;
       await this.source.read(data.subarray(at, at + span.length), span.offset);
+      read += span.length;
     }
-    return data.length;
+    return { n: data.length, read };
   }
 
   /** One sub-job; false when the job must end here (a read failed, a stream ended, no target left). */
@@ -190,8 +192,8 @@ export class Copier {
   ): Promise<boolean> {
     let more = true;
     try {
-      const n = await this.readData(data, range.offset);
-      result.bytesRead += n;
+      const { n, read } = await this.readData(data, range.offset);
+      result.bytesRead += read;
       if (n < range.length) {
         // A stream ended: its size is now known; nothing past it exists to write.
         result.end = range.offset + n;

@@ -11,7 +11,8 @@ import { Committer } from './commit';
 import { Copier, type CopyOptions, type CopyResult } from './copier';
 import type { CopyOutcome, JobParts, JobTarget } from './job-parts';
 import { type Geometry, type Range, regionRange, regionsOf } from '../geometry';
-import { type Device, goneCode, isStream } from '../io/device';
+import { batchTrouble } from './batch-trouble';
+import { type Device, isStream } from '../io/device';
 import { JobProgress } from './job-progress';
 import type { Metadata } from '../store/metadata';
 import { openReadable } from '../io/open';
@@ -24,7 +25,8 @@ import type { EngineEvent, ProgressEvent } from '../events';
 
 const COMMIT_PERIOD_MS = 1000;
 
-type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string };
+/** `final`: a resume can't finish the job (said so, and recorded). */
+type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string; final: boolean };
 
 /**
  * Job events: 'event' (ErrorEvent | ModeEvent) for front ends; 'committed' (regions
@@ -360,16 +362,8 @@ export class HydrationJob extends EventEmitter {
     const length = Math.min(range.length, this.geometry.size - range.offset);
     // A drive that is gone is not a bad sector: the job stops resumably instead of
     // recording the rest of the disk as unreadable.
-    const failed = result.readError || result.unreadable.length > 0;
-    const gone =
-      failed && !isStream(this.source) && (await goneCode(this.source, result.readError));
-    if (gone) {
-      const why = `the source ${this.source.path} is gone (${gone}): reads that worked before fail now`;
-      return this.stop(`${why}. Reconnect it, then resume job ${this.id}`, this.source.path);
-    }
-    if (result.readError) {
-      return this.stop(result.readError.message, this.source.path, result.readError);
-    }
+    const trouble = await batchTrouble(this.source, result, this.targets, this.sizeKnown, this.id);
+    if (trouble) return this.stop(trouble.message, trouble.device, trouble.at, trouble.final);
     result.writeErrors.forEach((e) => {
       const target = this.targets.find((t) => t?.device.path === e.path);
       if (target) this.dropTarget(target, e.message);
@@ -440,9 +434,9 @@ export class HydrationJob extends EventEmitter {
   }
 
   /** Stops hydrating, saying why once: the first reason is the one recorded. */
-  private stop(message: string, device: string | null = null, at?: Range): void {
+  private stop(message: string, device: string | null = null, at?: Range, final = false): void {
     if (!this.stopReason) {
-      this.stopReason = { kind: 'failed', message };
+      this.stopReason = { kind: 'failed', message, final };
       this.recordError(device, message, true, at);
     }
     this.halt();
@@ -468,6 +462,7 @@ export class HydrationJob extends EventEmitter {
       error = this.failed.map((f) => `destination ${f.path} failed: ${f.reason}`).join('; ');
     }
     const state = complete && !lostDestination ? 'done' : error !== null ? 'failed' : 'interrupted';
+    const final = this.stopReason?.kind === 'failed' && this.stopReason.final;
     const totals = this.tally.totals();
     try {
       this.meta.setState(this.id, state, {
@@ -475,6 +470,7 @@ export class HydrationJob extends EventEmitter {
         mode,
         options: this.options,
         copySeconds: totals.seconds,
+        ...(final ? { unresumable: error! } : {}),
       });
     } catch (e) {
       this.committer.setMode('fail', `recording the job's end failed: ${(e as Error).message}`);
@@ -482,6 +478,7 @@ export class HydrationJob extends EventEmitter {
     return {
       state,
       complete,
+      resumable: state !== 'done' && !final,
       error,
       ...totals,
       unreadable: this.committer.unreadable,

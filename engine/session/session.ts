@@ -26,6 +26,7 @@ import {
   type SessionRequest,
   confirmDrives,
   plan,
+  sizeGuessNote,
 } from './plan';
 import { doneEvent } from './done-event';
 import type {
@@ -302,6 +303,7 @@ export class JobSession extends EventEmitter {
       regionsHydrated: now.regionsHydrated,
       bytesTotal: now.bytesTotal,
       sizeKnown: now.sizeKnown,
+      ...(now.sizeKnown ? {} : { sizeNote: sizeGuessNote(this.plan, now.bytesTotal)! }),
       options: this.options,
       ...(this.delta !== null ? { delta: this.delta } : {}),
     };
@@ -378,6 +380,7 @@ export class JobSession extends EventEmitter {
     return {
       state: 'done',
       complete: true,
+      resumable: false,
       error: null,
       bytesRead: 0,
       bytesWritten: 0,

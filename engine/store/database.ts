@@ -1,5 +1,5 @@
 // The job database as a file: where it lives, how it is told apart from another
-// program's SQLite file (the application id), its schema, the migrations (1.0 → 1.1)
+// program's SQLite file (the application id), its schema, the migrations (1.0 → 1.2)
 // and the version rule, and the errors met opening it. The Metadata class holds the
 // statements over it.
 
@@ -7,7 +7,7 @@ import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 
 export const SCHEMA_MAJOR = 1;
-export const SCHEMA_MINOR = 1;
+export const SCHEMA_MINOR = 2;
 /** PRAGMA application_id: "DTwn", so another program's SQLite file is told apart. */
 const APPLICATION_ID = 0x4454776e;
 
@@ -78,6 +78,11 @@ CREATE TABLE destination_bitmap (
   PRIMARY KEY (job, idx, chunk),
   FOREIGN KEY (job, idx) REFERENCES destinations(job, idx) ON DELETE CASCADE
 );
+`;
+
+/** 1.2: why a job can't be resumed (its source is damaged, its image is bigger than a drive). */
+const MIGRATE_1_2 = `
+ALTER TABLE jobs ADD COLUMN unresumable TEXT;
 `;
 
 /** Where the database lives unless --db or DRIVETWIN_DB says otherwise. */
@@ -160,6 +165,7 @@ export function migrate(db: BetterSqlite3.Database, file: string): void {
         if (!empty()) return false;
         db.exec(SCHEMA_1_0);
         db.exec(MIGRATE_1_1);
+        db.exec(MIGRATE_1_2);
         db.pragma(`application_id = ${APPLICATION_ID}`);
         const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
         put.run('schema_major', String(SCHEMA_MAJOR));
@@ -183,9 +189,10 @@ export function migrate(db: BetterSqlite3.Database, file: string): void {
   const minor = get('schema_minor');
   const problem = versionProblem(major, minor);
   if (problem) throw new MetadataError(problem);
-  if (minor < 1) {
+  if (minor < SCHEMA_MINOR) {
     db.transaction(() => {
-      db.exec(MIGRATE_1_1);
+      if (minor < 1) db.exec(MIGRATE_1_1);
+      if (minor < 2) db.exec(MIGRATE_1_2);
       db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema_minor'`).run(String(SCHEMA_MINOR));
     })();
   }

@@ -35,6 +35,8 @@ export interface JobRecord {
   /** The process that last ran it, for messages: whether it runs is its lock's to say. */
   pid: number | null;
   error: string | null;
+  /** Why a resume can't finish it (its compressed source is damaged, its image is bigger than a drive), or null. */
+  unresumable: string | null;
   statusLine: string | null;
   /** Every destination still in the job compared equal (true), differed (false), or not verified. */
   verified: boolean | null;
@@ -60,6 +62,7 @@ export interface JobRow {
   mode: Mode;
   pid: number | null;
   error: string | null;
+  unresumable: string | null;
   status_line: string | null;
   verified: number | null;
   copy_seconds: number;
@@ -103,6 +106,7 @@ export function toRecord(row: JobRow, destinationRows: DestinationRow[], held: b
     mode: row.mode,
     pid: row.pid,
     error: row.error,
+    unresumable: row.unresumable ?? null,
     statusLine: row.status_line,
     verified: row.verified === null ? null : row.verified === 1,
     copySeconds: row.copy_seconds,

@@ -356,14 +356,21 @@ export class Metadata {
   setState(
     jobId: number,
     state: JobState,
-    extra: { error?: string | null; mode?: Mode; options?: JobOptions; copySeconds?: number } = {},
+    extra: {
+      error?: string | null;
+      mode?: Mode;
+      options?: JobOptions;
+      copySeconds?: number;
+      /** Why a resume can't finish it. */
+      unresumable?: string;
+    } = {},
   ): void {
     if (this.damaged) return;
     const finished = state === 'done' || state === 'failed' ? now() : null;
     this.sql(
       `UPDATE jobs SET state = ?, pid = ?, error = coalesce(?, error), mode = coalesce(?, mode),
          options = coalesce(?, options), copy_seconds = copy_seconds + ?, updated_at = ?,
-         finished_at = ? WHERE id = ?`,
+         finished_at = ?, unresumable = coalesce(?, unresumable) WHERE id = ?`,
     ).run(
       state,
       state === 'running' || state === 'verifying' ? process.pid : null,
@@ -373,6 +380,7 @@ export class Metadata {
       extra.copySeconds ?? 0,
       now(),
       finished,
+      extra.unresumable ?? null,
       jobId,
     );
   }

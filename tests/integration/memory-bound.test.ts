@@ -131,7 +131,7 @@ for (const [regionSize, batch, label] of [
     );
     const r = JSON.parse(out) as Record<string, number>;
     t.diagnostic(`copy: ${JSON.stringify(r)}`);
-    assert.equal(r.bytesRead, SIZE);
+    assert.ok(r.bytesRead < 64 * MIB, `holes were not read (${r.bytesRead} bytes)`);
     assert.equal(r.zeroed, regionSize, 'the zero job wrote the whole region');
     assert.ok(r.bytesWritten < 64 * MIB, `zeros were skipped (${r.bytesWritten} bytes written)`);
     assert.equal(fs.statSync(dst).size, SIZE);
