@@ -10,7 +10,7 @@
 // the caller's buffers, whatever the region size.
 
 import type { Device } from '../io/device';
-import { DeviceError, readSome } from '../io/device';
+import { DeviceError, isStream, readSome } from '../io/device';
 import { type Range, mergeRanges } from '../geometry';
 import type { Throttle } from './throttle';
 import { IO_ALIGNMENT, MAX_IO_BYTES, zeroedBuffer } from '../io/buffers';
@@ -42,10 +42,13 @@ export interface CopyOptions {
 const CAPPED_SUB_JOB_SECONDS = 0.1;
 const MIN_SUB_JOB_BYTES = 64 * 1024;
 
-interface WriteTurn {
+/** One job's turn in an order (its writes, or a stream's reads): wait for `ready`, then `release`. */
+interface Turn {
   ready: Promise<void>;
   release(): void;
 }
+
+const NO_TURN: Turn = { ready: Promise.resolve(), release: () => undefined };
 
 export interface CopyResult {
   /** Set when the source failed and the range was not copied. */
@@ -96,7 +99,8 @@ function isMediaError(e: unknown): e is DeviceError {
 }
 
 export class Copier {
-  private lastTurn: Promise<void> = Promise.resolve();
+  /** The turn taken last in each order. */
+  private readonly last = { writes: Promise.resolve(), reads: Promise.resolve() };
   private zeros: Buffer = Buffer.alloc(0);
 
   constructor(
@@ -118,6 +122,7 @@ export class Copier {
     // A target whose write fails is left out of the rest of the job.
     const live = [...targets];
     const turn = this.writeTurn();
+    const reading = this.readTurn();
     try {
       for (let done = 0, step = 0; done < range.length; done += step) {
         if (this.stopping(result)) break;
@@ -134,13 +139,15 @@ export class Copier {
         const admittedAt = performance.now();
         const piece = { offset: range.offset + done, length: step };
         const data = buffer.subarray(0, piece.length);
+        const last = done + step >= range.length;
         const more = await this.throttle.measure(() =>
-          this.readThenWrite(piece, data, live, result, turn),
+          this.readThenWrite(piece, data, live, result, { write: turn, read: reading, last }),
         );
         if (live.some((t) => t !== null)) this.options.onMoved?.(piece.length, admittedAt);
         if (!more) break;
       }
     } finally {
+      reading.release();
       turn.release();
     }
     result.unreadable = mergeRanges(result.unreadable);
@@ -188,11 +195,14 @@ export class Copier {
     data: Buffer,
     targets: (Target | null)[],
     result: CopyResult,
-    turn: WriteTurn,
+    turns: { write: Turn; read: Turn; last: boolean },
   ): Promise<boolean> {
     let more = true;
+    await turns.read.ready;
     try {
       const { n, read } = await this.readData(data, range.offset);
+      // The job's last read is done: the next job may read while this one writes.
+      if (turns.last) turns.read.release();
       result.bytesRead += read;
       if (n < range.length) {
         // A stream ended: its size is now known; nothing past it exists to write.
@@ -214,7 +224,7 @@ export class Copier {
       result.unreadable.push(...bad);
       result.bytesRead += range.length - bad.reduce((n, r) => n + r.length, 0);
     }
-    await turn.ready;
+    await turns.write.ready;
     await this.writeAll(data, range.offset, targets, result);
     return more && targets.some((t) => t !== null);
   }
@@ -288,12 +298,26 @@ export class Copier {
    * it. The turn is taken when the job starts, not when its read ends: reads finish
    * in any order.
    */
-  private writeTurn(): WriteTurn {
-    if (!this.options.sequential) return { ready: Promise.resolve(), release: () => undefined };
+  private writeTurn(): Turn {
+    return this.options.sequential ? this.takeTurn('writes') : NO_TURN;
+  }
+
+  /**
+   * A stream is read forwards only, and jumps over what nobody asked for: each job's reads
+   * wait for those of the job dispatched before it, so a job of several sub-jobs reads
+   * them all before the next one reads (under a rate cap, or with regions bigger than
+   * one I/O) — the stream never skips the rest of a job still being copied.
+   */
+  private readTurn(): Turn {
+    return isStream(this.source) ? this.takeTurn('reads') : NO_TURN;
+  }
+
+  /** The next turn in `order`: ready once the turn taken before it is released. */
+  private takeTurn(order: 'writes' | 'reads'): Turn {
     let release = (): void => undefined;
     const mine = new Promise<void>((resolve) => (release = resolve));
-    const ready = this.lastTurn;
-    this.lastTurn = mine;
+    const ready = this.last[order];
+    this.last[order] = mine;
     return { ready, release };
   }
 

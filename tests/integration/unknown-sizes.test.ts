@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { test } from 'node:test';
-import { explain, expectExit, only, runCli } from '../helpers/cli';
+import { explain, expectExit, only, runCli, spawnCli } from '../helpers/cli';
 import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';
 import { workspace } from '../helpers/workspace';
@@ -152,4 +152,20 @@ test('a job database in a read-only folder is called that, not "not a DriveTwin 
     assert.match(message, /is in a read-only folder .*\(EROFS\)/, message);
     assert.doesNotMatch(message, /not a DriveTwin job database/);
   }
+});
+
+test('a job of unknown size resumed: the regions already done, not a share of a guessed total', async (t) => {
+  const env = workspace(t, 'unknown-resume');
+  const image = env.file('image.img');
+  writeRandomFile(image, 40 * MIB, 95);
+  const src = bzip2(image);
+  const dst = env.file('dst.img');
+  const run = spawnCli(['clone', src, dst, '--max-rate', '4M', '--json'], { db: env.db });
+  await run.waitEvent((e) => e.type === 'progress' && (e.regionsHydrated as number) > 2);
+  run.child.kill('SIGTERM');
+  expectExit(await run.done, 130);
+  const back = await runCli(['resume', '1'], { db: env.db });
+  expectExit(back, 0);
+  assert.match(back.stdout, /\(about [^,]+, \d+ regions already done\)/, explain(back));
+  assert.equal(sha256(dst), sha256(image));
 });
