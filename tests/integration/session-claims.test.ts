@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import Database from 'better-sqlite3';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { type CliEvent, explain, expectExit, only, runCli, spawnCli } from '../helpers/cli';
 import { sha256, writeRandomFile } from '../helpers/files';
 import { workspace } from '../helpers/workspace';
@@ -198,20 +198,28 @@ test('a job killed -9 whose process is a zombie is interrupted, not running: it 
   assert.equal(sha256(dst), sha256(src));
 });
 
-test('a job whose recorded process id now belongs to another process is not running: it resumes', async (t) => {
-  const env = workspace(t, 'claim-pid-reused');
+/** A 32 MiB clone at 4 MiB/s, started; and a way to set what its row says. */
+async function runningClone(t: TestContext, prefix: string, seed: number) {
+  const env = workspace(t, prefix);
   const src = env.file('src.img');
   const dst = env.file('dst.img');
-  writeRandomFile(src, 32 * MIB, 10);
+  writeRandomFile(src, 32 * MIB, seed);
   const run = spawnCli(['clone', src, dst, '--max-rate', '4M', '--json'], { db: env.db });
   const start = await run.waitEvent((e) => e.type === 'start');
+  const setRow = (assignments: string, ...values: unknown[]): void => {
+    const db = new Database(env.db);
+    db.prepare(`UPDATE jobs SET ${assignments} WHERE id = ?`).run(...values, start.job);
+    db.close();
+  };
+  return { env, src, dst, run, start, setRow };
+}
+
+test('a job whose recorded process id now belongs to another process is not running: it resumes', async (t) => {
+  const { env, src, dst, run, start, setRow } = await runningClone(t, 'claim-pid-reused', 10);
   run.child.kill('SIGKILL');
   await run.done;
   // Its pid, reused: the row names a process that is alive (this test's own).
-
-  const db = new Database(env.db);
-  db.prepare(`UPDATE jobs SET state = 'running', pid = ? WHERE id = ?`).run(process.pid, start.job);
-  db.close();
+  setRow(`state = 'running', pid = ?`, process.pid);
   const [job] = await jobsOf(env.db);
   assert.equal(job.state, 'interrupted', 'a live pid does not make it running');
   const resumed = await runCli(['resume', String(start.job), '--json'], { db: env.db });
@@ -220,16 +228,8 @@ test('a job whose recorded process id now belongs to another process is not runn
 });
 
 test('while a job runs, its lock refuses a second resume, however its pid looks', async (t) => {
-  const env = workspace(t, 'claim-held');
-  const src = env.file('src.img');
-  const dst = env.file('dst.img');
-  writeRandomFile(src, 32 * MIB, 12);
-  const run = spawnCli(['clone', src, dst, '--max-rate', '4M', '--json'], { db: env.db });
-  const start = await run.waitEvent((e) => e.type === 'start');
-
-  const db = new Database(env.db);
-  db.prepare('UPDATE jobs SET pid = 999999999 WHERE id = ?').run(start.job);
-  db.close();
+  const { env, run, start, setRow } = await runningClone(t, 'claim-held', 12);
+  setRow('pid = ?', 999999999);
   const [job] = await jobsOf(env.db);
   assert.equal(job.state, 'running', 'a dead pid does not make it interrupted');
   const second = await runCli(['resume', String(start.job), '--json'], { db: env.db });

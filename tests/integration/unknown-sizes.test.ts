@@ -13,21 +13,22 @@ import { test } from 'node:test';
 import { explain, expectExit, only, runCli, spawnCli } from '../helpers/cli';
 import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';
-import { workspace } from '../helpers/workspace';
+import { type Workspace, workspace } from '../helpers/workspace';
 
 const MIB = 1024 * 1024;
 
-function bzip2(file: string): string {
-  execFileSync('bzip2', ['-1', '-k', '-f', file]);
-  return `${file}.bz2`;
+/** An image of `size` random bytes (`seed`), and its .bz2 (which says no size). */
+function bzip2Image(env: Workspace, size: number, seed: number): { image: string; src: string } {
+  const image = env.file('image.img');
+  writeRandomFile(image, size, seed);
+  execFileSync('bzip2', ['-1', '-k', '-f', image]);
+  return { image, src: `${image}.bz2` };
 }
 
 test('a .bz2 onto a drive smaller than its image: a guess said first, a stop at the drive’s end, for good; size and --measure know first', async (t) => {
   if (!requireRoot(t)) return;
   const env = workspace(t, 'unknown-small-drive');
-  const image = env.file('image.img');
-  writeRandomFile(image, 40 * MIB, 91);
-  const src = bzip2(image);
+  const { src } = bzip2Image(env, 40 * MIB, 91);
   const drive = env.loop('drive', 24 * MIB, { seed: 92 });
   const first = await runCli(['clone', src, drive.path, '--yes', '--json'], { db: env.db });
   expectExit(first, 1);
@@ -74,9 +75,7 @@ test('a .bz2 onto a drive smaller than its image: a guess said first, a stop at 
 test('the confirmation on a terminal says the size of a .bz2 is a guess', async (t) => {
   if (!requireRoot(t)) return;
   const env = workspace(t, 'unknown-confirm');
-  const image = env.file('image.img');
-  writeRandomFile(image, 8 * MIB, 93);
-  const src = bzip2(image);
+  const { src } = bzip2Image(env, 8 * MIB, 93);
   const drive = env.loop('drive', 16 * MIB);
   const bin = require.resolve('../../../bin/drivetwin.js');
   const command = [process.execPath, bin, 'clone', src, drive.path, '--db', env.db]
@@ -96,9 +95,7 @@ test('the confirmation on a terminal says the size of a .bz2 is a guess', async 
 
 test('a damaged compressed source: failed for good, saying where; its job list line and maps show what was copied', async (t) => {
   const env = workspace(t, 'unknown-damaged');
-  const image = env.file('image.img');
-  writeRandomFile(image, 40 * MIB, 94);
-  const good = bzip2(image);
+  const { src: good } = bzip2Image(env, 40 * MIB, 94);
   const src = env.file('damaged.img.bz2');
   const bytes = fs.readFileSync(good);
   for (let i = 0; i < 512; i++) bytes[Math.floor(bytes.length * 0.6) + i] ^= 0x55;
@@ -156,9 +153,7 @@ test('a job database in a read-only folder is called that, not "not a DriveTwin 
 
 test('a job of unknown size resumed: the regions already done, not a share of a guessed total', async (t) => {
   const env = workspace(t, 'unknown-resume');
-  const image = env.file('image.img');
-  writeRandomFile(image, 40 * MIB, 95);
-  const src = bzip2(image);
+  const { image, src } = bzip2Image(env, 40 * MIB, 95);
   const dst = env.file('dst.img');
   const run = spawnCli(['clone', src, dst, '--max-rate', '4M', '--json'], { db: env.db });
   await run.waitEvent((e) => e.type === 'progress' && (e.regionsHydrated as number) > 2);
