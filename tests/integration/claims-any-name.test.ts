@@ -55,7 +55,7 @@ test('an image file being written: its loop device is refused to a second clone'
   assert.equal(sha256(o), sha256(a), 'the file holds the first source, whole');
 });
 
-test('a loop device being written: its backing file is refused to a second clone', async (t) => {
+test('a loop device being written: its backing file, or a link to it, is refused to a second clone', async (t) => {
   if (!requireRoot(t)) return;
   const { env, a, b, o } = setUp(t, 'claim-loop-file');
   const loop = env.attach(o);
@@ -66,6 +66,10 @@ test('a loop device being written: its backing file is refused to a second clone
     o,
     new RegExp(`${o} is in use: job ${first.job} \\(process \\d+\\) is writing ${loop.path}`),
   );
+  // A link to the device, as /dev/disk/by-id/… is.
+  const byId = env.file('by-id-loop');
+  fs.symlinkSync(loop.path, byId);
+  await refused(env.db, a, byId, new RegExp(`is in use: job ${first.job}`));
   expectExit(await first.run.done, 0);
   assert.equal(sha256(o), sha256(b), 'the file holds the first source, whole');
 });
@@ -81,7 +85,7 @@ test('two loop devices over one file: the second is refused while the first is w
   assert.equal(sha256(o), sha256(a));
 });
 
-test('a partition of a loop device being written: the file is refused, the other partition is not', async (t) => {
+test('a partition of a loop device being written: the file and the disk are refused, the other partition is not', async (t) => {
   if (!requireRoot(t)) return;
   const { env, a, o } = setUp(t, 'claim-loop-part');
   execFileSync('sfdisk', ['--quiet', o], { input: 'label: gpt\n,12M\n,12M\n' });
@@ -95,6 +99,7 @@ test('a partition of a loop device being written: the file is refused, the other
   writeRandomFile(part, 12 * MIB, 43);
   const first = await firstWriter(env.db, part, p1);
   await refused(env.db, a, o, new RegExp(`${o} is in use: job ${first.job}`));
+  await refused(env.db, a, loop.path, /is in use/); // the disk holding the partition
   // Its sibling is other bytes of the same file: written side by side.
   const other = env.file('other.img');
   writeRandomFile(other, 12 * MIB, 44);
