@@ -360,8 +360,8 @@ export class HydrationJob extends EventEmitter {
     // Past a stream's end there are no regions to mark.
     const real = Math.min(n, this.geometry.regionCount - first);
     const length = Math.min(range.length, this.geometry.size - range.offset);
-    // A drive that is gone is not a bad sector: the job stops resumably instead of
-    // recording the rest of the disk as unreadable.
+    // What stops the job, and whether a resume can finish it: a source gone (not a bad
+    // sector: nothing is recorded unreadable), damaged, or bigger than a drive.
     const trouble = await batchTrouble(this.source, result, this.targets, this.sizeKnown, this.id);
     if (trouble) return this.stop(trouble.message, trouble.device, trouble.at, trouble.final);
     result.writeErrors.forEach((e) => {
