@@ -92,6 +92,8 @@ export interface StartEvent {
   /** The image's real size (uncompressed); an estimate while sizeKnown is false. */
   bytesTotal: number;
   sizeKnown: boolean;
+  /** While sizeKnown is false: that the size is a guess, what happens if it is wrong, how to know. */
+  sizeNote?: string;
   /** The options in force. */
   options: JobOptions;
   /** An update: the regions found to differ, about to be copied. */
@@ -203,6 +205,12 @@ export interface DoneEvent {
   /** done: every destination still in the job holds every region. */
   state: 'done' | 'interrupted' | 'failed';
   error?: string | null;
+  /**
+   * Not done, and a resume can finish it. False when the source is damaged (a compressed
+   * image that can't be decoded past `error`'s place) or the image turned out bigger than
+   * a drive it was written to: the job can only be started again (clone --fresh).
+   */
+  resumable: boolean;
   bytesRead: number;
   bytesWritten: number;
   regionsCopied: number;

@@ -14,7 +14,7 @@ import type { DoneEvent, EngineEvent } from '../events';
 import { COMMON, EXIT, UsageError, jobId, openMetadata, parse, size, type Values } from './args';
 import { jobCommands } from './jobs';
 import { Output, show } from './output';
-import { formatBytes } from '../size';
+import { formatBytes, formatDuration } from '../size';
 import { frame } from '../host/transport';
 
 export { EXIT } from './args';
@@ -24,12 +24,13 @@ const USAGE = `Usage:
   drivetwin clone SOURCE DEST [DEST...] [--region-size SIZE] [--threshold N] [--batch N]
         [--throttle PCT] [--max-rate RATE] [--sparse | --no-sparse] [--ignore-errors]
         [--sequential] [--verify] [--used-only [--zero-free]] [--from-map MAPFILE]
-        [--fit] [--new-ids] [--fresh] [--yes] [--allow-mounted] [--allow-system] [--eject]
-        [--serve SOCKET] [--db PATH] [--json]
+        [--fit] [--new-ids] [--fresh] [--measure] [--yes] [--allow-mounted] [--allow-system]
+        [--eject] [--serve SOCKET] [--db PATH] [--json]
   drivetwin resume JOB [--threshold N] [--batch N] [--throttle PCT] [--max-rate RATE]
         [--ignore-errors] [--sequential] [--verify] [--drop DEST]... [--yes] [--eject]
         [--serve SOCKET] [--db PATH] [--json]
   drivetwin verify SOURCE DEST [DEST...] [--region-size SIZE] [--json]
+  drivetwin size SOURCE [--json]
   drivetwin status [JOB] [--json]
   drivetwin jobs [--json]
   drivetwin map JOB [--format json|ddrescue]
@@ -68,6 +69,7 @@ const CLONE = {
   ...LIVE,
   'region-size': { type: 'string' },
   fresh: { type: 'boolean' },
+  measure: { type: 'boolean' },
   'used-only': { type: 'boolean' },
   'zero-free': { type: 'boolean' },
   'from-map': { type: 'string' },
@@ -189,6 +191,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       allowSystem: Boolean(values['allow-system']),
       fromMap: values['from-map'] as string | undefined,
       fresh: Boolean(values.fresh),
+      measure: Boolean(values.measure),
     };
     const meta = openMetadata(values);
     return runSession(new Output(Boolean(values.json)), meta, request, values);
@@ -282,6 +285,44 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     } finally {
       await Promise.all([source, ...dests].map((d) => d.close()));
     }
+  },
+
+  /** How big the image in SOURCE is: as its file states it, or measured by decompressing it (nothing written). */
+  async size(args) {
+    const { values, positionals } = parse(args, COMMON);
+    if (positionals.length !== 1) throw new UsageError('size needs one SOURCE');
+    const out = new Output(Boolean(values.json));
+    const { measureSource } = await import('../session/measure');
+    const began = performance.now();
+    let last = 0;
+    const { size, measured } = await measureSource(positionals[0], (bytes, compressed) => {
+      const now = performance.now();
+      if (now - last < 500) return;
+      last = now;
+      const share = compressed.total > 0 ? compressed.done / compressed.total : 0;
+      const seconds = (now - began) / 1000;
+      out.event({
+        type: 'size-progress',
+        bytesDecoded: bytes,
+        compressedDone: compressed.done,
+        compressedTotal: compressed.total,
+      });
+      if (!out.json && process.stderr.isTTY) {
+        const eta =
+          share > 0 ? formatDuration(Math.ceil((seconds * (1 - share)) / share)) : '--:--';
+        process.stderr.write(
+          `\rmeasuring: ${formatBytes(bytes)} decompressed, ${(100 * share).toFixed(1)}% of the file  ETA ${eta}\x1b[K`,
+        );
+      }
+    });
+    const seconds = (performance.now() - began) / 1000;
+    out.event({ type: 'size', source: positionals[0], size, measured, seconds });
+    const how = measured
+      ? `measured by decompressing it in ${seconds.toFixed(1)} s`
+      : 'as its file states';
+    if (!out.json && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+    out.say(`${positionals[0]}: ${size} bytes (${formatBytes(size)}), ${how}`);
+    return EXIT.ok;
   },
 
   ...jobCommands,

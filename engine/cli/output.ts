@@ -56,14 +56,18 @@ export function show(out: Output, e: EngineEvent): void {
         resume: 'Resuming',
         update: `Updating (${e.delta ?? 0} regions differ)`,
       }[e.intent];
+      // While the size is a guess, so is the region count: only what is done is said.
+      const of = e.sizeKnown ? ` of ${e.regionsTotal}` : '';
       const already =
         e.intent === 'resume' && e.regionsHydrated > 0
-          ? `, ${e.regionsHydrated} of ${e.regionsTotal} regions already done`
+          ? `, ${e.regionsHydrated}${of} regions already done`
           : '';
       const size = `${e.sizeKnown ? '' : 'about '}${formatBytes(e.bytesTotal)}`;
-      return out.say(
+      out.say(
         `${what} job ${e.job}: ${e.source} → ${e.destinations.join(', ')} (${size}${already})`,
       );
+      if (e.sizeNote) out.warn(`note: ${e.sizeNote}`);
+      return;
     }
     case 'progress':
       return out.progress(e);
@@ -115,7 +119,7 @@ function summary(d: DoneEvent): string {
   const words = {
     done: 'Done',
     interrupted: 'Stopped (resumable)',
-    failed: 'Failed (resumable)',
+    failed: d.resumable ? 'Failed (resumable)' : 'Failed (can’t be resumed)',
   }[d.state];
   const rate = d.seconds > 0 ? d.bytesRead / d.seconds : 0;
   const parts = [
@@ -131,7 +135,7 @@ function summary(d: DoneEvent): string {
       const safe = removal.safeToRemove ? 'safe to remove' : 'NOT safe to remove yet';
       parts.push(`${dest.path} ${safe}${removal.note ? `: ${removal.note}` : ''}`);
     }
-    if (dest.state !== 'failed') continue;
+    if (dest.state !== 'failed' || !d.resumable) continue;
     parts.push(
       `${dest.path} failed (${dest.error}): once it is fixed, "drivetwin resume ${d.job}" brings it ` +
         `back; "drivetwin resume ${d.job} --drop ${dest.path}" finishes without it`,

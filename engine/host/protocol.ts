@@ -10,6 +10,7 @@ export function doneWithoutCopy(job: number, state: 'interrupted' | 'failed'): D
     type: 'done',
     job,
     state,
+    resumable: true,
     bytesRead: 0,
     bytesWritten: 0,
     regionsCopied: 0,

@@ -39,10 +39,14 @@ export interface CopyOutcome extends RunTotals {
   state: 'done' | 'interrupted' | 'failed';
   /** Every region is hydrated on the destinations still in the job (whatever left it). */
   complete: boolean;
+  /** Not done, and a resume can finish it (not so when the source is damaged or the image too big). */
+  resumable: boolean;
   error: string | null;
   unreadable: Range[];
-  /** Destinations that left the job during this run, with why. */
-  failed: Array<{ index: number; path: string; reason: string }>;
+  /** Destinations that left the job during this run, with why, and the bitmap committed then (what each holds). */
+  failed: Array<{ index: number; path: string; reason: string; held: Uint8Array }>;
   /** The job database was deleted or replaced while the job ran. */
   databaseLost: boolean;
+  /** Why the job database was found damaged while the job ran, or null. */
+  databaseDamaged: string | null;
 }

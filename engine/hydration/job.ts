@@ -12,7 +12,8 @@ import { Committer } from './commit';
 import { Copier, type CopyOptions, type CopyResult } from './copier';
 import type { CopyOutcome, JobParts, JobTarget } from './job-parts';
 import { type Geometry, type Range, regionRange, regionsOf } from '../geometry';
-import { type Device, goneCode, isStream } from '../io/device';
+import { batchTrouble } from './batch-trouble';
+import { type Device, isStream } from '../io/device';
 import { JobProgress } from './job-progress';
 import { type Lane, OnDemand } from './on-demand';
 import type { Metadata } from '../store/metadata';
@@ -27,7 +28,8 @@ import type { EngineEvent, ProgressEvent } from '../events';
 
 const COMMIT_PERIOD_MS = 1000;
 
-type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string };
+/** `final`: a resume can't finish the job (said so, and recorded). */
+type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string; final: boolean };
 
 /**
  * Job events: 'event' (ErrorEvent | ModeEvent) for front ends; 'committed' (regions
@@ -86,6 +88,7 @@ export class HydrationJob extends EventEmitter {
       sequential: parts.options.sequential,
       zeroUnit: regionSize,
       onMoved: (bytes, admittedAt) => this.tally.moved(bytes, admittedAt),
+      stopped: () => this.stopReason !== null,
     };
     this.copier = new Copier(parts.source, this.throttle, this.copierOptions);
     this.committer = new Committer(this.id, this.meta, this.map, {
@@ -166,6 +169,12 @@ export class HydrationJob extends EventEmitter {
   /** In-flight I/O finishes and is committed; the job stays resumable. */
   cancel(): void {
     this.stopReason ??= { kind: 'cancelled' };
+    this.halt();
+  }
+
+  /** Nothing new starts: waiters for the throttle return and batches end after their current I/O. */
+  private halt(): void {
+    this.throttle.close();
     this.wake();
   }
 
@@ -381,18 +390,10 @@ export class HydrationJob extends EventEmitter {
     // Past a stream's end there are no regions to mark.
     const real = Math.min(n, this.geometry.regionCount - first);
     const length = Math.min(range.length, this.geometry.size - range.offset);
-    // A drive that is gone is not a bad sector: the job stops resumably instead of
-    // recording the rest of the disk as unreadable.
-    const failed = result.readError || result.unreadable.length > 0;
-    const gone =
-      failed && !isStream(this.source) && (await goneCode(this.source, result.readError));
-    if (gone) {
-      const why = `the source ${this.source.path} is gone (${gone}): reads that worked before fail now`;
-      return this.stop(`${why}. Reconnect it, then resume job ${this.id}`, this.source.path);
-    }
-    if (result.readError) {
-      return this.stop(result.readError.message, this.source.path, result.readError);
-    }
+    // What stops the job, and whether a resume can finish it: a source gone (not a bad
+    // sector: nothing is recorded unreadable), damaged, or bigger than a drive.
+    const trouble = await batchTrouble(this.source, result, this.targets, this.sizeKnown, this.id);
+    if (trouble) return this.stop(trouble.message, trouble.device, trouble.at, trouble.final);
     result.writeErrors.forEach((e) => {
       const target = this.targets.find((t) => t?.device.path === e.path);
       if (target) this.dropTarget(target, e.message);
@@ -412,7 +413,8 @@ export class HydrationJob extends EventEmitter {
         });
       }
     }
-    if (real <= 0) return;
+    // Stopped part-way: what was written is copied again on resume.
+    if (real <= 0 || result.stopped) return;
     this.committer.written(first, real);
     this.served?.landedNow(first, real);
     this.tally.batchDone(real, length);
@@ -427,7 +429,12 @@ export class HydrationJob extends EventEmitter {
     const slot = this.targets.indexOf(target);
     if (slot < 0) return;
     this.targets[slot] = null;
-    this.failed.push({ index: target.index, path: target.device.path, reason });
+    this.failed.push({
+      index: target.index,
+      path: target.device.path,
+      reason,
+      held: Uint8Array.from(this.map.bits),
+    });
     void target.device.close().catch(() => undefined);
     try {
       this.meta.failDestination(this.id, target.index, reason);
@@ -458,12 +465,12 @@ export class HydrationJob extends EventEmitter {
   }
 
   /** Stops hydrating, saying why once: the first reason is the one recorded. */
-  private stop(message: string, device: string | null = null, at?: Range): void {
+  private stop(message: string, device: string | null = null, at?: Range, final = false): void {
     if (!this.stopReason) {
-      this.stopReason = { kind: 'failed', message };
+      this.stopReason = { kind: 'failed', message, final };
       this.recordError(device, message, true, at);
     }
-    this.wake();
+    this.halt();
   }
 
   /** A commit's first step: every destination still in the job is flushed; one that fails leaves it. */
@@ -486,6 +493,7 @@ export class HydrationJob extends EventEmitter {
       error = this.failed.map((f) => `destination ${f.path} failed: ${f.reason}`).join('; ');
     }
     const state = complete && !lostDestination ? 'done' : error !== null ? 'failed' : 'interrupted';
+    const final = this.stopReason?.kind === 'failed' && this.stopReason.final;
     const totals = this.tally.totals();
     try {
       this.meta.setState(this.id, state, {
@@ -493,6 +501,7 @@ export class HydrationJob extends EventEmitter {
         mode,
         options: this.options,
         copySeconds: totals.seconds,
+        ...(final ? { unresumable: error! } : {}),
       });
     } catch (e) {
       this.committer.setMode('fail', `recording the job's end failed: ${(e as Error).message}`);
@@ -500,11 +509,13 @@ export class HydrationJob extends EventEmitter {
     return {
       state,
       complete,
+      resumable: state !== 'done' && !final,
       error,
       ...totals,
       unreadable: this.committer.unreadable,
       failed: this.failed,
       databaseLost: this.committer.databaseLost,
+      databaseDamaged: this.committer.databaseDamaged,
     };
   }
 }

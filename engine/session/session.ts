@@ -15,6 +15,7 @@ import { type Device, isStream } from '../io/device';
 import { ZstImage } from '../io/zst-image';
 import { HydrationJob } from '../hydration/job';
 import type { CopyOutcome } from '../hydration/job-parts';
+import type { JobRecord } from '../store/job-record';
 import type { Metadata } from '../store/metadata';
 import { Refused, closeAll, openReadable } from '../io/open';
 import type { JobOptions } from '../options';
@@ -25,9 +26,18 @@ import {
   type SessionRequest,
   confirmDrives,
   plan,
+  sizeGuessNote,
 } from './plan';
 import { doneEvent } from './done-event';
-import type { DoneEvent, EngineEvent, RegionMapEvent, StartEvent, VerifyEvent } from '../events';
+import type {
+  DoneEvent,
+  EngineEvent,
+  ErrorEvent,
+  RegionMapEvent,
+  StartEvent,
+  VerifyEvent,
+} from '../events';
+import { saveLostDatabase, writeJobAgain } from './database-trouble';
 import { RateMeter } from '../hydration/rate';
 import { RegionEvents } from '../hydration/region-events';
 import { releaseDrives } from './removal';
@@ -56,6 +66,8 @@ export class JobSession extends EventEmitter {
   private job: HydrationJob;
   private readonly regions: RegionEvents;
   private delta: number | null = null;
+  /** The job as recorded when the session began: written again if the database is found damaged. */
+  private readonly recorded: JobRecord | null;
   /** The compare or verify under way: how far it is. */
   private checking: { bytesDone: number; size: number; meter: RateMeter } | null = null;
   private readonly serving: Serving | null;
@@ -72,6 +84,7 @@ export class JobSession extends EventEmitter {
   ) {
     super();
     this.serving = serve ? new Serving(id, serve, (e) => this.emitEvent(e)) : null;
+    this.recorded = meta.getJob(id);
     this.job = this.hydrationJob(plan.source);
     const g = plan.geometry;
     this.regions = new RegionEvents(
@@ -103,6 +116,7 @@ export class JobSession extends EventEmitter {
       return new JobSession(meta, planned, claim, id, set, progressMs, eject, options.serve);
     } catch (e) {
       if (id !== null) recordFailure(meta, id, e);
+      if (id !== null) meta.releaseJob(id);
       await claim?.release(id === null);
       await closeAll([planned.source]);
       throw e;
@@ -201,9 +215,28 @@ export class JobSession extends EventEmitter {
       seconds: (performance.now() - began) / 1000,
       verifySeconds,
     });
-    if (copy?.databaseLost) this.saveLostDatabase();
+    if (copy?.databaseLost) this.emitEvent(saveLostDatabase(this.meta, this.id));
+    else if (copy?.databaseDamaged) this.emitEvent(this.writeJobAgain(copy));
     this.emitEvent(done);
     return done;
+  }
+
+  /** The database file was found damaged: the job goes into a new one, from what this process holds. */
+  private writeJobAgain(copy: CopyOutcome): ErrorEvent {
+    const g = this.job.currentGeometry();
+    const known = Number.isFinite(g.regionCount);
+    return writeJobAgain(this.meta, {
+      record: { ...this.recorded!, sourceIdentity: this.plan.sourceIdentity },
+      sourceSize: known ? g.size : 0,
+      regionsTotal: known ? g.regionCount : 0,
+      state: copy.state,
+      error: copy.error,
+      options: this.options,
+      map: this.setup.map,
+      unreadable: copy.unreadable,
+      failed: copy.failed,
+      copySeconds: copy.seconds,
+    });
   }
 
   /**
@@ -281,6 +314,7 @@ export class JobSession extends EventEmitter {
       regionsHydrated: now.regionsHydrated,
       bytesTotal: now.bytesTotal,
       sizeKnown: now.sizeKnown,
+      ...(now.sizeKnown ? {} : { sizeNote: sizeGuessNote(this.plan, now.bytesTotal)! }),
       options: this.options,
       ...(this.delta !== null ? { delta: this.delta } : {}),
     };
@@ -359,6 +393,7 @@ export class JobSession extends EventEmitter {
     return {
       state: 'done',
       complete: true,
+      resumable: false,
       error: null,
       bytesRead: 0,
       bytesWritten: 0,
@@ -368,6 +403,7 @@ export class JobSession extends EventEmitter {
       written: new Map(),
       seconds: 0,
       databaseLost: false,
+      databaseDamaged: null,
     };
   }
 
@@ -441,26 +477,7 @@ export class JobSession extends EventEmitter {
     await this.serving?.end(false);
     await closeAll([this.plan.source, ...this.setup.targets.map((t) => t.device)]);
     await this.claim.release();
-  }
-
-  /** The database file was deleted under the job: write it out again from this connection. */
-  private saveLostDatabase(): void {
-    try {
-      this.meta.saveAgain();
-      this.emitEvent({
-        type: 'error',
-        job: this.id,
-        fatal: true,
-        message: `the job database was written again to ${this.meta.file} from what this process held: resume job ${this.id} to go on`,
-      });
-    } catch (e) {
-      this.emitEvent({
-        type: 'error',
-        job: this.id,
-        fatal: true,
-        message: `the job database could not be written again (${(e as Error).message}): job ${this.id} can't be resumed; clone again with --fresh`,
-      });
-    }
+    this.meta.releaseJob(this.id);
   }
 }
 

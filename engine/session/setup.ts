@@ -4,6 +4,7 @@
 // frame, the starting bitmap committed (seeded from a mapfile, with free space placed,
 // or reduced to what a returning destination holds), then the hydration job.
 
+import { createHash, randomBytes } from 'node:crypto';
 import type { Claim } from './claim';
 import type { Target } from '../hydration/copier';
 import { type Geometry, type Range, regionRange } from '../geometry';
@@ -53,11 +54,15 @@ export async function setUp(meta: Metadata, plan: Plan, claim: Claim, id: number
               resumeAt,
             });
       const target = targetFor(opened.device, opened, d, plan.options);
+      // New identifiers are chosen once for the job: a resume or an update writes the same.
+      const kept = d.record?.identity.newIdSeed;
+      const seed = plan.options.newIds ? (kept ?? randomBytes(16).toString('hex')) : null;
+      if (seed && !kept) meta.setIdSeed(id, d.index, seed);
       const wipe =
         plan.intent === 'new' && !opened.emptied ? await oldTables(opened.device, plan, map) : [];
       targets.push({
         ...target,
-        tables: tableWritesFor(plan, opened.device),
+        tables: tableWritesFor(plan, opened.device, seed),
         index: d.index,
         ...(wipe.length > 0 ? { wipe } : {}),
       });
@@ -130,11 +135,29 @@ function targetFor(
   };
 }
 
-/** What a destination gets instead of the source's partition tables, for its own size; a backup keeps them. */
-function tableWritesFor(plan: Plan, device: Device): TableWrites | undefined {
+/**
+ * What a destination gets instead of the source's partition tables, for its own size;
+ * a backup keeps them. New identifiers come from `seed` when there is one.
+ */
+function tableWritesFor(plan: Plan, device: Device, seed: string | null): TableWrites | undefined {
   if (!plan.tables || device instanceof ZstImage) return undefined;
   const { table, copyEnd } = plan.tables;
-  return tableWrites(table, copyEnd, device.size, plan.options.newIds);
+  return tableWrites(table, copyEnd, device.size, seed === null ? false : seededBytes(seed));
+}
+
+/** An endless stream of bytes from `seed`: the same identifiers whenever the job writes them. */
+function seededBytes(seed: string): (n: number) => Buffer {
+  let counter = 0;
+  let pool = Buffer.alloc(0);
+  return (n) => {
+    while (pool.length < n) {
+      const block = createHash('sha256').update(`${seed}:${counter++}`).digest();
+      pool = Buffer.concat([pool, block]);
+    }
+    const out = Buffer.from(pool.subarray(0, n));
+    pool = pool.subarray(n);
+    return out;
+  };
 }
 
 /** Where every backup among the destinations can go on from: a frame boundary, at most the committed prefix. */

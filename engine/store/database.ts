@@ -1,6 +1,6 @@
 // The job database as a file: where it lives, how it is told apart from another
 // program's SQLite file (the application id), its schema, the migrations (1.0 → 1.1 →
-// 1.2) and the version rule, the errors met opening it, and the build of its driver
+// 1.2 → 1.3) and the version rule, the errors met opening it, and the build of its driver
 // that this runtime can load. The Metadata class holds the statements over it.
 
 import fs from 'node:fs';
@@ -8,7 +8,7 @@ import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 
 export const SCHEMA_MAJOR = 1;
-export const SCHEMA_MINOR = 2;
+export const SCHEMA_MINOR = 3;
 /** PRAGMA application_id: "DTwn", so another program's SQLite file is told apart. */
 const APPLICATION_ID = 0x4454776e;
 
@@ -94,10 +94,16 @@ CREATE TABLE written (
 );
 `;
 
+/** 1.3: why a job can't be resumed (its source is damaged, its image is bigger than a drive). */
+const MIGRATE_1_3 = `
+ALTER TABLE jobs ADD COLUMN unresumable TEXT;
+`;
+
 /** Each minor version's migration, applied in order to a database of an older minor. */
 const MIGRATIONS: Array<[minor: number, sql: string]> = [
   [1, MIGRATE_1_1],
   [2, MIGRATE_1_2],
+  [3, MIGRATE_1_3],
 ];
 
 /** Where the database lives unless --db or DRIVETWIN_DB says otherwise. */
@@ -210,6 +216,25 @@ export function versionProblem(major: number, minor: number): string | null {
   );
 }
 
+/**
+ * What is wrong with a job database file, from its first 100 bytes (the SQLite header)
+ * and its length: null when it is SQLite's, ours, and as long as its header says.
+ */
+export function headerProblem(header: Buffer, fileSize: number): string | null {
+  if (header.length < 100 || header.toString('latin1', 0, 16) !== 'SQLite format 3\0') {
+    return `it is no SQLite database any more (${fileSize} bytes, no SQLite header)`;
+  }
+  if (header.readUInt32BE(68) !== APPLICATION_ID) return 'it is not a DriveTwin job database';
+  const pageSize = header.readUInt16BE(16) === 1 ? 65536 : header.readUInt16BE(16);
+  const pages = header.readUInt32BE(28);
+  // The page count holds while the change counter matches the one it was written with.
+  const counted = header.readUInt32BE(92) === header.readUInt32BE(24);
+  if (counted && fileSize < pages * pageSize) {
+    return `it was cut short (${fileSize} bytes; its header says ${pages * pageSize})`;
+  }
+  return null;
+}
+
 /** SQLite's "another connection holds the lock" (after busy_timeout). */
 export function isBusy(e: unknown): boolean {
   const code = (e as { code?: unknown }).code;
@@ -232,17 +257,25 @@ export function migrate(db: BetterSqlite3.Database, file: string): void {
     if (isBusy(e)) throw e;
     throw new MetadataError(`${file} is not a DriveTwin job database: ${(e as Error).message}`);
   }
-  const tables = db.prepare(`SELECT count(*) AS n FROM sqlite_master`).get() as { n: number };
-  if (appId === 0 && tables.n === 0) {
-    db.transaction(() => {
-      db.exec(SCHEMA_1_0);
-      for (const [, sql] of MIGRATIONS) db.exec(sql);
-      db.pragma(`application_id = ${APPLICATION_ID}`);
-      const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
-      put.run('schema_major', String(SCHEMA_MAJOR));
-      put.run('schema_minor', String(SCHEMA_MINOR));
-    })();
-    return;
+  const empty = (): boolean =>
+    (db.prepare(`SELECT count(*) AS n FROM sqlite_master`).get() as { n: number }).n === 0;
+  if (appId === 0 && empty()) {
+    // Under the write lock, and checked again there: two processes opening a new
+    // database at once must not both create its schema.
+    const created = db
+      .transaction(() => {
+        if (!empty()) return false;
+        db.exec(SCHEMA_1_0);
+        for (const [, sql] of MIGRATIONS) db.exec(sql);
+        db.pragma(`application_id = ${APPLICATION_ID}`);
+        const put = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)');
+        put.run('schema_major', String(SCHEMA_MAJOR));
+        put.run('schema_minor', String(SCHEMA_MINOR));
+        return true;
+      })
+      .immediate();
+    if (created) return;
+    appId = db.pragma('application_id', { simple: true }) as number;
   }
   if (appId !== APPLICATION_ID) {
     throw new MetadataError(

@@ -27,6 +27,7 @@ export function doneEvent(d: Partial<JobDone> = {}): JobDone {
   return {
     job: 1,
     state: 'done',
+    resumable: false,
     bytesRead: 0,
     bytesWritten: 0,
     regionsCopied: 0,

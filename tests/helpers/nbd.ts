@@ -106,7 +106,7 @@ function quiet(fn: () => void): void {
 async function serve(
   nbdkitArgs: string[],
   dir: { dir: string; cleanup(): void },
-  loopOpts: { sectorSize?: 512 | 4096; readOnly?: boolean },
+  loopOpts: { sectorSize?: 512 | 4096; readOnly?: boolean; at?: string },
   env = process.env,
 ): Promise<NbdDrive> {
   const sock = path.join(dir.dir, 'nbd.sock');
@@ -238,7 +238,7 @@ export interface PluggableDrive extends NbdDrive {
  */
 export async function pluggableDrive(
   image: string,
-  opts: { readOnly?: boolean; sectorSize?: 512 | 4096 } = {},
+  opts: { readOnly?: boolean; sectorSize?: 512 | 4096; at?: string } = {},
 ): Promise<PluggableDrive> {
   const dir = tempDir('drivetwin-pluggable-');
   const trigger = path.join(dir.dir, 'unplugged');
@@ -252,7 +252,7 @@ export async function pluggableDrive(
       `error-file=${trigger}`,
     ],
     dir,
-    { sectorSize: opts.sectorSize, readOnly: opts.readOnly },
+    { sectorSize: opts.sectorSize, readOnly: opts.readOnly, at: opts.at },
   );
   return {
     ...drive,

@@ -223,8 +223,9 @@ for (const [f, seed] of FILESYSTEMS) {
       'regions found free = the bitmap’s free regions',
     );
     assert.equal(done.regionsCopied, REGIONS - free.size);
-    assert.equal(done.bytesRead, (REGIONS - free.size) * REGION);
-    assert.ok((done.bytesRead as number) < SIZE);
+    // Only used regions are read — and of them only what holds data (holes are not read).
+    assert.ok((done.bytesRead as number) <= (REGIONS - free.size) * REGION);
+    assert.ok((done.bytesRead as number) > 0);
     const got = regionHashes(dst);
     for (let i = 0; i < REGIONS; i++) {
       if (free.has(i)) assert.equal(got[i], ZERO_REGION, `free region ${i}: a hole`);
@@ -264,7 +265,7 @@ for (const [f, seed] of [FILESYSTEMS[0], FILESYSTEMS[4]]) {
         assert.equal(r.code, 0, explain(r));
         const done = only(r, 'done');
         assert.equal(done.verified, true);
-        assert.equal(done.bytesRead, (REGIONS - free.size) * REGION);
+        assert.ok((done.bytesRead as number) <= (REGIONS - free.size) * REGION);
         const got = regionHashes(dst.path);
         // A new job wipes the drive's first and last MiB (old partition tables) first.
         const wiped = (i: number): boolean => i === 0 || i === REGIONS - 1;

@@ -190,22 +190,30 @@ test('a region marked hydrated survives reopening the database', () => {
   }
 });
 
-test('a job marked running whose process is dead reads back as interrupted', () => {
-  const meta = Metadata.open(dbFile());
+test('a job is running while its lock is held, whatever its pid says, and interrupted once let go of', () => {
+  const file = dbFile();
+  const meta = Metadata.open(file);
+  const other = Metadata.open(file);
   try {
     const id = newJob(meta);
     assert.equal(meta.getJob(id)?.state, 'running');
+    // A dead pid does not end it: the lock says it runs, to this process and to another.
     meta.db.prepare('UPDATE jobs SET pid = ? WHERE id = ?').run(deadPid(), id);
-    assert.equal(meta.getJob(id)?.state, 'interrupted');
-    assert.equal(meta.listJobs()[0].state, 'interrupted');
-    // Still found for resuming.
-    assert.equal(meta.findUnfinished('/images/source.img', ['/images/a.img', '/dev/sdz'])?.id, id);
-    meta.db.prepare('UPDATE jobs SET pid = NULL WHERE id = ?').run(id);
-    assert.equal(meta.getJob(id)?.state, 'interrupted');
-    // A live process other than ours: still running.
-    meta.db.prepare('UPDATE jobs SET pid = ? WHERE id = ?').run(process.ppid, id);
     assert.equal(meta.getJob(id)?.state, 'running');
+    assert.equal(other.getJob(id)?.state, 'running');
+    assert.throws(() => other.claimJob(id, options), /job 1 is already running/);
+    // Let go of, with a live process other than ours recorded: interrupted all the same.
+    meta.releaseJob(id);
+    meta.db.prepare('UPDATE jobs SET pid = ? WHERE id = ?').run(process.ppid, id);
+    assert.equal(meta.getJob(id)?.state, 'interrupted');
+    assert.equal(other.listJobs()[0].state, 'interrupted');
+    // Still found for resuming, and taken by whoever resumes it.
+    assert.equal(meta.findUnfinished('/images/source.img', ['/images/a.img', '/dev/sdz'])?.id, id);
+    other.claimJob(id, options);
+    assert.equal(meta.getJob(id)?.state, 'running');
+    assert.throws(() => meta.claimJob(id, options), /already running \(process \d+\)/);
   } finally {
+    other.close();
     meta.close();
   }
 });
@@ -417,7 +425,7 @@ test('regions a client wrote through the served disk survive reopening; forgetti
   }
 });
 
-test('a 1.1 database is brought to 1.2 when opened (the regions clients wrote), its jobs kept', () => {
+test('a 1.1 database is brought to the current minor when opened (the regions clients wrote, why a job is unresumable), its jobs kept', () => {
   const file = dbFile();
   let id: number;
   {
@@ -425,9 +433,10 @@ test('a 1.1 database is brought to 1.2 when opened (the regions clients wrote), 
     id = newJob(meta);
     meta.close();
   }
-  // As DriveTwin 1.1 left it: no table of written regions.
+  // As DriveTwin 1.1 left it: no table of written regions, no unresumable column.
   const db = new Database(file);
   db.exec('DROP TABLE written');
+  db.exec('ALTER TABLE jobs DROP COLUMN unresumable');
   db.prepare(`UPDATE meta SET value = '1' WHERE key = 'schema_minor'`).run();
   db.close();
   const meta = Metadata.open(file);
@@ -441,7 +450,8 @@ test('a 1.1 database is brought to 1.2 when opened (the regions clients wrote), 
       value: string;
     };
     assert.equal(minor.value, String(SCHEMA_MINOR));
-    assert.equal(SCHEMA_MINOR, 2);
+    assert.equal(SCHEMA_MINOR, 3);
+    assert.equal(meta.getJob(id)?.unresumable, null);
   } finally {
     meta.close();
   }
