@@ -86,7 +86,7 @@ export interface RegionCounts {
   notYet: number;
 }
 
-/** The region counts exactly as one progress event gives them. */
+/** The region counts exactly as one progress event gives them (a verify's carries the copy's). */
 export function regionCounts(p: JobProgress): RegionCounts {
   return {
     total: p.regionsTotal,
@@ -95,6 +95,21 @@ export function regionCounts(p: JobProgress): RegionCounts {
     inFlight: p.hydrating,
     notYet: p.regionsTotal - p.regionsHydrated - p.regionsWritten - p.hydrating,
   };
+}
+
+/**
+ * The region counts once the job has ended: nothing is in flight or waiting any more.
+ * Done means every region is on every target (the done event says so); otherwise what
+ * the job's record holds as committed, `committed` (null: not known yet).
+ */
+export function finalCounts(
+  state: JobDone['state'] | null,
+  total: number,
+  committed: number | null,
+): RegionCounts | null {
+  const copied = state === 'done' ? total : committed;
+  if (copied === null) return null;
+  return { total, copied, written: 0, inFlight: 0, notYet: Math.max(0, total - copied) };
 }
 
 /**
