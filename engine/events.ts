@@ -226,8 +226,10 @@ export interface RegionMapEvent {
   regionSize: number;
   regionsTotal: number;
   hydrated: number[];
-  /** Replaces the previous set: in flight or written, not yet committed. */
+  /** Replaces the previous set: in flight. */
   hydrating: number[];
+  /** Replaces the previous set: written to every destination, waiting for the next commit. */
+  written: number[];
   unreadable: number[];
 }
 

@@ -13,6 +13,7 @@ import type { CopyOutcome, JobParts, JobTarget } from './job-parts';
 import { type Geometry, type Range, regionRange, regionsOf } from '../geometry';
 import { type Device, goneCode, isStream } from '../io/device';
 import { JobProgress } from './job-progress';
+import type { Uncommitted } from './region-events';
 import type { Metadata } from '../store/metadata';
 import { openReadable } from '../io/open';
 import { writePatches } from '../partitions/rewrite';
@@ -194,10 +195,10 @@ export class HydrationJob extends EventEmitter {
     };
   }
 
-  /** Regions not yet committed: in flight, or written and waiting for the commit. */
-  uncommittedRuns(): Array<{ first: number; count: number }> {
+  /** Regions not yet committed: in flight, and written waiting for the commit. */
+  uncommittedRuns(): Uncommitted {
     const inFlight = [...this.inFlight].map(([first, n]) => ({ first, count: n }));
-    return [...inFlight, ...this.committer.uncommitted()];
+    return { inFlight, written: this.committer.uncommitted() };
   }
 
   private regionsHydrating(): number {
