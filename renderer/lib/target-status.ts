@@ -35,6 +35,8 @@ export interface TargetEvents {
   done: JobDone | null;
 }
 
+const lower = (s: string): string => s.charAt(0).toLowerCase() + s.slice(1);
+
 /** "1 range", "3 ranges". */
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
@@ -46,7 +48,7 @@ export function destinationWords(d: DestinationResult): string {
     d.state === 'done'
       ? 'copied'
       : d.state === 'failed'
-        ? `failed: ${d.error ? failureWords(d.error) : 'no reason given'}`
+        ? `failed: ${d.error ? lower(failureWords(d.error)) : 'no reason given'}`
         : 'not finished';
   if (d.verified === true) return `${copy}, verified equal`;
   if (d.verified === false) {
@@ -76,7 +78,7 @@ export function targetStatuses(e: TargetEvents): TargetStatus[] {
       return {
         path,
         state: 'failed',
-        words: `failed: ${failureWords(failure.message)} It left the copy; the other targets go on.`,
+        words: `failed: ${lower(failureWords(failure.message))} It left the copy; the other targets go on.`,
         verified: null,
         error: failure.message,
       };
