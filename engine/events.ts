@@ -121,6 +121,8 @@ export interface ProgressEvent {
   regionsTotal: number;
   /** Bytes per second over the last second or so (since the last pause or throttle change). */
   rate: number;
+  /** Bytes done per second over this run so far, pauses left out (0 until a second is counted). */
+  averageRate: number;
   /** Seconds left at that rate; null while paused or not yet known. */
   eta: number | null;
   paused: boolean;

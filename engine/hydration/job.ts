@@ -188,6 +188,7 @@ export class HydrationJob extends EventEmitter {
       hydrating: this.regionsHydrating(),
       regionsTotal: Math.ceil(total / this.geometry.regionSize),
       rate: this.paused ? 0 : this.tally.rate(),
+      averageRate: this.tally.averageRate(),
       eta: this.paused ? null : this.tally.eta(left),
       paused: this.paused,
       throttle: { percent: throttle.percent, maxRate: throttle.maxRate },

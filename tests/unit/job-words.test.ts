@@ -131,7 +131,7 @@ describe('the verify, as the done event says it', () => {
     );
     assert.equal(
       verifyOutcome(done({}), true, 'EIO on /dev/sdb').text,
-      'Not verified: EIO on /dev/sdb.',
+      'Not verified: the drive reported an error there (a damaged area, or a loose cable) on /dev/sdb.',
     );
   });
 
