@@ -23,7 +23,7 @@ export function windowTitle(
     starting: 'Starting',
     comparing: verify('Comparing'),
     copying: `${percent} copied`,
-    flushing: 'Flushing',
+    flushing: 'Finishing',
     paused: `Paused at ${percent}`,
     verifying: verify('Verifying'),
     finished: ended ? 'Copy finished' : 'Copy stopped',

@@ -106,7 +106,7 @@ const PHRASES: Array<[RegExp, string | ((...m: string[]) => string)]> = [
   [
     /^(read|write|flush|open) failed on (\S+)/,
     (_m, op: string, p: string) =>
-      `${{ read: 'Reading', write: 'Writing to', flush: 'Flushing', open: 'Opening' }[op]} ${p} failed`,
+      `${{ read: 'Reading', write: 'Writing to', flush: 'Making the writes safe on', open: 'Opening' }[op]} ${p} failed`,
   ],
   [/;? ?run the clone with --fresh to start over/g, '; choose “Start over instead” to start over'],
   [/\. Copy only them with --fit/g, ': only they can be copied'],
@@ -185,11 +185,14 @@ export function plainText(message: string): string {
 
 /** Why a refusal happened, for the option it is about: what the user can do next. */
 export function refusalWords(message: string): string {
-  const plain = plainText(message);
-  if (/^--used-only\b/.test(message.trim())) {
-    return `${plain} Untick “Copy only used space” in Options to copy everything.`;
+  const usedOnly = /^--used-only:\s*(.*)$/s.exec(message.trim());
+  if (usedOnly) {
+    return (
+      `“Copy only used space” can’t be used for this copy: ${plainText(usedOnly[1])} ` +
+      'Untick it in Options to copy everything.'
+    );
   }
-  return plain;
+  return plainText(message);
 }
 
 /**

@@ -12,9 +12,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import type { Page } from 'playwright-core';
-import { tempDir } from '../helpers/files';
+import { tempDir, writeRandomFile } from '../helpers/files';
 import {
   assertNoPageErrors,
+  assertPlainWords,
   driveRow,
   openApp,
   plannedIntent,
@@ -150,5 +151,37 @@ test('"On it now" is what the target reads, not the job the engine would update;
   assert.equal(await dialog.getByTestId('start-button').isEnabled(), true);
   await screenshot(page, '04-confirmation-update-reads-target');
   await dialog.getByRole('button', { name: 'Cancel', exact: true }).click();
+  assertNoPageErrors(app);
+});
+
+test('"Copy only used space" the engine refuses: said in the window’s words, never with a command-line flag', async (t) => {
+  if (!requireBrowser(t)) return;
+  const tmp = tempDir('drivetwin-e2e-usedonly-');
+  t.after(() => tmp.cleanup());
+  const file = (name: string): string => path.join(tmp.dir, name);
+  writeRandomFile(file('noise.img'), 8 * MIB, 91);
+
+  const bridge = await startBridge(t, tmp.dir);
+  const app = await openApp(t, bridge);
+  const { page } = app;
+  await setUpCopy(page, file('noise.img'), [file('copy.img')], { usedOnly: true });
+  const refused = await plannedIntent(page);
+  t.diagnostic(refused);
+  assert.match(refused, /^refused: /);
+  const error = page.getByTestId('confirm-dialog').getByTestId('plan-error');
+  const shown = await error.locator('.plain').innerText();
+  assert.match(
+    shown,
+    /^“Copy only used space” can’t be used for this copy: .*noise\.img holds no ext2\/3\/4 or FAT32 file system/,
+  );
+  assert.match(shown, /Untick it in Options to copy everything\.$/);
+  await assertPlainWords(page, 'the refusal');
+  await error.locator('summary').click();
+  assert.match(
+    await error.locator('details').innerText(),
+    /--used-only:/,
+    'the engine’s words, under Details',
+  );
+  await screenshot(page, '04-confirmation-refused');
   assertNoPageErrors(app);
 });

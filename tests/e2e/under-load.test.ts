@@ -17,7 +17,6 @@ import {
   openApp,
   plannedIntent,
   requireBrowser,
-  screenshot,
   setUpCopy,
   shownCounts,
   startBridge,
@@ -145,7 +144,6 @@ test('two busy loops on both cores: .xz → drive + .img.zst in the window — p
   assert.ok(counts, 'the counts are shown');
   assert.equal(counts.copied, counts.total, `all copied: ${JSON.stringify(counts)}`);
   assert.equal(counts.written + counts.inFlight + counts.notYet, 0, JSON.stringify(counts));
-  await screenshot(page, '16-done-under-load');
   assertNoPageErrors(app);
 });
 

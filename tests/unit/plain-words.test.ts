@@ -70,8 +70,11 @@ describe('plain words for what the engine says', () => {
       'Writing to /dev/loop8 failed at 301 MiB (2.00 MiB): it is full, with no room left to write.',
     );
     const usedOnly = refusalWords('--used-only: /dev/loop1 holds no ext2/3/4 or FAT32 file system');
-    assert.match(usedOnly, /^“Copy only used space”: \/dev\/loop1 holds no ext2\/3\/4 or FAT32/);
-    assert.match(usedOnly, /Untick “Copy only used space” in Options to copy everything\.$/);
+    assert.match(
+      usedOnly,
+      /^“Copy only used space” can’t be used for this copy: \/dev\/loop1 holds no ext2\/3\/4 or FAT32/,
+    );
+    assert.match(usedOnly, /Untick it in Options to copy everything\.$/);
     assert.equal(
       plainText(
         "the last partition ends at 1.50 GiB and its GPT's backup needs 16.5 KiB after it; this drive holds 1.40 GiB",
