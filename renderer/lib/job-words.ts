@@ -4,7 +4,7 @@ import type { ClonePlan, JobState, JobSummary } from '../../preload/api';
 import type { JobDone, JobProgress, VerifyProgress } from '../../preload/events';
 import type { Phase } from './phase';
 import { formatBytes, formatDuration, formatPercent, formatRate } from './format';
-import { plainText } from './plain-words';
+import { plainPhrase } from './plain-words';
 
 /** What the window title says of the job on screen (empty: nothing to say). */
 export function windowTitle(
@@ -199,9 +199,8 @@ export function verifyOutcome(
     };
   }
   const why = done.error ?? error;
-  const words = why ? plainText(why).replace(/\.$/, '') : 'the verify did not finish';
   return {
     outcome: 'failed',
-    text: `Not verified: ${words.charAt(0).toLowerCase()}${words.slice(1)}.`,
+    text: `Not verified: ${why ? plainPhrase(why) : 'the verify did not finish'}.`,
   };
 }

@@ -108,6 +108,8 @@ const PHRASES: Array<[RegExp, string | ((...m: string[]) => string)]> = [
     (_m, op: string, p: string) =>
       `${{ read: 'Reading', write: 'Writing to', flush: 'Making the writes safe on', open: 'Opening' }[op]} ${p} failed`,
   ],
+  [/\bspawn (\S+) ENOENT\b/g, (_m, program: string) => `${program} is not installed`],
+  [/\bspawn (\S+) E[A-Z]+\b/g, (_m, program: string) => `${program} could not be started`],
   [/;? ?run the clone with --fresh to start over/g, '; choose “Start over instead” to start over'],
   [/\. Copy only them with --fit/g, ': only they can be copied'],
   [/;? ?(?:add|with) --fit\b/g, ' (only its partitions can be copied)'],
@@ -163,6 +165,19 @@ function codesInWords(text: string): string {
       return words.charAt(0).toLowerCase() + words.slice(1);
     },
   );
+}
+
+/**
+ * The same as a phrase to follow other words ("Can’t be used: …"): neither capitalised nor
+ * ended with a full stop.
+ */
+export function plainPhrase(message: string): string {
+  return lowerFirst(plainText(message).replace(/\.$/, ''));
+}
+
+/** A sentence's first word in lower case, to follow other words; "GPT…" stays as it is. */
+export function lowerFirst(text: string): string {
+  return /^[A-Z][a-z]/.test(text) ? text.charAt(0).toLowerCase() + text.slice(1) : text;
 }
 
 /** An engine or backend message in plain words: no flags, no error codes, no byte offsets. */

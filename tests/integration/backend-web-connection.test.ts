@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { type AddressInfo } from 'node:net';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { Backend } from '../../main/api';
 import { startWebBridge } from '../../main/web-bridge';
@@ -45,6 +45,31 @@ function statusWhen(
   });
 }
 
+/**
+ * A stand-in for the bridge — a hung one, one that only answers pings… — serving each
+ * connection with `serve`, and a page's client on it, connected.
+ */
+async function clientOf(
+  t: TestContext,
+  serve: (ws: WebSocket) => void,
+  reconnect = false,
+): Promise<ReturnType<typeof createBridgeClient>> {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  t.after(() => wss.close());
+  wss.on('connection', serve);
+  await new Promise((r) => wss.once('listening', r));
+  const port = (wss.address() as AddressInfo).port;
+  const client = createBridgeClient({
+    url: `ws://127.0.0.1:${port}/bridge`,
+    token: 'x',
+    WebSocket: Socket,
+    reconnect,
+  });
+  t.after(() => client.close());
+  await client.connected;
+  return client;
+}
+
 test('a page knows within 2 s that the bridge stopped, and reconnects by itself when it is back', async (t) => {
   const backend = fakeBackend();
   const token = 'ab'.repeat(32);
@@ -77,19 +102,9 @@ test('a page knows within 2 s that the bridge stopped, and reconnects by itself 
 
 test('a bridge that goes silent is lost within 2 s', async (t) => {
   // A server that accepts the token and then says nothing more (a hung backend).
-  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-  t.after(() => wss.close());
-  wss.on('connection', (ws) => ws.once('message', () => ws.send(JSON.stringify({ t: 'ready' }))));
-  await new Promise((r) => wss.once('listening', r));
-  const port = (wss.address() as AddressInfo).port;
-  const client = createBridgeClient({
-    url: `ws://127.0.0.1:${port}/bridge`,
-    token: 'x',
-    WebSocket: Socket,
-    reconnect: false,
-  });
-  t.after(() => client.close());
-  await client.connected;
+  const client = await clientOf(t, (ws) =>
+    ws.once('message', () => ws.send(JSON.stringify({ t: 'ready' }))),
+  );
   const since = performance.now();
   const { status, at } = await statusWhen(client, (s) => s.state === 'lost');
   assert.equal(status.reason, 'silent');
@@ -123,10 +138,8 @@ test('the bridge answers a ping at once, with or without anything else to say', 
 
 test('a bridge that only answers pings is never lost: the page asks when it hears nothing', async (t) => {
   // No heartbeat, no events: only the answer to the page's ping keeps it connected.
-  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-  t.after(() => wss.close());
   let pings = 0;
-  wss.on('connection', (ws) =>
+  const client = await clientOf(t, (ws) =>
     ws.on('message', (m) => {
       const message = JSON.parse(String(m)) as { t: string };
       if (message.t === 'auth') ws.send(JSON.stringify({ t: 'ready' }));
@@ -136,16 +149,6 @@ test('a bridge that only answers pings is never lost: the page asks when it hear
       }
     }),
   );
-  await new Promise((r) => wss.once('listening', r));
-  const port = (wss.address() as AddressInfo).port;
-  const client = createBridgeClient({
-    url: `ws://127.0.0.1:${port}/bridge`,
-    token: 'x',
-    WebSocket: Socket,
-    reconnect: false,
-  });
-  t.after(() => client.close());
-  await client.connected;
   const states: string[] = [];
   client.onConnection((s) => states.push(s.state));
   await new Promise((r) => setTimeout(r, 5000));
@@ -155,24 +158,17 @@ test('a bridge that only answers pings is never lost: the page asks when it hear
 });
 
 test('a silence that ends: said lost, then connected again on the same socket, no event missed', async (t) => {
-  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-  t.after(() => wss.close());
   let connections = 0;
   let speak: (text: string) => void = () => undefined;
-  wss.on('connection', (ws) => {
-    connections++;
-    speak = (text) => ws.send(text);
-    ws.once('message', () => ws.send(JSON.stringify({ t: 'ready' })));
-  });
-  await new Promise((r) => wss.once('listening', r));
-  const port = (wss.address() as AddressInfo).port;
-  const client = createBridgeClient({
-    url: `ws://127.0.0.1:${port}/bridge`,
-    token: 'x',
-    WebSocket: Socket,
-  });
-  t.after(() => client.close());
-  await client.connected;
+  const client = await clientOf(
+    t,
+    (ws) => {
+      connections++;
+      speak = (text) => ws.send(text);
+      ws.once('message', () => ws.send(JSON.stringify({ t: 'ready' })));
+    },
+    true,
+  );
   const heard: number[] = [];
   client.on('progress', (p) => heard.push((p as unknown as { n: number }).n));
   const lost = statusWhen(client, (s) => s.state === 'lost');

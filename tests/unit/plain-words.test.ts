@@ -50,6 +50,7 @@ const SAID = [
   'the partitions of /s.img end past its end (1610612736 > 1073741824 bytes): the image is cut short',
   'zeroing free space only makes sense with --used-only',
   'unknown flag --frobnicate',
+  "can't ask for administrator rights: spawn pkexec ENOENT",
 ];
 
 describe('plain words for what the engine says', () => {
@@ -89,6 +90,10 @@ describe('plain words for what the engine says', () => {
     );
     assert.equal(plainText('EWEIRD: something new'), 'The system refused it.');
     assert.match(plainText('unknown flag --frobnicate'), /“frobnicate”/);
+    assert.equal(
+      plainText("can't ask for administrator rights: spawn pkexec ENOENT"),
+      "Can't ask for administrator rights: pkexec is not installed.",
+    );
   });
 
   test('paths are left as they are', () => {
