@@ -123,6 +123,8 @@ export interface ProgressEvent {
   regionsTotal: number;
   /** Bytes per second over the last second or so (since the last pause or throttle change). */
   rate: number;
+  /** Bytes done per second over this run so far, pauses left out (0 until a second is counted). */
+  averageRate: number;
   /** Seconds left at that rate; null while paused or not yet known. */
   eta: number | null;
   paused: boolean;
@@ -251,8 +253,10 @@ export interface RegionMapEvent {
   regionSize: number;
   regionsTotal: number;
   hydrated: number[];
-  /** Replaces the previous set: in flight or written, not yet committed. */
+  /** Replaces the previous set: in flight. */
   hydrating: number[];
+  /** Replaces the previous set: written to every destination, waiting for the next commit. */
+  written: number[];
   unreadable: number[];
 }
 

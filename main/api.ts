@@ -114,6 +114,8 @@ export interface BackendDeps {
   eject?: EjectTool;
   /** Runs a program (blkid, sfdisk, udisksctl); tests pass a fake. */
   run?: Run;
+  /** Where picked image files are kept across restarts (pickedImagesFile); absent: not kept. */
+  pickedImagesFile?: string;
 }
 
 export type Handlers = { [M in DriveTwinMethod]: (...args: unknown[]) => Promise<MethodResult<M>> };
@@ -198,7 +200,7 @@ export function createBackend(deps: BackendDeps): Backend {
     }
   };
   /** Image files the user picked, per list: they join the drive list. */
-  const images = new PickedImages();
+  const images = new PickedImages(deps.pickedImagesFile ?? null);
   const run = deps.run ?? runProgram;
 
   const picture = (): Promise<() => SystemSnapshot> => drivesPicture(deps.snapshot?.() ?? null);

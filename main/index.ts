@@ -25,6 +25,7 @@ import { watchSystemDrives } from './drive-watcher';
 import { ejectTool } from './eject';
 import { electronDialogs, engineForker, powerSaveInhibit } from './electron-adapters';
 import { EngineSupervisor } from './engine-host';
+import { pickedImagesFile } from './picked-images';
 import { bindIpc } from './ipc';
 import { JobStatus, progressTitle, stopPrompt, taskbarProgress, type Notice } from './job-status';
 import { SleepInhibitor } from './sleep-inhibitor';
@@ -85,10 +86,8 @@ function start(): void {
   lockSession(session.defaultSession);
   checkRendererPolicy();
 
-  const engine = new EngineSupervisor({
-    dbPath: process.env.DRIVETWIN_DB ?? defaultDatabasePath(),
-    utilityProcess: engineForker,
-  });
+  const dbPath = process.env.DRIVETWIN_DB ?? defaultDatabasePath();
+  const engine = new EngineSupervisor({ dbPath, utilityProcess: engineForker });
   const { watcher, snapshot } = watchSystemDrives();
   watcher.on('error', (e: Error) => console.error(`DriveTwin: drive list: ${e.message}`));
   const backend = createBackend({
@@ -100,6 +99,7 @@ function start(): void {
     eject: ejectTool(),
     transport: 'electron',
     version: app.getVersion(),
+    pickedImagesFile: pickedImagesFile(dbPath),
   });
   const unbindIpc = bindIpc({ backend, window: () => win, indexUrl });
 

@@ -14,6 +14,7 @@ import { createBackend } from './api';
 import { watchSystemDrives } from './drive-watcher';
 import { ejectTool } from './eject';
 import { EngineSupervisor } from './engine-host';
+import { pickedImagesFile } from './picked-images';
 import { sudoViewer } from './file-browser';
 import { SleepInhibitor, systemdInhibit } from './sleep-inhibitor';
 import { startWebBridge, type WebBridge, type WebBridgeOptions } from './web-bridge';
@@ -68,6 +69,7 @@ async function main(): Promise<void> {
     fileBrowser: { viewer: sudoViewer() },
     eject: ejectTool(),
     transport: 'web',
+    pickedImagesFile: pickedImagesFile(dbPath),
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     version: (require('../../package.json') as { version: string }).version,
   });

@@ -411,13 +411,18 @@ export const BRIDGE_PATH = '/bridge';
 export const BRIDGE_CLOSE_UNAUTHORIZED = 4401;
 
 export type BridgeClientMessage =
-  { t: 'auth'; token: string } | { t: 'call'; id: number; method: string; args: unknown[] };
+  | { t: 'auth'; token: string }
+  | { t: 'call'; id: number; method: string; args: unknown[] }
+  /** Nothing heard for a while: is the bridge there? It answers `pong` at once. */
+  | { t: 'ping' };
 
 export type BridgeServerMessage =
   /** First message on an accepted connection (the token was right). */
   | { t: 'ready' }
   /** At least every half second: the backend is there. */
   | { t: 'alive' }
+  /** The answer to a ping. */
+  | { t: 'pong' }
   | { t: 'reply'; id: number; reply: Reply }
   | {
       [E in DriveTwinEventName]: { t: 'event'; event: E; payload: DriveTwinEvents[E] };

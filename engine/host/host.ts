@@ -291,7 +291,7 @@ export class EngineHost {
       record.regionsTotal,
       meta.loadBitmap(record),
       meta.loadUnreadable(id),
-    ).full([]);
+    ).full();
   }
 
   private async exportMap(id: number, format: 'json' | 'ddrescue'): Promise<string> {

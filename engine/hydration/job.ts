@@ -16,6 +16,7 @@ import { batchTrouble } from './batch-trouble';
 import { type Device, isStream } from '../io/device';
 import { JobProgress } from './job-progress';
 import { type Lane, OnDemand } from './on-demand';
+import type { Uncommitted } from './region-events';
 import type { Metadata } from '../store/metadata';
 import { openReadable } from '../io/open';
 import { writePatches } from '../partitions/rewrite';
@@ -213,6 +214,7 @@ export class HydrationJob extends EventEmitter {
       hydrating: this.batches.regionsInFlight,
       regionsTotal: Math.ceil(total / this.geometry.regionSize),
       rate: this.paused ? 0 : this.tally.rate(),
+      averageRate: this.tally.averageRate(),
       eta: this.paused ? null : this.tally.eta(left),
       paused: this.paused,
       throttle: { percent: throttle.percent, maxRate: throttle.maxRate },
@@ -220,9 +222,9 @@ export class HydrationJob extends EventEmitter {
     };
   }
 
-  /** Regions not yet committed: in flight, or written and waiting for the commit. */
-  uncommittedRuns(): Array<{ first: number; count: number }> {
-    return [...this.batches.runsInFlight(), ...this.committer.uncommitted()];
+  /** Regions not yet committed: in flight, and written waiting for the commit. */
+  uncommittedRuns(): Uncommitted {
+    return { inFlight: this.batches.runsInFlight(), written: this.committer.uncommitted() };
   }
 
   private async settleImageLengths(): Promise<void> {

@@ -8,6 +8,14 @@ import { RegionMap } from '../store/region-map';
 
 type Run = { first: number; count: number };
 
+/** What is not committed yet: in flight, and written to every destination waiting for the commit. */
+export interface Uncommitted {
+  inFlight: Run[];
+  written: Run[];
+}
+
+const NONE: Uncommitted = { inFlight: [], written: [] };
+
 /**
  * Runs as flat [first, count, …], ascending, overlapping and adjacent ones merged. Never
  * one entry per region: a run may be millions of regions (a hole of a sparse source).
@@ -41,7 +49,7 @@ function rangeRuns(ranges: Range[], regionSize: number, regionsTotal: number): R
 export class RegionEvents {
   private newlyHydrated: Run[] = [];
   private newlyUnreadable: Run[] = [];
-  private lastHydrating = '';
+  private lastUncommitted = '';
 
   constructor(
     private readonly job: number,
@@ -51,8 +59,8 @@ export class RegionEvents {
     private readonly unreadable: Range[],
   ) {}
 
-  /** The whole map, with what is in flight now. */
-  full(uncommitted: Run[]): RegionMapEvent {
+  /** The whole map, with what is in flight and written now. */
+  full(uncommitted: Uncommitted = NONE): RegionMapEvent {
     this.newlyHydrated = [];
     this.newlyUnreadable = [];
     return this.message(
@@ -71,13 +79,12 @@ export class RegionEvents {
   }
 
   /** The change since the last message, or null when nothing changed. */
-  delta(uncommitted: Run[]): RegionMapEvent | null {
-    const hydrating = flatRuns(uncommitted);
-    const key = hydrating.join(',');
+  delta(uncommitted: Uncommitted): RegionMapEvent | null {
+    const key = keyOf(flatRuns(uncommitted.inFlight), flatRuns(uncommitted.written));
     if (
       this.newlyHydrated.length === 0 &&
       this.newlyUnreadable.length === 0 &&
-      key === this.lastHydrating
+      key === this.lastUncommitted
     ) {
       return null;
     }
@@ -96,10 +103,11 @@ export class RegionEvents {
     reset: boolean,
     hydrated: number[],
     unreadable: number[],
-    uncommitted: Run[],
+    uncommitted: Uncommitted,
   ): RegionMapEvent {
-    const hydrating = flatRuns(uncommitted);
-    this.lastHydrating = hydrating.join(',');
+    const hydrating = flatRuns(uncommitted.inFlight);
+    const written = flatRuns(uncommitted.written);
+    this.lastUncommitted = keyOf(hydrating, written);
     return {
       type: 'region-map',
       job: this.job,
@@ -108,7 +116,12 @@ export class RegionEvents {
       regionsTotal: this.regionsTotal,
       hydrated,
       hydrating,
+      written,
       unreadable,
     };
   }
+}
+
+function keyOf(hydrating: number[], written: number[]): string {
+  return `${hydrating.join(',')}|${written.join(',')}`;
 }

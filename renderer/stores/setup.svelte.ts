@@ -67,6 +67,14 @@ class Setup {
   ready = $derived(
     this.sourceDrive !== null && this.verdictsCurrent && this.targetDrives.length > 0,
   );
+  /**
+   * Drives smaller than the source: only choosable when its partitions fit (their verdict
+   * says so), and then the copy is fitted — partitions only, each with a partition table
+   * for its own size. Image files are made as big as the copy needs.
+   */
+  fittedTargets: DriveInfo[] = $derived(
+    this.targetDrives.filter((d) => d.kind === 'block' && d.size < (this.sourceDrive?.size ?? 0)),
+  );
 
   constructor() {
     drives.onChange = (change) => {
@@ -159,12 +167,7 @@ class Setup {
       targets,
       options: this.cloneOptions(),
     };
-    // A drive smaller than the source is only choosable when its partitions fit (its
-    // verdict says so): the copy is then fitted, partitions only.
-    const size = this.sourceDrive?.size ?? 0;
-    if (this.targetDrives.some((d) => d.kind === 'block' && d.size < size)) {
-      request.options!.fit = true;
-    }
+    if (this.fittedTargets.length > 0) request.options!.fit = true;
     if (fresh) request.fresh = true;
     if (this.options.useNow) request.serve = true;
     return request;

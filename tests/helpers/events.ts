@@ -15,6 +15,7 @@ export function progressEvent(p: Partial<JobProgress> = {}): JobProgress {
     hydrating: 0,
     regionsTotal: 1024,
     rate: 0,
+    averageRate: 0,
     eta: null,
     paused: false,
     throttle: { percent: 100, maxRate: 0 },
