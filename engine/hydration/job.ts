@@ -3,8 +3,8 @@
 // destinations, so a region marked hydrated is always really on them. The regions
 // holding the partition tables go last. The commit itself and the metadata mode are
 // commit.ts; the batches and their memory bound batches.ts; what a run counts
-// job-progress.ts; what a job is given and gives back job-parts.ts; the destination
-// served while it hydrates on-demand.ts.
+// job-progress.ts; what a job is given and gives back job-parts.ts; its destinations,
+// and one leaving, destinations.ts; the destination served while it hydrates on-demand.ts.
 
 import { EventEmitter } from 'node:events';
 import { Batches, type RegionTurn, nextRun } from './batches';
@@ -13,14 +13,13 @@ import { Copier, type CopyOptions, type CopyResult } from './copier';
 import type { CopyOutcome, JobParts, JobTarget } from './job-parts';
 import { type Geometry, type Range, regionRange, regionsOf } from '../geometry';
 import { batchTrouble } from './batch-trouble';
+import { Destinations } from './destinations';
 import { type Device, isStream } from '../io/device';
 import { JobProgress } from './job-progress';
 import { type Lane, OnDemand } from './on-demand';
 import type { Uncommitted } from './region-events';
 import type { Metadata } from '../store/metadata';
 import { openReadable } from '../io/open';
-import { writePatches } from '../partitions/rewrite';
-import { wipe } from '../partitions/wipe';
 import type { RegionMap } from '../store/region-map';
 import { statusLine } from './status-line';
 import type { JobOptions, ThrottleSettings } from '../options';
@@ -41,6 +40,8 @@ export class HydrationJob extends EventEmitter {
   private readonly meta: Metadata;
   private readonly geometry: Geometry;
   private readonly source: Device;
+  private readonly destinations: Destinations;
+  /** The destinations' slots, null once one left (the copier's and on-demand's view). */
   private readonly targets: (JobTarget | null)[];
   private readonly map: RegionMap;
   private readonly zeroRegions: RegionMap | null;
@@ -62,7 +63,6 @@ export class HydrationJob extends EventEmitter {
   private flushingAtEnd = false;
   private stopReason: StopReason | null = null;
   private wake: () => void = () => undefined;
-  private readonly failed: CopyOutcome['failed'] = [];
 
   constructor(parts: JobParts) {
     super();
@@ -71,8 +71,12 @@ export class HydrationJob extends EventEmitter {
     // Copied: a streamed source's size becomes known when its end is read.
     this.geometry = { ...parts.geometry };
     this.source = parts.source;
-    this.targets = [...parts.targets];
     this.map = parts.map;
+    this.destinations = new Destinations(parts.targets, {
+      held: () => this.map.bits,
+      left: (target, reason) => this.destinationLeft(target, reason),
+    });
+    this.targets = this.destinations.slots;
     this.zeroRegions = parts.zeroRegions ?? null;
     this.fixedOptions = { ...parts.options };
     const { regionSize } = parts.geometry;
@@ -93,7 +97,7 @@ export class HydrationJob extends EventEmitter {
     };
     this.copier = new Copier(parts.source, this.throttle, this.copierOptions);
     this.committer = new Committer(this.id, this.meta, this.map, {
-      flushDestinations: () => this.flushDestinations(),
+      flushDestinations: () => this.destinations.flush(),
       status: () => this.status(),
       stop: (message) => this.stop(message),
       modeChanged: (event) => this.emitEvent(event),
@@ -108,8 +112,8 @@ export class HydrationJob extends EventEmitter {
           tally: this.tally,
           copierOptions: this.copierOptions,
           hydrate: (first, n, lane) => this.hydrateBatch(first, n, lane),
-          dropTarget: (target, reason) => this.dropTarget(target, reason),
-          flush: () => this.flushDestinations(),
+          dropTarget: (target, reason) => this.destinations.drop(target, reason),
+          flush: () => this.destinations.flush(),
           stopped: () => this.stopReason !== null,
         });
   }
@@ -138,14 +142,16 @@ export class HydrationJob extends EventEmitter {
     const timer = setInterval(() => void this.committer.commit(), COMMIT_PERIOD_MS);
     const sizeWasKnown = this.sizeKnown;
     try {
-      await this.wipeOldTables();
+      // Invariant 9, wipe first: before any region, a destination that can't take the
+      // zeros leaves the job, as one that fails later would.
+      await this.destinations.wipeOld();
       await this.hydrate();
       // Regions a client held as the copier went by are queued: their turn comes now.
       if (await this.served?.settle()) await this.hydrate();
       await this.hydrateTables();
       await this.served?.settle();
       // Images of a stream grew with the writes: zero regions at the end left them short.
-      if (!sizeWasKnown && this.sizeKnown) await this.settleImageLengths();
+      if (!sizeWasKnown && this.sizeKnown) await this.destinations.setLength(this.geometry.size);
     } finally {
       clearInterval(timer);
     }
@@ -227,14 +233,6 @@ export class HydrationJob extends EventEmitter {
     return { inFlight: this.batches.runsInFlight(), written: this.committer.uncommitted() };
   }
 
-  private async settleImageLengths(): Promise<void> {
-    await Promise.all(
-      this.liveTargets().map((t) =>
-        t.device.setLength?.(this.geometry.size).catch((e: Error) => this.dropTarget(t, e.message)),
-      ),
-    );
-  }
-
   /** A stream ended at `end`: no region past it exists. */
   private learnSize(end: number): void {
     if (this.sizeKnown && end >= this.geometry.size) return;
@@ -305,39 +303,19 @@ export class HydrationJob extends EventEmitter {
   }
 
   /**
-   * Invariant 9, wipe first: a new job's destinations lose their old partition tables
-   * (partitions/wipe.ts) before any region, and are flushed. A destination that can't
-   * take the zeros leaves the job, as one that fails later would.
-   */
-  private async wipeOldTables(): Promise<void> {
-    await Promise.all(
-      this.liveTargets()
-        .filter((t) => t.wipe?.length)
-        .map((t) => wipe(t.device, t.wipe!).catch((e: Error) => this.dropTarget(t, e.message))),
-    );
-  }
-
-  /**
    * The partition tables go last: once every other region is committed, each
    * destination's end is written (zeros over stale signatures, a GPT's backup), then
    * the regions that hold the tables and the boot sector, flushed by the final commit.
    * A new job wiped the destinations' old tables before the first region
-   * (wipeOldTables), so a copy stopped before then leaves no table at all: a
+   * (Destinations.wipeOld), so a copy stopped before then leaves no table at all: a
    * half-written disk never looks like a finished one, nor like the disk it was.
    */
   private async hydrateTables(): Promise<void> {
-    const pastCopy = this.liveTargets().filter((t) => t.tables?.pastCopy.length);
     const held = this.heldBack.length > 0;
-    if (!held && pastCopy.length === 0) return;
+    if (!held && !this.destinations.anyPastCopy) return;
     if (held) await this.committer.commit();
     if (this.stopReason || this.committer.mode !== 'rw') return;
-    await Promise.all(
-      pastCopy.map((t) =>
-        writePatches(t.device, t.tables!.pastCopy).catch((e: Error) =>
-          this.dropTarget(t, e.message),
-        ),
-      ),
-    );
+    await this.destinations.writePastCopy();
     if (!held || this.stopReason) return;
     this.tablesTurn = true;
     this.cursor = Math.min(...this.heldBack.map((h) => h.first));
@@ -397,10 +375,10 @@ export class HydrationJob extends EventEmitter {
     const trouble = await batchTrouble(this.source, result, this.targets, this.sizeKnown, this.id);
     if (trouble) return this.stop(trouble.message, trouble.device, trouble.at, trouble.final);
     result.writeErrors.forEach((e) => {
-      const target = this.targets.find((t) => t?.device.path === e.path);
-      if (target) this.dropTarget(target, e.message);
+      const target = this.destinations.byPath(e.path);
+      if (target) this.destinations.drop(target, e.message);
     });
-    if (this.liveTargets().length === 0) return;
+    if (this.destinations.live().length === 0) return;
     if (result.unreadable.length > 0) {
       this.committer.foundUnreadable(result.unreadable);
       for (const r of result.unreadable) {
@@ -422,22 +400,8 @@ export class HydrationJob extends EventEmitter {
     this.tally.batchDone(real, length);
   }
 
-  private liveTargets(): JobTarget[] {
-    return this.targets.filter((t): t is JobTarget => t !== null);
-  }
-
-  /** kcopyd's write_err: the failing destination leaves the job, the others go on. */
-  private dropTarget(target: JobTarget, reason: string): void {
-    const slot = this.targets.indexOf(target);
-    if (slot < 0) return;
-    this.targets[slot] = null;
-    this.failed.push({
-      index: target.index,
-      path: target.device.path,
-      reason,
-      held: Uint8Array.from(this.map.bits),
-    });
-    void target.device.close().catch(() => undefined);
+  /** A destination left the job (Destinations.drop): recorded, said, and the job stops with the last. */
+  private destinationLeft(target: JobTarget, reason: string): void {
     try {
       this.meta.failDestination(this.id, target.index, reason);
     } catch (e) {
@@ -446,7 +410,7 @@ export class HydrationJob extends EventEmitter {
       );
     }
     this.recordError(target.device.path, `${reason}; this destination left the job`, false);
-    if (this.liveTargets().length === 0) this.stop('every destination failed');
+    if (this.destinations.live().length === 0) this.stop('every destination failed');
   }
 
   private recordError(device: string | null, message: string, fatal: boolean, at?: Range): void {
@@ -475,24 +439,17 @@ export class HydrationJob extends EventEmitter {
     this.halt();
   }
 
-  /** A commit's first step: every destination still in the job is flushed; one that fails leaves it. */
-  private async flushDestinations(): Promise<boolean> {
-    const flushes = this.liveTargets().map((t) =>
-      t.device.flush().catch((e: Error) => this.dropTarget(t, e.message)),
-    );
-    await Promise.all(flushes);
-    return this.liveTargets().length > 0;
-  }
-
   /** Done only when every destination still in the job holds every region. */
   private finish(): CopyOutcome {
     const { mode } = this.committer;
     const complete =
       this.sizeKnown && this.map.count === this.geometry.regionCount && mode === 'rw';
-    const lostDestination = this.failed.length > 0;
+    const lostDestination = this.destinations.failed.length > 0;
     let error = this.stopReason?.kind === 'failed' ? this.stopReason.message : null;
     if (lostDestination && !error) {
-      error = this.failed.map((f) => `destination ${f.path} failed: ${f.reason}`).join('; ');
+      error = this.destinations.failed
+        .map((f) => `destination ${f.path} failed: ${f.reason}`)
+        .join('; ');
     }
     const state = complete && !lostDestination ? 'done' : error !== null ? 'failed' : 'interrupted';
     const final = this.stopReason?.kind === 'failed' && this.stopReason.final;
@@ -515,7 +472,7 @@ export class HydrationJob extends EventEmitter {
       error,
       ...totals,
       unreadable: this.committer.unreadable,
-      failed: this.failed,
+      failed: this.destinations.failed,
       databaseLost: this.committer.databaseLost,
       databaseDamaged: this.committer.databaseDamaged,
     };

@@ -13,7 +13,7 @@ import { otherNames } from '../drives/overlap';
 import type { SystemSnapshot } from '../drives/topology';
 import { BlockDevice } from '../io/block-device';
 import { hasFlock, tryFlock } from '../io/flock';
-import type { Identity } from '../io/identity';
+import { type Identity, identifyPath } from '../io/identity';
 import { MetadataError } from '../store/database';
 import type { Metadata } from '../store/metadata';
 import { Refused, closeAll } from '../io/open';
@@ -164,4 +164,18 @@ export function claimJob(meta: Metadata, plan: Plan, identities: Map<number, Ide
     if (e instanceof MetadataError) throw new Refused(e.message);
     throw e;
   }
+}
+
+/** Identities of the claimed destinations, recorded with a new job. */
+export function claimedIdentities(p: Plan, claim: Claim): Map<number, Identity> {
+  const size = Number.isFinite(p.geometry.regionCount) ? p.geometry.size : 0;
+  const out = new Map<number, Identity>();
+  for (const d of p.destinations) {
+    const drive = claim.drives.get(d.index);
+    out.set(
+      d.index,
+      identifyPath(d.probe.path, drive ?? { kind: 'file', size, logicalBlockSize: 512 }),
+    );
+  }
+  return out;
 }

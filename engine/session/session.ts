@@ -8,9 +8,8 @@
 //   run:   [update: compare] → start → hydrate + commit → [verify] → done
 
 import { EventEmitter } from 'node:events';
-import { type Claim, claimDestinations, claimJob } from './claim';
+import { type Claim, claimDestinations, claimJob, claimedIdentities } from './claim';
 import type { Geometry } from '../geometry';
-import { type Identity, identifyPath } from '../io/identity';
 import { type Device, isStream } from '../io/device';
 import { ZstImage } from '../io/zst-image';
 import { HydrationJob } from '../hydration/job';
@@ -110,7 +109,7 @@ export class JobSession extends EventEmitter {
       if (options.serve) await checkServing(planned, options.serve);
       await confirmDrives(planned, confirm);
       claim = await claimDestinations(meta, planned);
-      id = claimJob(meta, planned, identities(planned, claim));
+      id = claimJob(meta, planned, claimedIdentities(planned, claim));
       const set = await setUp(meta, planned, claim, id);
       const { progressMs = PROGRESS_MS, eject = false } = options;
       return new JobSession(meta, planned, claim, id, set, progressMs, eject, options.serve);
@@ -479,20 +478,6 @@ export class JobSession extends EventEmitter {
     await this.claim.release();
     this.meta.releaseJob(this.id);
   }
-}
-
-/** Identities of the claimed destinations, recorded with a new job. */
-function identities(p: Plan, claim: Claim): Map<number, Identity> {
-  const size = Number.isFinite(p.geometry.regionCount) ? p.geometry.size : 0;
-  const out = new Map<number, Identity>();
-  for (const d of p.destinations) {
-    const drive = claim.drives.get(d.index);
-    out.set(
-      d.index,
-      identifyPath(d.probe.path, drive ?? { kind: 'file', size, logicalBlockSize: 512 }),
-    );
-  }
-  return out;
 }
 
 function recordFailure(meta: Metadata, id: number, e: unknown): void {

@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import { inodeOf } from '../io/inode';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
-import { MetadataError, isBusy, lockedMessage, migrate, sqliteBinding } from './database';
+import { MetadataError, isBusy, lockedMessage } from './database';
+import { connect, sqlite } from './connect';
 import { type Committed, readBack, sleepSync } from './read-back';
 import { type JobCopy, writeJobCopy } from './job-copy';
 import { type Range, mergeRanges } from '../geometry';
@@ -34,54 +35,6 @@ export interface CommitDelta {
 const now = (): string => new Date().toISOString();
 
 type Chunk = { index: number; bytes: Buffer };
-
-/** Loaded on first use, not at the top: commands that never touch the database start faster. */
-function sqlite(): typeof BetterSqlite3 {
-  // Loaded here, not at the top: commands that never touch the database start faster.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require('better-sqlite3') as typeof BetterSqlite3;
-}
-
-/** Why `file` can't be written where it is (a read-only folder or file), or null. */
-function readOnlyProblem(file: string): string | null {
-  const folder = path.dirname(file);
-  for (const p of fs.existsSync(file) ? [folder, file] : [folder]) {
-    try {
-      fs.accessSync(p, fs.constants.W_OK);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      const what = p === file ? 'is read-only' : `is in a read-only folder (${folder})`;
-      return `the job database ${file} ${what} (${code}): use --db to choose another database`;
-    }
-  }
-  return null;
-}
-
-/** A connection to the job database at `file`, checked and brought up to date. */
-function connect(file: string): BetterSqlite3.Database {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const readOnly = readOnlyProblem(file);
-  if (readOnly) throw new MetadataError(readOnly);
-  let db: BetterSqlite3.Database;
-  try {
-    db = new (sqlite())(file, { nativeBinding: sqliteBinding() });
-    db.pragma('busy_timeout = 5000');
-  } catch (e) {
-    throw new MetadataError(`${file} is not a DriveTwin job database: ${(e as Error).message}`);
-  }
-  try {
-    // Checked before anything is written, so another program's file is left as it was.
-    migrate(db, file);
-    db.pragma('journal_mode = WAL');
-    db.pragma('foreign_keys = ON');
-  } catch (e) {
-    db.close();
-    if (e instanceof MetadataError) throw e;
-    if (isBusy(e)) throw new MetadataError(lockedMessage(file));
-    throw new MetadataError((e as Error).message);
-  }
-  return db;
-}
 
 export class Metadata {
   private readonly statements = new Map<string, BetterSqlite3.Statement>();
