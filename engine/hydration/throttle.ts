@@ -75,6 +75,8 @@ export class Throttle {
   private measuring = true;
   /** Since when the percent's state (measuring, or holding to a pace) is what it is. */
   private stateSince: number;
+  /** The job stops: nobody waits any longer (a waiter re-checks within a tick). */
+  private closed = false;
 
   constructor(
     settings: ThrottleSettings,
@@ -142,6 +144,11 @@ export class Throttle {
     this.stateSince = this.now();
     this.full.interrupt();
     if (!paced) this.owe();
+  }
+
+  /** The job stops: every waiter returns within a tick, and later ones at once. */
+  close(): void {
+    this.closed = true;
   }
 
   /** Waits until an I/O of `bytes` may start. Callers are admitted in order. */
@@ -220,7 +227,7 @@ export class Throttle {
     try {
       for (;;) {
         const t = this.now();
-        if (this.pace === 0 || t >= this.readyAt) break;
+        if (this.closed || this.pace === 0 || t >= this.readyAt) break;
         await this.sleep(Math.max(1, Math.min(TICK_MS, this.readyAt - t)));
       }
     } finally {

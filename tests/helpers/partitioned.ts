@@ -63,12 +63,20 @@ export function tableOf(disk: string): unknown {
 }
 
 /** The kernel reads the table of loop device `dev` again (its partitions appear as devp1, …). */
-export function rescan(dev: string): void {
+export function rescan(dev: string, partitions = 1): void {
   run('blockdev', ['--flushbufs', dev]);
-  run('partx', ['--update', dev]);
-  // devtmpfs makes the nodes (there may be no udev to wait for): wait for the first.
-  const until = Date.now() + 5000;
-  while (!fs.existsSync(`${dev}p1`) && Date.now() < until) spawnSync('sleep', ['0.05']);
+  // devtmpfs makes the nodes (there may be no udev to wait for): wait for each, asking
+  // again now and then (on a loaded machine a node was still missing after 5 s).
+  const nodes = Array.from({ length: partitions }, (_, i) => `${dev}p${i + 1}`);
+  const until = Date.now() + 20_000;
+  for (let asked = 0; ;) {
+    if (Date.now() >= asked + 4000) {
+      run('partx', ['--update', dev]);
+      asked = Date.now();
+    }
+    if (nodes.every((n) => fs.existsSync(n)) || Date.now() > until) return;
+    spawnSync('sleep', ['0.05']);
+  }
 }
 
 /**
@@ -154,7 +162,7 @@ export function assertPartitionsCopied(source: string, copy: string, files: stri
   const theirs = partsOf(source);
   const mine = partsOf(copy);
   assert.deepEqual(mine, theirs, 'the same partitions, at the same places');
-  rescan(copy);
+  rescan(copy, mine.length);
   for (const p of mine) {
     assert.equal(sha256(`${copy}p${p.number}`), partitionSha(source, p), `partition ${p.number}`);
   }
