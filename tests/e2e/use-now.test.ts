@@ -43,6 +43,8 @@ test('Use it now: the target is served while it copies, and the page says how to
   await note.waitFor({ timeout: 30_000 });
   const uri = (await note.locator('p code').first().innerText()).trim();
   assert.match(uri, /^nbd\+unix:\/\/\/\?socket=\/.*\/disk\.sock$/);
+  // The commands are behind "How to attach it" (commands and flags stay out of plain words).
+  await note.getByText('How to attach it').click();
   assert.match(
     await note.innerText(),
     /nbdfuse ~\/disk 'nbd\+unix:[^']+' &[\s\S]*losetup -f --show ~\/disk/,
