@@ -130,6 +130,11 @@ export interface ProgressEvent {
   paused: boolean;
   /** The throttle in force. */
   throttle: { percent: number; maxRate: number };
+  /**
+   * The pair's full speed, bytes per second: the copy's throughput when nothing held it
+   * back, as last measured (null until then). A throttle percent is that share of it.
+   */
+  fullSpeed: number | null;
   status: string;
 }
 

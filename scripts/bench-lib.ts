@@ -161,28 +161,72 @@ export function engine(src: string, dst: string, ...extra: string[]): [string, s
   return [process.execPath, [CLI, 'clone', src, dst, '--yes', '--json', '--db', db, ...extra]];
 }
 
-/** The copy rate the engine's done event reports (its own timing, without start-up). */
-export function copyRate(stdout: string): number {
-  const done = JSON.parse(stdout.split('\n').find((l) => l.includes('"type":"done"')) ?? '{}');
-  return done.bytesRead / done.seconds;
-}
-
 export const throttleLines: string[] = [];
 
-/** --throttle 50 against 100 on the same pair, alternating; then --max-rate 50M on 500 MiB. */
+/**
+ * A clone at `--throttle PERCENT`, stopped (SIGTERM) `seconds` after it started unless it
+ * ends first: its bytes per second after its first second, from its progress events as they
+ * arrived (the first fraction of a second of a throttled copy measures the full speed, at it).
+ */
+function rateAfterFirstSecond(
+  src: string,
+  dst: string,
+  percent: number,
+  seconds: number,
+): Promise<number> {
+  const [cmd, args] = engine(src, dst, '--throttle', String(percent));
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'], env: ENV });
+    const seen: Array<{ at: number; bytes: number }> = [];
+    let startedAt = 0;
+    let partial = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop()!;
+      for (const line of lines) {
+        const e = JSON.parse(line) as { type: string; phase?: string; bytesDone?: number };
+        const at = performance.now();
+        if (e.type === 'start') {
+          startedAt = at;
+          setTimeout(() => child.kill('SIGTERM'), seconds * 1000);
+        }
+        if (e.type === 'progress' && e.phase === 'copying' && startedAt > 0) {
+          seen.push({ at, bytes: e.bytesDone! });
+        }
+      }
+    });
+    child.on('error', reject);
+    child.on('close', () => {
+      const after = seen.filter((p) => p.at >= startedAt + 1000);
+      if (after.length < 2) return reject(new Error(`--throttle ${percent}: too short to measure`));
+      const [a, b] = [after[0], after[after.length - 1]];
+      resolve(((b.bytes - a.bytes) * 1000) / (b.at - a.at));
+    });
+  });
+}
+
+/**
+ * --throttle 25, 50 and 75 against 100 on the same pair, alternating, each measured after
+ * its first second; then --max-rate 50M on 500 MiB.
+ */
 export async function throttleFigures(loopA: string, loopB: string): Promise<void> {
-  const rates: Record<string, number[]> = { '100': [], '50': [] };
+  const percents = [100, 25, 50, 75];
+  const rates: Record<number, number[]> = { 100: [], 25: [], 50: [], 75: [] };
   for (let round = 0; round < ROUNDS; round++)
-    for (const pct of round % 2 ? ['50', '100'] : ['100', '50']) {
-      const r = await run(...engine(loopA, loopB, '--throttle', pct));
-      rates[pct].push(copyRate(r.stdout));
+    for (let i = 0; i < percents.length; i++) {
+      const pct = percents[(i + round) % percents.length];
+      rates[pct].push(await rateAfterFirstSecond(loopA, loopB, pct, 4));
     }
-  const share = median(rates['50']) / median(rates['100']);
-  throttleLines.push(
-    `--throttle 50: ${(median(rates['50']) / MiB).toFixed(0)} MiB/s against ` +
-      `${(median(rates['100']) / MiB).toFixed(0)} MiB/s at 100: ${share.toFixed(2)} of full speed ` +
-      `(target 0.50 ± 15%: ${share >= 0.425 && share <= 0.575 ? 'holds' : 'FAILS'})`,
-  );
+  const full = median(rates[100]);
+  for (const pct of [25, 50, 75]) {
+    const share = median(rates[pct]) / full;
+    const holds = Math.abs(share - pct / 100) <= 0.15 * (pct / 100);
+    throttleLines.push(
+      `--throttle ${pct}: ${(median(rates[pct]) / MiB).toFixed(0)} MiB/s against ` +
+        `${(full / MiB).toFixed(0)} MiB/s at 100: ${share.toFixed(2)} of full speed ` +
+        `(target ${(pct / 100).toFixed(2)} ± 15%: ${holds ? 'holds' : 'FAILS'})`,
+    );
+  }
   const small = path.join(work, 'rate-src.img');
   const out = path.join(work, 'rate-dst.img');
   sh('dd', ['if=/dev/urandom', `of=${small}`, 'bs=4M', 'count=125', 'status=none']);

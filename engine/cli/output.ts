@@ -33,9 +33,14 @@ export class Output {
     const what = p.phase === 'copying' ? '' : `${p.phase} `.padEnd(10);
     const paused = p.paused;
     const eta = paused ? 'paused' : `ETA ${p.eta === null ? '--:--' : formatDuration(p.eta)}`;
+    // A throttle percent is a share of the full speed: say of what.
+    const share =
+      p.throttle.percent < 100 && p.fullSpeed !== null
+        ? `  (${p.throttle.percent} % of ${formatBytes(p.fullSpeed)}/s)`
+        : '';
     const line =
       `${what}${pct.padStart(5)}%  ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}  ` +
-      `${formatBytes(p.rate)}/s  ${eta}`;
+      `${formatBytes(p.rate)}/s${share}  ${eta}`;
     process.stderr.write(`\r${line}\x1b[K`);
     this.progressShown = true;
   }

@@ -33,11 +33,7 @@ export function nextRun(
   return { first, count: n };
 }
 
-const CAPPED_BATCH_SECONDS = 0.25;
-
 export class Batches {
-  /** The most batches in flight at once (one buffer each). */
-  readonly inFlight: number;
   private readonly regions: number;
   private readonly bufferBytes: number;
   private free: Buffer[] = [];
@@ -61,7 +57,6 @@ export class Batches {
         Math.floor(MAX_IN_FLIGHT_BYTES / this.bufferBytes),
       ),
     );
-    this.inFlight = this.buffersLeft;
   }
 
   /** A batch buffer: a free one, or a new one while fewer than the bound exist. */
@@ -106,14 +101,18 @@ export class Batches {
   }
 
   /**
-   * Regions per batch: as configured, or under a rate cap small enough that the batches
-   * in flight, sharing the cap, each end within a quarter of a second (at least one
-   * region): big ones would all end together, seconds apart, and progress would lurch.
+   * Regions the next batch may hold, `hydrating` regions being in flight: as configured,
+   * or fewer so that it is at most `ioBytes` and the regions in flight `inFlightBytes`
+   * (at least one region): under a pace (a cap, a throttle percent) or on slow disks,
+   * batches then end in turn, each within a fraction of a second, and a change takes
+   * effect at once — big ones would all end together, seconds apart, and progress would
+   * lurch. 0: none until one ends.
    */
-  limit(maxRate: number): number {
-    if (maxRate === 0) return this.regions;
-    const share = (maxRate * CAPPED_BATCH_SECONDS) / this.inFlight;
-    const regions = Math.floor(share / this.regionSize);
-    return Math.max(1, Math.min(this.regions, regions));
+  limit(ioBytes: number, inFlightBytes: number, hydrating: number): number {
+    const regions = (bytes: number): number => Math.max(1, Math.floor(bytes / this.regionSize));
+    return Math.max(
+      0,
+      Math.min(this.regions, regions(ioBytes), regions(inFlightBytes) - hydrating),
+    );
   }
 }

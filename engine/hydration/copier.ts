@@ -38,8 +38,6 @@ export interface CopyOptions {
   stopped?: () => boolean;
 }
 
-/** Under a rate cap a sub-job is about this much of a second's worth, so the pace is even. */
-const CAPPED_SUB_JOB_SECONDS = 0.1;
 const MIN_SUB_JOB_BYTES = 64 * 1024;
 
 /** One job's turn in an order (its writes, or a stream's reads): wait for `ready`, then `release`. */
@@ -140,7 +138,7 @@ export class Copier {
         const piece = { offset: range.offset + done, length: step };
         const data = buffer.subarray(0, piece.length);
         const last = done + step >= range.length;
-        const more = await this.throttle.measure(() =>
+        const more = await this.throttle.measure(piece.length, () =>
           this.readThenWrite(piece, data, live, result, { write: turn, read: reading, last }),
         );
         if (live.some((t) => t !== null)) this.options.onMoved?.(piece.length, admittedAt);
@@ -230,34 +228,38 @@ export class Copier {
   }
 
   /**
-   * The largest sub-job now: the buffer, or under a rate cap a tenth of a second's
+   * The largest sub-job now: the buffer, or the throttle's I/O size: a tenth of a second's
    * worth (an 8 MiB I/O at 4 MiB/s would move in lumps two seconds apart).
    */
   private subJobLimit(bufferBytes: number): number {
-    const { maxRate } = this.throttle.current;
-    if (maxRate === 0) return bufferBytes;
-    const share = Math.max(MIN_SUB_JOB_BYTES, maxRate * CAPPED_SUB_JOB_SECONDS);
+    const share = Math.max(MIN_SUB_JOB_BYTES, this.throttle.ioBytes);
     return Math.min(bufferBytes, Math.floor(share / IO_ALIGNMENT) * IO_ALIGNMENT);
   }
 
   /** Writes zeros over `range` on every live target (kcopyd's zero job), a bounded piece at a time. */
   async zero(range: Range, targets: (Target | null)[]): Promise<CopyResult> {
-    const step = subJobBytes(range.length, MAX_IO_BYTES);
-    const zeros = this.zeroBuffer(Math.min(step, range.length));
+    const zeros = this.zeroBuffer(Math.min(MAX_IO_BYTES, range.length));
     const result = emptyResult(targets);
     const live = [...targets];
     const turn = this.writeTurn();
     try {
       await turn.ready;
-      await this.throttle.measure(async () => {
-        for (let done = 0; done < range.length && live.some((t) => t !== null); done += step) {
-          if (this.stopping(result)) break;
-          const length = Math.min(step, range.length - done);
-          const admittedAt = performance.now();
-          await this.writeAll(zeros.subarray(0, length), range.offset + done, live, result);
-          this.options.onMoved?.(length, admittedAt);
-        }
-      });
+      for (
+        let done = 0, step = 0;
+        done < range.length && live.some((t) => t !== null);
+        done += step
+      ) {
+        if (this.stopping(result)) break;
+        step = Math.min(this.subJobLimit(MAX_IO_BYTES), range.length - done);
+        await this.throttle.admit(step);
+        if (this.stopping(result)) break;
+        const admittedAt = performance.now();
+        const at = range.offset + done;
+        await this.throttle.measure(step, () =>
+          this.writeAll(zeros.subarray(0, step), at, live, result),
+        );
+        this.options.onMoved?.(step, admittedAt);
+      }
     } finally {
       turn.release();
     }

@@ -23,6 +23,8 @@ export class JobProgress {
   private readonly rateMeter = new RateMeter();
   private movedBytes = 0;
   private paceSince = 0;
+  /** Something moved at the current pace: the rate measures it. */
+  private paceBegun = false;
   private startedAt = 0;
   private pausedAt: number | null = null;
   private pausedMs = 0;
@@ -69,7 +71,8 @@ export class JobProgress {
   /** The pace changed on purpose: the rate and the time left are measured afresh. */
   newPace(): void {
     this.paceSince = performance.now();
-    this.rateMeter.restart(this.movedBytes);
+    this.paceBegun = false;
+    this.rateMeter.hold();
   }
 
   /**
@@ -78,6 +81,8 @@ export class JobProgress {
    */
   moved(bytes: number, admittedAt: number): void {
     if (admittedAt < this.paceSince) return;
+    if (!this.paceBegun) this.rateMeter.restart(this.movedBytes, admittedAt);
+    this.paceBegun = true;
     this.movedBytes += bytes;
     this.rateMeter.sample(this.movedBytes);
   }

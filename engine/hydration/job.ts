@@ -82,12 +82,10 @@ export class HydrationJob extends EventEmitter {
     const { regionSize } = parts.geometry;
     // The memory bound: bytes in flight stay bounded whatever the region size.
     this.batches = new Batches(regionSize, parts.options);
-    this.throttle = new Throttle(
-      { percent: parts.options.throttle, maxRate: parts.options.maxRate },
-      undefined,
-      undefined,
-      this.batches.inFlight,
-    );
+    this.throttle = new Throttle({
+      percent: parts.options.throttle,
+      maxRate: parts.options.maxRate,
+    });
     this.copierOptions = {
       ignoreErrors: parts.options.ignoreErrors,
       sequential: parts.options.sequential,
@@ -224,6 +222,7 @@ export class HydrationJob extends EventEmitter {
       eta: this.paused ? null : this.tally.eta(left),
       paused: this.paused,
       throttle: { percent: throttle.percent, maxRate: throttle.maxRate },
+      fullSpeed: this.throttle.fullSpeed,
       status: this.status(),
     };
   }
@@ -272,10 +271,10 @@ export class HydrationJob extends EventEmitter {
 
   /** The next run of unhydrated regions after the cursor, no longer than a batch nor the threshold allows. */
   private nextBatch(): { first: number; count: number } | null {
-    const { maxRate } = this.throttle.current;
+    const hydrating = this.batches.regionsInFlight;
     const room = Math.min(
-      this.batches.limit(maxRate),
-      this.fixedOptions.threshold - this.batches.regionsInFlight,
+      this.batches.limit(this.throttle.ioBytes, this.throttle.inFlightBytes, hydrating),
+      this.fixedOptions.threshold - hydrating,
     );
     if (room <= 0) return null;
     // A region a client read goes ahead of the cursor.

@@ -19,6 +19,7 @@ export function progressEvent(p: Partial<JobProgress> = {}): JobProgress {
     eta: null,
     paused: false,
     throttle: { percent: 100, maxRate: 0 },
+    fullSpeed: null,
     status: '',
     ...p,
   };

@@ -262,6 +262,32 @@ export async function pluggableDrive(
   };
 }
 
+/**
+ * `image` served as a drive limited to `bitsPerSecond` (nbdkit's rate filter: `480M` is
+ * about 57 MiB/s), which saves up at most `burstiness` seconds of its rate while it rests
+ * (nbdkit's default is 2). Read-only unless `writable`.
+ */
+export async function rateDrive(
+  image: string,
+  opts: { bitsPerSecond: string; burstiness?: number; writable?: boolean },
+): Promise<NbdDrive & { loop: LoopDevice }> {
+  const dir = tempDir('drivetwin-rate-');
+  const readOnly = !opts.writable;
+  const drive = await serve(
+    [
+      ...(readOnly ? ['-r'] : []),
+      '--filter=rate',
+      'file',
+      `file=${path.resolve(image)}`,
+      `rate=${opts.bitsPerSecond}`,
+      `burstiness=${opts.burstiness ?? 2}`,
+    ],
+    dir,
+    { readOnly },
+  );
+  return { ...drive, loop: drive.loop! };
+}
+
 export interface AttachedExport {
   /** The loop device over the nbdfuse file: the served disk as a block device. */
   loop: LoopDevice;
