@@ -33,9 +33,11 @@ export function connect(file: string): BetterSqlite3.Database {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const readOnly = readOnlyProblem(file);
   if (readOnly) throw new MetadataError(readOnly);
+  // A driver built for another runtime is said as such, not blamed on the file.
+  const nativeBinding = sqliteBinding();
   let db: BetterSqlite3.Database;
   try {
-    db = new (sqlite())(file, { nativeBinding: sqliteBinding() });
+    db = new (sqlite())(file, { nativeBinding });
     db.pragma('busy_timeout = 5000');
   } catch (e) {
     throw new MetadataError(`${file} is not a DriveTwin job database: ${(e as Error).message}`);
