@@ -35,6 +35,7 @@ import type {
   JobVerified,
   ModeChange,
   RegionMapChange,
+  UsedSpaceInfo,
   VerifyProgress,
 } from '../preload/events';
 import { METHODS } from '../preload/api';
@@ -329,6 +330,15 @@ export function createBackend(deps: BackendDeps): Backend {
     async ejectDrive(...args) {
       const [p] = parseArgs('ejectDrive', args);
       return ejectDrive(p, await deps.listDrives(), deps.eject ?? null, run);
+    },
+
+    async usedSpace(...args) {
+      const [source, regionSize] = parseArgs('usedSpace', args);
+      requireAbsolute(source, 'source');
+      return (await request(
+        { type: 'used-space', source, ...(regionSize !== undefined ? { regionSize } : {}) },
+        { read: [source], write: [] },
+      )) as UsedSpaceInfo;
     },
 
     async planClone(...args) {

@@ -98,7 +98,7 @@ const unknownBits = (o: Record<string, number>, bits: number): string[] => {
 };
 
 export interface ExtSuperblock {
-  fs: Exclude<FsKind, 'fat32'>;
+  fs: 'ext2' | 'ext3' | 'ext4';
   blockSize: number;
   clusterSize: number;
   blocksCount: number;

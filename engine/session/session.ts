@@ -272,6 +272,7 @@ export class JobSession extends EventEmitter {
       sizeKnown: now.sizeKnown,
       options: this.options,
       ...(this.delta !== null ? { delta: this.delta } : {}),
+      ...(this.plan.usedSpace ? { usedSpace: this.plan.usedSpace } : {}),
     };
   }
 
