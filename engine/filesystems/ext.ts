@@ -381,7 +381,7 @@ export async function extUsedSpace(source: Device): Promise<UsedSpace | null> {
   if (fsSize > source.size)
     refuse(
       'corrupt',
-      `the filesystem says it is ${fsSize} bytes but the source holds only ${source.size}`,
+      `the filesystem says it is ${fsSize} bytes but its space holds only ${source.size}`,
     );
 
   const gd = await readGroupDescriptors(source, sb);

@@ -84,7 +84,9 @@ export function parseFatBootSector(boot: Buffer): FatBootSector | null {
   if (totalSectors <= dataSector) corrupt(`${totalSectors} sectors leave no room for data`);
   if (clusterSize > 256 * 1024) corrupt(`cluster size ${clusterSize}`);
   const clusterCount = Math.floor((totalSectors - dataSector) / (clusterSize / bytesPerSector));
-  if (clusterCount < 1 || clusterCount + 2 > KINDS[fs].end - 8) corrupt(`${clusterCount} clusters`);
+  // The highest cluster number (count + 1) must stay below the bad-cluster mark (end − 1).
+  if (clusterCount < 1 || clusterCount + 1 >= KINDS[fs].end - 1)
+    corrupt(`${clusterCount} clusters`);
   if (Math.floor((fatSectors * bytesPerSector * 8) / KINDS[fs].bits) < clusterCount + 2)
     corrupt(`a FAT of ${fatSectors} sectors can't map ${clusterCount} clusters`);
   const extFlags = fat32 ? boot.readUInt16LE(40) : 0;
