@@ -130,7 +130,7 @@ async function areaOf(source: Device, p: Part, where: string, used: RangeList): 
   const swap = await swapHeader(slice);
   if (typeof swap === 'number') {
     used.add(p.offset, swap);
-    const note = 'swap: only its header is copied (what it holds means nothing after a restart)';
+    const note = 'only its header is copied (what it holds means nothing after a restart)';
     return { ...base, fs: 'swap', copy: 'skipped', bytes: swap, note };
   }
   const data = slice.dataIn(0, p.length);
@@ -147,7 +147,7 @@ async function areaOf(source: Device, p: Part, where: string, used: RangeList): 
   const fs = swap === 'hibernation' ? 'swap' : await identifySource(slice);
   const note =
     swap === 'hibernation'
-      ? 'swap holding a hibernation image: copied whole'
+      ? 'it holds a hibernation image: copied whole'
       : fs
         ? `${fs} is not read here: copied whole`
         : 'no file system recognised: copied whole';

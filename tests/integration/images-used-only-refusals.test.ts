@@ -22,6 +22,7 @@ import {
 } from '../helpers/filesystems';
 import { requireRoot } from '../helpers/loop';
 import { run } from '../helpers/partitioned';
+import { markNtfsDirty, ntfsAttribute, patch } from '../helpers/used-space';
 import { type Workspace, workspace } from '../helpers/workspace';
 
 const MIB = 1024 * 1024;
@@ -31,41 +32,6 @@ const SPECS: PartSpec[] = [
   { fs: 'exfat', size: 64 * MIB, fill: 10 * MIB },
 ];
 const SIZE = 260 * MIB;
-
-function patch(file: string, offset: number, bytes: Buffer): void {
-  const fd = fs.openSync(file, 'r+');
-  try {
-    fs.writeSync(fd, bytes, 0, bytes.length, offset);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/**
- * Where attribute `type` of MFT record `n` (one of the first, in the MFT's first run)
- * lies in the image, read here from the boot sector and the record, not by the engine.
- */
-function ntfsAttribute(
-  file: string,
-  part: MadePartition,
-  n: number,
-  type: number,
-  mirror = false,
-): number {
-  const boot = readRange(file, part.offset, 512);
-  const cluster = boot.readUInt16LE(11) * boot[13];
-  const code = boot.readInt8(0x40);
-  const recordSize = code < 0 ? 2 ** -code : code * cluster;
-  const mft = Number(boot.readBigUInt64LE(mirror ? 0x38 : 0x30)) * cluster;
-  const record = part.offset + mft + n * recordSize;
-  const raw = readRange(file, record, recordSize);
-  assert.equal(raw.toString('latin1', 0, 4), 'FILE');
-  for (let at = raw.readUInt16LE(0x14); raw.readUInt32LE(at) !== 0xffffffff;) {
-    if (raw.readUInt32LE(at) === type) return record + at;
-    at += raw.readUInt32LE(at + 4);
-  }
-  throw new Error(`record ${n} has no attribute 0x${type.toString(16)}`);
-}
 
 function disk(
   env: Workspace,
@@ -93,13 +59,7 @@ test('refused with the partition named, nothing written', async (t) => {
 
   await t.test('an NTFS marked dirty (and its mirror): ntfsclone refuses it too', async (st) => {
     const { file, parts } = disk(env, 'dirty.img', 2510);
-    for (const mirror of [false, true]) {
-      const info = ntfsAttribute(file, parts[1], 3, 0x70, mirror);
-      const value = info + readRange(file, info + 20, 2).readUInt16LE(0);
-      const flags = readRange(file, value + 10, 2);
-      flags.writeUInt16LE(flags.readUInt16LE(0) | 1);
-      patch(file, value + 10, flags);
-    }
+    markNtfsDirty(file, parts[1].offset);
     const loop = env.attach(file, { partscan: true, readOnly: true });
     partitionNodes(loop.path, [1, 2, 3]);
     const theirs = spawnSync('ntfsclone', ['--save-image', '-O', env.file('x'), `${loop.path}p2`], {
@@ -151,7 +111,7 @@ test('refused with the partition named, nothing written', async (t) => {
 
   await t.test('an NTFS whose $Bitmap points past its partition', async (st) => {
     const { file, parts } = disk(env, 'bitmap.img', 2540);
-    const data = ntfsAttribute(file, parts[1], 6, 0x80);
+    const data = ntfsAttribute(file, parts[1].offset, 6, 0x80);
     const pairs = data + readRange(file, data + 32, 2).readUInt16LE(0);
     const header = readRange(file, pairs, 1)[0];
     const lcnAt = pairs + 1 + (header & 0x0f);

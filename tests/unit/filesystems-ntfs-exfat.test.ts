@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { FilesystemRefused, type UsedSpace } from '../../engine/filesystems';
 import { readRange, sha256, tempDir, writeRandomFile } from '../helpers/files';
-import { assertWellFormed, copyUsed, scan } from '../helpers/used-space';
+import { assertWellFormed, copyUsed, ntfsAttribute, patch, scan } from '../helpers/used-space';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -39,12 +39,6 @@ const at = (name: string): string => path.join(tmp.dir, name);
 /** Bytes inside the file system's own size that it calls used. */
 const usedInside = (u: UsedSpace): number =>
   u.used.reduce((n, r) => n + Math.max(0, Math.min(r.offset + r.length, u.fsSize) - r.offset), 0);
-
-function patch(file: string, offset: number, bytes: Buffer): void {
-  const fd = fs.openSync(file, 'r+');
-  fs.writeSync(fd, bytes, 0, bytes.length, offset);
-  fs.closeSync(fd);
-}
 
 const refusedWith =
   (kind: string, why: RegExp) =>
@@ -74,19 +68,6 @@ function makeNtfs(image: string, size = 48 * MiB): void {
   writeRandomFile(image, size, 31);
   run('mkntfs', ['-Q', '-F', '-q', image]);
   for (const [name, file] of sources()) run('ntfscp', ['-f', image, file, name]);
-}
-
-/** Where attribute `type` of MFT record `n` lies in the image (read here, not by the engine). */
-function ntfsAttribute(image: string, n: number, type: number): number {
-  const boot = readRange(image, 0, 512);
-  const cluster = boot.readUInt16LE(11) * boot[13];
-  const record = Number(boot.readBigUInt64LE(0x30)) * cluster + n * 1024;
-  const raw = readRange(image, record, 1024);
-  for (let a = raw.readUInt16LE(0x14); raw.readUInt32LE(a) !== 0xffffffff;) {
-    if (raw.readUInt32LE(a) === type) return record + a;
-    a += raw.readUInt32LE(a + 4);
-  }
-  throw new Error(`no attribute 0x${type.toString(16)}`);
 }
 
 test(
@@ -123,7 +104,7 @@ test(
   async () => {
     const image = at('ntfs-bad.img');
     makeNtfs(image, 24 * MiB);
-    const info = ntfsAttribute(image, 3, 0x70);
+    const info = ntfsAttribute(image, 0, 3, 0x70);
     const flagsAt = info + readRange(image, info + 20, 2).readUInt16LE(0) + 10;
     const flags = readRange(image, flagsAt, 2);
     patch(image, flagsAt, Buffer.from([flags[0] | 0x01, flags[1]]));

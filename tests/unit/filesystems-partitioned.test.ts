@@ -19,7 +19,17 @@ import {
 } from '../../engine/filesystems';
 import type { Range } from '../../engine/geometry';
 import { readRange, sha256, tempDir, writeRandomFile } from '../helpers/files';
-import { assertInside, total, withDevice } from '../helpers/used-space';
+import {
+  type PartKind,
+  assertInside,
+  imageOfParts,
+  makePart,
+  ntfsAttribute,
+  partitionsOf,
+  patch,
+  total,
+  withDevice,
+} from '../helpers/used-space';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -47,55 +57,6 @@ const FILE = at('data.bin');
 const scanDisk = (image: string): Promise<SourceUsedSpace | null> =>
   withDevice(image, sourceUsedSpace);
 
-/** A file system of `size` bytes made apart, with FILE on it (swap and raw: none). */
-function makePart(kind: string, size: number, seed: number): string {
-  const f = at(`part-${kind}-${seed}.img`);
-  if (kind === 'raw') {
-    writeRandomFile(f, size, seed);
-    return f;
-  }
-  fs.writeFileSync(f, '');
-  fs.truncateSync(f, size);
-  if (kind === 'ext4') {
-    const dir = at(`tree-${seed}`);
-    fs.mkdirSync(dir, { recursive: true });
-    fs.copyFileSync(FILE, path.join(dir, 'data.bin'));
-    run('mkfs.ext4', ['-q', '-F', '-d', dir, f]);
-  } else if (kind === 'ntfs') {
-    run('mkntfs', ['-Q', '-F', '-q', f]);
-    run('ntfscp', ['-f', f, FILE, 'data.bin']);
-  } else if (kind === 'exfat') run('mkfs.exfat', [f]);
-  else if (kind === 'fat16') {
-    run('mkfs.vfat', ['-F', '16', f]);
-    run('mcopy', ['-i', f, FILE, '::/']);
-  } else if (kind === 'swap') run('mkswap', ['-q', f]);
-  return f;
-}
-
-/** Writes `data` into `image` at `offset` (the rest of the image stays as it was). */
-function patch(image: string, offset: number, data: Buffer): void {
-  const fd = fs.openSync(image, 'r+');
-  fs.writeSync(fd, data, 0, data.length, offset);
-  fs.closeSync(fd);
-}
-
-/** Writes the file system made apart in `part` into `image` at `offset`. */
-const place = (image: string, part: string, offset: number): void =>
-  patch(image, offset, fs.readFileSync(part));
-
-/** The partitions of a table as sfdisk reports them: number → [offset, length]. */
-function partitions(image: string): Map<number, Range> {
-  const json = JSON.parse(run('sfdisk', ['--json', image])) as {
-    partitiontable: { partitions: Array<{ node: string; start: number; size: number }> };
-  };
-  return new Map(
-    json.partitiontable.partitions.map((p) => [
-      Number(/(\d+)$/.exec(p.node)![1]),
-      { offset: p.start * 512, length: p.size * 512 },
-    ]),
-  );
-}
-
 /** Copies only `used` of `image` over random garbage, and returns partition `n` of the copy apart. */
 function copiedPartition(
   image: string,
@@ -114,7 +75,15 @@ function copiedPartition(
   return out;
 }
 
-const KINDS = ['ext4', 'ntfs', 'exfat', 'fat16', 'swap', 'raw', 'empty'];
+const KINDS: PartKind[] = ['ext4', 'ntfs', 'exfat', 'fat16', 'swap', 'raw', 'empty'];
+
+/** A file system made apart holding FILE, written into `image` at partition `n`. */
+function placePart(image: string, parts: Map<number, Range>, n: number, kind: PartKind): string {
+  const made = at(`part-${n}-${kind}.img`);
+  makePart(made, kind, parts.get(n)!.length, [FILE]);
+  patch(image, parts.get(n)!.offset, fs.readFileSync(made));
+  return made;
+}
 
 test(
   'GPT: each partition by its own map, swap cut, unknown whole, empty skipped, tables kept',
@@ -122,15 +91,7 @@ test(
   async () => {
     writeRandomFile(FILE, 3 * MiB + 17, 60);
     const image = at('gpt.img');
-    fs.writeFileSync(image, '');
-    fs.truncateSync(image, 160 * MiB);
-    const script = KINDS.map(() => 'size=16M\n').join('');
-    run('sfdisk', ['--quiet', image], `label: gpt\n${script}`);
-    const parts = partitions(image);
-    KINDS.forEach((kind, i) => {
-      if (kind !== 'empty')
-        place(image, makePart(kind, 16 * MiB, 61 + i), parts.get(i + 1)!.offset);
-    });
+    const parts = imageOfParts(image, 160 * MiB, 16 * MiB, KINDS, [FILE]);
 
     const u = (await scanDisk(image))!;
     assert.equal(u.table, 'gpt');
@@ -208,12 +169,11 @@ test(
       ['--quiet', image],
       'label: dos\nsize=16M, type=e\ntype=5\nsize=16M, type=83\nsize=16M, type=7\n',
     );
-    const parts = partitions(image);
+    const parts = partitionsOf(image);
     assert.deepEqual([...parts.keys()], [1, 2, 5, 6]);
-    place(image, makePart('fat16', 16 * MiB, 71), parts.get(1)!.offset);
-    place(image, makePart('ext4', 16 * MiB, 72), parts.get(5)!.offset);
-    const ntfs = makePart('ntfs', 16 * MiB, 73);
-    place(image, ntfs, parts.get(6)!.offset);
+    placePart(image, parts, 1, 'fat16');
+    placePart(image, parts, 5, 'ext4');
+    placePart(image, parts, 6, 'ntfs');
     const u = (await scanDisk(image))!;
     assert.deepEqual(
       u.areas.map((a) => [a.partition, a.fs, a.copy]),
@@ -231,13 +191,8 @@ test(
     for (const ebr of [ebr1, ebr2]) assertInside(u.used, ebr, 512, `the table at ${ebr}`);
 
     // An NTFS marked dirty in partition 6: refused, named.
-    const boot = readRange(ntfs, 0, 512);
-    const cluster = boot.readUInt16LE(11) * boot[13];
-    const record = parts.get(6)!.offset + Number(boot.readBigUInt64LE(0x30)) * cluster + 3 * 1024;
-    const raw = readRange(image, record, 1024);
-    let a = raw.readUInt16LE(0x14);
-    while (raw.readUInt32LE(a) !== 0x70) a += raw.readUInt32LE(a + 4);
-    const flags = record + a + raw.readUInt16LE(a + 20) + 10;
+    const info = ntfsAttribute(image, parts.get(6)!.offset, 3, 0x70);
+    const flags = info + readRange(image, info + 20, 2).readUInt16LE(0) + 10;
     const before = readRange(image, flags, 1);
     patch(image, flags, Buffer.from([before[0] | 1]));
     await assert.rejects(scanDisk(image), (e: unknown) => {
