@@ -92,7 +92,13 @@ export function mount(
   return {
     dir,
     unmount() {
-      run('umount', [dir]);
+      // A FUSE file system may still be busy a moment after its last write.
+      for (let tries = 0; ; tries++) {
+        const r = spawnSync('umount', [dir], { encoding: 'utf8' });
+        if (r.status === 0) break;
+        if (tries === 50) throw new Error(`umount ${dir}: ${r.stderr}`);
+        spawnSync('sleep', ['0.1']);
+      }
       fs.rmdirSync(dir);
     },
   };
