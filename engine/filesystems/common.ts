@@ -48,6 +48,24 @@ export class FilesystemRefused extends UsedSpaceRefused {
   }
 }
 
+/** The most a reader reads at once (bitmaps, FATs, descriptor tables). */
+export const READ_CHUNK = 4 << 20;
+
+/** A file system must fit the space it is read from (its partition, or the whole source). */
+export function mustFit(fs: FsKind, fsSize: number, space: number): void {
+  if (fsSize > space)
+    throw new FilesystemRefused(
+      fs,
+      'corrupt',
+      `the volume says it is ${fsSize} bytes but its space holds only ${space}`,
+    );
+}
+
+/** [offset, offset + length) lies inside one of the sorted, merged ranges. */
+export function covers(ranges: Range[], offset: number, length: number): boolean {
+  return ranges.some((r) => r.offset <= offset && offset + length <= r.offset + r.length);
+}
+
 /**
  * `length` bytes at `offset`, read with 4096-aligned offsets and lengths (the last
  * read may stop at the end of the device, whose size is a multiple of its logical

@@ -13,6 +13,9 @@ import type { Device } from '../io/device';
 import {
   FilesystemRefused,
   RangeList,
+  READ_CHUNK,
+  covers,
+  mustFit,
   readBytes,
   setBitRuns,
   type RefusalKind,
@@ -27,7 +30,6 @@ const BITMAP_ENTRY = 0x81;
 const END_OF_DIRECTORY = 0x00;
 const LAST_CLUSTER = 0xfffffff6;
 const FAT_BLOCK = 64 * 1024;
-const CHUNK = 4 << 20;
 
 export interface ExfatBoot {
   sectorSize: number;
@@ -188,11 +190,7 @@ export async function exfatUsedSpace(source: Device): Promise<UsedSpace | null> 
   const b = head && parseExfatBoot(head);
   if (!b) return null;
   const fsSize = b.volumeSectors * b.sectorSize;
-  if (fsSize > source.size)
-    refuse(
-      'corrupt',
-      `the volume says it is ${fsSize} bytes but its space holds only ${source.size}`,
-    );
+  mustFit('exfat', fsSize, source.size);
   const region = await readBytes(source, 0, BOOT_REGION_SECTORS * b.sectorSize);
   if (!region || !checksumOk(region, b.sectorSize)) refuse('corrupt', 'its boot checksum is wrong');
   if (b.flags & VOLUME_DIRTY)
@@ -223,7 +221,7 @@ export async function exfatUsedSpace(source: Device): Promise<UsedSpace | null> 
   const used = new RangeList();
   used.add(0, heap); // both boot regions, the FAT(s), what lies before the heap
   // The bitmap's clusters in runs of adjacent ones, read up to 4 MiB at a time.
-  const perRead = Math.max(1, Math.floor(CHUNK / b.clusterSize));
+  const perRead = Math.max(1, Math.floor(READ_CHUNK / b.clusterSize));
   for (let i = 0, bit = 0; i < clusters.length && bit < b.clusterCount;) {
     let n = 1;
     while (i + n < clusters.length && n < perRead && clusters[i + n] === clusters[i] + n) n++;
@@ -240,7 +238,7 @@ export async function exfatUsedSpace(source: Device): Promise<UsedSpace | null> 
   const ranges = used.result(source.size);
   for (const c of clusters) {
     const at = heap + (c - 2) * b.clusterSize;
-    if (!ranges.some((r) => r.offset <= at && at + b.clusterSize <= r.offset + r.length))
+    if (!covers(ranges, at, b.clusterSize))
       refuse('corrupt', `the allocation bitmap calls its own cluster ${c} free`);
   }
   // Past the cluster heap, and past the volume: not ours to judge, so copied.

@@ -8,7 +8,14 @@
 // sector's state byte (Linux: dirty) — 0x25 on FAT12/16, 0x41 on FAT32.
 
 import type { Device } from '../io/device';
-import { FilesystemRefused, RangeList, readBytes, type UsedSpace } from './common';
+import {
+  FilesystemRefused,
+  RangeList,
+  READ_CHUNK,
+  mustFit,
+  readBytes,
+  type UsedSpace,
+} from './common';
 
 type FatFs = 'fat12' | 'fat16' | 'fat32';
 
@@ -120,8 +127,6 @@ export function fatUncleanReason(bs: FatBootSector, fat1: number): string | null
   return null;
 }
 
-const FAT_CHUNK = 4 << 20;
-
 /** Reads FAT entries in 4 MiB chunks (a FAT12's whole table at once), keeping the last chunk. */
 class FatReader {
   private chunkIndex = -1;
@@ -134,7 +139,7 @@ class FatReader {
     private readonly bs: FatBootSector,
   ) {
     const bits = KINDS[bs.fs].bits;
-    this.perChunk = bits === 12 ? bs.clusterCount + 2 : (FAT_CHUNK * 8) / bits;
+    this.perChunk = bits === 12 ? bs.clusterCount + 2 : (READ_CHUNK * 8) / bits;
   }
 
   private get offset(): number {
@@ -192,11 +197,7 @@ export async function fatUsedSpace(source: Device): Promise<UsedSpace | null> {
     throw new FilesystemRefused(bs.fs, kind, why);
   };
   const fsSize = bs.totalSectors * bs.bytesPerSector;
-  if (fsSize > source.size)
-    refuse(
-      'corrupt',
-      `the volume says it is ${fsSize} bytes but its space holds only ${source.size}`,
-    );
+  mustFit(bs.fs, fsSize, source.size);
   const fat = new FatReader(source, bs);
   const unclean = fatUncleanReason(bs, await fat.entry(1));
   if (unclean) refuse('unclean', unclean);

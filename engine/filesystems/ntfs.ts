@@ -13,6 +13,9 @@ import type { Device } from '../io/device';
 import {
   FilesystemRefused,
   RangeList,
+  READ_CHUNK,
+  covers,
+  mustFit,
   readBytes,
   setBitRuns,
   type RefusalKind,
@@ -35,7 +38,6 @@ const ROOT = 5;
 const BITMAP = 6;
 const VOLUME_IS_DIRTY = 0x0001;
 const HIBERFILE_HEADER = 4096;
-const CHUNK = 4 << 20;
 
 export interface NtfsBoot {
   bytesPerSector: number;
@@ -237,11 +239,7 @@ export async function ntfsUsedSpace(source: Device): Promise<UsedSpace | null> {
   if (!boot) return null;
   const cs = boot.clusterSize;
   const fsSize = boot.totalSectors * boot.bytesPerSector;
-  if (fsSize > source.size)
-    refuse(
-      'corrupt',
-      `the volume says it is ${fsSize} bytes but its space holds only ${source.size}`,
-    );
+  mustFit('ntfs', fsSize, source.size);
 
   const v = new Volume(source, boot);
   await v.loadMft();
@@ -256,8 +254,13 @@ export async function ntfsUsedSpace(source: Device): Promise<UsedSpace | null> {
   if (bitmap.runs.some((r) => r.lcn === null)) refuse('corrupt', '$Bitmap has a hole');
   const used = new RangeList();
   const bitmapBytes = Math.ceil(boot.clusters / 8);
-  for (let at = 0; at < bitmapBytes; at += CHUNK) {
-    const chunk = await v.readRuns(bitmap.runs, at, Math.min(CHUNK, bitmapBytes - at), '$Bitmap');
+  for (let at = 0; at < bitmapBytes; at += READ_CHUNK) {
+    const chunk = await v.readRuns(
+      bitmap.runs,
+      at,
+      Math.min(READ_CHUNK, bitmapBytes - at),
+      '$Bitmap',
+    );
     const base = at * 8;
     setBitRuns(chunk, Math.min(chunk.length * 8, boot.clusters - base), (first, count) =>
       used.add((base + first) * cs, count * cs),
@@ -266,7 +269,7 @@ export async function ntfsUsedSpace(source: Device): Promise<UsedSpace | null> {
   const ranges = used.result(source.size);
   // The bitmap must call its own clusters, the MFT's and the boot sector's used.
   for (const run of [...bitmap.runs, v.mftRuns[0], { vcn: 0, lcn: 0, length: 1 }]) {
-    if (!covered(ranges, run.lcn! * cs, run.length * cs))
+    if (!covers(ranges, run.lcn! * cs, run.length * cs))
       refuse(
         'corrupt',
         `$Bitmap calls clusters ${run.lcn}+${run.length} free, which NTFS itself uses`,
@@ -275,13 +278,4 @@ export async function ntfsUsedSpace(source: Device): Promise<UsedSpace | null> {
   // The backup boot sector and anything else past the volume's clusters: copied.
   used.add(boot.clusters * cs, source.size - boot.clusters * cs);
   return { fs: 'ntfs', blockSize: cs, size: source.size, fsSize, used: used.result(source.size) };
-}
-
-/** [offset, offset + length) lies inside one of the sorted, merged ranges. */
-function covered(
-  ranges: Array<{ offset: number; length: number }>,
-  offset: number,
-  length: number,
-): boolean {
-  return ranges.some((r) => r.offset <= offset && offset + length <= r.offset + r.length);
 }

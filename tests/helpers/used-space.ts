@@ -4,7 +4,7 @@
 // tools (files put in by mkfs.ext4 -d, ntfscp, mcopy), then written in at its offset.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { usedSpace, type UsedSpace } from '../../engine/filesystems';
@@ -85,8 +85,19 @@ export function copyUsed(source: string, dest: string, u: UsedSpace, garbage: bo
   }
 }
 
-const run = (cmd: string, args: string[], input?: string): string =>
+/** A tool's output; throws when it fails. */
+export const run = (cmd: string, args: string[], input?: string): string =>
   execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
+
+/** Every one of these tools is installed. */
+export const have = (...cmds: string[]): boolean =>
+  cmds.every((c) => spawnSync(c, ['--version'], { stdio: 'ignore' }).error === undefined);
+
+/** A checker passes (exit 0); its output is the failure's message otherwise. */
+export function passes(cmd: string, args: string[]): void {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  assert.equal(r.status, 0, `${cmd} ${args.join(' ')}: exit ${r.status}\n${r.stdout}${r.stderr}`);
+}
 
 /** What a partition made apart holds: a file system, swap, random bytes (raw) or nothing. */
 export type PartKind = 'ext4' | 'ntfs' | 'exfat' | 'fat16' | 'fat32' | 'swap' | 'raw' | 'empty';

@@ -12,25 +12,25 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { FilesystemRefused, type UsedSpace } from '../../engine/filesystems';
 import { readRange, sha256, tempDir, writeRandomFile } from '../helpers/files';
-import { assertWellFormed, copyUsed, ntfsAttribute, patch, scan } from '../helpers/used-space';
+import {
+  assertWellFormed,
+  copyUsed,
+  have,
+  ntfsAttribute,
+  passes,
+  patch,
+  run,
+  scan,
+} from '../helpers/used-space';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-const have = (...cmds: string[]): boolean =>
-  cmds.every((c) => spawnSync(c, ['--version'], { stdio: 'ignore' }).error === undefined);
 const noNtfs =
   !have('mkntfs', 'ntfscp', 'ntfscat', 'ntfsfix', 'ntfscluster') && 'ntfs-3g is not installed';
 const noExfat = !have('mkfs.exfat', 'fsck.exfat', 'dump.exfat') && 'exfatprogs is not installed';
 const noFat =
   !have('mkfs.vfat', 'fsck.vfat', 'mcopy', 'mdir', 'mdel') && 'dosfstools or mtools missing';
-
-const run = (cmd: string, args: string[]): string =>
-  execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const ok = (cmd: string, args: string[]): void => {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  assert.equal(r.status, 0, `${cmd} ${args.join(' ')}: exit ${r.status}\n${r.stdout}${r.stderr}`);
-};
 
 const tmp = tempDir('drivetwin-fs2-');
 after(() => tmp.cleanup());
@@ -86,7 +86,7 @@ test(
     assert.equal(usedInside(u), volume - free + (u.fsSize - volume));
     const copy = at('ntfs-copy.img');
     copyUsed(image, copy, u, true);
-    ok('ntfsfix', ['-n', copy]);
+    passes('ntfsfix', ['-n', copy]);
     for (const [name, file] of sources()) assert.equal(sha256Of(copy, name), sha256(file), name);
   },
 );
@@ -161,7 +161,7 @@ test(
     );
     const copy = at('exfat-copy.img');
     copyUsed(image, copy, u, true);
-    ok('fsck.exfat', ['-n', copy]);
+    passes('fsck.exfat', ['-n', copy]);
 
     const flags = readRange(image, 106, 2);
     patch(image, 106, Buffer.from([flags[0] | 0x02, flags[1]]));
@@ -197,7 +197,7 @@ for (const kind of ['12', '16'] as const) {
       assert.equal(usedInside(u), u.fsSize - free);
       const copy = at(`fat${kind}-copy.img`);
       copyUsed(image, copy, u, true);
-      ok('fsck.vfat', ['-n', copy]);
+      passes('fsck.vfat', ['-n', copy]);
       for (const [, file] of kept) {
         const out = at(`out-${path.basename(file)}`);
         run('mcopy', ['-n', '-i', copy, `::/${path.basename(file)}`, out]);

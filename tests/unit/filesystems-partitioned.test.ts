@@ -7,7 +7,7 @@
 // can't be trusted is refused with the partition named.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
@@ -22,11 +22,14 @@ import { readRange, sha256, tempDir, writeRandomFile } from '../helpers/files';
 import {
   type PartKind,
   assertInside,
+  have,
   imageOfParts,
   makePart,
   ntfsAttribute,
   partitionsOf,
+  passes,
   patch,
+  run,
   total,
   withDevice,
 } from '../helpers/used-space';
@@ -34,20 +37,11 @@ import {
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-const have = (...cmds: string[]): boolean =>
-  cmds.every((c) => spawnSync(c, ['--version'], { stdio: 'ignore' }).error === undefined);
 const missing =
   !have('sfdisk', 'mkfs.ext4', 'debugfs', 'e2fsck', 'mkntfs', 'ntfscp', 'ntfscat', 'ntfsfix') ||
   !have('mkfs.exfat', 'fsck.exfat', 'mkfs.vfat', 'fsck.vfat', 'mcopy', 'mkswap')
     ? 'a partitioning or file system tool is missing'
     : false;
-
-const run = (cmd: string, args: string[], input?: string): string =>
-  execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
-const ok = (cmd: string, args: string[]): void => {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  assert.equal(r.status, 0, `${cmd} ${args.join(' ')}: exit ${r.status}\n${r.stdout}${r.stderr}`);
-};
 
 const tmp = tempDir('drivetwin-fs3-');
 after(() => tmp.cleanup());
@@ -132,20 +126,20 @@ test(
     );
     assert.equal(total(u.used.filter((r) => r.offset >= lastEnd)), backup);
 
-    ok('e2fsck', ['-fn', copiedPartition(image, u.used, parts, 1)]);
+    passes('e2fsck', ['-fn', copiedPartition(image, u.used, parts, 1)]);
     const ext = copiedPartition(image, u.used, parts, 1);
     run('debugfs', ['-R', `dump /data.bin ${at('ext.out')}`, ext]);
     assert.equal(sha256(at('ext.out')), sha256(FILE));
     const ntfs = copiedPartition(image, u.used, parts, 2);
-    ok('ntfsfix', ['-n', ntfs]);
+    passes('ntfsfix', ['-n', ntfs]);
     fs.writeFileSync(
       at('ntfs.out'),
       execFileSync('ntfscat', [ntfs, 'data.bin'], { maxBuffer: 64 * MiB }),
     );
     assert.equal(sha256(at('ntfs.out')), sha256(FILE));
-    ok('fsck.exfat', ['-n', copiedPartition(image, u.used, parts, 3)]);
+    passes('fsck.exfat', ['-n', copiedPartition(image, u.used, parts, 3)]);
     const fat = copiedPartition(image, u.used, parts, 4);
-    ok('fsck.vfat', ['-n', fat]);
+    passes('fsck.vfat', ['-n', fat]);
     run('mcopy', ['-n', '-i', fat, '::/data.bin', at('fat.out')]);
     assert.equal(sha256(at('fat.out')), sha256(FILE));
     const swap = copiedPartition(image, u.used, parts, 5);
