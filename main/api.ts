@@ -43,6 +43,7 @@ import { parseArgs } from './api-args';
 import { partitionsOf } from '../engine/session/plan-tables';
 import {
   checkClone,
+  checkSource,
   checkImageFile,
   contentsPath,
   imageDrive,
@@ -333,8 +334,8 @@ export function createBackend(deps: BackendDeps): Backend {
     },
 
     async usedSpace(...args) {
-      const [source, regionSize] = parseArgs('usedSpace', args);
-      requireAbsolute(source, 'source');
+      const [p, regionSize] = parseArgs('usedSpace', args);
+      const source = checkSource(p, await deps.listDrives());
       return (await request(
         { type: 'used-space', source, ...(regionSize !== undefined ? { regionSize } : {}) },
         { read: [source], write: [] },

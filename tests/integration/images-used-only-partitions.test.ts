@@ -151,7 +151,7 @@ test('killed with -9 mid-copy and resumed: every partition whole', async (t) => 
   assertCopied(env, copy, parts, (m) => t.diagnostic(m));
 });
 
-test('an MBR with logical partitions onto a drive of random bytes: free space left as it was', async (t) => {
+test('an MBR with logical partitions onto a drive of random bytes: free space left as it was, or zeroed', async (t) => {
   if (!requireRoot(t) || !requireFsTools(t)) return;
   const env = workspace(t, 'used-parts-mbr');
   const specs: PartSpec[] = [
@@ -181,13 +181,29 @@ test('an MBR with logical partitions onto a drive of random bytes: free space le
   // Regions the copy did not read keep the drive's old bytes.
   const after = fs.readFileSync(drive.file);
   const src = fs.readFileSync(file);
-  let untouched = 0;
+  const notRead = new Set<number>();
   for (let at = 0; at < after.length; at += MIB) {
     const mine = after.subarray(at, at + MIB);
     if (mine.equals(before.subarray(at, at + MIB)) && !mine.equals(src.subarray(at, at + MIB)))
-      untouched++;
+      notRead.add(at / MIB);
   }
+  const untouched = notRead.size;
   const read = only(r, 'done').bytesRead as number;
   assert.equal(untouched, (after.length - read) / MIB, 'every region not read is left as it was');
   t.diagnostic(`${untouched} of ${after.length / MIB} regions left as they were`);
+
+  // With --zero-free (a new job: it can't change for the one that ran) those are zeros.
+  const z = await runCli(
+    ['clone', file, drive.path, '--used-only', '--zero-free', '--fresh', '--yes', '--json'],
+    { db: env.db },
+  );
+  assert.equal(z.code, 0, explain(z));
+  execFileSync('blockdev', ['--flushbufs', drive.path]);
+  const zeroed = fs.readFileSync(drive.file);
+  const zero = Buffer.alloc(MIB);
+  for (let at = 0; at < zeroed.length; at += MIB) {
+    const want = notRead.has(at / MIB) ? zero : src.subarray(at, at + MIB);
+    assert.ok(zeroed.subarray(at, at + MIB).equals(want), `region ${at / MIB}: zeros or copied`);
+  }
+  assertCopied(env, drive.path, parts, (m) => t.diagnostic(m));
 });
