@@ -64,6 +64,7 @@ const cloneRequest = z.strictObject({
   targets: z.array(cloneTarget).min(1, 'at least one target is needed').max(MAX_TARGETS),
   options: cloneOptions.optional(),
   fresh: z.boolean().optional(),
+  serve: z.boolean().optional(),
 });
 
 const driveQuery = z.strictObject({

@@ -63,6 +63,7 @@ const events = [
   'done',
   'verify-progress',
   'verified',
+  'serving',
 ] as const;
 
 type Same<A, B> =

@@ -10,6 +10,7 @@ export function doneWithoutCopy(job: number, state: 'interrupted' | 'failed'): D
     type: 'done',
     job,
     state,
+    resumable: true,
     bytesRead: 0,
     bytesWritten: 0,
     regionsCopied: 0,
@@ -40,6 +41,8 @@ export interface HostCloneRequest {
   fresh?: boolean;
   /** Eject drive destinations once the copy is done (hello's canEject says whether it can). */
   eject?: boolean;
+  /** Serve the destination over NBD on this Unix socket while it hydrates (given to the user). */
+  serve?: string;
 }
 
 /** What a clone would do, from every check, before anything is written. */

@@ -20,6 +20,11 @@ export interface Identity {
   headSha256?: string;
   /** A destination image the job emptied first: where nothing was written it reads zeros. */
   emptied?: boolean;
+  /**
+   * A destination of a --new-ids job: the random seed its new identifiers come from,
+   * chosen once, so that a resume or an update writes the same ones again.
+   */
+  newIdSeed?: string;
 }
 
 const HEAD_BYTES = 1024 * 1024;
@@ -86,7 +91,10 @@ export function identityProblem(what: string, then: Identity, now: Identity): st
   if (then.serial && now.serial && then.serial !== now.serial) {
     return `${what} is another drive (serial ${now.serial}, the job's was ${then.serial})`;
   }
-  if (then.inode && now.inode && then.inode !== now.inode) {
+  // A source with the same size and first MiB is the same source, whichever file serves
+  // it now: a drive plugged back in, a loop device attached again over a new mount.
+  const sameHead = then.headSha256 !== undefined && then.headSha256 === now.headSha256;
+  if (then.inode && now.inode && then.inode !== now.inode && !sameHead) {
     return `${what} is another file than the one the job started with`;
   }
   if (then.headSha256 && now.headSha256 && then.headSha256 !== now.headSha256) {

@@ -23,6 +23,7 @@ import {
 import type { UsedSpaceInfo } from '../events';
 import type { PartitionTable } from '../partitions/table';
 import { freeSpace, holdsRescuedData, mapSeed, readMapfile } from './plan-regions';
+import { measureSource } from './measure';
 import { type PlannedTables, planTables } from './plan-tables';
 import type { RegionMap } from '../store/region-map';
 import { formatBytes } from '../size';
@@ -45,6 +46,8 @@ export interface CloneRequest extends Allow {
   fromMap?: string;
   /** A new job even where one exists for this source and these destinations. */
   fresh?: boolean;
+  /** A source whose size is only guessed is decompressed once first, to know it. */
+  measure?: boolean;
 }
 
 export interface ResumeRequest extends Allow {
@@ -155,14 +158,17 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
   return closingOnError([source], async () => {
     const { partitions, tables } = await planTables(source, options, destPaths);
     const sizes = sizeRule(partitions, options);
-    const probes = destPaths.map((d) => checkDestination(source, d, request, sizes));
+    const guessed = knownSize(source) === null;
+    const measured = guessed && request.measure ? (await measureSource(sourcePath)).size : null;
+    const sourceSize = measured ?? knownSize(source);
+    const probes = destPaths.map((d) => checkDestination(source, d, request, sizes, sourceSize));
     const regionSize = request.regionSize ?? DEFAULT_REGION_SIZE;
     const sizeProblem = regionSizeProblem(regionSize, [
       source.logicalBlockSize,
       ...probes.map((p) => p.logicalBlockSize),
     ]);
     if (sizeProblem) throw new Refused(sizeProblem);
-    const size = tables?.copyEnd ?? knownSize(source);
+    const size = tables?.copyEnd ?? sourceSize;
     const geometry = size === null ? unknownGeometry(regionSize) : makeGeometry(size, regionSize);
     const withRules = withZstRules(options, probes);
     const used = withRules.usedOnly ? await freeSpace(source, geometry) : null;
@@ -205,6 +211,11 @@ async function planResume(
   if (!record) throw new Refused(`there is no job ${request.job}`);
   if (record.state === 'running' || record.state === 'verifying') {
     throw new Refused(`job ${record.id} is already running (process ${record.pid})`);
+  }
+  if (record.unresumable) {
+    throw new Refused(
+      `job ${record.id} can't be resumed: ${record.unresumable}; clone again with --fresh to start over`,
+    );
   }
   const options = { ...record.options, ...liveOptions(request.options) };
   const problem = optionsProblem(options);
@@ -320,6 +331,21 @@ async function planExisting(
   });
 }
 
+/**
+ * Said before writing from a source whose size is only guessed (a compressed image that
+ * doesn't state it: bzip2, gzip past 4 GiB or of several members, zstd without sizes);
+ * null when the size is known.
+ */
+export function sizeGuessNote(p: Plan, estimate = p.sizeEstimate): string | null {
+  if (Number.isFinite(p.geometry.regionCount)) return null;
+  const about = estimate === null ? 'its size' : `about ${formatBytes(estimate)}`;
+  return (
+    `${p.sourcePath} doesn't say how big its image is: ${about} is a guess. If the image is ` +
+    'bigger than a destination drive, the copy stops at the drive’s end and can’t finish on it; ' +
+    `"drivetwin size ${p.sourcePath}" (or clone --measure) decompresses it once to know`
+  );
+}
+
 /** Asked once before writing to drives; false declines. */
 export type Confirm = (
   drives: Array<{ path: string; size: number; detail: string }>,
@@ -333,10 +359,11 @@ export async function confirmDrives(p: Plan, confirm: Confirm): Promise<void> {
     .map(({ probe: found }) => {
       const info = describeBlockDevice(found.path);
       const mounted = info.mountpoints.length ? `, mounted at ${info.mountpoints.join(', ')}` : '';
+      const guess = sizeGuessNote(p);
       return {
         path: found.path,
         size: found.size,
-        detail: `${formatBytes(found.size)}${mounted}`,
+        detail: `${formatBytes(found.size)}${mounted}${guess ? ` — ${guess}` : ''}`,
       };
     });
   if (drives.length > 0 && !(await confirm(drives))) {
@@ -438,10 +465,19 @@ function sizeRule(partitions: PartitionTable | null, options: JobOptions): SizeR
     : { fit };
 }
 
-/** The one target-safety rule (drives/safety.ts), with the source's real size. */
-function checkDestination(source: Device, dest: string, allow: Allow, sizes: SizeRule): Probe {
-  // A stream of unknown size is checked when its end is read: a write past the drive fails.
-  const sourceSize = knownSize(source) ?? undefined;
+/**
+ * The one target-safety rule (drives/safety.ts), with the source's real size (measured,
+ * where its file doesn't say it and the user asked).
+ */
+function checkDestination(
+  source: Device,
+  dest: string,
+  allow: Allow,
+  sizes: SizeRule,
+  size = knownSize(source),
+): Probe {
+  // A stream of unknown size is checked as it is copied: past a drive's end, it stops.
+  const sourceSize = size ?? undefined;
   const problems = destinationProblems(source.path, dest, { ...allow, sourceSize, ...sizes });
   if (problems.length > 0) throw new Refused(problems.join('; '));
   const found = probe(dest);
