@@ -24,8 +24,3 @@ export function outsideWords(u: UsedSpaceInfo): string | null {
     : '';
   return `Outside the partitions: ${formatBytes(u.outsideBytes)} copied as it is (the partition table, gaps)${after}`;
 }
-
-/** A refusal of the engine's, without the command-line flag it names. */
-export function usedSpaceRefusal(message: string): string {
-  return message.replace(/^--used-only: /, '');
-}

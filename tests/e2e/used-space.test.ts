@@ -135,7 +135,7 @@ test('“Copy only used space” on a partitioned image: each partition’s cost
   await refused.waitFor();
   assert.match(
     await refused.innerText(),
-    /Not for this source: partition 2 of .*dirty\.img: ntfs filesystem refused .*marked dirty/,
+    /Not for this source: Partition 2 of .*dirty\.img: ntfs filesystem refused .*marked dirty/,
   );
   assert.ok(await page.locator('#opt-used-only').isDisabled());
   assert.doesNotMatch(await page.locator('body').innerText(), /holds no ext2\/3\/4 or FAT32/);
