@@ -24,7 +24,7 @@ export interface JobOptions {
   ignoreErrors: boolean;
   sequential: boolean;
   verify: boolean;
-  /** Copy only what an ext2/3/4 or FAT32 file system uses. */
+  /** Copy only what the source's file systems use (ext2/3/4, FAT, NTFS, exFAT; per partition). */
   usedOnly: boolean;
   /** With usedOnly: write zeros over free space on drives (images get holes anyway). */
   zeroFree: boolean;
@@ -72,6 +72,41 @@ export interface DriveContents {
   dataSeen: boolean;
 }
 
+/** One part of a source as a used-only copy sees it: a partition, or the file system on all of it. */
+export interface UsedArea {
+  /** The partition's number (1, 2, … as the table numbers it; 5 on for MBR logical ones); 0: the whole source. */
+  partition: number;
+  /** Bytes from the start of the source, and its size. */
+  offset: number;
+  size: number;
+  /** What it holds: ext4, ntfs, exfat, fat32, swap, xfs, …; null: nothing recognised. */
+  fs: string | null;
+  /**
+   * used: only what its file system uses is copied; whole: all of it (a kind DriveTwin
+   * doesn't read); skipped: swap (its header only) or a partition holding no data.
+   */
+  copy: 'used' | 'whole' | 'skipped';
+  /** Bytes of it copied. */
+  bytes: number;
+  /** Why it is copied whole or skipped, in words; null for a used-space one. */
+  note: string | null;
+}
+
+/** What a used-only copy of a source reads, decided before anything is written. */
+export interface UsedSpaceInfo {
+  /** The source's partition table; 'none': one file system on the whole source. */
+  table: 'gpt' | 'mbr' | 'none';
+  areas: UsedArea[];
+  /** Bytes outside every partition that are copied as they are: the tables, boot code, gaps between partitions. */
+  outsideBytes: number;
+  /** Bytes after the last partition that belong to none (a GPT's backup aside): left out. */
+  afterLastBytes: number;
+  /** Bytes the copy reads: every region holding a used byte, the tables and gaps between partitions included. */
+  bytesToCopy: number;
+  /** Bytes a full copy would read (to the end of the last partition with --fit). */
+  bytesTotal: number;
+}
+
 // ---------------------------------------------------------------------------
 // A job session's events
 
@@ -98,6 +133,8 @@ export interface StartEvent {
   options: JobOptions;
   /** An update: the regions found to differ, about to be copied. */
   delta?: number;
+  /** A used-only copy: what it reads of each partition. */
+  usedSpace?: UsedSpaceInfo;
 }
 
 export type Phase = 'copying' | 'flushing' | 'comparing' | 'verifying';

@@ -21,14 +21,15 @@ const percent = z.int().min(1).max(100);
 const rate = z.int().min(0).max(Number.MAX_SAFE_INTEGER);
 const isPowerOfTwo = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
 
+const regionSize = z
+  .int()
+  .min(MIN_REGION_SIZE)
+  .max(MAX_REGION_SIZE)
+  .refine(isPowerOfTwo, 'region size must be a power of two');
+
 const cloneOptions = z
   .strictObject({
-    regionSize: z
-      .int()
-      .min(MIN_REGION_SIZE)
-      .max(MAX_REGION_SIZE)
-      .refine(isPowerOfTwo, 'region size must be a power of two')
-      .optional(),
+    regionSize: regionSize.optional(),
     threshold: z.int().min(1).max(4096).optional(),
     batch: z.int().min(1).max(4096).optional(),
     throttle: percent.optional(),
@@ -101,6 +102,7 @@ const ARGS = {
   driveContents: z.tuple([pathText]),
   listFolder: z.tuple([pathText.optional()]),
   ejectDrive: z.tuple([pathText]),
+  usedSpace: z.tuple([pathText, regionSize.optional()]),
   planClone: z.tuple([cloneRequest]),
   startClone: z.tuple([cloneRequest]),
   pause: z.tuple([jobId]),
@@ -125,6 +127,7 @@ const ARG_NAMES: { [M in DriveTwinMethod]: string[] } = {
   driveContents: ['path'],
   listFolder: ['path'],
   ejectDrive: ['path'],
+  usedSpace: ['source', 'regionSize'],
   planClone: ['request'],
   startClone: ['request'],
   pause: ['job'],

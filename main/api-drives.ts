@@ -144,6 +144,18 @@ export async function sourceSizeOf(p: string, drives: Drive[]): Promise<number |
   return statOrNull(p) ? (await imageDrive(p)).size : listed?.size;
 }
 
+/** A source that can be read (a drive DriveTwin lists, or a file), as a full path; else why not. */
+export function checkSource(p: string, drives: Drive[], snapshot: () => SystemSnapshot): string {
+  const source = requireAbsolute(p, 'source');
+  const sourceFacts = factsOf(source, drives, snapshot);
+  const readable = sourceVerdict(sourceFacts);
+  if (readable.level === 'refused') {
+    const gone = sourceFacts.kind === 'missing' && !sourceFacts.drivePath;
+    throw new ApiError(gone ? 'not-found' : 'refused', readable.reasons.join('; '));
+  }
+  return source;
+}
+
 /**
  * Every check the user must hear about before the engine is asked: the source can
  * be read, each target may be written (engine/drives/safety.ts says why not), and
@@ -155,13 +167,7 @@ export async function checkClone(
   drives: Drive[],
   snapshot: () => SystemSnapshot,
 ): Promise<{ confirmed: string[]; allowMounted: boolean; allowSystem: boolean }> {
-  const source = requireAbsolute(request.source, 'source');
-  const sourceFacts = factsOf(source, drives, snapshot);
-  const readable = sourceVerdict(sourceFacts);
-  if (readable.level === 'refused') {
-    const gone = sourceFacts.kind === 'missing' && !sourceFacts.drivePath;
-    throw new ApiError(gone ? 'not-found' : 'refused', readable.reasons.join('; '));
-  }
+  const source = checkSource(request.source, drives, snapshot);
   const twice = namedTwice(request.targets.map((t) => t.path));
   if (twice) throw new ApiError('refused', twice);
   const sourceSize = await sourceSizeOf(source, drives);

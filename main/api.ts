@@ -29,21 +29,14 @@ import type {
   DrivesChanged,
   DriveTwinEventName,
   DriveTwinEvents,
-  JobDone,
-  JobError,
-  JobProgress,
-  JobStarted,
-  JobServing,
-  JobVerified,
-  ModeChange,
-  RegionMapChange,
-  VerifyProgress,
+  UsedSpaceInfo,
 } from '../preload/events';
 import { METHODS } from '../preload/api';
 import { parseArgs } from './api-args';
 import { partitionsOf } from '../engine/session/plan-tables';
 import {
   checkClone,
+  checkSource,
   drivesPicture,
   checkImageFile,
   contentsPath,
@@ -53,6 +46,7 @@ import {
   toDriveInfo,
 } from './api-drives';
 import { ApiError, engineError } from './api-error';
+import { forwardEngineEvent, omitType, type Emit } from './api-events';
 import type { DrivesDiff } from './drive-watcher';
 import { ejectDrive, type EjectTool } from './eject';
 import { browsePlaces, listFolder, type Viewer } from './file-browser';
@@ -133,38 +127,7 @@ export interface Backend {
 }
 
 // ---------------------------------------------------------------------------
-// Events from the engine, as the contract names them
-
-function omitType<T extends { type: string }>(e: T): Omit<T, 'type'> {
-  const rest: Partial<T> = { ...e };
-  delete rest.type;
-  return rest as Omit<T, 'type'>;
-}
-
-type Emit = <E extends DriveTwinEventName>(event: E, payload: DriveTwinEvents[E]) => void;
-
-function forwardEngineEvent(e: HostEvent, emit: Emit): void {
-  switch (e.type) {
-    case 'start':
-      return emit('job-started', omitType(e) satisfies JobStarted);
-    case 'progress':
-      return emit('progress', omitType(e) satisfies JobProgress);
-    case 'region-map':
-      return emit('region-map', omitType(e) satisfies RegionMapChange);
-    case 'error':
-      return emit('error', omitType(e) satisfies JobError);
-    case 'mode':
-      return emit('mode', omitType(e) satisfies ModeChange);
-    case 'done':
-      return emit('done', omitType(e) satisfies JobDone);
-    case 'verify-progress':
-      return emit('verify-progress', omitType(e) satisfies VerifyProgress);
-    case 'verify':
-      return emit('verified', omitType(e) satisfies JobVerified);
-    case 'serve':
-      return emit('serving', omitType(e) satisfies JobServing);
-  }
-}
+// Requests to the engine
 
 /** The engine's form of a clone request. */
 function hostRequest(
@@ -349,6 +312,15 @@ export function createBackend(deps: BackendDeps): Backend {
     async ejectDrive(...args) {
       const [p] = parseArgs('ejectDrive', args);
       return ejectDrive(p, await deps.listDrives(), deps.eject ?? null, run);
+    },
+
+    async usedSpace(...args) {
+      const [p, regionSize] = parseArgs('usedSpace', args);
+      const source = checkSource(p, await deps.listDrives(), await picture());
+      return (await request(
+        { type: 'used-space', source, ...(regionSize !== undefined ? { regionSize } : {}) },
+        { read: [source], write: [] },
+      )) as UsedSpaceInfo;
     },
 
     async planClone(...args) {

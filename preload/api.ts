@@ -19,6 +19,7 @@ import type {
   JobOptionsInfo,
   MetadataMode,
   RegionMapChange,
+  UsedSpaceInfo,
 } from './events';
 
 // ---------------------------------------------------------------------------
@@ -103,7 +104,7 @@ export interface CloneOptions {
   sequential?: boolean;
   /** Compare source and destinations when done. Default false. */
   verify?: boolean;
-  /** Copy only what an ext2/3/4 or FAT32 file system on the source uses. Default false. */
+  /** Copy only what the source's file systems use, partition by partition (usedSpace says what). Default false. */
   usedOnly?: boolean;
   /** With usedOnly: write zeros over the free space of drive targets. Default false. */
   zeroFree?: boolean;
@@ -152,6 +153,8 @@ export interface ClonePlan {
   regionsHydrated: number;
   /** The source's partition table: where its last partition ends, the least a fitted target holds. */
   partitions?: { table: 'gpt' | 'mbr'; end: number; fitSize: number } | null;
+  /** With usedOnly: what the copy reads of each partition, and in all. */
+  usedSpace?: UsedSpaceInfo | null;
 }
 
 export interface ResumeRequest {
@@ -259,6 +262,12 @@ export interface DriveTwinApi {
   /** Makes a drive safe to unplug (after a copy): powers it off or ejects it. */
   ejectDrive(path: string): Promise<EjectResult>;
 
+  /**
+   * What a copy of only the used space of `source` reads, partition by partition, for
+   * regions of `regionSize` (default 1 MiB); rejects with why it can't be done (a file
+   * system not cleanly unmounted, a mounted partition…). Reads the source only.
+   */
+  usedSpace(source: string, regionSize?: number): Promise<UsedSpaceInfo>;
   /** What startClone would do (erase and copy, resume, update), checked, nothing written. */
   planClone(request: CloneRequest): Promise<ClonePlan>;
   startClone(request: CloneRequest): Promise<{ job: JobId; intent: CloneIntent }>;
@@ -332,6 +341,7 @@ export const METHODS = [
   'driveContents',
   'listFolder',
   'ejectDrive',
+  'usedSpace',
   'planClone',
   'startClone',
   'pause',

@@ -21,6 +21,8 @@ import type {
   RegionMapEvent,
   ServeEvent,
   StartEvent,
+  UsedArea,
+  UsedSpaceInfo,
   VerifyEvent,
   VerifyProgressEvent,
 } from '../engine/events';
@@ -89,7 +91,7 @@ export type CloneIntent = Intent;
 export type MetadataMode = Mode;
 export type JobOptionsInfo = JobOptions;
 export type ByteRange = Range;
-export type { DestinationResult, DriveContents, PartitionContents };
+export type { DestinationResult, DriveContents, PartitionContents, UsedArea, UsedSpaceInfo };
 
 export type JobStarted = Payload<StartEvent>;
 /** Sent every ~300 ms while a job copies (paused jobs too, with no bytes moving). */

@@ -38,6 +38,7 @@ const methods = [
   'driveContents',
   'listFolder',
   'ejectDrive',
+  'usedSpace',
   'planClone',
   'startClone',
   'pause',

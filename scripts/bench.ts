@@ -7,17 +7,20 @@
 //   BENCH_SIZE=512M BENCH_ROUNDS=5 npm run bench
 //   BENCH_VERIFY=0 npm run bench          # skip the byte comparison after each round
 //   BENCH_ETCHER_SDK=/some/dir npm run bench   # etcher-sdk (npm install etcher-sdk there) joins the .xz case
+//   BENCH_ONLY=used npm run bench         # only the used-space case (bench-used.ts)
 //
 // Cases: loop→loop against dd, and the throttle; verify against cmp, drive vs drive and
 // image vs drive; image→image sparse against dd; a 64 GiB sparse image (4 MiB of data)
 // against cp; .xz (xz -T2, many blocks) against `xz -dc -T2 | dd`; a single-block .xz
 // against `xz -dc | dd`; .bz2 against `bzip2 -dc | dd`; and a rate-limited pair (nbdkit's
 // rate filter through nbdfuse and loop devices: source 200 MB/s, destination 100 MB/s)
-// against dd and the slower drive's rate.
+// against dd and the slower drive's rate; and a 4 GiB disk of four partitions a quarter
+// used, --used-only against the full copy and partclone (bench-used.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { loadEtcherSdk } from './bench-etcher';
+import { USED_CASE, usedSpaceCase } from './bench-used';
 import {
   CHUNK,
   CLI,
@@ -90,6 +93,10 @@ async function main(): Promise<void> {
   console.log(`DriveTwin bench: ${SIZE / MiB} MiB, ${ROUNDS} rounds, files in ${work}`);
   console.log(`peak RSS: ${TIME_BIN ? '/usr/bin/time %M' : '/proc/PID/status VmHWM, polled'}`);
   if (ENV_NOTE) console.log(ENV_NOTE);
+  if (process.env.BENCH_ONLY === 'used') {
+    await usedSpaceCase(notes);
+    return report();
+  }
   const src = path.join(work, 'src.img');
   const dst = path.join(work, 'dst.img');
   const rmDst = (): void => fs.rmSync(dst, { force: true });
@@ -193,6 +200,10 @@ async function main(): Promise<void> {
 
   // 6. the rate-limited pair
   await rateLimitedPair(src, dst);
+
+  // 7. a partitioned disk, a quarter used: --used-only
+  fs.rmSync(src, { force: true });
+  await usedSpaceCase(notes);
 
   report();
 }
@@ -308,25 +319,46 @@ function report(): void {
   console.log('');
   for (const line of [...notes, ...throttleLines]) console.log(line);
   const ok = (b: boolean): string => (b ? 'holds' : 'FAILS');
-  const sparseSeconds = Number(
-    rows.find((r) => r[0] === '64 GiB sparse image' && r[1] === 'engine')![3],
-  );
-  const pair = limits.engine / 100;
+  const seconds = (title: string, who: string): number | null => {
+    const row = rows.find((r) => r[0] === title && r[1] === who);
+    return row ? Number(row[3]) : null;
+  };
+  const ratio = (k: string, floor: number, peer = ''): Array<[string, boolean]> =>
+    ratios[k] === undefined
+      ? []
+      : [[`${k} ${ratios[k].toFixed(2)}×${peer} ≥ ${floor}`, ratios[k] >= floor]];
+  const sparseSeconds = seconds('64 GiB sparse image', 'engine');
+  const partclone = seconds(USED_CASE, 'partclone -b × 4');
+  const usedOnly = seconds(USED_CASE, 'engine --used-only');
   const goals: Array<[string, boolean]> = [
-    [`loop→loop ${ratios['loop→loop'].toFixed(2)}× dd ≥ 1.0`, ratios['loop→loop'] >= 1],
-    ...['.xz (xz -T2, many blocks)', '.xz (one block)', '.bz2'].map((k): [string, boolean] => [
-      `${k} ${ratios[k].toFixed(2)}× ≥ 1.0`,
-      ratios[k] >= 1,
-    ]),
-    ...['verify drive vs drive', 'verify image vs drive'].map((k): [string, boolean] => [
-      `${k} ${ratios[k].toFixed(2)}× cmp ≥ 0.9`,
-      ratios[k] >= 0.9,
-    ]),
-    [`64 GiB sparse image in ${sparseSeconds.toFixed(2)} s < 2`, sparseSeconds < 2],
-    [
-      `rate-limited pair: engine ${limits.engine.toFixed(0)} MB/s = ${pair.toFixed(2)}× the 100 MB/s limit ≥ 0.9 (dd ${limits.dd.toFixed(0)} MB/s)`,
-      pair >= 0.9,
-    ],
+    ...ratio('loop→loop', 1, ' dd'),
+    ...['.xz (xz -T2, many blocks)', '.xz (one block)', '.bz2'].flatMap((k) => ratio(k, 1)),
+    ...['verify drive vs drive', 'verify image vs drive'].flatMap((k) => ratio(k, 0.9, ' cmp')),
+    ...(sparseSeconds === null
+      ? []
+      : [
+          [`64 GiB sparse image in ${sparseSeconds.toFixed(2)} s < 2`, sparseSeconds < 2] as [
+            string,
+            boolean,
+          ],
+        ]),
+    ...(limits.engine === undefined
+      ? []
+      : [
+          [
+            `rate-limited pair: engine ${limits.engine.toFixed(0)} MB/s = ${(limits.engine / 100).toFixed(2)}× the 100 MB/s limit ≥ 0.9 (dd ${limits.dd.toFixed(0)} MB/s)`,
+            limits.engine / 100 >= 0.9,
+          ] as [string, boolean],
+        ]),
+    ...ratio(USED_CASE, 2, ' the full copy'),
+    ...(partclone === null || usedOnly === null
+      ? []
+      : [
+          [
+            `${USED_CASE}: partclone ${partclone.toFixed(2)} s / --used-only ${usedOnly.toFixed(2)} s = ${(partclone / usedOnly).toFixed(2)}× ≥ 1.0`,
+            partclone >= usedOnly,
+          ] as [string, boolean],
+        ]),
     ...Object.entries(enginePeaks).map(([k, kib]): [string, boolean] => [
       `${k}: engine peak RSS ${(kib / 1024).toFixed(0)} MiB ≤ 200`,
       kib <= 200 * 1024,

@@ -1,7 +1,7 @@
 // How the command line shows a job session's events: words for people (a progress
 // line on a terminal, a summary at the end), JSON lines for programs (--json).
 
-import type { DoneEvent, EngineEvent, ProgressEvent, ServeEvent } from '../events';
+import type { DoneEvent, EngineEvent, ProgressEvent, ServeEvent, UsedSpaceInfo } from '../events';
 import { formatBytes, formatDuration } from '../size';
 import { frame } from '../host/transport';
 
@@ -71,6 +71,7 @@ export function show(out: Output, e: EngineEvent): void {
       out.say(
         `${what} job ${e.job}: ${e.source} → ${e.destinations.join(', ')} (${size}${already})`,
       );
+      if (e.usedSpace) for (const line of usedSpaceLines(e.usedSpace)) out.say(line);
       if (e.sizeNote) out.warn(`note: ${e.sizeNote}`);
       return;
     }
@@ -106,6 +107,28 @@ export function show(out: Output, e: EngineEvent): void {
     case 'region-map':
       return; // the app draws it; the terminal has the progress line
   }
+}
+
+/** What a used-only copy reads, partition by partition. */
+export function usedSpaceLines(u: UsedSpaceInfo): string[] {
+  const table = u.table === 'none' ? '' : ` (${u.table.toUpperCase()})`;
+  const lines = [
+    `Used space only${table}: ${formatBytes(u.bytesToCopy)} of ${formatBytes(u.bytesTotal)} to read`,
+  ];
+  for (const a of u.areas) {
+    const name = a.partition === 0 ? 'the file system' : `partition ${a.partition}`;
+    const what = a.copy === 'used' ? `${formatBytes(a.bytes)} used` : a.note;
+    lines.push(`  ${name}, ${a.fs ?? 'unknown'}, ${formatBytes(a.size)}: ${what}`);
+  }
+  if (u.table !== 'none') {
+    const after = u.afterLastBytes
+      ? `; ${formatBytes(u.afterLastBytes)} after the last partition, in none, left out`
+      : '';
+    lines.push(
+      `  outside the partitions: ${formatBytes(u.outsideBytes)} copied as it is (tables, gaps)${after}`,
+    );
+  }
+  return lines;
 }
 
 function serving(e: ServeEvent): string {

@@ -5,11 +5,11 @@ import type { Range } from '../geometry';
 import type { Device } from '../io/device';
 import { alignedBuffer, IO_ALIGNMENT } from '../io/buffers';
 
-export type FsKind = 'ext2' | 'ext3' | 'ext4' | 'fat32';
+export type FsKind = 'ext2' | 'ext3' | 'ext4' | 'fat12' | 'fat16' | 'fat32' | 'ntfs' | 'exfat';
 
 export interface UsedSpace {
   fs: FsKind;
-  /** Allocation unit in bytes: the ext block (cluster with bigalloc), the FAT cluster. */
+  /** Allocation unit in bytes: the ext block (cluster with bigalloc), the FAT, NTFS or exFAT cluster. */
   blockSize: number;
   /**
    * The source's size. Bytes past the filesystem's own end (`fsSize`) are counted
@@ -24,16 +24,46 @@ export interface UsedSpace {
 
 export type RefusalKind = 'unclean' | 'unsupported' | 'corrupt';
 
+/** A used-space copy can't be planned for this source; the message says why, and where. */
+export class UsedSpaceRefused extends Error {
+  override name = 'UsedSpaceRefused';
+}
+
 /** The source holds a filesystem we recognise but whose allocation we can't trust. */
-export class FilesystemRefused extends Error {
+export class FilesystemRefused extends UsedSpaceRefused {
   constructor(
     readonly fs: FsKind,
     readonly kind: RefusalKind,
     readonly reason: string,
+    /** Where it lies, in words: `partition 2 of /dev/sdb`; absent for a whole device. */
+    readonly where?: string,
   ) {
-    super(`${fs} filesystem refused for a used-space copy: ${reason}`);
-    this.name = 'FilesystemRefused';
+    super(`${where ? `${where}: ` : ''}${fs} filesystem refused for a used-space copy: ${reason}`);
   }
+  override name = 'FilesystemRefused';
+
+  /** The same refusal, said of the partition it came from. */
+  in(where: string): FilesystemRefused {
+    return new FilesystemRefused(this.fs, this.kind, this.reason, where);
+  }
+}
+
+/** The most a reader reads at once (bitmaps, FATs, descriptor tables). */
+export const READ_CHUNK = 4 << 20;
+
+/** A file system must fit the space it is read from (its partition, or the whole source). */
+export function mustFit(fs: FsKind, fsSize: number, space: number): void {
+  if (fsSize > space)
+    throw new FilesystemRefused(
+      fs,
+      'corrupt',
+      `the volume says it is ${fsSize} bytes but its space holds only ${space}`,
+    );
+}
+
+/** [offset, offset + length) lies inside one of the sorted, merged ranges. */
+export function covers(ranges: Range[], offset: number, length: number): boolean {
+  return ranges.some((r) => r.offset <= offset && offset + length <= r.offset + r.length);
 }
 
 /**

@@ -13,6 +13,8 @@ import {
   crc32c,
   FilesystemRefused,
   RangeList,
+  READ_CHUNK,
+  mustFit,
   readBytes,
   setBitRuns,
   type FsKind,
@@ -98,7 +100,7 @@ const unknownBits = (o: Record<string, number>, bits: number): string[] => {
 };
 
 export interface ExtSuperblock {
-  fs: Exclude<FsKind, 'fat32'>;
+  fs: 'ext2' | 'ext3' | 'ext4';
   blockSize: number;
   clusterSize: number;
   blocksCount: number;
@@ -285,7 +287,7 @@ async function readGroupDescriptors(source: Device, sb: ExtSuperblock): Promise<
   const zero16 = Buffer.alloc(2);
 
   // Contiguous descriptor blocks are read together, at most 4 MiB at a time.
-  const maxRun = Math.max(1, Math.floor((4 << 20) / sb.blockSize));
+  const maxRun = Math.max(1, Math.floor(READ_CHUNK / sb.blockSize));
   for (let i = 0; i < tableBlocks;) {
     const start = descriptorBlock(sb, i);
     let count = 1;
@@ -378,11 +380,7 @@ export async function extUsedSpace(source: Device): Promise<UsedSpace | null> {
 
   const bs = sb.blockSize;
   const fsSize = sb.blocksCount * bs;
-  if (fsSize > source.size)
-    refuse(
-      'corrupt',
-      `the filesystem says it is ${fsSize} bytes but the source holds only ${source.size}`,
-    );
+  mustFit(sb.fs, fsSize, source.size);
 
   const gd = await readGroupDescriptors(source, sb);
   const used = new RangeList();
@@ -423,7 +421,7 @@ export async function extUsedSpace(source: Device): Promise<UsedSpace | null> {
   const metadataCsum = has(sb.roCompat, RO_COMPAT.metadata_csum);
   const bitmapBytes = sb.clustersPerGroup / 8;
   const ratio = sb.clusterSize / bs;
-  const maxRun = Math.max(1, Math.floor((4 << 20) / bs));
+  const maxRun = Math.max(1, Math.floor(READ_CHUNK / bs));
   for (let i = 0; i < toRead.length;) {
     const start = gd.blockBitmap[toRead[i]];
     let count = 1;

@@ -98,6 +98,10 @@ export class EngineHost {
     switch (command.type) {
       case 'plan':
         return this.plan(command.request);
+      case 'used-space': {
+        const { usedSpaceOf } = await import('../session/plan-regions');
+        return usedSpaceOf(command.source, command.regionSize);
+      }
       case 'start':
         return this.start(
           { kind: 'clone', ...command.request, options: command.request.options },
@@ -197,6 +201,7 @@ export class EngineHost {
         end: planned.partitions.partitionsEnd,
         fitSize: planned.partitions.fitSize,
       },
+      usedSpace: planned.usedSpace,
     };
   }
 

@@ -2,7 +2,7 @@
 // app's engine supervisor): commands in, replies and the sessions' events out. The
 // events themselves are the contract in ../events.ts.
 
-import type { DoneEvent, EngineEvent, Intent, JobOptions } from '../events';
+import type { DoneEvent, EngineEvent, Intent, JobOptions, UsedSpaceInfo } from '../events';
 
 /** The end of a job that stopped before copying anything more (it failed, or its engine died). */
 export function doneWithoutCopy(job: number, state: 'interrupted' | 'failed'): DoneEvent {
@@ -62,10 +62,14 @@ export interface ClonePlan {
    * must hold to take a copy fitted to it (`fit`); null when it has none.
    */
   partitions: { table: 'gpt' | 'mbr'; end: number; fitSize: number } | null;
+  /** A used-only clone: what it reads of each partition. */
+  usedSpace: UsedSpaceInfo | null;
 }
 
 export type HostCommand =
   | { type: 'plan'; request: HostCloneRequest }
+  /** What a used-only copy of `source` reads (regions of `regionSize`, default 1 MiB). */
+  | { type: 'used-space'; source: string; regionSize?: number }
   /** `confirmed`: the drive paths the user confirmed; any other drive to be written is refused. */
   | { type: 'start'; request: HostCloneRequest; confirmed: string[] }
   | {

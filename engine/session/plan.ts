@@ -20,6 +20,7 @@ import {
   liveOptions,
   optionsProblem,
 } from '../options';
+import type { UsedSpaceInfo } from '../events';
 import type { PartitionTable } from '../partitions/table';
 import { freeSpace, holdsRescuedData, mapSeed, readMapfile } from './plan-regions';
 import { measureSource } from './measure';
@@ -90,6 +91,8 @@ export interface Plan {
   drop: number[];
   /** Free regions of a used-only clone. */
   free: RegionMap | null;
+  /** A used-only clone: what it reads of each partition. */
+  usedSpace: UsedSpaceInfo | null;
   /** Regions a ddrescue mapfile says are already on the destinations. */
   seeded: RegionMap | null;
   /** A copied job that only needs verifying. */
@@ -168,7 +171,7 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
     const size = tables?.copyEnd ?? sourceSize;
     const geometry = size === null ? unknownGeometry(regionSize) : makeGeometry(size, regionSize);
     const withRules = withZstRules(options, probes);
-    const free = withRules.usedOnly ? await freeSpace(source, geometry) : null;
+    const used = withRules.usedOnly ? await freeSpace(source, geometry) : null;
     const seeded = mapText === null ? null : await mapSeed(request.fromMap!, mapText, geometry);
     if (seeded) holdsRescuedData(probes, seeded, geometry);
     const replaces = request.fresh
@@ -188,7 +191,8 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
       options: withRules,
       destinations: probes.map((p, index) => ({ probe: p, index, record: null, restore: false })),
       drop: [],
-      free,
+      free: used?.free ?? null,
+      usedSpace: used?.info ?? null,
       seeded,
       verifyOnly: false,
       replaces,
@@ -304,6 +308,7 @@ async function planExisting(
       destinations.map((d) => d.probe),
     );
     const geometry = geometryOf(record);
+    const used = options.usedOnly ? await freeSpace(source, geometry) : null;
     return {
       intent: how.intent,
       record,
@@ -315,7 +320,8 @@ async function planExisting(
       options,
       destinations,
       drop,
-      free: options.usedOnly ? await freeSpace(source, geometry) : null,
+      free: used?.free ?? null,
+      usedSpace: used?.info ?? null,
       seeded: null,
       verifyOnly: how.verifyOnly,
       replaces: [],

@@ -316,6 +316,7 @@ export class JobSession extends EventEmitter {
       ...(now.sizeKnown ? {} : { sizeNote: sizeGuessNote(this.plan, now.bytesTotal)! }),
       options: this.options,
       ...(this.delta !== null ? { delta: this.delta } : {}),
+      ...(this.plan.usedSpace ? { usedSpace: this.plan.usedSpace } : {}),
     };
   }
 

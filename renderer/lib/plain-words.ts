@@ -198,12 +198,18 @@ export function plainText(message: string): string {
   return /[.!?…]$/.test(text) ? text : `${text}.`;
 }
 
+/** Why "Copy only used space" was refused, in plain words; null for another refusal. */
+export function usedOnlyReason(message: string): string | null {
+  const usedOnly = /^--used-only:\s*(.*)$/s.exec(message.trim());
+  return usedOnly ? plainText(usedOnly[1]) : null;
+}
+
 /** Why a refusal happened, for the option it is about: what the user can do next. */
 export function refusalWords(message: string): string {
-  const usedOnly = /^--used-only:\s*(.*)$/s.exec(message.trim());
+  const usedOnly = usedOnlyReason(message);
   if (usedOnly) {
     return (
-      `“Copy only used space” can’t be used for this copy: ${plainText(usedOnly[1])} ` +
+      `“Copy only used space” can’t be used for this copy: ${usedOnly} ` +
       'Untick it in Options to copy everything.'
     );
   }

@@ -8,7 +8,8 @@
 // (region size, verify, sparse, sequential writes, disk time, speed limit) is a
 // preference that stays: none of it can lose data or hide an error.
 import type { CloneOptions, CloneRequest, CloneTarget } from '../../preload/api';
-import type { DriveInfo } from '../../preload/events';
+import type { DriveInfo, UsedSpaceInfo } from '../../preload/events';
+import { api, errorText } from '../lib/api';
 import { drives } from './drives.svelte';
 
 const MIB = 1024 * 1024;
@@ -19,7 +20,7 @@ export interface SetupOptions {
   verify: boolean;
   sparse: 'auto' | 'yes' | 'no';
   ignoreErrors: boolean;
-  /** Copy only the blocks the source's file system uses (ext2/3/4, FAT32). */
+  /** Copy only the blocks the source's file systems use (ext2/3/4, FAT, NTFS, exFAT; per partition). */
   usedOnly: boolean;
   sequential: boolean;
   /** Percent of time for I/O, 1–100. */
@@ -51,6 +52,16 @@ class Setup {
   allowSystem = $state(false);
   options = $state<SetupOptions>({ ...DEFAULT_OPTIONS });
   notice = $state<string | null>(null);
+  /**
+   * What a copy of only the used space of the source reads, as the engine found it
+   * (`error`: why it can't be done for this source); null until asked for this source
+   * and region size.
+   */
+  usedSpace = $state.raw<{
+    key: string;
+    info: UsedSpaceInfo | null;
+    error: string | null;
+  } | null>(null);
 
   sourceDrive = $derived(drives.byPath(this.source) ?? null);
   /** The target verdicts on screen are for this source and these allowances. */
@@ -83,6 +94,7 @@ class Setup {
         this.notice = `The source ${this.source} was disconnected or changed: choose it again.`;
         this.source = null;
         this.targets = [];
+        this.usedSpace = null;
       }
       const dropped = this.targets.filter((p) => gone.has(p));
       if (dropped.length > 0) {
@@ -95,7 +107,26 @@ class Setup {
   async chooseSource(path: string | null): Promise<void> {
     this.source = path;
     this.notice = null;
+    this.usedSpace = null;
     await this.requery();
+  }
+
+  /** Asks the engine what a used-only copy of the source reads, once per source and region size. */
+  async checkUsedSpace(): Promise<void> {
+    const source = this.source;
+    const regionSize = this.options.regionSize;
+    const key = `${source}\n${regionSize}`;
+    if (!source || this.usedSpace?.key === key) return;
+    this.usedSpace = { key, info: null, error: null };
+    let found: { info: UsedSpaceInfo | null; error: string | null };
+    try {
+      found = { info: await api().usedSpace(source, regionSize || undefined), error: null };
+    } catch (e) {
+      found = { info: null, error: errorText(e) };
+    }
+    if (this.usedSpace?.key !== key) return; // asked again meanwhile
+    this.usedSpace = { key, ...found };
+    if (found.error) this.options.usedOnly = false;
   }
 
   async setAllowances(allow: { mounted?: boolean; system?: boolean }): Promise<void> {
@@ -177,6 +208,7 @@ class Setup {
   reset(): void {
     this.source = null;
     this.targets = [];
+    this.usedSpace = null;
     this.allowMounted = false;
     this.allowSystem = false;
     // In place: the Options form is bound to this object.

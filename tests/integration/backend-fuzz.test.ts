@@ -205,6 +205,15 @@ function badArgs(rng: Rng, method: (typeof METHODS)[number]): unknown[] {
       return rng.pick([[5], ['relative'], ['/etc'], [null], ['/tmp', 1]]);
     case 'ejectDrive':
       return rng.pick([[5], [], ['relative'], ['/dev/no-such-drive'], ['/tmp']]);
+    case 'usedSpace':
+      return rng.pick([
+        [5],
+        [],
+        ['relative.img'],
+        ['/no/such.img'],
+        ['/dev/null', 3],
+        ['/tmp', 1 << 40],
+      ]);
     case 'capabilities':
     case 'listJobs':
       return [anyValue(rng) ?? 0];

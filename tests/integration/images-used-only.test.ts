@@ -329,7 +329,7 @@ test('refused with exit 2, destination unchanged: unclean ext4, unclean FAT32, n
   await t.test('random data: not ext or FAT', async () => {
     const noise = env.file('noise.img');
     writeRandomFile(noise, SIZE, 724);
-    await refused(noise, /--used-only: .*no ext2\/3\/4 or FAT32/);
+    await refused(noise, /--used-only: .*no partition table and no ext2\/3\/4, FAT, NTFS or exFAT/);
   });
 
   await t.test('a mounted ext4 (loop + mount)', async (st) => {

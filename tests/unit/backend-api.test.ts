@@ -44,6 +44,22 @@ function spareBlockDevice(): string | null {
   return null;
 }
 
+/** The call is refused with this code and a message like this one. */
+async function refused(
+  backend: ReturnType<typeof createBackend>,
+  method: 'pickImageToOpen' | 'usedSpace',
+  p: string,
+  code: string,
+  message: RegExp,
+): Promise<void> {
+  const reply = await backend.call(method, [p]);
+  assert.equal(reply.ok, false, p);
+  if (!reply.ok) {
+    assert.equal(reply.error.code, code, p);
+    assert.match(reply.error.message, message);
+  }
+}
+
 test('the contract: one handler and one IPC channel per method, one channel per event', () => {
   const { engine } = fakeEngine();
   const backend = createBackend({
@@ -95,14 +111,8 @@ test('dialogs pick images; without dialogs a typed path is checked instead', asy
   assert.equal((await web.handlers.capabilities()).dialogs, false);
   assert.equal(await web.handlers.pickImageToOpen(), null);
   assert.equal((await web.handlers.pickImageToOpen(image))?.verdicts.source.level, 'usable');
-  const fail = async (p: string, code: string, message: RegExp) => {
-    const reply = await web.call('pickImageToOpen', [p]);
-    assert.equal(reply.ok, false);
-    if (!reply.ok) {
-      assert.equal(reply.error.code, code);
-      assert.match(reply.error.message, message);
-    }
-  };
+  const fail = (p: string, code: string, message: RegExp) =>
+    refused(web, 'pickImageToOpen', p, code, message);
   await fail('disk.img', 'invalid', /full path/);
   await fail(path.join(tmp.dir, 'nope.img'), 'not-found', /does not exist/);
   await fail(tmp.dir, 'refused', /not an image file/);
@@ -162,6 +172,31 @@ test('a system drive target needs its exact name typed; a mounted one needs allo
   drives = []; // unplugged since the renderer listed it
   await refusedWith({ confirmed: true }, /no longer connected/);
   assert.equal(commands.filter((c) => c.type === 'start').length, 2);
+});
+
+test('usedSpace checks its source as a clone does before asking the engine', async (t) => {
+  const tmp = tempDir('drivetwin-api-used-');
+  t.after(() => tmp.cleanup());
+  const image = path.join(tmp.dir, 'disk.img');
+  writeRandomFile(image, 1 << 20, 3);
+  const empty = path.join(tmp.dir, 'empty.img');
+  fs.writeFileSync(empty, '');
+  const { engine, commands } = fakeEngine();
+  const backend = createBackend({
+    engine,
+    listDrives: async () => [],
+    dialogs: null,
+    transport: 'web',
+  });
+  const fail = (p: string, code: string, message: RegExp) =>
+    refused(backend, 'usedSpace', p, code, message);
+  await fail('disk.img', 'invalid', /full path/);
+  await fail(path.join(tmp.dir, 'nope.img'), 'not-found', /does not exist/);
+  await fail(empty, 'refused', /is empty/);
+  await fail('/dev/drivetwin-unplugged', 'refused', /is not connected/);
+  assert.deepEqual(commands, [], 'the engine was not asked');
+  assert.ok((await backend.call('usedSpace', [image])).ok);
+  assert.deepEqual(commands, [{ type: 'used-space', source: image }]);
 });
 
 test('engine events reach the renderer under the contract names, without the protocol type', () => {

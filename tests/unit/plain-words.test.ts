@@ -10,6 +10,7 @@ import {
   failureWords,
   plainText,
   refusalWords,
+  usedOnlyReason,
 } from '../../renderer/lib/plain-words';
 import { ENGINE_ONLY } from '../helpers/engine-words';
 
@@ -27,7 +28,9 @@ const SAID = [
   'read failed on /dev/loop3 at byte 8392704 (+4096): EIO',
   'EIO: i/o error, read',
   'ENOTCONN: socket is not connected, close',
-  '--used-only: /dev/loop1 holds no ext2/3/4 or FAT32 file system',
+  '--used-only: /dev/loop1 holds no partition table and no ext2/3/4, FAT, NTFS or exFAT file system',
+  '--used-only: partition 2 of /dev/sdb: ntfs filesystem refused for a used-space copy: the volume is marked dirty: Windows was not shut down cleanly, or chkdsk is due (run chkdsk /f in Windows)',
+  "--used-only: partition 3 of /dev/sdb: exfat filesystem refused for a used-space copy: the allocation bitmap at cluster 16872 lies outside the volume's 15872 clusters",
   '--used-only: /dev/sdb is mounted; unmount it first',
   '--fit: /a.img is not a partitioned disk: it holds no MBR or GPT partition table',
   "--new-ids: /a.img.zst is a compressed backup: it keeps the source's image as it is",
@@ -70,11 +73,18 @@ describe('plain words for what the engine says', () => {
       plainText('write failed on /dev/loop8 at byte 315621376 (+2097152): ENOSPC'),
       'Writing to /dev/loop8 failed at 301 MiB (2.00 MiB): it is full, with no room left to write.',
     );
-    const usedOnly = refusalWords('--used-only: /dev/loop1 holds no ext2/3/4 or FAT32 file system');
+    const usedOnly = refusalWords(
+      '--used-only: /dev/loop1 holds no partition table and no ext2/3/4, FAT, NTFS or exFAT file system',
+    );
     assert.match(
       usedOnly,
-      /^“Copy only used space” can’t be used for this copy: \/dev\/loop1 holds no ext2\/3\/4 or FAT32/,
+      /^“Copy only used space” can’t be used for this copy: \/dev\/loop1 holds no partition table/,
     );
+    assert.equal(
+      usedOnlyReason('--used-only: partition 2 of /dev/sdb: ntfs filesystem refused: dirty'),
+      'Partition 2 of /dev/sdb: ntfs filesystem refused: dirty.',
+    );
+    assert.equal(usedOnlyReason('--fit: /a.img is not a partitioned disk'), null);
     assert.match(usedOnly, /Untick it in Options to copy everything\.$/);
     assert.equal(
       plainText(
