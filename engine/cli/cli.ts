@@ -24,7 +24,7 @@ const USAGE = `Usage:
         [--throttle PCT] [--max-rate RATE] [--sparse | --no-sparse] [--ignore-errors]
         [--sequential] [--verify] [--used-only [--zero-free]] [--from-map MAPFILE]
         [--fit] [--new-ids] [--fresh] [--yes] [--allow-mounted] [--allow-system] [--eject]
-        [--db PATH] [--json]
+        [--sha256 HEX] [--db PATH] [--json]
   drivetwin resume JOB [--threshold N] [--batch N] [--throttle PCT] [--max-rate RATE]
         [--ignore-errors] [--sequential] [--verify] [--drop DEST]... [--yes] [--eject]
         [--db PATH] [--json]
@@ -34,6 +34,8 @@ const USAGE = `Usage:
   drivetwin map JOB [--format json|ddrescue]
   drivetwin forget JOB
 
+SOURCE may be an http:// or https:// URL: downloaded as it is copied, resumable;
+--sha256 HEX (else a .sha256 file next to it) checks the whole download.
 SIZE and RATE: 4096, 64K, 4M, 1G (binary multiples; RATE is per second).
 The job database is $DRIVETWIN_DB, or --db PATH, or the user data directory.`;
 
@@ -70,6 +72,7 @@ const CLONE = {
   'no-sparse': { type: 'boolean' },
   fit: { type: 'boolean' },
   'new-ids': { type: 'boolean' },
+  sha256: { type: 'string' },
 } as const;
 
 async function askOnTerminal(
@@ -179,6 +182,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       allowSystem: Boolean(values['allow-system']),
       fromMap: values['from-map'] as string | undefined,
       fresh: Boolean(values.fresh),
+      sha256: values.sha256 as string | undefined,
     };
     const meta = openMetadata(values);
     const how = { yes: Boolean(values.yes), eject: Boolean(values.eject) };

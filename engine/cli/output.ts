@@ -1,7 +1,7 @@
 // How the command line shows a job session's events: words for people (a progress
 // line on a terminal, a summary at the end), JSON lines for programs (--json).
 
-import type { DoneEvent, EngineEvent, ProgressEvent } from '../events';
+import type { DoneEvent, DownloadSummary, EngineEvent, ProgressEvent } from '../events';
 import { formatBytes, formatDuration } from '../size';
 import { frame } from '../host/transport';
 
@@ -33,9 +33,10 @@ export class Output {
     const what = p.phase === 'copying' ? '' : `${p.phase} `.padEnd(10);
     const paused = p.paused;
     const eta = paused ? 'paused' : `ETA ${p.eta === null ? '--:--' : formatDuration(p.eta)}`;
+    const download = p.download ? `  downloading ${formatBytes(p.download.rate)}/s` : '';
     const line =
       `${what}${pct.padStart(5)}%  ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}  ` +
-      `${formatBytes(p.rate)}/s  ${eta}`;
+      `${formatBytes(p.rate)}/s${download}  ${eta}`;
     process.stderr.write(`\r${line}\x1b[K`);
     this.progressShown = true;
   }
@@ -91,6 +92,20 @@ export function show(out: Output, e: EngineEvent): void {
   }
 }
 
+function downloadWords(d: DownloadSummary): string {
+  const retried =
+    d.retries > 0 ? `, ${d.retries} connection${d.retries > 1 ? 's' : ''} retried` : '';
+  const check =
+    d.sha256 === null
+      ? ''
+      : d.sha256Matched === true
+        ? '; SHA-256 verified'
+        : d.sha256Matched === false
+          ? '; SHA-256 MISMATCH'
+          : '; SHA-256 not checked (the file was not read whole in this run)';
+  return `${formatBytes(d.bytes)} downloaded${retried}${check}`;
+}
+
 function summary(d: DoneEvent): string {
   const words = {
     done: 'Done',
@@ -103,6 +118,7 @@ function summary(d: DoneEvent): string {
   ];
   if (d.unreadableBytes > 0)
     parts.push(`${formatBytes(d.unreadableBytes)} of the source unreadable`);
+  if (d.download) parts.push(downloadWords(d.download));
   for (const dest of d.destinations ?? []) {
     // Said only when there is something to say: an eject, or a drive not to pull out yet.
     const removal = dest.removal;

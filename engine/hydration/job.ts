@@ -14,7 +14,6 @@ import { type Geometry, type Range, regionRange, regionsOf } from '../geometry';
 import { type Device, goneCode, isStream } from '../io/device';
 import { JobProgress } from './job-progress';
 import type { Metadata } from '../store/metadata';
-import { openReadable } from '../io/open';
 import { writePatches } from '../partitions/rewrite';
 import type { RegionMap } from '../store/region-map';
 import { statusLine } from './status-line';
@@ -302,7 +301,7 @@ export class HydrationJob extends EventEmitter {
     this.tablesTurn = true;
     this.cursor = Math.min(...this.heldBack.map((h) => h.first));
     // A stream went past the tables long ago: they are read again from its start.
-    const again = isStream(this.source) ? await openReadable(this.source.path) : null;
+    const again = isStream(this.source) ? await this.source.reopen() : null;
     if (again) this.copier = new Copier(again, this.throttle, this.copierOptions);
     await this.hydrate().finally(() => again?.close());
   }

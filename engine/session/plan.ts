@@ -9,7 +9,9 @@ import { describeBlockDevice } from '../drives/platform';
 import { type VerdictOptions, destinationProblems, namedTwice } from '../drives/safety';
 import { DEFAULT_REGION_SIZE, type Geometry, makeGeometry, regionSizeProblem } from '../geometry';
 import { type Identity, identify, identifyPath, identityProblem } from '../io/identity';
-import { type Device, knownSize } from '../io/device';
+import { type Device, isStream, knownSize } from '../io/device';
+import { isUrl, parseSha256 } from '../io/http/url';
+import type { ExpectedHash } from '../io/source-file';
 import type { DestinationRecord, JobRecord } from '../store/job-record';
 import type { Metadata } from '../store/metadata';
 import { type Probe, Refused, closeAll, isZstPath, openReadable, probe } from '../io/open';
@@ -44,6 +46,8 @@ export interface CloneRequest extends Allow {
   fromMap?: string;
   /** A new job even where one exists for this source and these destinations. */
   fresh?: boolean;
+  /** A download (the source is a URL): the SHA-256 it must have, in hexadecimal. */
+  sha256?: string;
 }
 
 export interface ResumeRequest extends Allow {
@@ -99,8 +103,9 @@ export interface Plan {
   tables: PlannedTables | null;
 }
 
-/** Canonical path, so that another name for the same thing finds the same job. */
+/** Canonical path, so that another name for the same thing finds the same job (a URL as given). */
 export function canonical(p: string): string {
+  if (isUrl(p)) return p;
   try {
     return fs.realpathSync(p);
   } catch {
@@ -122,6 +127,7 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
   }
   const mapText = request.fromMap === undefined ? null : readMapfile(request.fromMap);
   const sourcePath = canonical(request.source);
+  const sha256 = expectedHash(request);
   const destPaths = request.destinations.map(canonical);
   const twice = namedTwice(request.destinations);
   if (twice) throw new Refused(twice);
@@ -141,6 +147,9 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
       (request.fromMap !== undefined
         ? `--from-map seeds a new job, and job ${going.id} already copies this source to these destinations; run the clone with --fresh to start over`
         : null) ??
+      (sha256 && sha256.hex !== going.sourceIdentity.sha256?.hex
+        ? `--sha256 can't change for job ${going.id} (${going.sourceIdentity.sha256?.hex ?? 'it checks none'}); run the clone with --fresh to start over`
+        : null) ??
       fixedOptionProblem(going.id, going.options, request.options);
     if (why) throw new Refused(why);
     return existing
@@ -148,7 +157,7 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
       : planUpdate(going, request);
   }
 
-  const source = await openReadable(sourcePath);
+  const source = await openReadable(sourcePath, 'source', { sha256 });
   return closingOnError([source], async () => {
     const { partitions, tables } = await planTables(source, options, destPaths);
     const sizes = sizeRule(partitions, options);
@@ -178,7 +187,7 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
       source,
       sourceIdentity: await identify(source, true),
       geometry,
-      sizeEstimate: await sizeEstimate(source, geometry),
+      sizeEstimate: sizeEstimate(source, geometry),
       options: withRules,
       destinations: probes.map((p, index) => ({ probe: p, index, record: null, restore: false })),
       drop: [],
@@ -257,7 +266,9 @@ async function planExisting(
       throw new Refused(`--drop ${p}: job ${record.id} does not write there`);
     }
   }
-  const source = await openReadable(record.source);
+  // A download is checked against the hash the job started with (or none).
+  const sha256 = isUrl(record.source) ? (record.sourceIdentity.sha256 ?? null) : undefined;
+  const source = await openReadable(record.source, 'source', { sha256 });
   return closingOnError([source], async () => {
     const sourceIdentity = await checkSource(record, source, how.sameContent);
     const paths = record.destinations.map((d) => d.path);
@@ -300,7 +311,7 @@ async function planExisting(
       source,
       sourceIdentity,
       geometry,
-      sizeEstimate: await sizeEstimate(source, geometry),
+      sizeEstimate: sizeEstimate(source, geometry),
       options,
       destinations,
       drop,
@@ -339,10 +350,20 @@ export async function confirmDrives(p: Plan, confirm: Confirm): Promise<void> {
 }
 
 /** A stream that doesn't say its size: the estimate its file gives (engine/io/compressed). */
-async function sizeEstimate(source: Device, g: Geometry): Promise<number | null> {
-  if (Number.isFinite(g.regionCount)) return null;
-  const { imageSize } = await import('../io/compressed/index');
-  return (await imageSize(source.path).catch(() => null))?.size ?? null;
+function sizeEstimate(source: Device, g: Geometry): number | null {
+  if (Number.isFinite(g.regionCount) || !isStream(source)) return null;
+  return source.estimate;
+}
+
+/** --sha256, checked: only for a download, 64 hexadecimal digits. */
+function expectedHash(request: CloneRequest): ExpectedHash | undefined {
+  if (request.sha256 === undefined) return undefined;
+  if (!isUrl(request.source)) {
+    throw new Refused('--sha256 checks a download: the source must be an http:// or https:// URL');
+  }
+  const hex = parseSha256(request.sha256);
+  if (!hex) throw new Refused(`--sha256 takes 64 hexadecimal digits, not "${request.sha256}"`);
+  return { hex, from: 'given' };
 }
 
 /** A job's geometry: sourceSize 0 means a stream whose end was not reached yet. */
@@ -434,6 +455,7 @@ function sizeRule(partitions: PartitionTable | null, options: JobOptions): SizeR
 
 /** The one target-safety rule (drives/safety.ts), with the source's real size. */
 function checkDestination(source: Device, dest: string, allow: Allow, sizes: SizeRule): Probe {
+  if (isUrl(dest)) throw new Refused(`${dest}: a destination can't be a URL (only a source can)`);
   // A stream of unknown size is checked when its end is read: a write past the drive fails.
   const sourceSize = knownSize(source) ?? undefined;
   const problems = destinationProblems(source.path, dest, { ...allow, sourceSize, ...sizes });

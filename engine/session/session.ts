@@ -36,6 +36,7 @@ import { type ThrottleSettings, throttleProblem } from '../options';
 import { checkTables, rewrittenRanges, tableRegions } from '../partitions/check';
 import { heldBack } from './plan-tables';
 import { verify } from '../hydration/verify';
+import { DownloadReport } from './download-report';
 
 const PROGRESS_MS = 400;
 
@@ -55,6 +56,8 @@ export class JobSession extends EventEmitter {
   private delta: number | null = null;
   /** The compare or verify under way: how far it is. */
   private checking: { bytesDone: number; size: number; meter: RateMeter } | null = null;
+  /** The source is a URL: its download's events. */
+  private readonly download: DownloadReport | null;
 
   private constructor(
     private readonly meta: Metadata,
@@ -67,6 +70,7 @@ export class JobSession extends EventEmitter {
   ) {
     super();
     this.job = this.hydrationJob(plan.source);
+    this.download = DownloadReport.of(plan.source, id, (e) => this.emitEvent(e));
     const g = plan.geometry;
     this.regions = new RegionEvents(
       id,
@@ -190,6 +194,7 @@ export class JobSession extends EventEmitter {
       failure,
       seconds: (performance.now() - began) / 1000,
       verifySeconds,
+      download: this.download?.summary().download,
     });
     if (copy?.databaseLost) this.saveLostDatabase();
     this.emitEvent(done);
@@ -251,7 +256,7 @@ export class JobSession extends EventEmitter {
       });
       return;
     }
-    this.emitEvent(this.job.progress());
+    this.emitEvent({ ...this.job.progress(), ...this.download?.progress() });
     const delta = this.regions.delta(this.job.uncommittedRuns());
     if (delta) this.emitEvent(delta);
   }
@@ -272,6 +277,7 @@ export class JobSession extends EventEmitter {
       sizeKnown: now.sizeKnown,
       options: this.options,
       ...(this.delta !== null ? { delta: this.delta } : {}),
+      ...this.download?.progress(),
     };
   }
 
@@ -307,7 +313,7 @@ export class JobSession extends EventEmitter {
     this.meta.setState(this.id, 'running');
     if (isStream(this.plan.source)) {
       await this.plan.source.close();
-      this.plan.source = await openReadable(this.plan.sourcePath);
+      this.plan.source = await this.plan.source.reopen();
     }
     // Pause and throttle changes made while comparing hold for the copy.
     const { throttle, maxRate } = this.job.options;
@@ -368,7 +374,7 @@ export class JobSession extends EventEmitter {
     try {
       // A stream was read to its end: compare against a fresh one.
       const source = isStream(this.plan.source)
-        ? await openReadable(this.plan.sourcePath)
+        ? await this.plan.source.reopen()
         : this.plan.source;
       if (source !== this.plan.source) opened.push(source);
       const live = this.setup.targets.filter((t) => !copy.failed.some((f) => f.index === t.index));
@@ -422,6 +428,7 @@ export class JobSession extends EventEmitter {
   }
 
   private async close(): Promise<void> {
+    this.download?.close();
     await closeAll([this.plan.source, ...this.setup.targets.map((t) => t.device)]);
     await this.claim.release();
   }

@@ -1,6 +1,9 @@
 // The ring through which an xz decoding thread (xz-worker.ts) hands decompressed bytes
 // to the reader (xz-lane.ts): slots in one SharedArrayBuffer and a few counters beside
-// them, so the thread never waits on the main thread's event loop — only on room.
+// them, so the thread never waits on the main thread's event loop — only on room (and,
+// for a download, on the bytes the reader posts it).
+
+import type { MessagePort } from 'node:worker_threads';
 
 /** Bytes per slot, and slots per ring: what one thread may hold ready (8 MiB). */
 export const SLOT = 1024 * 1024;
@@ -22,6 +25,8 @@ export const enum Ctl {
   State,
   /** Blocks whose decompression began. */
   Begun,
+  /** A download's: input messages the thread took from its port (the reader posts them). */
+  InputTaken,
   /** Bytes of the error's JSON in `error`. */
   ErrorLength,
   /** Then, per slot: its length, and 1 when it is the last of its block. */
@@ -47,9 +52,13 @@ export interface RingError {
   syscall?: string;
 }
 
-/** A decoding thread's workerData. */
+/**
+ * A decoding thread's workerData: it reads the file itself, or (a download) takes each
+ * block's bytes from `input` as the reader posts them: Uint8Arrays, then null at its end.
+ */
 export interface LaneSettings {
-  file: string;
+  file: string | null;
+  input: MessagePort | null;
   ring: Ring;
 }
 

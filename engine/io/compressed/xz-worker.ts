@@ -1,10 +1,16 @@
 // One xz decoding thread (started by xz-lane.ts): decompresses its share of the file's
 // blocks in order, each as a stream of its own, into its ring (xz-ring.ts). Everything
 // here is synchronous: the thread reads the file, runs liblzma and waits only for room in
-// the ring, so a busy main thread never stalls it.
+// the ring, so a busy main thread never stalls it. A download's bytes the reader posts:
+// the thread waits for them as it waits for room.
 
 import fs from 'node:fs';
-import { parentPort, workerData } from 'node:worker_threads';
+import {
+  type MessagePort,
+  parentPort,
+  receiveMessageOnPort,
+  workerData,
+} from 'node:worker_threads';
 import { LZMA_FINISH, LZMA_RUN, codeOk, lzmaError, streamDecoder, streamEnded } from './liblzma';
 import type { LzmaStream } from './liblzma';
 import {
@@ -28,16 +34,82 @@ class Stopped extends Error {}
 
 const asBuffer = (a: Uint8Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.length);
 
+/** Where a block's compressed bytes come from: `next()` gives them in order, null at its end. */
+interface Input {
+  begin(block: LaneBlock): void;
+  next(): Buffer | null;
+  close(): void;
+}
+
+/** The file, read here. */
+class FileInput implements Input {
+  private readonly fd: number;
+  private readonly buffer = Buffer.allocUnsafe(INPUT);
+  private at = 0;
+  private end = 0;
+
+  constructor(file: string) {
+    this.fd = fs.openSync(file, 'r');
+  }
+
+  begin(block: LaneBlock): void {
+    this.at = block.at;
+    this.end = block.at + block.padded;
+  }
+
+  next(): Buffer | null {
+    if (this.at >= this.end) return null;
+    const n = fs.readSync(this.fd, this.buffer, 0, Math.min(INPUT, this.end - this.at), this.at);
+    if (n === 0) throw new Error('the file ends inside a block (truncated?)');
+    this.at += n;
+    return this.buffer.subarray(0, n);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+/** A download's bytes, posted by the reader: waited for like room in the ring. */
+class PortInput implements Input {
+  constructor(
+    private readonly port: MessagePort,
+    private readonly control: Int32Array,
+  ) {}
+
+  begin(): void {}
+
+  next(): Buffer | null {
+    const c = this.control;
+    for (;;) {
+      const wake = Atomics.load(c, Ctl.Wake);
+      if (Atomics.load(c, Ctl.Stop)) throw new Stopped();
+      const got = receiveMessageOnPort(this.port);
+      if (got) {
+        Atomics.add(c, Ctl.InputTaken, 1);
+        Atomics.add(c, Ctl.Signal, 1);
+        Atomics.notify(c, Ctl.Signal);
+        const bytes = got.message as Uint8Array | null;
+        return bytes === null ? null : asBuffer(bytes);
+      }
+      Atomics.wait(c, Ctl.Wake, wake);
+    }
+  }
+
+  close(): void {
+    this.port.close();
+  }
+}
+
 class Lane {
   private readonly control: Int32Array;
   private readonly data: Buffer;
-  private readonly input = Buffer.allocUnsafe(INPUT);
   /** The slot being filled, and how much of it is. */
   private slot = 0;
   private filled = 0;
 
   constructor(
-    private readonly fd: number,
+    private readonly input: Input,
     private readonly ring: Ring,
   ) {
     this.control = new Int32Array(ring.control);
@@ -65,12 +137,9 @@ class Lane {
     const lzma = streamDecoder();
     try {
       this.feed(lzma, asBuffer(block.header), LZMA_RUN());
-      const end = block.at + block.padded;
-      for (let at = block.at; at < end;) {
-        const n = fs.readSync(this.fd, this.input, 0, Math.min(INPUT, end - at), at);
-        if (n === 0) throw new Error('the file ends inside a block (truncated?)');
-        this.feed(lzma, this.input.subarray(0, n), LZMA_RUN());
-        at += n;
+      this.input.begin(block);
+      for (let bytes = this.input.next(); bytes !== null; bytes = this.input.next()) {
+        this.feed(lzma, bytes, LZMA_RUN());
       }
       this.feed(lzma, asBuffer(block.trailer), LZMA_FINISH());
       this.publish(true);
@@ -131,14 +200,16 @@ class Lane {
 }
 
 const settings = workerData as LaneSettings;
-const fd = fs.openSync(settings.file, 'r');
+const input: Input = settings.file
+  ? new FileInput(settings.file)
+  : new PortInput(settings.input!, new Int32Array(settings.ring.control));
 // Loaded now, while the reader decides where to begin.
 streamDecoder().close();
 parentPort!.once('message', (blocks: LaneBlock[]) => {
   try {
-    new Lane(fd, settings.ring).run(blocks);
+    new Lane(input, settings.ring).run(blocks);
   } finally {
-    fs.closeSync(fd);
+    input.close();
     parentPort!.close();
   }
 });
