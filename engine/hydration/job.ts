@@ -251,9 +251,8 @@ export class HydrationJob extends EventEmitter {
 
   /** The next run of unhydrated regions after the cursor, no longer than a batch nor the threshold allows. */
   private nextBatch(): { first: number; count: number } | null {
-    const { maxRate } = this.throttle.current;
     const room = Math.min(
-      this.batches.limit(maxRate),
+      this.batches.limit(this.pace()),
       this.fixedOptions.threshold - this.regionsHydrating(),
     );
     if (room <= 0) return null;
@@ -267,6 +266,17 @@ export class HydrationJob extends EventEmitter {
     );
     this.cursor = run ? run.first + run.count : this.geometry.regionCount;
     return run;
+  }
+
+  /**
+   * The pace batches are sized for: a rate cap, or a download's own (what its copy moves):
+   * a download's batches then end within a quarter of a second too, so what an interruption
+   * loses is about a second of it, not a batch of MiBs that came slowly.
+   */
+  private pace(): number {
+    const { maxRate } = this.throttle.current;
+    if (maxRate > 0 || !isStream(this.source) || !this.source.file.download) return maxRate;
+    return Math.max(1, this.tally.rate());
   }
 
   /** A batch is all copies or all zeroings; the regions holding the tables wait for their turn. */

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 
@@ -41,11 +42,15 @@ export interface TestServer {
   url(name: string): string;
   /** Serve `file` at /name (replacing a file there makes a new version: a new ETag). */
   serve(name: string, file: string): void;
+  /** /name answers as a file again (after fail). */
+  heal(name: string): void;
   /** /from answers `status` with Location `to` (a URL or a path). */
   redirect(from: string, to: string, status?: number): void;
   /** /name answers `status`, with no file. */
   fail(name: string, status: number): void;
   misbehave(how: Misbehaviour): void;
+  /** Cuts every open connection now. */
+  cut(): void;
   /** Body bytes sent, over every response. */
   readonly bytesSent: number;
   readonly requests: Served[];
@@ -89,7 +94,7 @@ export async function startServer(
   const redirects = new Map<string, { to: string; status: number }>();
   const failures = new Map<string, number>();
   const requests: Served[] = [];
-  const sockets = new Set<import('node:net').Socket>();
+  const sockets = new Set<net.Socket>();
   let how: Misbehaviour = {};
   let dropped = 0;
   let stalled = false;
@@ -237,16 +242,62 @@ export async function startServer(
     fail(name, status) {
       failures.set(`/${name.replace(/^\//, '')}`, status);
     },
+    heal(name) {
+      failures.delete(`/${name.replace(/^\//, '')}`);
+    },
     misbehave(next) {
       how = next;
       dropped = 0;
       stalled = false;
+    },
+    cut() {
+      for (const socket of sockets) socket.destroy();
     },
     get bytesSent() {
       return sent;
     },
     requests,
     certificate: opts.tls?.cert ?? null,
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** An http proxy on 127.0.0.1 that tunnels CONNECT requests, noting each one. */
+export async function startProxy(): Promise<{
+  url: string;
+  connects: string[];
+  close(): Promise<void>;
+}> {
+  const connects: string[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = http.createServer((_req, res) => res.writeHead(405).end());
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  server.on('connect', (req: http.IncomingMessage, client: net.Socket) => {
+    connects.push(req.url ?? '');
+    const [host, port] = (req.url ?? '').split(':');
+    const upstream = net.connect(Number(port), host, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    const end = (): void => {
+      upstream.destroy();
+      client.destroy();
+    };
+    upstream.on('error', end);
+    client.on('error', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    connects,
     async close() {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,8 +1,11 @@
 // A plain image read as a stream: a download that is not compressed (a plain file on
 // this machine is an ImageFile, read anywhere). Its size is the file's. A resumed job
 // starts it at the first byte it still needs, and starts it again further on past a
-// gap, where the file lets a stream begin anywhere (a server that honours Range).
+// gap, where the file lets a stream begin anywhere (a server that honours Range). The
+// start — what the plan reads the partition table from — is asked for alone: a resumed
+// job then downloads no more of it.
 
+import { STREAM_HEAD_BYTES } from '../device';
 import type { SourceFile } from '../source-file';
 import { StreamDecoder, type Decoder, type Opened } from './source';
 
@@ -22,9 +25,12 @@ class PlainDecoder implements Decoder {
   private counter = { bytes: 0 };
   private stream: StreamDecoder;
   private begun = false;
+  /** Where the stream being read ends short of the file's end (the start asked for alone). */
+  private bound: number | null = null;
 
   constructor(private readonly file: SourceFile) {
-    this.stream = this.from(0);
+    const head = file.size !== null && file.restartable ? STREAM_HEAD_BYTES : null;
+    this.stream = this.from(0, head !== null && head < file.size! ? head : null);
   }
 
   get consumed(): number {
@@ -35,9 +41,15 @@ class PlainDecoder implements Decoder {
     return this.base + this.stream.produced;
   }
 
-  read(dst: Buffer): Promise<number> {
+  async read(dst: Buffer): Promise<number> {
     this.begun = true;
-    return this.stream.read(dst);
+    let filled = await this.stream.read(dst);
+    if (filled < dst.length && this.bound !== null && this.produced === this.bound) {
+      await this.stream.close();
+      this.stream = this.from(this.bound, null);
+      filled += await this.stream.read(dst.subarray(filled));
+    }
+    return filled;
   }
 
   /**
@@ -50,7 +62,7 @@ class PlainDecoder implements Decoder {
       return this.produced;
     }
     await this.stream.close();
-    this.stream = this.from(offset);
+    this.stream = this.from(offset, null);
     return offset;
   }
 
@@ -58,10 +70,11 @@ class PlainDecoder implements Decoder {
     return this.stream.close();
   }
 
-  private from(at: number): StreamDecoder {
+  private from(at: number, end: number | null): StreamDecoder {
     const counter = { bytes: 0 };
     this.base = at;
     this.counter = counter;
-    return new StreamDecoder(() => this.file.stream(counter, at), counter);
+    this.bound = end;
+    return new StreamDecoder(() => this.file.stream(counter, at, end ?? undefined), counter);
   }
 }

@@ -87,7 +87,9 @@ class XzDecoder implements Decoder {
   /** No index: the file is one stream, decoded as one block of unknown length. */
   private readonly whole: boolean;
   /** A download: the stream handing the threads their bytes, and how it ended. */
-  private feeder: { input: Readable; done: Promise<void> } | null = null;
+  private feeder: { input: Readable; done: Promise<void>; stopped: boolean } | null = null;
+  /** A download's stream waiting for the reader to move on to another block. */
+  private waiting: Array<() => void> = [];
 
   constructor(
     private readonly file: SourceFile,
@@ -134,6 +136,7 @@ class XzDecoder implements Decoder {
         const block = blocks[this.reading++];
         this.handed =
           this.reading === this.blockCount ? this.compressedSize : block.at + block.padded;
+        this.moveOn();
       }
     }
     // A download's last bytes go out once it was read to its end (and checked, if hashed).
@@ -194,10 +197,17 @@ class XzDecoder implements Decoder {
     if (this.file.localPath === null && this.first < this.blockCount) this.startFeeder();
   }
 
+  /** The reader moved on (or the threads stopped): a waiting stream looks again. */
+  private moveOn(): void {
+    for (const go of this.waiting.splice(0)) go();
+  }
+
   /**
    * A download: the file streamed once from the first block on, each block's bytes handed
    * to its thread (what lies between blocks — stream headers, indexes — is dropped). A
-   * failure reaches the reader through the threads' take().
+   * block is begun only once its thread's previous one is being read: what is downloaded
+   * ahead of the reader stays within a block per thread, and a resumed job that skips
+   * ahead has little to throw away. A failure reaches the reader through take().
    */
   private startFeeder(): void {
     const { blocks } = this.index;
@@ -210,14 +220,18 @@ class XzDecoder implements Decoder {
       let k = this.first;
       for await (const chunk of input as AsyncIterable<Buffer>) {
         for (let off = 0; off < chunk.length;) {
-          const block = this.whole ? WHOLE : blocks[k];
           if (k >= this.blockCount) break;
+          const block = this.whole ? WHOLE : blocks[k];
           if (at < block.at) {
             const n = Math.min(block.at - at, chunk.length - off);
             at += n;
             off += n;
             continue;
           }
+          while (at === block.at && k >= this.reading + lanes.length && !feeder.stopped) {
+            await new Promise<void>((resolve) => this.waiting.push(resolve));
+          }
+          if (feeder.stopped) return;
           const n = Math.min(block.at + block.padded - at, chunk.length - off);
           await laneOf(k).give(chunk.subarray(off, off + n));
           at += n;
@@ -231,15 +245,18 @@ class XzDecoder implements Decoder {
       if (this.whole) await laneOf(k).endBlock();
       else if (k < this.blockCount) throw new Error('the data ends inside a block (truncated?)');
     };
-    const done = feed().catch((e: Error) => {
+    const feeder = { input, done: Promise.resolve(), stopped: false };
+    feeder.done = feed().catch((e: Error) => {
       for (const lane of lanes) lane.fail(e);
       throw e;
     });
-    done.catch(() => undefined); // the reader meets it through take(), or awaits it at the end
-    this.feeder = { input, done };
+    feeder.done.catch(() => undefined); // the reader meets it through take(), or awaits it at the end
+    this.feeder = feeder;
   }
 
   private async stopLanes(): Promise<void> {
+    if (this.feeder) this.feeder.stopped = true;
+    this.moveOn();
     this.feeder?.input.destroy();
     await Promise.all(this.lanes.map((lane) => lane.stop()));
     await this.feeder?.done.catch(() => undefined);

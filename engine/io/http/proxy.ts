@@ -11,8 +11,8 @@ import { DownloadError, statusError } from './errors';
 /** The proxy `url` is fetched through, or null: directly. */
 export function proxyFor(url: URL, env: NodeJS.ProcessEnv = process.env): URL | null {
   const name = url.protocol === 'https:' ? 'https_proxy' : 'http_proxy';
-  const value = env[name] ?? env[name.toUpperCase()];
-  if (!value || bypassed(url, env.no_proxy ?? env.NO_PROXY ?? '')) return null;
+  const value = env[name] || env[name.toUpperCase()];
+  if (!value || bypassed(url, env.no_proxy || env.NO_PROXY || '')) return null;
   let proxy: URL;
   try {
     proxy = new URL(value.includes('://') ? value : `http://${value}`);

@@ -90,6 +90,8 @@ async function once(
       secureContext: secure ? trustedContext() : undefined,
     });
   }
+  // The tunnel under a proxied https request: not closed with it, it would keep the process up.
+  let tunnelled: net.Socket | null = null;
   if (proxy && secure) {
     const socket = await tunnel(proxy, url, timeoutMs);
     const host = url.hostname.replace(/^\[|\]$/g, '');
@@ -101,6 +103,7 @@ async function once(
       secureContext: trustedContext(),
     });
     options.createConnection = () => secured;
+    tunnelled = socket;
   }
   return new Promise((resolve, reject) => {
     const req = (secure ? https : http).request(options);
@@ -112,9 +115,13 @@ async function once(
     });
     req.once('response', (res) => {
       answered = res;
+      res.once('close', () => tunnelled?.destroy());
       resolve(res);
     });
-    req.once('error', reject);
+    req.once('error', (e) => {
+      tunnelled?.destroy();
+      reject(e);
+    });
     req.end();
   });
 }
