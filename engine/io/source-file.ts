@@ -64,6 +64,8 @@ export interface Download {
   /** The whole file was read and hashed: true when it matched. Null until then. */
   readonly checked: boolean | null;
   onRetry(listener: (notice: RetryNotice) => void): () => void;
+  /** The job stops: a connection that failed is not tried again, a pause before one ends now. */
+  giveUp(): void;
 }
 
 export interface ExpectedHash {

@@ -59,6 +59,11 @@ export class DownloadReport {
     };
   }
 
+  /** The job stops: a download waiting to try again does not keep it waiting. */
+  giveUp(): void {
+    this.download.giveUp();
+  }
+
   close(): void {
     this.stopListening();
   }

@@ -133,6 +133,7 @@ export class JobSession extends EventEmitter {
   cancel(): void {
     this.stopped = true;
     this.job.cancel();
+    this.download?.giveUp();
   }
 
   setThrottle(change: Partial<ThrottleSettings>): void {

@@ -4,7 +4,7 @@
 
 import path from 'node:path';
 import type { ExpectedHash } from '../source-file';
-import { get } from './request';
+import { bodyOf, get } from './request';
 
 /** A .sha256 file longer than this is not one. */
 const MAX_BYTES = 64 * 1024;
@@ -35,7 +35,7 @@ export async function checksumNextTo(url: string): Promise<ExpectedHash | null> 
       if (answer.status !== 200) return null;
       const parts: Buffer[] = [];
       let length = 0;
-      for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+      for await (const chunk of bodyOf(answer, TIMEOUT_MS)) {
         parts.push(chunk);
         length += chunk.length;
         if (length > MAX_BYTES) return null;

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import type { Download, ExpectedHash, RetryNotice, SourceFile } from '../source-file';
 import { DownloadError, downloadError, isTransient, statusError } from './errors';
-import { type Answer, get } from './request';
+import { type Answer, bodyOf, get } from './request';
 import { type Tuning, tuning } from './tuning';
 
 /** The first bytes, fetched on opening: enough to recognise any format by. */
@@ -33,6 +33,9 @@ export class RemoteFile extends EventEmitter implements SourceFile, Download {
   checked: boolean | null = null;
   /** Set once the server answered a Range request with the whole file. */
   private rangesIgnored = false;
+  /** Set when the job stops: failures are no longer tried again, pauses end now. */
+  private givenUp = false;
+  private readonly sleepers = new Set<() => void>();
   private readonly windows = new Map<number, Buffer>();
 
   private constructor(
@@ -74,7 +77,7 @@ export class RemoteFile extends EventEmitter implements SourceFile, Download {
         throw opening(statusError(url, 0, status, answer.statusText));
       }
       const total = status === 206 ? rangeTotal(headers['content-range']) : contentLength(answer);
-      const head = await firstBytes(answer, HEAD_BYTES);
+      const head = await firstBytes(answer, HEAD_BYTES, settings.timeoutMs);
       const ranges = status === 206 && total !== null && headers['accept-ranges'] !== 'none';
       const version = { size: total, ...validators(answer) };
       return new RemoteFile(url, answer.url, version, ranges, head, hash(head), sha256, settings);
@@ -125,6 +128,11 @@ export class RemoteFile extends EventEmitter implements SourceFile, Download {
 
   get restartable(): boolean {
     return this.seekable && this.sha256 === null;
+  }
+
+  giveUp(): void {
+    this.givenUp = true;
+    for (const wake of this.sleepers) wake();
   }
 
   onRetry(listener: (notice: RetryNotice) => void): () => void {
@@ -199,7 +207,7 @@ export class RemoteFile extends EventEmitter implements SourceFile, Download {
       try {
         answer = await get(this.url, this.rangeHeaders(at, until), this.settings.timeoutMs);
         let drop = this.check(answer, at);
-        for await (const raw of answer.body as AsyncIterable<Buffer>) {
+        for await (const raw of bodyOf(answer, this.settings.timeoutMs)) {
           this.received += raw.length;
           let chunk = raw;
           if (drop > 0) {
@@ -226,10 +234,11 @@ export class RemoteFile extends EventEmitter implements SourceFile, Download {
           throw short;
         }
       } catch (e) {
-        if (!isTransient(e) || ++failures > this.settings.attempts) {
+        if (this.givenUp || !isTransient(e) || ++failures > this.settings.attempts) {
           throw downloadError(this.url, at, e);
         }
         await this.pause(at, failures, downloadError(this.url, at, e));
+        if (this.givenUp) throw downloadError(this.url, at, e);
       } finally {
         answer?.body.destroy();
       }
@@ -327,7 +336,15 @@ export class RemoteFile extends EventEmitter implements SourceFile, Download {
       reason: why.detail,
     };
     this.emit('retry', notice);
-    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    await new Promise<void>((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.sleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, delayMs);
+      this.sleepers.add(wake);
+    });
   }
 }
 
@@ -362,10 +379,10 @@ function contentLength(answer: Answer): number | null {
   return length !== undefined && /^\d+$/.test(length) ? Number(length) : null;
 }
 
-async function firstBytes(answer: Answer, limit: number): Promise<Buffer> {
+async function firstBytes(answer: Answer, limit: number, timeoutMs: number): Promise<Buffer> {
   const parts: Buffer[] = [];
   let length = 0;
-  for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+  for await (const chunk of bodyOf(answer, timeoutMs)) {
     parts.push(chunk);
     length += chunk.length;
     if (length >= limit) break;

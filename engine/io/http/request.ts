@@ -1,7 +1,8 @@
 // One GET, with Node's own http and https: redirects followed (at most 10, never from
 // https down to http), certificates checked against the trusted authorities (trust.ts),
 // through the environment's proxy (proxy.ts), the response's bytes as they are sent (no
-// content encoding). A connection that sends nothing for `timeoutMs` fails (ESTALLED).
+// content encoding). A server that sends nothing for `timeoutMs` while it is waited for
+// fails (ESTALLED); a reader that stops reading (a paused job) is not one.
 
 import http from 'node:http';
 import https from 'node:https';
@@ -109,11 +110,11 @@ async function once(
     const req = (secure ? https : http).request(options);
     let answered: http.IncomingMessage | null = null;
     req.setTimeout(timeoutMs, () => {
-      const stalled = Object.assign(new Error('nothing came for too long'), { code: 'ESTALLED' });
-      if (answered) answered.destroy(stalled);
-      req.destroy(stalled);
+      if (!answered) req.destroy(stalled());
     });
     req.once('response', (res) => {
+      // From here the body's reader watches (bodyOf): a paused reader is no stalled server.
+      req.setTimeout(0);
       answered = res;
       res.once('close', () => tunnelled?.destroy());
       resolve(res);
@@ -124,4 +125,29 @@ async function once(
     });
     req.end();
   });
+}
+
+function stalled(): Error {
+  return Object.assign(new Error('nothing came for too long'), { code: 'ESTALLED' });
+}
+
+/**
+ * The answer's body, chunk by chunk. Waiting more than `timeoutMs` for a chunk fails
+ * (ESTALLED); the time the reader takes between chunks does not count.
+ */
+export async function* bodyOf(answer: Answer, timeoutMs: number): AsyncGenerator<Buffer> {
+  const chunks = (answer.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const next = await new Promise<IteratorResult<Buffer>>((resolve, reject) => {
+        timer = setTimeout(() => answer.body.destroy(stalled()), timeoutMs);
+        chunks.next().then(resolve, reject);
+      }).finally(() => clearTimeout(timer));
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    await chunks.return?.();
+  }
 }
