@@ -176,6 +176,12 @@ export interface ErrorEvent {
   length?: number;
   /** True when the error stops the job (a dropped destination does not). */
   fatal: boolean;
+  /**
+   * A download's connection that failed and is tried again after `delayMs` (attempt
+   * `attempt` of `attempts`): no byte is lost, nothing unreadable. `offset` is where in the
+   * downloaded file it stood.
+   */
+  retry?: { attempt: number; attempts: number; delayMs: number };
 }
 
 export interface ModeEvent {

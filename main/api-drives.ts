@@ -15,7 +15,8 @@ import {
   verdictFor,
 } from '../engine/drives/safety';
 import { imageSize } from '../engine/io/compressed/index';
-import { partitionsOf } from '../engine/session/plan-tables';
+import { isUrl } from '../engine/io/http/url';
+import { type PartitionsEnd, partitionsOf } from '../engine/session/plan-tables';
 import type { CloneRequest, DriveQuery } from '../preload/api';
 import type { DriveInfo, DriveRole } from '../preload/events';
 import { ApiError } from './api-error';
@@ -33,6 +34,61 @@ export async function imageDrive(file: string): Promise<Drive & { sizeKnown: boo
     return { ...drive, sizeKnown: true }; // not there yet, or unreadable: its verdict says so
   }
 }
+
+/** A download picked as a source: what the copy will see of it, asked of its server once. */
+export interface PickedDownload {
+  drive: Drive & { sizeKnown: boolean };
+  partitions: PartitionsEnd | null;
+}
+
+/**
+ * What is at `url`, as the engine will read it: its image's size (exact where the server
+ * or the format says it, else a guess) and its partition table. ApiError 'refused' with
+ * the engine's words when it can't be had (404, an untrusted certificate…).
+ */
+export async function describeDownload(url: string): Promise<PickedDownload> {
+  const { openReadable } = await import('../engine/io/open');
+  const { isStream } = await import('../engine/io/device');
+  const { streamSize } = await import('../engine/io/compressed/index');
+  const { partitionsIn } = await import('../engine/session/plan-tables');
+  const { urlFileName } = await import('../engine/io/http/checksum-file');
+  let source;
+  try {
+    source = await openReadable(url, 'source');
+  } catch (e) {
+    throw new ApiError('refused', (e as Error).message);
+  }
+  try {
+    const { size, known } = isStream(source)
+      ? streamSize(source as Parameters<typeof streamSize>[0])
+      : { size: source.size, known: true };
+    const drive: Drive & { sizeKnown: boolean } = {
+      path: url,
+      name: urlFileName(url) || url,
+      size,
+      sizeKnown: known,
+      logicalBlockSize: 512,
+      bus: 'download',
+      removable: false,
+      readOnly: true,
+      mountpoints: [],
+      holders: [],
+      system: false,
+      kind: 'file',
+      serial: null,
+      backingFile: null,
+    };
+    return { drive, partitions: await partitionsIn(source).catch(() => null) };
+  } finally {
+    await source.close();
+  }
+}
+
+/** A download is read, never written. */
+const DOWNLOAD_VERDICTS: DriveInfo['verdicts'] = {
+  source: { level: 'usable', reasons: [] },
+  target: { level: 'refused', reasons: ['a download is only read: it can’t be a target'] },
+};
 
 export function toDriveInfo(
   drive: Drive & { sizeKnown?: boolean; pickedAs?: DriveRole[] },
@@ -54,17 +110,19 @@ export function toDriveInfo(
     kind: drive.kind,
     serial: drive.serial,
     backingFile: drive.backingFile,
-    verdicts: {
-      source: verdictFor(drive, 'source'),
-      target: verdictFor(drive, 'target', {
-        sourcePath: query.source,
-        sourceSize,
-        // A smaller drive that holds the source's partitions is offered a fitted copy.
-        ...(partitions ? { partitions, fit: true } : {}),
-        allowMounted: query.allowMounted,
-        allowSystem: query.allowSystem,
-      }),
-    },
+    verdicts: isUrl(drive.path)
+      ? DOWNLOAD_VERDICTS
+      : {
+          source: verdictFor(drive, 'source'),
+          target: verdictFor(drive, 'target', {
+            sourcePath: query.source,
+            sourceSize,
+            // A smaller drive that holds the source's partitions is offered a fitted copy.
+            ...(partitions ? { partitions, fit: true } : {}),
+            allowMounted: query.allowMounted,
+            allowSystem: query.allowSystem,
+          }),
+        },
     pickedAs: [...(drive.pickedAs ?? [])],
   };
 }
@@ -110,6 +168,16 @@ export function requireAbsolute(p: string, what: string): string {
   return path.resolve(p);
 }
 
+/** A source: a full path, or an http(s) URL (a download). */
+export function requireSource(p: string): string {
+  return isUrl(p) ? p : requireAbsolute(p, 'source');
+}
+
+/** The paths a command reads, for elevation: a download is no file. */
+export function filesOnly(paths: string[]): string[] {
+  return paths.filter((p) => !isUrl(p));
+}
+
 /** The size a copy from `p` has: a drive's, or an image's uncompressed size. */
 export async function sourceSizeOf(p: string, drives: Drive[]): Promise<number | undefined> {
   const listed = findDrive(drives, p);
@@ -125,18 +193,21 @@ export async function sourceSizeOf(p: string, drives: Drive[]): Promise<number |
 export async function checkClone(
   request: CloneRequest,
   drives: Drive[],
+  download: PickedDownload | null,
 ): Promise<{ confirmed: string[]; allowMounted: boolean; allowSystem: boolean }> {
-  const source = requireAbsolute(request.source, 'source');
-  const sourceFacts = factsOf(source, drives);
-  const readable = sourceVerdict(sourceFacts);
-  if (readable.level === 'refused') {
-    const gone = sourceFacts.kind === 'missing' && !sourceFacts.drivePath;
-    throw new ApiError(gone ? 'not-found' : 'refused', readable.reasons.join('; '));
+  const source = requireSource(request.source);
+  if (!download) {
+    const sourceFacts = factsOf(source, drives);
+    const readable = sourceVerdict(sourceFacts);
+    if (readable.level === 'refused') {
+      const gone = sourceFacts.kind === 'missing' && !sourceFacts.drivePath;
+      throw new ApiError(gone ? 'not-found' : 'refused', readable.reasons.join('; '));
+    }
   }
   const twice = namedTwice(request.targets.map((t) => t.path));
   if (twice) throw new ApiError('refused', twice);
-  const sourceSize = await sourceSizeOf(source, drives);
-  const partitions = await partitionsOf(source);
+  const sourceSize = download ? download.drive.size : await sourceSizeOf(source, drives);
+  const partitions = download ? download.partitions : await partitionsOf(source);
 
   const confirmed: string[] = [];
   let allowMounted = false;

@@ -44,11 +44,14 @@ import {
   checkClone,
   checkImageFile,
   contentsPath,
+  describeDownload,
+  filesOnly,
   imageDrive,
-  requireAbsolute,
+  requireSource,
   sourceSizeOf,
   toDriveInfo,
 } from './api-drives';
+import { isUrl } from '../engine/io/http/url';
 import { ApiError, engineError } from './api-error';
 import type { DrivesDiff } from './drive-watcher';
 import { ejectDrive, type EjectTool } from './eject';
@@ -166,6 +169,7 @@ function hostRequest(
     allowMounted: allow.allowMounted,
     allowSystem: allow.allowSystem,
     fresh: req.fresh,
+    ...(req.sha256 !== undefined ? { sha256: req.sha256 } : {}),
   };
 }
 
@@ -265,6 +269,13 @@ export function createBackend(deps: BackendDeps): Backend {
       chosen = (await ask()) ?? undefined;
       if (chosen === undefined) return null;
     }
+    if (isUrl(chosen)) {
+      if (forWriting)
+        throw new ApiError('refused', 'a download is only read: it can’t be a target');
+      const described = await describeDownload(chosen);
+      images.addDownload(chosen, described);
+      return toDriveInfo({ ...described.drive, pickedAs: ['source'] }, {});
+    }
     const file = checkImageFile(chosen, forWriting);
     const role = forWriting ? 'target' : 'source';
     images.add(file, role);
@@ -292,8 +303,17 @@ export function createBackend(deps: BackendDeps): Backend {
     async listDrives(...args) {
       const [query = {}] = parseArgs('listDrives', args);
       const drives = await images.withDrives(await deps.listDrives());
-      const sourceSize = query.source ? await sourceSizeOf(query.source, drives) : undefined;
-      const partitions = query.source ? await partitionsOf(query.source) : null;
+      const download = query.source ? images.download(query.source) : undefined;
+      const sourceSize = download
+        ? download.drive.size
+        : query.source
+          ? await sourceSizeOf(query.source, drives)
+          : undefined;
+      const partitions = download
+        ? download.partitions
+        : query.source
+          ? await partitionsOf(query.source)
+          : null;
       return drives.map((d) => toDriveInfo(d, query, sourceSize, partitions));
     },
 
@@ -333,7 +353,7 @@ export function createBackend(deps: BackendDeps): Backend {
 
     async planClone(...args) {
       const [req] = parseArgs('planClone', args);
-      requireAbsolute(req.source, 'source');
+      requireSource(req.source);
       return (await request(
         {
           type: 'plan',
@@ -342,16 +362,20 @@ export function createBackend(deps: BackendDeps): Backend {
             allowSystem: req.targets.some((t) => t.confirmSystemName !== undefined),
           }),
         },
-        { read: [req.source, ...req.targets.map((t) => t.path)], write: [] },
+        { read: filesOnly([req.source, ...req.targets.map((t) => t.path)]), write: [] },
       )) as ClonePlan;
     },
 
     async startClone(...args) {
       const [req] = parseArgs('startClone', args);
-      const checked = await checkClone(req, await deps.listDrives());
+      // A download typed straight into the request (not picked) is asked about here.
+      const download =
+        images.download(req.source) ??
+        (isUrl(req.source) ? await describeDownload(req.source) : null);
+      const checked = await checkClone(req, await deps.listDrives(), download);
       const started = (await request(
         { type: 'start', request: hostRequest(req, checked), confirmed: checked.confirmed },
-        { read: [req.source], write: req.targets.map((t) => t.path) },
+        { read: filesOnly([req.source]), write: req.targets.map((t) => t.path) },
       )) as { job: number; intent: CloneIntent };
       return { job: started.job, intent: started.intent };
     },
@@ -408,7 +432,7 @@ export function createBackend(deps: BackendDeps): Backend {
       }
       const result = (await request(
         { type: 'resume', job, options: req.options, confirmed: onDrives, drop: req.drop },
-        { read: [record.source], write: staying.map((d) => d.path) },
+        { read: filesOnly([record.source]), write: staying.map((d) => d.path) },
       )) as { job: number };
       return { job: result.job };
     },
@@ -425,7 +449,10 @@ export function createBackend(deps: BackendDeps): Backend {
       const record = await jobRecord(job);
       return (await request(
         { type: 'verify', job },
-        { read: [record.source, ...record.destinations.map((d) => d.path)], write: [] },
+        {
+          read: filesOnly([record.source, ...record.destinations.map((d) => d.path)]),
+          write: [],
+        },
       )) as VerifyReport;
     },
 

@@ -40,6 +40,8 @@ export interface HostCloneRequest {
   fresh?: boolean;
   /** Eject drive destinations once the copy is done (hello's canEject says whether it can). */
   eject?: boolean;
+  /** A download (the source is a URL): the SHA-256 it must have, in hexadecimal. */
+  sha256?: string;
 }
 
 /** What a clone would do, from every check, before anything is written. */

@@ -77,6 +77,7 @@ function retryEvent(job: number, n: RetryNotice): EngineEvent {
     device: n.url,
     offset: n.position,
     fatal: false,
+    retry: { attempt: n.attempt, attempts: n.attempts, delayMs: n.delayMs },
     message:
       `download: ${n.reason} at ${formatBytes(n.position)} into the file; trying again in ${seconds} ` +
       `(attempt ${n.attempt} of ${n.attempts})`,

@@ -48,6 +48,8 @@ class Setup {
   allowSystem = $state(false);
   options = $state<SetupOptions>({ ...DEFAULT_OPTIONS });
   notice = $state<string | null>(null);
+  /** A download's SHA-256, as typed beside its URL. */
+  sha256 = $state<{ url: string; hex: string } | null>(null);
 
   sourceDrive = $derived(drives.byPath(this.source) ?? null);
   /** The target verdicts on screen are for this source and these allowances. */
@@ -85,6 +87,11 @@ class Setup {
     this.source = path;
     this.notice = null;
     await this.requery();
+  }
+
+  /** The SHA-256 typed with a download's URL (null: none typed). */
+  expectSha256(url: string, hex: string | null): void {
+    this.sha256 = hex === null ? null : { url, hex };
   }
 
   async setAllowances(allow: { mounted?: boolean; system?: boolean }): Promise<void> {
@@ -163,6 +170,7 @@ class Setup {
       request.options!.fit = true;
     }
     if (fresh) request.fresh = true;
+    if (this.sha256 && this.sha256.url === this.source) request.sha256 = this.sha256.hex;
     return request;
   }
 
@@ -172,6 +180,7 @@ class Setup {
     this.targets = [];
     this.allowMounted = false;
     this.allowSystem = false;
+    this.sha256 = null;
     // In place: the Options form is bound to this object.
     this.options.ignoreErrors = false;
     this.options.usedOnly = false;
