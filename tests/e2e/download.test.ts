@@ -138,7 +138,7 @@ test('a download whose SHA-256 is not the one typed: failed, said for what it is
   await done.waitFor({ timeout: 60_000 });
   assert.equal(await done.getAttribute('data-state'), 'failed');
   assert.equal(await page.getByTestId('sha256-result').getAttribute('data-outcome'), 'mismatch');
-  await page.getByText(/The download of disk\.img is not the file expected/).waitFor();
+  await page.getByText(/The download of disk\.img .*is not the file expected/).waitFor();
   await screenshot(page, '16-download-sha256-mismatch');
   assertNoPageErrors(app);
 });
