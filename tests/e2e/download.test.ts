@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import type { Page } from 'playwright-core';
 import { sha256, tempDir, writeMixedFile } from '../helpers/files';
 import { startServer } from '../helpers/http-server';
 import {
@@ -25,6 +26,33 @@ import {
 } from './harness';
 
 const MIB = 1024 * 1024;
+
+/** Types `url` and its SHA-256 beside the file field, and waits for it to be the source. */
+async function useUrl(page: Page, url: string, hex: string, typed?: () => Promise<void>) {
+  await page.locator('#source-url').fill(url);
+  await page.locator('#source-sha256').fill(hex);
+  await typed?.();
+  await page.getByRole('button', { name: 'Use URL' }).click();
+  await until('the download to be the source', () =>
+    driveRow(page, 'source', url).locator('input').isChecked(),
+  );
+}
+
+/** A new image file as the only target, and the copy started onto it. */
+async function copyOnto(page: Page, target: string, before?: () => void): Promise<void> {
+  await page.locator('#target-image-path').fill(target);
+  await page.locator('#target-image-path').press('Enter');
+  await until('the target chosen', () =>
+    driveRow(page, 'target', target).locator('input').isChecked(),
+  );
+  before?.();
+  await page.getByTestId('copy-button').click();
+  assert.equal(await plannedIntent(page), 'new');
+  await page
+    .getByTestId('confirm-dialog')
+    .getByRole('button', { name: 'Copy', exact: true })
+    .click();
+}
 
 test('a download as the source: typed URL and SHA-256, both rates shown, verified', async (t) => {
   if (!requireBrowser(t)) return;
@@ -50,30 +78,18 @@ test('a download as the source: typed URL and SHA-256, both rates shown, verifie
   await page.getByRole('button', { name: 'Use URL' }).click();
   await page.getByText(/there is no file at this address \(check the URL\) \(HTTP 404/).waitFor();
 
-  await page.locator('#source-url').fill(url);
-  await page.locator('#source-sha256').fill(hex.toUpperCase());
-  await screenshot(page, '16-download-field', { at: page.getByTestId('download-field') });
-  await page.getByRole('button', { name: 'Use URL' }).click();
-  const sourceRow = driveRow(page, 'source', url);
-  await until('the download to be the source', () => sourceRow.locator('input').isChecked());
-  const shown = await sourceRow.innerText();
+  await useUrl(page, url, hex.toUpperCase(), () =>
+    screenshot(page, '16-download-field', { at: page.getByTestId('download-field') }),
+  );
+  const shown = await driveRow(page, 'source', url).innerText();
   assert.match(shown, /raspios-lite\.img\.xz[\s\S]*64\.0 MiB[\s\S]*download/, shown);
   await page.getByTestId('expected-sha256').getByText(hex).waitFor();
   await screenshot(page, '16-download-source', { at: page.getByTestId('source-picker') });
 
-  await page.locator('#target-image-path').fill(file('sd-card.img'));
-  await page.locator('#target-image-path').press('Enter');
-  await until('the target chosen', () =>
-    driveRow(page, 'target', file('sd-card.img')).locator('input').isChecked(),
-  );
   // The network sets the pace, and drops once: the window says so and goes on.
-  server.misbehave({ rate: 6 * MIB, dropEvery: 12 * MIB, drops: 1 });
-  await page.getByTestId('copy-button').click();
-  assert.equal(await plannedIntent(page), 'new');
-  await page
-    .getByTestId('confirm-dialog')
-    .getByRole('button', { name: 'Copy', exact: true })
-    .click();
+  await copyOnto(page, file('sd-card.img'), () =>
+    server.misbehave({ rate: 6 * MIB, dropEvery: 12 * MIB, drops: 1 }),
+  );
 
   const rate = page.getByTestId('download-rate');
   await rate.waitFor({ timeout: 30_000 });
@@ -117,23 +133,8 @@ test('a download whose SHA-256 is not the one typed: failed, said for what it is
   const app = await openApp(t, bridge);
   const { page } = app;
 
-  await page.locator('#source-url').fill(server.url('disk.img'));
-  await page.locator('#source-sha256').fill('0'.repeat(64));
-  await page.getByRole('button', { name: 'Use URL' }).click();
-  await until('the download to be the source', () =>
-    driveRow(page, 'source', server.url('disk.img')).locator('input').isChecked(),
-  );
-  await page.locator('#target-image-path').fill(file('copy.img'));
-  await page.locator('#target-image-path').press('Enter');
-  await until('the target chosen', () =>
-    driveRow(page, 'target', file('copy.img')).locator('input').isChecked(),
-  );
-  await page.getByTestId('copy-button').click();
-  assert.equal(await plannedIntent(page), 'new');
-  await page
-    .getByTestId('confirm-dialog')
-    .getByRole('button', { name: 'Copy', exact: true })
-    .click();
+  await useUrl(page, server.url('disk.img'), '0'.repeat(64));
+  await copyOnto(page, file('copy.img'));
   const done = page.getByTestId('done');
   await done.waitFor({ timeout: 60_000 });
   assert.equal(await done.getAttribute('data-state'), 'failed');

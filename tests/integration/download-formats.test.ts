@@ -14,6 +14,17 @@ import { startServer, testCertificate, type TestServer } from '../helpers/http-s
 
 const MIB = 1024 * 1024;
 const SIZE = 24 * MIB + 3 * 512;
+/** The image, plain and in every format (the last named for nothing it is). */
+const SERVED = [
+  'disk.img',
+  'disk.img.xz',
+  'one-block.img.xz',
+  'disk.img.gz',
+  'disk.img.zst',
+  'disk.img.bz2',
+  'disk.zip',
+  'mystery.bin',
+];
 
 let dir = '';
 let cleanup = (): void => undefined;
@@ -38,16 +49,7 @@ before(async () => {
   // Named for nothing it is: recognised by content.
   sh('cp disk.img.xz mystery.bin');
   server = await startServer({ tls: testCertificate(dir) });
-  for (const name of [
-    'disk.img',
-    'disk.img.xz',
-    'one-block.img.xz',
-    'disk.img.gz',
-    'disk.img.zst',
-    'disk.img.bz2',
-    'disk.zip',
-    'mystery.bin',
-  ]) {
+  for (const name of SERVED) {
     server.serve(name, file(name));
   }
   env = { NODE_EXTRA_CA_CERTS: server.certificate! };
@@ -65,16 +67,7 @@ async function cloneUrl(name: string, extra: string[] = []) {
   return { r, dest };
 }
 
-for (const name of [
-  'disk.img',
-  'disk.img.xz',
-  'one-block.img.xz',
-  'disk.img.gz',
-  'disk.img.zst',
-  'disk.img.bz2',
-  'disk.zip',
-  'mystery.bin',
-]) {
+for (const name of SERVED) {
   test(`https://…/${name} clones byte-identically, verified`, async () => {
     const before = server.bytesSent;
     const { r, dest } = await cloneUrl(name, ['--verify']);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import { expectExit, only, runCli, spawnCli, type CliEvent } from '../helpers/cli';
 import { sha256, tempDir, writeMixedFile } from '../helpers/files';
 import { startServer, testCertificate, type TestServer } from '../helpers/http-server';
@@ -129,19 +129,31 @@ test('a stalled server is given up on after the timeout, and the download goes o
   assert.match(String(said[0].message), /sent nothing for too long/);
 });
 
-test('the file changes on the server while it downloads: the job fails, resume is refused', async (t) => {
-  const changing = file('changing.img');
+/**
+ * A clone of a copy of disk.img served as `name`, at the test's pace, once a few regions
+ * are committed; `change()` puts other.img in its place (a new version: a new ETag).
+ */
+async function cloneWhileItChanges(t: TestContext, name: string) {
+  const changing = file(name);
   fs.copyFileSync(file('disk.img'), changing);
-  server.serve('changing.img', changing);
+  server.serve(name, changing);
   server.misbehave({ rate: RATE });
   t.after(() => server.misbehave({}));
-  const { dest, db } = paths('changing');
-  const run = spawnCli(['clone', server.url('changing.img'), dest, '--json'], { db, env });
+  const { dest, db } = paths(name);
+  const run = spawnCli(['clone', server.url(name), dest, '--json'], { db, env });
   const start = await run.waitEvent((e) => e.type === 'start');
   await run.waitEvent((e) => e.type === 'progress' && (e.regionsHydrated as number) > 4);
-  // A new version (a new ETag), and the connection cut: the next one asks with If-Range.
-  fs.copyFileSync(file('other.img'), changing);
-  server.serve('changing.img', changing);
+  const change = (): void => {
+    fs.copyFileSync(file('other.img'), changing);
+    server.serve(name, changing);
+  };
+  return { run, job: start.job as number, dest, db, change };
+}
+
+test('the file changes on the server while it downloads: the job fails, resume is refused', async (t) => {
+  const { run, job, dest, db, change } = await cloneWhileItChanges(t, 'changing.img');
+  // The connection cut too: the next one asks with If-Range.
+  change();
   server.cut();
   const r = await run.done;
   expectExit(r, 1);
@@ -149,30 +161,21 @@ test('the file changes on the server while it downloads: the job fails, resume i
   assert.equal(done.state, 'failed');
   assert.match(String(done.error), /changed on the server/);
   const written = sha256(dest);
-  const again = await runCli(['resume', String(start.job), '--json'], { db, env });
+  const again = await runCli(['resume', String(job), '--json'], { db, env });
   expectExit(again, 2);
   assert.match(again.stderr, /changed on the server \(its ETag was "v\d+-\d+", now "v\d+-\d+"\)/);
   assert.equal(sha256(dest), written, 'nothing written by the refused resume');
 });
 
 test('killed, then the file changes before resume: refused with the reason, nothing written', async (t) => {
-  const changing = file('changing-2.img');
-  fs.copyFileSync(file('disk.img'), changing);
-  server.serve('changing-2.img', changing);
-  server.misbehave({ rate: RATE });
-  t.after(() => server.misbehave({}));
-  const { dest, db } = paths('changing-2');
-  const run = spawnCli(['clone', server.url('changing-2.img'), dest, '--json'], { db, env });
-  const start = await run.waitEvent((e) => e.type === 'start');
-  await run.waitEvent((e) => e.type === 'progress' && (e.regionsHydrated as number) > 4);
+  const { run, job, dest, db, change } = await cloneWhileItChanges(t, 'changing-2.img');
   run.child.kill('SIGKILL');
   await run.done;
-  fs.copyFileSync(file('other.img'), changing);
-  server.serve('changing-2.img', changing);
+  change();
   const written = sha256(dest);
   // The same clone again finds the job and refuses it too.
   for (const args of [
-    ['resume', String(start.job)],
+    ['resume', String(job)],
     ['clone', server.url('changing-2.img'), dest],
   ]) {
     const r = await runCli([...args, '--json'], { db, env });
