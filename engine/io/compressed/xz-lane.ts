@@ -4,15 +4,18 @@
 // the event loop runs meanwhile. For a download, the reader also hands it each block's
 // compressed bytes (give, endBlock), a few MiB ahead of its decoding at most.
 
-import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import { Worker } from 'node:worker_threads';
 import { workerFile } from '../worker-file';
 import {
   Ctl,
   FAILED,
   FINISHED,
+  INPUT_SLOT,
+  INPUT_SLOTS,
   SLOT,
   SLOTS,
   endsBlockAt,
+  inputLengthAt,
   lengthAt,
   newRing,
   readError,
@@ -28,10 +31,6 @@ const waitAsync = (
   }
 ).waitAsync;
 
-/** Compressed bytes posted to a thread at a time (gathered up to this), and posts it may hold. */
-const POST_BYTES = 1024 * 1024;
-const POSTS_AHEAD = 12;
-
 /** Bytes ready to hand out: a view into the ring, valid until `release()`. */
 export interface Slot {
   bytes: Buffer;
@@ -39,9 +38,9 @@ export interface Slot {
 }
 
 export class XzLane {
-  private readonly ring: Ring = newRing();
-  private readonly control = new Int32Array(this.ring.control);
-  private readonly data = Buffer.from(this.ring.data);
+  private readonly ring: Ring;
+  private readonly control: Int32Array;
+  private readonly data: Buffer;
   private readonly worker: Worker;
   /** Slots handed back. */
   private taken = 0;
@@ -50,24 +49,24 @@ export class XzLane {
   private dying: (() => void) | null = null;
   private readonly death: Promise<void>;
   private readonly exited: Promise<void>;
-  /** A download's: where its bytes are posted, what is gathered, and how many posts were made. */
-  private readonly input: MessagePort | null = null;
-  private gathered: Buffer | null = null;
-  private gatheredLength = 0;
-  private posted = 0;
-  /** Bytes of each post the thread has not taken yet, and of those it took. */
-  private readonly postSizes: number[] = [];
-  private takenPosts = 0;
-  private takenBytes = 0;
+  /** A download's: the input ring, the slot being filled and how far, slots given. */
+  private readonly input: Buffer | null;
+  private filled = 0;
+  private inputGiven = 0;
+  /** Bytes in each input slot given and not yet handed back, and in those handed back. */
+  private readonly inFlight: number[] = [];
+  private handedBack = 0;
+  private inputBytesTaken = 0;
 
-  /** `file`: the file the thread reads; null: the reader gives it the bytes. */
+  /** `file`: the file the thread reads; null: the reader gives it the bytes (give, endBlock). */
   constructor(file: string | null) {
-    let port: MessagePort | null = null;
-    if (file === null) ({ port1: this.input, port2: port } = new MessageChannel());
-    const settings: LaneSettings = { file, input: port, ring: this.ring };
+    this.ring = newRing(file === null);
+    this.control = new Int32Array(this.ring.control);
+    this.data = Buffer.from(this.ring.data);
+    this.input = this.ring.input ? Buffer.from(this.ring.input) : null;
+    const settings: LaneSettings = { file, ring: this.ring };
     this.worker = new Worker(workerFile(__dirname, 'xz-worker.js'), {
       workerData: settings,
-      transferList: port ? [port] : [],
       resourceLimits: { maxYoungGenerationSizeMb: 4 },
     });
     this.worker.unref();
@@ -123,27 +122,34 @@ export class XzLane {
   /** A download: the next compressed bytes of the block being given; waits while the thread is far behind. */
   async give(bytes: Buffer): Promise<void> {
     for (let at = 0; at < bytes.length;) {
-      this.gathered ??= Buffer.allocUnsafeSlow(POST_BYTES);
-      const n = bytes.copy(this.gathered, this.gatheredLength, at);
-      this.gatheredLength += n;
+      if (this.filled === 0) await this.room();
+      const slot = this.inputGiven % INPUT_SLOTS;
+      const n = bytes.copy(
+        this.input!,
+        slot * INPUT_SLOT + this.filled,
+        at,
+        at + INPUT_SLOT - this.filled,
+      );
+      this.filled += n;
       at += n;
-      if (this.gatheredLength === POST_BYTES) await this.post();
+      if (this.filled === INPUT_SLOT) this.publish();
     }
+  }
+
+  /** A download: the block being given is whole (an empty slot says so). */
+  async endBlock(): Promise<void> {
+    if (this.filled > 0) this.publish();
+    await this.room();
+    this.publish();
   }
 
   /** A download: the compressed bytes the thread took so far. */
   get inputTaken(): number {
-    const taken = Atomics.load(this.control, Ctl.InputTaken);
-    for (; this.takenPosts < taken && this.postSizes.length > 0; this.takenPosts++) {
-      this.takenBytes += this.postSizes.shift()!;
+    const back = Atomics.load(this.control, Ctl.InputTaken);
+    for (; this.handedBack < back && this.inFlight.length > 0; this.handedBack++) {
+      this.inputBytesTaken += this.inFlight.shift()!;
     }
-    return this.takenBytes;
-  }
-
-  /** A download: the block being given is whole. */
-  async endBlock(): Promise<void> {
-    if (this.gatheredLength > 0) await this.post();
-    await this.post(null);
+    return this.inputBytesTaken;
   }
 
   /** The bytes can't come (the download failed): the reader's take() throws `e`. */
@@ -152,30 +158,29 @@ export class XzLane {
     this.dying?.();
   }
 
-  /** Posts what is gathered (or the end of a block) once the thread has room for it. */
-  private async post(end?: null): Promise<void> {
+  /** Waits for a free input slot. */
+  private async room(): Promise<void> {
     const c = this.control;
     for (;;) {
       if (this.died) throw this.died;
       const signal = Atomics.load(c, Ctl.Signal);
-      if (this.posted - Atomics.load(c, Ctl.InputTaken) < POSTS_AHEAD) break;
+      if (this.inputGiven - Atomics.load(c, Ctl.InputTaken) < INPUT_SLOTS) return;
       const waiting = waitAsync(c, Ctl.Signal, signal);
       if (!waiting.async) continue;
       this.worker.ref();
       await Promise.race([waiting.value, this.death]);
       this.worker.unref();
     }
-    if (end === null) {
-      this.input!.postMessage(null);
-      this.postSizes.push(0);
-    } else {
-      this.postSizes.push(this.gatheredLength);
-      const bytes = this.gathered!.subarray(0, this.gatheredLength);
-      this.input!.postMessage(bytes, [bytes.buffer as ArrayBuffer]);
-      this.gathered = null;
-      this.gatheredLength = 0;
-    }
-    this.posted += 1;
+  }
+
+  /** The slot being filled goes to the thread (empty: the block ends). */
+  private publish(): void {
+    const c = this.control;
+    c[inputLengthAt(this.inputGiven % INPUT_SLOTS)] = this.filled;
+    this.inFlight.push(this.filled);
+    this.inputGiven += 1;
+    this.filled = 0;
+    Atomics.store(c, Ctl.InputWritten, this.inputGiven);
     this.wake();
   }
 
@@ -196,7 +201,6 @@ export class XzLane {
     if (!this.given) this.begin([]);
     this.worker.ref();
     await this.exited;
-    this.input?.close();
   }
 
   private wake(): void {

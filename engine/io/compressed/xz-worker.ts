@@ -1,25 +1,23 @@
 // One xz decoding thread (started by xz-lane.ts): decompresses its share of the file's
 // blocks in order, each as a stream of its own, into its ring (xz-ring.ts). Everything
 // here is synchronous: the thread reads the file, runs liblzma and waits only for room in
-// the ring, so a busy main thread never stalls it. A download's bytes the reader posts:
-// the thread waits for them as it waits for room.
+// the ring, so a busy main thread never stalls it. A download's bytes, which the reader
+// gives it through the ring's input slots: the thread waits for them as it waits for room.
 
 import fs from 'node:fs';
-import {
-  type MessagePort,
-  parentPort,
-  receiveMessageOnPort,
-  workerData,
-} from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { LZMA_FINISH, LZMA_RUN, codeOk, lzmaError, streamDecoder, streamEnded } from './liblzma';
 import type { LzmaStream } from './liblzma';
 import {
   Ctl,
   FAILED,
   FINISHED,
+  INPUT_SLOT,
+  INPUT_SLOTS,
   SLOT,
   SLOTS,
   endsBlockAt,
+  inputLengthAt,
   lengthAt,
   writeError,
   type LaneBlock,
@@ -70,34 +68,52 @@ class FileInput implements Input {
   }
 }
 
-/** A download's bytes, posted by the reader: waited for like room in the ring. */
-class PortInput implements Input {
+/**
+ * A download's bytes, given by the reader through the ring's input slots: waited for as
+ * room is. A slot is handed back when the next is asked for (liblzma has taken it all).
+ */
+class RingInput implements Input {
+  private readonly data: Buffer;
+  private taken = 0;
+  private holding = false;
+
   constructor(
-    private readonly port: MessagePort,
     private readonly control: Int32Array,
-  ) {}
+    input: SharedArrayBuffer,
+  ) {
+    this.data = Buffer.from(input);
+  }
 
   begin(): void {}
 
   next(): Buffer | null {
     const c = this.control;
+    if (this.holding) this.giveBack();
     for (;;) {
       const wake = Atomics.load(c, Ctl.Wake);
       if (Atomics.load(c, Ctl.Stop)) throw new Stopped();
-      const got = receiveMessageOnPort(this.port);
-      if (got) {
-        Atomics.add(c, Ctl.InputTaken, 1);
-        Atomics.add(c, Ctl.Signal, 1);
-        Atomics.notify(c, Ctl.Signal);
-        const bytes = got.message as Uint8Array | null;
-        return bytes === null ? null : asBuffer(bytes);
-      }
+      if (Atomics.load(c, Ctl.InputWritten) > this.taken) break;
       Atomics.wait(c, Ctl.Wake, wake);
     }
+    const slot = this.taken % INPUT_SLOTS;
+    const length = c[inputLengthAt(slot)];
+    if (length === 0) {
+      this.giveBack();
+      return null;
+    }
+    this.holding = true;
+    return this.data.subarray(slot * INPUT_SLOT, slot * INPUT_SLOT + length);
   }
 
-  close(): void {
-    this.port.close();
+  close(): void {}
+
+  private giveBack(): void {
+    const c = this.control;
+    this.holding = false;
+    this.taken += 1;
+    Atomics.store(c, Ctl.InputTaken, this.taken);
+    Atomics.add(c, Ctl.Signal, 1);
+    Atomics.notify(c, Ctl.Signal);
   }
 }
 
@@ -202,7 +218,7 @@ class Lane {
 const settings = workerData as LaneSettings;
 const input: Input = settings.file
   ? new FileInput(settings.file)
-  : new PortInput(settings.input!, new Int32Array(settings.ring.control));
+  : new RingInput(new Int32Array(settings.ring.control), settings.ring.input!);
 // Loaded now, while the reader decides where to begin.
 streamDecoder().close();
 parentPort!.once('message', (blocks: LaneBlock[]) => {
