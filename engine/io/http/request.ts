@@ -133,21 +133,30 @@ function stalled(): Error {
 
 /**
  * The answer's body, chunk by chunk. Waiting more than `timeoutMs` for a chunk fails
- * (ESTALLED); the time the reader takes between chunks does not count.
+ * (ESTALLED); the time the reader takes between chunks does not count. (One watchdog
+ * for the whole body: a timer per chunk cost more than the chunk.)
  */
 export async function* bodyOf(answer: Answer, timeoutMs: number): AsyncGenerator<Buffer> {
   const chunks = (answer.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  let waitingSince: number | null = null;
+  const watchdog = setInterval(
+    () => {
+      if (waitingSince !== null && performance.now() - waitingSince > timeoutMs) {
+        answer.body.destroy(stalled());
+      }
+    },
+    Math.max(10, Math.min(1000, timeoutMs / 4)),
+  ).unref();
   try {
     for (;;) {
-      let timer: NodeJS.Timeout | undefined;
-      const next = await new Promise<IteratorResult<Buffer>>((resolve, reject) => {
-        timer = setTimeout(() => answer.body.destroy(stalled()), timeoutMs);
-        chunks.next().then(resolve, reject);
-      }).finally(() => clearTimeout(timer));
+      waitingSince = performance.now();
+      const next = await chunks.next();
+      waitingSince = null;
       if (next.done) return;
       yield next.value;
     }
   } finally {
+    clearInterval(watchdog);
     await chunks.return?.();
   }
 }
