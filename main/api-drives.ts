@@ -5,7 +5,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { type Drive, imageFileDrive } from '../engine/drives/classify';
+import { type Drive, fileDrive, imageFileDrive } from '../engine/drives/classify';
 import { driveFacts, type Facts, pathFacts } from '../engine/drives/facts';
 import {
   inUse,
@@ -63,20 +63,14 @@ export async function describeDownload(url: string): Promise<PickedDownload> {
       ? streamSize(source as Parameters<typeof streamSize>[0])
       : { size: source.size, known: true };
     const drive: Drive & { sizeKnown: boolean } = {
-      path: url,
-      name: urlFileName(url) || url,
-      size,
+      ...fileDrive({
+        path: url,
+        name: urlFileName(url) || url,
+        size,
+        bus: 'download',
+        readOnly: true,
+      }),
       sizeKnown: known,
-      logicalBlockSize: 512,
-      bus: 'download',
-      removable: false,
-      readOnly: true,
-      mountpoints: [],
-      holders: [],
-      system: false,
-      kind: 'file',
-      serial: null,
-      backingFile: null,
     };
     return { drive, partitions: await partitionsIn(source).catch(() => null) };
   } finally {
