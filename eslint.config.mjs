@@ -5,7 +5,7 @@ import svelte from 'eslint-plugin-svelte';
 import globals from 'globals';
 
 /** The engine's rooms above the devices (io, drives, partitions, filesystems). */
-const ABOVE_DEVICES = ['store', 'hydration', 'session', 'host', 'cli'];
+const ABOVE_DEVICES = ['store', 'hydration', 'serve', 'session', 'host', 'cli'];
 
 /** One no-restricted-imports rule per room: Electron, and the rooms it must not reach. */
 function engineLayers(rooms) {
@@ -31,7 +31,7 @@ function engineLayers(rooms) {
 }
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'bin/', 'scripts/*.js'] },
+  { ignores: ['dist/', 'node_modules/', 'bin/', 'scripts/*.js', 'electron-native/', 'release/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   ...svelte.configs.recommended,
@@ -56,8 +56,9 @@ export default tseslint.config(
   ...engineLayers([
     [['engine/*.ts'], ['io', 'drives', 'partitions', 'filesystems', ...ABOVE_DEVICES]],
     [['engine/{io,drives,partitions,filesystems}/**/*.ts'], ABOVE_DEVICES],
-    [['engine/store/**/*.ts'], ['hydration', 'session', 'host', 'cli']],
-    [['engine/hydration/**/*.ts'], ['session', 'host', 'cli']],
+    [['engine/store/**/*.ts'], ['hydration', 'serve', 'session', 'host', 'cli']],
+    [['engine/hydration/**/*.ts'], ['serve', 'session', 'host', 'cli']],
+    [['engine/serve/**/*.ts'], ['session', 'host', 'cli']],
     [['engine/session/**/*.ts'], ['host', 'cli']],
     [['engine/host/**/*.ts'], ['cli']],
     [['engine/cli/**/*.ts'], []],

@@ -126,6 +126,8 @@ export interface StartEvent {
   /** The image's real size (uncompressed); an estimate while sizeKnown is false. */
   bytesTotal: number;
   sizeKnown: boolean;
+  /** While sizeKnown is false: that the size is a guess, what happens if it is wrong, how to know. */
+  sizeNote?: string;
   /** The options in force. */
   options: JobOptions;
   /** An update: the regions found to differ, about to be copied. */
@@ -157,6 +159,8 @@ export interface ProgressEvent {
   regionsTotal: number;
   /** Bytes per second over the last second or so (since the last pause or throttle change). */
   rate: number;
+  /** Bytes done per second over this run so far, pauses left out (0 until a second is counted). */
+  averageRate: number;
   /** Seconds left at that rate; null while paused or not yet known. */
   eta: number | null;
   paused: boolean;
@@ -218,6 +222,8 @@ export interface VerifyEvent {
   }>;
   /** Source ranges that could not be read, so were not compared. */
   skipped: Range[];
+  /** Regions a client wrote through the served disk: theirs, not the source's, so not compared. */
+  written?: Range[];
   seconds: number;
 }
 
@@ -245,6 +251,12 @@ export interface DoneEvent {
   /** done: every destination still in the job holds every region. */
   state: 'done' | 'interrupted' | 'failed';
   error?: string | null;
+  /**
+   * Not done, and a resume can finish it. False when the source is damaged (a compressed
+   * image that can't be decoded past `error`'s place) or the image turned out bigger than
+   * a drive it was written to: the job can only be started again (clone --fresh).
+   */
+  resumable: boolean;
   bytesRead: number;
   bytesWritten: number;
   regionsCopied: number;
@@ -263,6 +275,21 @@ export interface DoneEvent {
   download?: DownloadSummary;
 }
 
+/**
+ * The destination served over NBD while it hydrates (--serve): `listening` (up, before
+ * any client), `serving` (clients came or went: `clients` are connected now), `waiting`
+ * (the copy is done; served until the last client leaves), `closed`.
+ */
+export interface ServeEvent {
+  type: 'serve';
+  job: number;
+  state: 'listening' | 'serving' | 'waiting' | 'closed';
+  /** The Unix socket, and the URI clients attach: nbd+unix:///?socket=… */
+  socket: string;
+  uri: string;
+  clients: number;
+}
+
 /** Region map changes; run lists are flat [first, count, first, count, …] by region index. */
 export interface RegionMapEvent {
   type: 'region-map';
@@ -272,8 +299,10 @@ export interface RegionMapEvent {
   regionSize: number;
   regionsTotal: number;
   hydrated: number[];
-  /** Replaces the previous set: in flight or written, not yet committed. */
+  /** Replaces the previous set: in flight. */
   hydrating: number[];
+  /** Replaces the previous set: written to every destination, waiting for the next commit. */
+  written: number[];
   unreadable: number[];
 }
 
@@ -286,4 +315,5 @@ export type EngineEvent =
   | VerifyProgressEvent
   | VerifyEvent
   | RegionMapEvent
+  | ServeEvent
   | DoneEvent;

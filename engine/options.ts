@@ -22,8 +22,17 @@ export function throttleProblem(s: Partial<ThrottleSettings>): string | null {
   if (s.maxRate !== undefined && !(Number.isSafeInteger(s.maxRate) && s.maxRate >= 0)) {
     return `rate cap must be a positive byte rate, not ${s.maxRate}`;
   }
+  if (s.maxRate !== undefined && s.maxRate > 0 && s.maxRate < MIN_RATE_CAP) {
+    return (
+      `a rate cap under 64K/s (${MIN_RATE_CAP} bytes/s) is too slow for a disk copy ` +
+      `(1 GiB would take over 4 hours), not ${s.maxRate} bytes/s: give 64K or more, or 0 for none`
+    );
+  }
   return null;
 }
+
+/** The lowest rate cap: one I/O of the smallest size the copier makes (64 KiB) a second. */
+export const MIN_RATE_CAP = 64 * 1024;
 
 export const DEFAULT_OPTIONS: JobOptions = {
   threshold: 32,

@@ -67,6 +67,7 @@ const cloneRequest = z.strictObject({
     .string()
     .regex(/^[0-9a-fA-F]{64}$/, 'a SHA-256 is 64 hexadecimal digits')
     .optional(),
+  serve: z.boolean().optional(),
 });
 
 const driveQuery = z.strictObject({

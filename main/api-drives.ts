@@ -7,6 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type Drive, fileDrive, imageFileDrive } from '../engine/drives/classify';
 import { driveFacts, type Facts, pathFacts } from '../engine/drives/facts';
+import { drivePlatform } from '../engine/drives/platform';
+import type { SystemSnapshot } from '../engine/drives/topology';
 import {
   inUse,
   namedTwice,
@@ -84,9 +86,24 @@ const DOWNLOAD_VERDICTS: DriveInfo['verdicts'] = {
   target: { level: 'refused', reasons: ['a download is only read: it can’t be a target'] },
 };
 
+/**
+ * The picture of the drives the handlers look in: the one the drive list came from
+ * (`kept`), else read now without blocking; where none can be read, nothing is known of
+ * the drives beyond the list.
+ */
+export async function drivesPicture(kept: SystemSnapshot | null): Promise<() => SystemSnapshot> {
+  const known = kept ??
+    (await drivePlatform()
+      .snapshot()
+      .catch(() => null)) ?? { topology: { nodes: new Map() }, uses: [] };
+  return () => known;
+}
+
+/** `snapshot`: the picture `drive` was listed from, for the verdicts. */
 export function toDriveInfo(
   drive: Drive & { sizeKnown?: boolean; pickedAs?: DriveRole[] },
   query: DriveQuery,
+  snapshot: () => SystemSnapshot,
   sourceSize?: number,
   partitions?: { end: number; fitSize: number } | null,
 ): DriveInfo {
@@ -107,15 +124,20 @@ export function toDriveInfo(
     verdicts: isUrl(drive.path)
       ? DOWNLOAD_VERDICTS
       : {
-          source: verdictFor(drive, 'source'),
-          target: verdictFor(drive, 'target', {
-            sourcePath: query.source,
-            sourceSize,
-            // A smaller drive that holds the source's partitions is offered a fitted copy.
-            ...(partitions ? { partitions, fit: true } : {}),
-            allowMounted: query.allowMounted,
-            allowSystem: query.allowSystem,
-          }),
+          source: verdictFor(drive, 'source', {}, snapshot),
+          target: verdictFor(
+            drive,
+            'target',
+            {
+              sourcePath: query.source,
+              sourceSize,
+              // A smaller drive that holds the source's partitions is offered a fitted copy.
+              ...(partitions ? { partitions, fit: true } : {}),
+              allowMounted: query.allowMounted,
+              allowSystem: query.allowSystem,
+            },
+            snapshot,
+          ),
         },
     pickedAs: [...(drive.pickedAs ?? [])],
   };
@@ -147,14 +169,19 @@ export function findDrive(drives: Drive[], p: string): Drive | undefined {
  * Facts about `p` for the safety rules: a listed drive as the user was shown it, and
  * anything else as it is now. A block device DriveTwin does not list is not written.
  */
-function factsOf(p: string, drives: Drive[], source?: string): Facts {
+function factsOf(
+  p: string,
+  drives: Drive[],
+  snapshot: () => SystemSnapshot,
+  source?: string,
+): Facts {
   const listed = findDrive(drives, p);
   const st = statOrNull(p);
-  if (listed?.kind === 'block' && st) return driveFacts(listed, source);
+  if (listed?.kind === 'block' && st) return driveFacts(listed, source, snapshot);
   if (st?.isBlockDevice()) {
     throw new ApiError('refused', `${p} is not a drive DriveTwin lists (no longer connected?)`);
   }
-  return pathFacts(p, { source, drive: listed?.kind === 'block' });
+  return pathFacts(p, { source, drive: listed?.kind === 'block', snapshot });
 }
 
 export function requireAbsolute(p: string, what: string): string {
@@ -182,16 +209,19 @@ export async function sourceSizeOf(p: string, drives: Drive[]): Promise<number |
 /**
  * Every check the user must hear about before the engine is asked: the source can
  * be read, each target may be written (engine/drives/safety.ts says why not), and
- * each drive target carries the confirmation it needs. `drives`: as listed now.
+ * each drive target carries the confirmation it needs. `drives`: as listed now, and
+ * `snapshot` the picture they were listed from; `download`: the source is a URL, and
+ * this is what its server said of it.
  */
 export async function checkClone(
   request: CloneRequest,
   drives: Drive[],
+  snapshot: () => SystemSnapshot,
   download: PickedDownload | null,
 ): Promise<{ confirmed: string[]; allowMounted: boolean; allowSystem: boolean }> {
   const source = requireSource(request.source);
   if (!download) {
-    const sourceFacts = factsOf(source, drives);
+    const sourceFacts = factsOf(source, drives, snapshot);
     const readable = sourceVerdict(sourceFacts);
     if (readable.level === 'refused') {
       const gone = sourceFacts.kind === 'missing' && !sourceFacts.drivePath;
@@ -216,7 +246,7 @@ export async function checkClone(
         `target ${target.path}: confirmSystemName is only for the drive that holds the system`,
       );
     }
-    const facts = factsOf(target.path, drives, source);
+    const facts = factsOf(target.path, drives, snapshot, source);
     const verdict = targetVerdict(facts, {
       sourceSize,
       ...(partitions ? { partitions, fit: request.options?.fit === true } : {}),

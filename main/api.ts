@@ -7,6 +7,7 @@
 // is where the user is told.
 
 import type { Drive } from '../engine/drives/classify';
+import type { SystemSnapshot } from '../engine/drives/topology';
 import { driveContents, runProgram, type Run } from '../engine/drives/contents';
 import type { JobRecord } from '../engine/store/job-record';
 import type { HostCloneRequest, HostCommand, HostEvent, LiveJob } from '../engine/host/protocol';
@@ -32,6 +33,7 @@ import type {
   JobError,
   JobProgress,
   JobStarted,
+  JobServing,
   JobVerified,
   ModeChange,
   RegionMapChange,
@@ -42,6 +44,7 @@ import { parseArgs } from './api-args';
 import { partitionsOf } from '../engine/session/plan-tables';
 import {
   checkClone,
+  drivesPicture,
   checkImageFile,
   contentsPath,
   describeDownload,
@@ -57,6 +60,7 @@ import type { DrivesDiff } from './drive-watcher';
 import { ejectDrive, type EjectTool } from './eject';
 import { browsePlaces, listFolder, type Viewer } from './file-browser';
 import { PickedImages } from './picked-images';
+import { serveSocketPath } from './serve-socket';
 
 // ---------------------------------------------------------------------------
 // Dependencies
@@ -92,6 +96,12 @@ export interface BackendDeps {
   engine: Engine;
   /** Drives now (engine/drives/list.ts listDrives). */
   listDrives: () => Promise<Drive[]>;
+  /**
+   * The picture of the system the last drive list came from (main/drive-watcher.ts): the
+   * handlers' safety checks look in it rather than ask diskutil or PowerShell while the
+   * user waits. Absent or null: read once per call, without blocking.
+   */
+  snapshot?: () => SystemSnapshot | null;
   /** The drive watcher, for 'drives-changed'. */
   drivesChanges?: DrivesChanges;
   /** null: no native dialogs (the web bridge); the renderer offers a text field. */
@@ -107,6 +117,8 @@ export interface BackendDeps {
   eject?: EjectTool;
   /** Runs a program (blkid, sfdisk, udisksctl); tests pass a fake. */
   run?: Run;
+  /** Where picked image files are kept across restarts (pickedImagesFile); absent: not kept. */
+  pickedImagesFile?: string;
 }
 
 export type Handlers = { [M in DriveTwinMethod]: (...args: unknown[]) => Promise<MethodResult<M>> };
@@ -152,13 +164,15 @@ function forwardEngineEvent(e: HostEvent, emit: Emit): void {
       return emit('verify-progress', omitType(e) satisfies VerifyProgress);
     case 'verify':
       return emit('verified', omitType(e) satisfies JobVerified);
+    case 'serve':
+      return emit('serving', omitType(e) satisfies JobServing);
   }
 }
 
 /** The engine's form of a clone request. */
 function hostRequest(
   req: CloneRequest,
-  allow: { allowMounted: boolean; allowSystem: boolean },
+  allow: { allowMounted: boolean; allowSystem: boolean; start?: boolean },
 ): HostCloneRequest {
   const { regionSize, ...options } = req.options ?? {};
   return {
@@ -170,6 +184,8 @@ function hostRequest(
     allowSystem: allow.allowSystem,
     fresh: req.fresh,
     ...(req.sha256 !== undefined ? { sha256: req.sha256 } : {}),
+    // A socket only for a copy that starts: a plan writes nothing.
+    serve: req.serve && allow.start ? serveSocketPath() : undefined,
   };
 }
 
@@ -188,13 +204,16 @@ export function createBackend(deps: BackendDeps): Backend {
     }
   };
   /** Image files the user picked, per list: they join the drive list. */
-  const images = new PickedImages();
+  const images = new PickedImages(deps.pickedImagesFile ?? null);
   const run = deps.run ?? runProgram;
+
+  const picture = (): Promise<() => SystemSnapshot> => drivesPicture(deps.snapshot?.() ?? null);
 
   const unsubscribeEngine = deps.engine.onEvent((e) => forwardEngineEvent(e, emit));
   const onDrives = async (diff: DrivesDiff): Promise<void> => {
+    const snapshot = await picture();
     const payload: DrivesChanged = {
-      drives: (await images.withDrives(diff.drives)).map((d) => toDriveInfo(d, {})),
+      drives: (await images.withDrives(diff.drives)).map((d) => toDriveInfo(d, {}, snapshot)),
       added: diff.added,
       removed: diff.removed,
       changed: diff.changed,
@@ -274,12 +293,12 @@ export function createBackend(deps: BackendDeps): Backend {
         throw new ApiError('refused', 'a download is only read: it can’t be a target');
       const described = await describeDownload(chosen);
       images.addDownload(chosen, described);
-      return toDriveInfo({ ...described.drive, pickedAs: ['source'] }, {});
+      return toDriveInfo({ ...described.drive, pickedAs: ['source'] }, {}, await picture());
     }
     const file = checkImageFile(chosen, forWriting);
     const role = forWriting ? 'target' : 'source';
     images.add(file, role);
-    return toDriveInfo({ ...(await imageDrive(file)), pickedAs: [role] }, {});
+    return toDriveInfo({ ...(await imageDrive(file)), pickedAs: [role] }, {}, await picture());
   }
 
   const places = deps.fileBrowser
@@ -314,7 +333,8 @@ export function createBackend(deps: BackendDeps): Backend {
         : query.source
           ? await partitionsOf(query.source)
           : null;
-      return drives.map((d) => toDriveInfo(d, query, sourceSize, partitions));
+      const snapshot = await picture();
+      return drives.map((d) => toDriveInfo(d, query, snapshot, sourceSize, partitions));
     },
 
     async pickImageToOpen(...args) {
@@ -372,9 +392,13 @@ export function createBackend(deps: BackendDeps): Backend {
       const download =
         images.download(req.source) ??
         (isUrl(req.source) ? await describeDownload(req.source) : null);
-      const checked = await checkClone(req, await deps.listDrives(), download);
+      const checked = await checkClone(req, await deps.listDrives(), await picture(), download);
       const started = (await request(
-        { type: 'start', request: hostRequest(req, checked), confirmed: checked.confirmed },
+        {
+          type: 'start',
+          request: hostRequest(req, { ...checked, start: true }),
+          confirmed: checked.confirmed,
+        },
         { read: filesOnly([req.source]), write: req.targets.map((t) => t.path) },
       )) as { job: number; intent: CloneIntent };
       return { job: started.job, intent: started.intent };

@@ -1,6 +1,6 @@
-// The renderer's Content Security Policy, in one place: main/index.ts sends it as a
-// header, and the renderer's build writes it into index.html as a <meta> tag (a page
-// loaded from file:// gets no response headers to carry it, so the tag is what holds).
+// The renderer's Content Security Policy, in one place: the renderer's build writes it
+// into index.html as a <meta> tag — what holds in Electron, where the page is loaded from
+// file:// and gets no response headers — and the web bridge sends it as a header too.
 //
 // No imports: the renderer's Vite config can import this file as it is.
 //

@@ -1,9 +1,16 @@
 // Polls the drive list and says what changed: drives plugged in, pulled out, or
 // changed (mounted, resized, made read-only). One poll at a time; a failed poll is
-// reported once and polling goes on.
+// reported once and polling goes on. The list is read without blocking (engine/drives/
+// list.ts DriveLister: nothing waits on diskutil or PowerShell in this process); a
+// device-change signal from the system (main/device-signals.ts, or Windows'
+// WM_DEVICECHANGE on the window) makes the next poll come at once and read the system's
+// picture again.
 
 import { EventEmitter } from 'node:events';
 import type { Drive } from '../engine/drives/classify';
+import { DriveLister } from '../engine/drives/list';
+import type { SystemSnapshot } from '../engine/drives/topology';
+import { watchDeviceChanges } from './device-signals';
 
 export interface DrivesDiff {
   drives: Drive[];
@@ -13,6 +20,8 @@ export interface DrivesDiff {
 }
 
 const POLL_MS = 2000;
+/** Signals come in bursts (a stick: a disk, then each partition, then the mounts). */
+const SIGNAL_SETTLE_MS = 300;
 
 /** What differs between two lists, by path. */
 export function diffDrives(before: Drive[], after: Drive[]): Omit<DrivesDiff, 'drives'> {
@@ -33,12 +42,33 @@ export class DriveWatcher extends EventEmitter {
   private polling: Promise<Drive[]> | null = null;
   private failing = false;
   private running = false;
+  /** The system said a drive changed since the last poll began. */
+  private signalled = false;
+  private settling: NodeJS.Timeout | null = null;
 
+  private unwatch: (() => void) | null = null;
+
+  /**
+   * `list(changed)`: the drives now; `changed` when the system signalled a change.
+   * `signals`: subscribes to the system's device-change signals while started.
+   */
   constructor(
-    private readonly list: () => Promise<Drive[]>,
+    private readonly list: (changed: boolean) => Promise<Drive[]>,
     private readonly intervalMs = POLL_MS,
+    private readonly signals?: (onChange: () => void) => () => void,
   ) {
     super();
+  }
+
+  /** The system says a drive changed: poll (reading its picture again) once the burst settles. */
+  signal(): void {
+    this.signalled = true;
+    if (this.settling || !this.running) return;
+    this.settling = setTimeout(() => {
+      this.settling = null;
+      void this.poll();
+    }, SIGNAL_SETTLE_MS);
+    this.settling.unref?.();
   }
 
   /** The last list seen, or null before the first poll. */
@@ -49,13 +79,18 @@ export class DriveWatcher extends EventEmitter {
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.unwatch = this.signals?.(() => this.signal()) ?? null;
     void this.poll().finally(() => this.schedule());
   }
 
   stop(): void {
     this.running = false;
+    this.unwatch?.();
+    this.unwatch = null;
     if (this.timer) clearTimeout(this.timer);
+    if (this.settling) clearTimeout(this.settling);
     this.timer = null;
+    this.settling = null;
   }
 
   /** Polls now (or joins the poll under way) and returns the fresh list. */
@@ -72,9 +107,12 @@ export class DriveWatcher extends EventEmitter {
 
   private async pollOnce(): Promise<Drive[]> {
     let drives: Drive[];
+    const changed = this.signalled;
+    this.signalled = false;
     try {
-      drives = await this.list();
+      drives = await this.list(changed);
     } catch (e) {
+      this.signalled ||= changed;
       if (!this.failing && this.listenerCount('error') > 0) this.emit('error', e);
       this.failing = true;
       return this.drives ?? [];
@@ -92,4 +130,17 @@ export class DriveWatcher extends EventEmitter {
     }
     return drives;
   }
+}
+
+/**
+ * The app's watcher over this system's drives and the picture its last list came from
+ * (for the safety checks the handlers make: never read again while the user waits).
+ */
+export function watchSystemDrives(): {
+  watcher: DriveWatcher;
+  snapshot: () => SystemSnapshot | null;
+} {
+  const lister = new DriveLister();
+  const watcher = new DriveWatcher((changed) => lister.list(changed), POLL_MS, watchDeviceChanges);
+  return { watcher, snapshot: () => lister.snapshot };
 }

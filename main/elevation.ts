@@ -3,6 +3,11 @@
 // as Node-mode Electron, ELECTRON_RUN_AS_NODE=1), and the socket it connects back to —
 // a unix socket / named pipe in a user-only folder, where it proves itself with a
 // random token. Never a TCP port.
+//
+// From an AppImage, the app runs from a FUSE mount only its user can read: root can
+// neither run that Electron binary nor read host.js there. pkexec runs the AppImage file
+// itself instead (as Etcher does), which mounts it again for root and sets APPDIR to
+// that mount; host.js is found under it by its path inside the image.
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
@@ -26,6 +31,35 @@ export interface ElevationInput {
   tokenFile: string;
   /** POSIX: files the elevated engine creates are handed back to this user. */
   owner?: { uid: number; gid: number };
+  /** Linux, from an AppImage: the image file ($APPIMAGE) and where it is mounted for us ($APPDIR). */
+  appImage?: { file: string; dir: string };
+}
+
+/** The AppImage this app runs from, if any (its runtime sets both variables). */
+export function appImageOf(
+  env: NodeJS.ProcessEnv = process.env,
+  platform: NodeJS.Platform = process.platform,
+): ElevationInput['appImage'] {
+  return platform === 'linux' && env.APPIMAGE && env.APPDIR
+    ? { file: env.APPIMAGE, dir: env.APPDIR }
+    : undefined;
+}
+
+/**
+ * The AppImage run in Node mode: `-e` code that starts host.js from the mount the image
+ * gets in the elevated process ($APPDIR there), at the same place inside the image.
+ */
+function appImageWords(input: ElevationInput, image: { file: string; dir: string }): string[] {
+  const inside = path.posix.relative(image.dir, input.hostScript);
+  if (inside.startsWith('..') || path.posix.isAbsolute(inside)) {
+    throw new Error(`the engine ${input.hostScript} is not inside the AppImage's ${image.dir}`);
+  }
+  const code =
+    'const d=process.env.APPDIR;' +
+    'if(!d)throw new Error("APPDIR is not set: the AppImage runtime did not start this");' +
+    `require(require("path").join(d,${JSON.stringify(inside)})).start(process.argv.slice(1))`;
+  // `--`: what follows is the script's, not options of the runtime (--db is no Node option).
+  return [image.file, '-e', code, '--', ...hostArgs(input)];
 }
 
 export interface LaunchCommand {
@@ -99,7 +133,11 @@ export function elevatedLaunch(input: ElevationInput): LaunchCommand {
       // pkexec clears the environment: env(1) sets the one variable the runtime needs.
       return {
         command: 'pkexec',
-        args: ['/usr/bin/env', 'ELECTRON_RUN_AS_NODE=1', ...words],
+        args: [
+          '/usr/bin/env',
+          'ELECTRON_RUN_AS_NODE=1',
+          ...(input.appImage ? appImageWords(input, input.appImage) : words),
+        ],
       };
   }
 }

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { doneWithoutCopy, type HostCommand, type HostEvent } from '../engine/host/protocol';
 import type { Access, Engine } from './api';
 import {
+  appImageOf,
   elevatedLaunch,
   type ElevationInput,
   type LaunchCommand,
@@ -49,6 +50,8 @@ export interface SupervisorOptions {
     /** Default needsElevation. */
     needed?: (access: Access) => boolean;
     timeoutMs?: number;
+    /** Where APPIMAGE and APPDIR are read (an AppImage elevates through its own file); default process.env. */
+    env?: NodeJS.ProcessEnv;
   };
 }
 
@@ -61,6 +64,8 @@ export class EngineSupervisor implements Engine {
   private readonly started: Partial<Record<Slot, EngineConnection>> = {};
   /** Which engine process runs each job: where its commands go. Nothing else is kept. */
   private readonly jobs = new Map<number, EngineConnection>();
+  /** Administrator prompts still open: closing gives up on them rather than wait for an answer. */
+  private readonly prompts = new Set<(reason: string) => void>();
   private closed = false;
 
   constructor(private readonly options: SupervisorOptions) {
@@ -100,6 +105,7 @@ export class EngineSupervisor implements Engine {
   /** Stops every engine cleanly: running jobs commit and become resumable. */
   async close(): Promise<void> {
     this.closed = true;
+    for (const giveUp of this.prompts) giveUp('DriveTwin is closing');
     const all = await Promise.all(
       Object.values(this.connections).map((c) => c.catch(() => undefined)),
     );
@@ -144,6 +150,10 @@ export class EngineSupervisor implements Engine {
     const e = this.options.elevation ?? {};
     const platform = e.platform ?? process.platform;
     const listener = await listenForEngine({ platform, timeoutMs: e.timeoutMs });
+    if (this.closed) {
+      listener.close();
+      throw new EngineRequestError('unavailable', 'the engine is shut down');
+    }
     // What runs as root must not come from inside the asar archive.
     const hostScript = this.hostScript().replace(
       /([\\/])app\.asar([\\/])/,
@@ -161,6 +171,7 @@ export class EngineSupervisor implements Engine {
       socketPath: listener.socketPath,
       tokenFile: listener.tokenFile,
       owner,
+      appImage: appImageOf(e.env ?? process.env, platform),
     });
     const launcher = spawn(launch.command, launch.args, {
       env: { ...process.env, ...launch.env },
@@ -177,8 +188,19 @@ export class EngineSupervisor implements Engine {
           (stderr() ? `: ${stderr()}` : ''),
       ),
     );
-    const { socket, leftover } = await listener.accepted;
-    return this.attach('elevated', socketLink(socket, leftover, launcher));
+    // The prompt's own process goes with it: an answer given later starts nothing that
+    // could still connect (the socket and its token are gone).
+    const giveUp = (reason: string): void => {
+      listener.abort(reason);
+      launcher.kill();
+    };
+    this.prompts.add(giveUp);
+    try {
+      const { socket, leftover } = await listener.accepted;
+      return this.attach('elevated', socketLink(socket, leftover, launcher));
+    } finally {
+      this.prompts.delete(giveUp);
+    }
   }
 
   private attach(slot: Slot, link: Link): EngineConnection {

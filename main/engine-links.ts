@@ -45,15 +45,13 @@ export function engineEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessE
   return { MALLOC_MMAP_THRESHOLD_: String(1024 * 1024), ...env };
 }
 
-/** The engine collects its garbage when its last job ends (engine/host/host.ts). */
-const ENGINE_EXEC_ARGV = ['--expose-gc', '--max-semi-space-size=2'];
-
+// No execArgv: Electron's utility process doesn't apply it, so the engine sets its own
+// V8 flags whatever starts it (engine/host/host.ts, tuneMemory).
 export function forkLink(hostScript: string, args: string[]): Link & { pid: number | undefined } {
   const child = fork(hostScript, args, {
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
     serialization: 'json',
     env: engineEnv(),
-    execArgv: ENGINE_EXEC_ARGV,
   });
   const stderr = keepTail(child.stderr);
   child.stderr?.on('data', (d: Buffer) => process.stderr.write(d));
@@ -78,9 +76,8 @@ export interface UtilityForker {
     args?: string[],
     options?: {
       serviceName?: string;
-      stdio?: 'pipe' | 'ignore' | 'inherit';
+      stdio?: Array<'pipe' | 'ignore' | 'inherit'>;
       env?: NodeJS.ProcessEnv;
-      execArgv?: string[];
     },
   ): UtilityChild;
 }
@@ -92,20 +89,50 @@ export interface UtilityChild {
   kill(): boolean;
   on(event: 'message', listener: (message: unknown) => void): this;
   on(event: 'exit', listener: (code: number) => void): this;
+  /** A fatal V8 error in the process; its 'exit' follows. */
+  on(
+    event: 'error',
+    listener: (type: 'FatalError', location: string, report: string) => void,
+  ): this;
+}
+
+/** What failed, from the Node.js diagnostic report Electron hands over with a fatal error. */
+function fatalReason(location: string, report: string): string {
+  let event: unknown;
+  try {
+    event = (JSON.parse(report) as { header?: { event?: unknown } }).header?.event;
+  } catch {
+    // not JSON: the location says enough
+  }
+  const what = typeof event === 'string' && event ? `${event}, at ${location}` : location;
+  return `the engine stopped on a fatal error (${what})`;
 }
 
 export function utilityLink(forker: UtilityForker, hostScript: string, args: string[]): Link {
+  // stdout inherited, not piped: a pipe nobody reads would block the engine once full.
   const child = forker.fork(hostScript, args, {
     serviceName: 'DriveTwin engine',
-    stdio: 'pipe',
+    stdio: ['ignore', 'inherit', 'pipe'],
     env: engineEnv(),
-    execArgv: ENGINE_EXEC_ARGV,
   });
   const stderr = keepTail(child.stderr);
+  child.stderr?.on('data', (d: Buffer) => process.stderr.write(d));
+  // Listened to at once: an 'error' event nobody listens to is thrown in the main process.
+  let fatal: string | null = null;
+  const ended = new Set<(reason: string) => void>();
+  const end = (reason: string): void => {
+    for (const l of ended) l(reason);
+    ended.clear();
+  };
+  child.on('error', (_type, location, report) => {
+    fatal = fatalReason(location, report);
+    end(fatal);
+  });
+  child.on('exit', (code) => end(fatal ?? exitReason(code, null, stderr())));
   return {
     send: (m) => child.postMessage(m),
     onMessage: (l) => child.on('message', l),
-    onExit: (l) => child.on('exit', (code) => l(exitReason(code, null, stderr()))),
+    onExit: (l) => void ended.add(l),
     kill: () => void child.kill(),
   };
 }

@@ -18,13 +18,14 @@ import {
   type WebContents,
 } from 'electron';
 import { defaultDatabasePath } from '../engine/store/database';
-import { listDrives } from '../engine/drives/list';
 import { createBackend } from './api';
-import { CONTENT_SECURITY_POLICY, CSP_META_POLICY, cspMetaOf } from './csp';
-import { DriveWatcher } from './drive-watcher';
+import { CSP_META_POLICY, cspMetaOf } from './csp';
+import { WM_DEVICECHANGE } from './device-signals';
+import { watchSystemDrives } from './drive-watcher';
 import { ejectTool } from './eject';
 import { electronDialogs, engineForker, powerSaveInhibit } from './electron-adapters';
 import { EngineSupervisor } from './engine-host';
+import { pickedImagesFile } from './picked-images';
 import { bindIpc } from './ipc';
 import { JobStatus, progressTitle, stopPrompt, taskbarProgress, type Notice } from './job-status';
 import { SleepInhibitor } from './sleep-inhibitor';
@@ -61,16 +62,8 @@ function lockSession(ses: Session): void {
     callback(permissionAllowed(permission)),
   );
   ses.setPermissionCheckHandler((_contents, permission) => permissionAllowed(permission));
-  // A page from file:// has no response headers, so the renderer's <meta> tag is what
-  // holds there; the header covers anything that does have them.
-  ses.webRequest.onHeadersReceived((details, callback) => {
-    callback({
-      responseHeaders: {
-        ...details.responseHeaders,
-        'Content-Security-Policy': [CONTENT_SECURITY_POLICY],
-      },
-    });
-  });
+  // No CSP header here: the page comes from file://, which has no response headers to
+  // carry one. The renderer's <meta> tag holds (checked below, checkRendererPolicy).
 }
 
 function checkRendererPolicy(): void {
@@ -93,20 +86,20 @@ function start(): void {
   lockSession(session.defaultSession);
   checkRendererPolicy();
 
-  const engine = new EngineSupervisor({
-    dbPath: process.env.DRIVETWIN_DB ?? defaultDatabasePath(),
-    utilityProcess: engineForker,
-  });
-  const watcher = new DriveWatcher(listDrives);
+  const dbPath = process.env.DRIVETWIN_DB ?? defaultDatabasePath();
+  const engine = new EngineSupervisor({ dbPath, utilityProcess: engineForker });
+  const { watcher, snapshot } = watchSystemDrives();
   watcher.on('error', (e: Error) => console.error(`DriveTwin: drive list: ${e.message}`));
   const backend = createBackend({
     engine,
     listDrives: () => watcher.poll(),
+    snapshot,
     drivesChanges: watcher,
     dialogs: electronDialogs(() => win),
     eject: ejectTool(),
     transport: 'electron',
     version: app.getVersion(),
+    pickedImagesFile: pickedImagesFile(dbPath),
   });
   const unbindIpc = bindIpc({ backend, window: () => win, indexUrl });
 
@@ -175,6 +168,8 @@ function start(): void {
     );
     win = w;
     shown = '';
+    // Windows tells only windows that a drive came or went.
+    if (process.platform === 'win32') w.hookWindowMessage(WM_DEVICECHANGE, () => watcher.signal());
     // The title is ours: it carries the progress.
     w.on('page-title-updated', (event) => event.preventDefault());
     w.once('ready-to-show', () => w.show());

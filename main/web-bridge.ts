@@ -11,8 +11,9 @@
 //
 // A client that stops reading is dropped once a few MiB wait for it (it reconnects and
 // asks for the whole picture again): the bridge's memory stays bounded. Every
-// HEARTBEAT_MS an authenticated client hears at least `{t: 'alive'}`, so a page knows
-// within a second or two when the backend is gone.
+// HEARTBEAT_MS an authenticated client hears at least `{t: 'alive'}`, and a `{t: 'ping'}`
+// is answered `{t: 'pong'}` at once, so a page knows within a second or two when the
+// backend is gone — whether a copy is reporting progress or not.
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
@@ -197,6 +198,10 @@ export async function startWebBridge(options: WebBridgeOptions): Promise<WebBrid
       message = JSON.parse(text ?? '') as Partial<BridgeClientMessage>;
     } catch {
       ws.close(1003, 'JSON text messages only');
+      return;
+    }
+    if (typeof message === 'object' && message?.t === 'ping') {
+      send(ws, { t: 'pong' });
       return;
     }
     if (

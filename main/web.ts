@@ -10,11 +10,11 @@
 
 import { parseArgs } from 'node:util';
 import { defaultDatabasePath } from '../engine/store/database';
-import { listDrives } from '../engine/drives/list';
 import { createBackend } from './api';
-import { DriveWatcher } from './drive-watcher';
+import { watchSystemDrives } from './drive-watcher';
 import { ejectTool } from './eject';
 import { EngineSupervisor } from './engine-host';
+import { pickedImagesFile } from './picked-images';
 import { sudoViewer } from './file-browser';
 import { SleepInhibitor, systemdInhibit } from './sleep-inhibitor';
 import { startWebBridge, type WebBridge, type WebBridgeOptions } from './web-bridge';
@@ -58,16 +58,18 @@ async function main(): Promise<void> {
   const token = values['new-token'] || !saved ? newToken() : saved.token;
 
   const engine = new EngineSupervisor({ dbPath });
-  const watcher = new DriveWatcher(listDrives);
+  const { watcher, snapshot } = watchSystemDrives();
   watcher.on('error', (e: Error) => process.stderr.write(`drive list: ${e.message}\n`));
   const backend = createBackend({
     engine,
     listDrives: () => watcher.poll(),
+    snapshot,
     drivesChanges: watcher,
     dialogs: null,
     fileBrowser: { viewer: sudoViewer() },
     eject: ejectTool(),
     transport: 'web',
+    pickedImagesFile: pickedImagesFile(dbPath),
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     version: (require('../../package.json') as { version: string }).version,
   });

@@ -51,7 +51,7 @@ export interface Capabilities {
    */
   fileBrowser: boolean;
   /** How ejectDrive makes a drive safe to remove here; null: it can't (nothing to do it with). */
-  eject: 'udisksctl' | 'eject' | null;
+  eject: 'udisksctl' | 'eject' | 'diskutil' | 'windows' | null;
   /** Who shows a desktop notification when a copy ends: the app (Electron) or the page. */
   notifications: 'app' | 'page';
 }
@@ -136,6 +136,11 @@ export interface CloneRequest {
    * job fails. Without it, a `.sha256` file next to the URL is used where there is one.
    */
   sha256?: string;
+  /**
+   * "Use it now" (Linux): while it copies, the first target is served as a block device
+   * over NBD on a Unix socket, as it will be; the `serving` event says where.
+   */
+  serve?: boolean;
 }
 
 /** What startClone would do, from every check, before anything is written. */
@@ -359,6 +364,7 @@ export const EVENTS = [
   'done',
   'verify-progress',
   'verified',
+  'serving',
 ] as const satisfies readonly DriveTwinEventName[];
 
 // Compile-time check that METHODS and EVENTS name every member (and nothing else).
@@ -413,13 +419,18 @@ export const BRIDGE_PATH = '/bridge';
 export const BRIDGE_CLOSE_UNAUTHORIZED = 4401;
 
 export type BridgeClientMessage =
-  { t: 'auth'; token: string } | { t: 'call'; id: number; method: string; args: unknown[] };
+  | { t: 'auth'; token: string }
+  | { t: 'call'; id: number; method: string; args: unknown[] }
+  /** Nothing heard for a while: is the bridge there? It answers `pong` at once. */
+  | { t: 'ping' };
 
 export type BridgeServerMessage =
   /** First message on an accepted connection (the token was right). */
   | { t: 'ready' }
   /** At least every half second: the backend is there. */
   | { t: 'alive' }
+  /** The answer to a ping. */
+  | { t: 'pong' }
   | { t: 'reply'; id: number; reply: Reply }
   | {
       [E in DriveTwinEventName]: { t: 'event'; event: E; payload: DriveTwinEvents[E] };

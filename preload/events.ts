@@ -19,6 +19,7 @@ import type {
   ProgressEvent,
   Range,
   RegionMapEvent,
+  ServeEvent,
   StartEvent,
   VerifyEvent,
   VerifyProgressEvent,
@@ -105,6 +106,8 @@ export type ModeChange = Payload<ModeEvent>;
 export type JobDone = Payload<DoneEvent>;
 export type VerifyProgress = Payload<VerifyProgressEvent>;
 export type JobVerified = Payload<VerifyEvent>;
+/** The copy served as a disk while it copies ("Use it now"): where, and how many are attached. */
+export type JobServing = Payload<ServeEvent>;
 
 /** Event name → payload. */
 export interface DriveTwinEvents {
@@ -117,6 +120,7 @@ export interface DriveTwinEvents {
   done: JobDone;
   'verify-progress': VerifyProgress;
   verified: JobVerified;
+  serving: JobServing;
 }
 
 export type DriveTwinEventName = keyof DriveTwinEvents;

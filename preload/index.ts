@@ -62,6 +62,7 @@ const events = [
   'done',
   'verify-progress',
   'verified',
+  'serving',
 ] as const;
 
 type Same<A, B> =

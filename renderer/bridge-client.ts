@@ -4,9 +4,14 @@
 //
 // The token comes from the page's URL fragment (#token=…), which the browser never
 // sends anywhere; it travels only as the first message on the bridge's own WebSocket.
-// The connection is watched: closed, or silent for longer than `silentMs` (the bridge
-// speaks every half second), it is lost — said at once through onConnection — and
-// tried again every `retryMs` until the bridge answers again.
+// The connection is watched, apart from any progress: the bridge speaks every half
+// second, and a page that hears nothing for `pingMs` asks it (ping; the bridge answers
+// pong at once). Closed, it is lost — said at once through onConnection — and tried
+// again every `retryMs` until the bridge answers again. Silent for `silentMs` despite
+// the ping, it is said lost too, but the socket is kept: the first word from the bridge
+// makes it connected again, nothing missed. Silence counts only while the page itself
+// runs: a page that was stalled (its own work, a busy machine) has not been ignored,
+// and what queued up for it meanwhile is read before anything is concluded.
 
 import {
   BRIDGE_CLOSE_UNAUTHORIZED,
@@ -44,8 +49,12 @@ export interface BridgeClientOptions {
   WebSocket?: SocketConstructor;
   /** Reconnect after a lost connection (default true). */
   reconnect?: boolean;
-  /** Lost when nothing was heard for this long, ms (default 1500). */
+  /** Lost when nothing was heard for this long, ms of the page running (default 1500). */
   silentMs?: number;
+  /** Ask the bridge (ping) when nothing was heard for this long, ms (default silentMs / 2). */
+  pingMs?: number;
+  /** Silent this long: the socket is given up and a new one opened, ms (default 10 × silentMs). */
+  dropMs?: number;
   /** Wait between attempts to reconnect, ms (default 500). */
   retryMs?: number;
 }
@@ -96,7 +105,10 @@ export function createBridgeClient(options: BridgeClientOptions = {}): BridgeCli
   const token = options.token ?? null;
   const reconnect = options.reconnect ?? true;
   const silentMs = options.silentMs ?? 1500;
+  const pingMs = options.pingMs ?? silentMs / 2;
+  const dropMs = options.dropMs ?? silentMs * 10;
   const retryMs = options.retryMs ?? 500;
+  const TICK_MS = 250;
 
   let nextId = 1;
   let socket: SocketLike | null = null;
@@ -104,6 +116,10 @@ export function createBridgeClient(options: BridgeClientOptions = {}): BridgeCli
   let refusedWith: BridgeError | null = null;
   let status: ConnectionStatus = { state: 'connecting', reason: null, lastHeard: 0 };
   let watchdog: ReturnType<typeof setInterval> | null = null;
+  /** Ms the page ran (between watchdog ticks) since the bridge was last heard. */
+  let quiet = 0;
+  let lastTick = 0;
+  let pinged = false;
   const queue: string[] = [];
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   const listeners = new Map<DriveTwinEventName, Set<(payload: unknown) => void>>();
@@ -142,7 +158,7 @@ export function createBridgeClient(options: BridgeClientOptions = {}): BridgeCli
     failAll(refusedWith);
   };
 
-  /** The socket is gone (closed, or silent): say so, and try again. */
+  /** The socket is gone (closed, or silent past dropMs): say so, and try again. */
   const lost = (s: SocketLike, reason: 'closed' | 'silent'): void => {
     if (socket !== s) return;
     socket = null;
@@ -183,6 +199,12 @@ export function createBridgeClient(options: BridgeClientOptions = {}): BridgeCli
       return;
     }
     status = { ...status, lastHeard: Date.now() };
+    quiet = 0;
+    pinged = false;
+    // Heard again after a silence: the same socket goes on, nothing was missed.
+    if (status.state === 'lost' && status.reason === 'silent' && message.t !== 'ready') {
+      setStatus({ state: 'connected', reason: null });
+    }
     if (message.t === 'ready') {
       setStatus({ state: 'connected', reason: null });
       markConnected();
@@ -213,7 +235,7 @@ export function createBridgeClient(options: BridgeClientOptions = {}): BridgeCli
     if (refusedWith) return Promise.reject(refusedWith);
     if (closed)
       return Promise.reject(new BridgeError('the bridge client is closed', 'unavailable'));
-    if (status.state === 'lost') {
+    if (status.state === 'lost' && status.reason !== 'silent') {
       return Promise.reject(new BridgeError('the connection to DriveTwin is lost', 'unavailable'));
     }
     // Trailing undefined is no argument (JSON would turn it into null).
@@ -224,7 +246,8 @@ export function createBridgeClient(options: BridgeClientOptions = {}): BridgeCli
     const text = JSON.stringify(message);
     return new Promise((resolve, reject) => {
       pending.set(id, { resolve, reject });
-      if (socket && socket.readyState === OPEN && status.state === 'connected') socket.send(text);
+      const open = socket && socket.readyState === OPEN;
+      if (open && (status.state === 'connected' || status.reason === 'silent')) socket!.send(text);
       else queue.push(text);
     });
   };
@@ -233,13 +256,29 @@ export function createBridgeClient(options: BridgeClientOptions = {}): BridgeCli
     METHODS.map((m) => [m, (...args: unknown[]) => call(m, args)]),
   ) as unknown as Omit<DriveTwinApi, LocalMember>;
 
+  /** Every TICK_MS: how long the bridge has been quiet while this page ran, and what that means. */
+  const watch = (): void => {
+    const now = performance.now();
+    // A tick far later than asked: the page was stalled, not listening; only the time
+    // it really ran counts (the messages that queued up meanwhile are read first).
+    quiet += Math.min(now - lastTick, 2 * TICK_MS);
+    lastTick = now;
+    const s = socket;
+    if (!s || (status.state !== 'connected' && status.reason !== 'silent')) return;
+    if (quiet >= pingMs && !pinged && s.readyState === OPEN) {
+      pinged = true;
+      s.send(JSON.stringify({ t: 'ping' } satisfies BridgeClientMessage));
+    }
+    if (quiet >= dropMs) lost(s, 'silent');
+    else if (quiet >= silentMs && status.state === 'connected') {
+      setStatus({ state: 'lost', reason: 'silent' });
+    }
+  };
+
   if (token) {
     connect();
-    watchdog = setInterval(() => {
-      if (socket && status.state === 'connected' && Date.now() - status.lastHeard > silentMs) {
-        lost(socket, 'silent');
-      }
-    }, 250);
+    lastTick = performance.now();
+    watchdog = setInterval(watch, TICK_MS);
   } else {
     refuse('no-token');
   }

@@ -4,6 +4,7 @@
 // 3 done with unreadable source extents, 4 verify found a mismatch, 130 stopped
 // by a signal (resumable).
 
+import path from 'node:path';
 import readline from 'node:readline';
 import type { Confirm } from '../session/plan';
 import type { Metadata } from '../store/metadata';
@@ -13,7 +14,7 @@ import type { DoneEvent, EngineEvent } from '../events';
 import { COMMON, EXIT, UsageError, jobId, openMetadata, parse, size, type Values } from './args';
 import { jobCommands } from './jobs';
 import { Output, show } from './output';
-import { formatBytes } from '../size';
+import { formatBytes, formatDuration } from '../size';
 import { frame } from '../host/transport';
 
 export { EXIT } from './args';
@@ -23,12 +24,13 @@ const USAGE = `Usage:
   drivetwin clone SOURCE DEST [DEST...] [--region-size SIZE] [--threshold N] [--batch N]
         [--throttle PCT] [--max-rate RATE] [--sparse | --no-sparse] [--ignore-errors]
         [--sequential] [--verify] [--used-only [--zero-free]] [--from-map MAPFILE]
-        [--fit] [--new-ids] [--fresh] [--yes] [--allow-mounted] [--allow-system] [--eject]
-        [--sha256 HEX] [--db PATH] [--json]
+        [--fit] [--new-ids] [--fresh] [--measure] [--yes] [--allow-mounted] [--allow-system]
+        [--eject] [--serve SOCKET] [--sha256 HEX] [--db PATH] [--json]
   drivetwin resume JOB [--threshold N] [--batch N] [--throttle PCT] [--max-rate RATE]
         [--ignore-errors] [--sequential] [--verify] [--drop DEST]... [--yes] [--eject]
-        [--db PATH] [--json]
+        [--serve SOCKET] [--db PATH] [--json]
   drivetwin verify SOURCE DEST [DEST...] [--region-size SIZE] [--json]
+  drivetwin size SOURCE [--json]
   drivetwin status [JOB] [--json]
   drivetwin jobs [--json]
   drivetwin map JOB [--format json|ddrescue]
@@ -37,6 +39,8 @@ const USAGE = `Usage:
 SOURCE may be an http:// or https:// URL: downloaded as it is copied, resumable;
 --sha256 HEX (else a .sha256 file next to it) checks the whole download.
 SIZE and RATE: 4096, 64K, 4M, 1G (binary multiples; RATE is per second).
+--serve SOCKET: while it copies, the destination (the first one) is served over NBD at
+nbd+unix:///?socket=SOCKET, as it will be: attach it with nbdfuse or nbd-client.
 The job database is $DRIVETWIN_DB, or --db PATH, or the user data directory.`;
 
 /** Flags that may change when a job goes on (engine/options.ts LIVE_OPTIONS). */
@@ -54,6 +58,8 @@ const LIVE = {
   'allow-system': { type: 'boolean' },
   /** Not a job option: this run ejects its drives when the copy is done. */
   eject: { type: 'boolean' },
+  /** Not a job option: this run serves the destination over NBD while it hydrates. */
+  serve: { type: 'string' },
 } as const;
 
 const RESUME = {
@@ -65,6 +71,7 @@ const CLONE = {
   ...LIVE,
   'region-size': { type: 'string' },
   fresh: { type: 'boolean' },
+  measure: { type: 'boolean' },
   'used-only': { type: 'boolean' },
   'zero-free': { type: 'boolean' },
   'from-map': { type: 'string' },
@@ -100,11 +107,16 @@ async function runSession(
   out: Output,
   meta: Metadata,
   request: SessionRequest,
-  how: { yes: boolean; eject: boolean },
+  values: Values,
 ): Promise<number> {
   const { JobSession } = await import('../session/session');
-  const confirm: Confirm = (drives) => askOnTerminal(drives, how.yes);
-  const session = await JobSession.open(meta, request, confirm, { eject: how.eject });
+  const confirm: Confirm = (drives) => askOnTerminal(drives, Boolean(values.yes));
+  const serve =
+    values.serve === undefined ? undefined : { socket: path.resolve(String(values.serve)) };
+  const session = await JobSession.open(meta, request, confirm, {
+    eject: Boolean(values.eject),
+    serve,
+  });
   session.on('event', (e: EngineEvent) => show(out, e));
   let signalled = false;
   const onSignal = (): void => {
@@ -183,10 +195,10 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       fromMap: values['from-map'] as string | undefined,
       fresh: Boolean(values.fresh),
       sha256: values.sha256 as string | undefined,
+      measure: Boolean(values.measure),
     };
     const meta = openMetadata(values);
-    const how = { yes: Boolean(values.yes), eject: Boolean(values.eject) };
-    return runSession(new Output(Boolean(values.json)), meta, request, how);
+    return runSession(new Output(Boolean(values.json)), meta, request, values);
   },
 
   async resume(args) {
@@ -200,8 +212,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       allowSystem: Boolean(values['allow-system']),
     };
     const meta = openMetadata(values);
-    const how = { yes: Boolean(values.yes), eject: Boolean(values.eject) };
-    return runSession(new Output(Boolean(values.json)), meta, request, how);
+    return runSession(new Output(Boolean(values.json)), meta, request, values);
   },
 
   async verify(args) {
@@ -278,6 +289,44 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     } finally {
       await Promise.all([source, ...dests].map((d) => d.close()));
     }
+  },
+
+  /** How big the image in SOURCE is: as its file states it, or measured by decompressing it (nothing written). */
+  async size(args) {
+    const { values, positionals } = parse(args, COMMON);
+    if (positionals.length !== 1) throw new UsageError('size needs one SOURCE');
+    const out = new Output(Boolean(values.json));
+    const { measureSource } = await import('../session/measure');
+    const began = performance.now();
+    let last = 0;
+    const { size, measured } = await measureSource(positionals[0], (bytes, compressed) => {
+      const now = performance.now();
+      if (now - last < 500) return;
+      last = now;
+      const share = compressed.total > 0 ? compressed.done / compressed.total : 0;
+      const seconds = (now - began) / 1000;
+      out.event({
+        type: 'size-progress',
+        bytesDecoded: bytes,
+        compressedDone: compressed.done,
+        compressedTotal: compressed.total,
+      });
+      if (!out.json && process.stderr.isTTY) {
+        const eta =
+          share > 0 ? formatDuration(Math.ceil((seconds * (1 - share)) / share)) : '--:--';
+        process.stderr.write(
+          `\rmeasuring: ${formatBytes(bytes)} decompressed, ${(100 * share).toFixed(1)}% of the file  ETA ${eta}\x1b[K`,
+        );
+      }
+    });
+    const seconds = (performance.now() - began) / 1000;
+    out.event({ type: 'size', source: positionals[0], size, measured, seconds });
+    const how = measured
+      ? `measured by decompressing it in ${seconds.toFixed(1)} s`
+      : 'as its file states';
+    if (!out.json && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+    out.say(`${positionals[0]}: ${size} bytes (${formatBytes(size)}), ${how}`);
+    return EXIT.ok;
   },
 
   ...jobCommands,

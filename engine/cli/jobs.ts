@@ -8,18 +8,28 @@ import { formatBytes } from '../size';
 
 /** A job's state as a person reads it: a copy that was to be verified and wasn't says so. */
 function stateWords(job: JobRecord): string {
+  if (job.unresumable) return `${job.state}, for good`;
   if (job.state !== 'done') return job.state;
   if (job.verified === true) return 'verified';
   if (job.verified === false) return 'differs';
   return job.options.verify ? 'copied, not verified' : 'done';
 }
 
+/** Bytes hydrated: regions, the last one short where the size is known. */
+function bytesCopied(job: JobRecord): number {
+  const bytes = job.regionsHydrated * job.regionSize;
+  return job.sourceSize > 0 ? Math.min(bytes, job.sourceSize) : bytes;
+}
+
 function jobLine(job: JobRecord): string {
-  const pct = job.regionsTotal ? ((100 * job.regionsHydrated) / job.regionsTotal).toFixed(1) : '0';
+  // A source whose end was never read: what was copied, not a share of a size nobody knows.
+  const known = job.regionsTotal > 0;
+  const pct = known ? ((100 * job.regionsHydrated) / job.regionsTotal).toFixed(1) : '?';
+  const size = known ? formatBytes(job.sourceSize) : `≥ ${formatBytes(bytesCopied(job))}`;
   const dests = job.destinations
     .map((d) => (d.dropped ? `${d.path} (dropped)` : d.failed ? `${d.path} (failed)` : d.path))
     .join(', ');
-  return `${String(job.id).padStart(4)}  ${stateWords(job).padEnd(20)} ${pct.padStart(5)}%  ${formatBytes(job.sourceSize).padStart(10)}  ${job.source} → ${dests}  ${job.updatedAt}`;
+  return `${String(job.id).padStart(4)}  ${stateWords(job).padEnd(20)} ${pct.padStart(5)}%  ${size.padStart(10)}  ${job.source} → ${dests}  ${job.updatedAt}`;
 }
 
 function jobJson(job: JobRecord): Record<string, unknown> {
@@ -36,10 +46,13 @@ function jobJson(job: JobRecord): Record<string, unknown> {
       failed: d.failed,
       dropped: d.dropped,
     })),
-    bytesTotal: job.sourceSize,
+    // Null while the source's size is unknown (its end was never read).
+    bytesTotal: job.sourceSize || null,
+    bytesCopied: bytesCopied(job),
     regionSize: job.regionSize,
     regionsHydrated: job.regionsHydrated,
-    regionsTotal: job.regionsTotal,
+    regionsTotal: job.regionsTotal || null,
+    resumable: job.state !== 'done' && job.unresumable === null,
     unreadableBytes: job.unreadableBytes,
     options: job.options,
     error: job.error,

@@ -1,7 +1,7 @@
 // How the command line shows a job session's events: words for people (a progress
 // line on a terminal, a summary at the end), JSON lines for programs (--json).
 
-import type { DoneEvent, DownloadSummary, EngineEvent, ProgressEvent } from '../events';
+import type { DoneEvent, DownloadSummary, EngineEvent, ProgressEvent, ServeEvent } from '../events';
 import { formatBytes, formatDuration } from '../size';
 import { frame } from '../host/transport';
 
@@ -57,14 +57,18 @@ export function show(out: Output, e: EngineEvent): void {
         resume: 'Resuming',
         update: `Updating (${e.delta ?? 0} regions differ)`,
       }[e.intent];
+      // While the size is a guess, so is the region count: only what is done is said.
+      const of = e.sizeKnown ? ` of ${e.regionsTotal}` : '';
       const already =
         e.intent === 'resume' && e.regionsHydrated > 0
-          ? `, ${e.regionsHydrated} of ${e.regionsTotal} regions already done`
+          ? `, ${e.regionsHydrated}${of} regions already done`
           : '';
       const size = `${e.sizeKnown ? '' : 'about '}${formatBytes(e.bytesTotal)}`;
-      return out.say(
+      out.say(
         `${what} job ${e.job}: ${e.source} → ${e.destinations.join(', ')} (${size}${already})`,
       );
+      if (e.sizeNote) out.warn(`note: ${e.sizeNote}`);
+      return;
     }
     case 'progress':
       return out.progress(e);
@@ -83,7 +87,15 @@ export function show(out: Output, e: EngineEvent): void {
           out.warn(`verify: ${d.path} differs at bytes ${r.offset}+${r.length}`);
         if (d.tableProblem) out.warn(`verify: ${d.path}: ${d.tableProblem}`);
       }
+      if (e.written) {
+        const bytes = e.written.reduce((n, r) => n + r.length, 0);
+        out.say(`verify: ${formatBytes(bytes)} written through the served disk, not compared`);
+      }
       return;
+    case 'serve':
+      out.event(e);
+      // Clients coming and going are for programs; people are told where and when it ends.
+      return e.state === 'serving' ? undefined : out.say(serving(e));
     case 'done':
       out.event(e);
       return out.say(summary(e));
@@ -106,11 +118,23 @@ function downloadWords(d: DownloadSummary): string {
   return `${formatBytes(d.bytes)} downloaded${retried}${check}`;
 }
 
+function serving(e: ServeEvent): string {
+  const attach =
+    `attach it with: nbdfuse DIR/disk '${e.uri}' (then losetup -f --show DIR/disk), ` +
+    `or nbd-client -unix ${e.socket} /dev/nbd0`;
+  const clients = e.clients === 1 ? '1 connection' : `${e.clients} connections`;
+  if (e.state === 'closed') return `No longer serving ${e.uri}`;
+  if (e.state === 'waiting') {
+    return `Copied; still serving ${e.uri} (${clients}): disconnect (or Ctrl-C) to finish`;
+  }
+  return `Serving the copy at ${e.uri} while it copies; ${attach}`;
+}
+
 function summary(d: DoneEvent): string {
   const words = {
     done: 'Done',
     interrupted: 'Stopped (resumable)',
-    failed: 'Failed (resumable)',
+    failed: d.resumable ? 'Failed (resumable)' : 'Failed (can’t be resumed)',
   }[d.state];
   const rate = d.seconds > 0 ? d.bytesRead / d.seconds : 0;
   const parts = [
@@ -127,7 +151,7 @@ function summary(d: DoneEvent): string {
       const safe = removal.safeToRemove ? 'safe to remove' : 'NOT safe to remove yet';
       parts.push(`${dest.path} ${safe}${removal.note ? `: ${removal.note}` : ''}`);
     }
-    if (dest.state !== 'failed') continue;
+    if (dest.state !== 'failed' || !d.resumable) continue;
     parts.push(
       `${dest.path} failed (${dest.error}): once it is fixed, "drivetwin resume ${d.job}" brings it ` +
         `back; "drivetwin resume ${d.job} --drop ${dest.path}" finishes without it`,

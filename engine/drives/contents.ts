@@ -6,12 +6,15 @@
 // --json` reads the partition table. Elsewhere it says it could not look.
 //
 // "Blank" is said only when it is proven: a new or empty file, or every byte read back
-// as zero (tried only up to BLANK_READ_LIMIT). Otherwise an unrecognised device is
-// "nothing recognised" — and whether its start or end holds data.
+// as zero — holes of a sparse image (or of a loop device's backing file) are zeros
+// without reading them; up to BLANK_READ_LIMIT of data is read, never blocking the
+// process's event loop (the app's bridge shares it). Otherwise an unrecognised device
+// is "nothing recognised" — and whether its start or end holds data.
 
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import type { DriveContents, PartitionContents } from '../events';
+import type { DriveContents, PartitionContents, Range } from '../events';
+import { dataMap } from '../io/holes';
 
 export type { DriveContents, PartitionContents };
 
@@ -84,30 +87,72 @@ async function probe(run: Run, path: string, at?: { offset: number; size: number
   }
 }
 
-/** Reads `length` bytes at `offset` and says whether any is not zero. */
-function holdsData(fd: number, offset: number, length: number): boolean {
+/** Reads `length` bytes at `offset` and says whether any is not zero (the event loop goes on). */
+async function holdsData(file: fs.promises.FileHandle, offset: number, length: number) {
   const buffer = Buffer.alloc(Math.min(length, EDGE));
+  const zeros = Buffer.alloc(buffer.length);
   for (let done = 0; done < length;) {
-    const n = fs.readSync(fd, buffer, 0, Math.min(buffer.length, length - done), offset + done);
-    if (n <= 0) break;
-    for (let i = 0; i < n; i++) if (buffer[i] !== 0) return true;
-    done += n;
+    const want = Math.min(buffer.length, length - done);
+    const { bytesRead } = await file.read(buffer, 0, want, offset + done);
+    if (bytesRead <= 0) break;
+    if (!buffer.subarray(0, bytesRead).equals(zeros.subarray(0, bytesRead))) return true;
+    done += bytesRead;
   }
   return false;
 }
 
-/** Blank (read whole, when small), or whether its start or end holds data. */
-function emptiness(path: string, size: number): { blank: boolean; dataSeen: boolean } {
-  const fd = fs.openSync(path, 'r');
+/**
+ * The file whose holes say where `path` can hold data: itself when it is a file, the
+ * backing file of a loop device that maps it from its start; else null.
+ */
+function holeMapFile(path: string, st: fs.Stats): string | null {
+  if (st.isFile()) return path;
+  const loop = /^\/dev\/(loop\d+)$/.exec(path)?.[1];
+  if (!loop) return null;
+  const sys = `/sys/block/${loop}/loop`;
   try {
-    if (size <= BLANK_READ_LIMIT) {
-      const data = holdsData(fd, 0, size);
+    const offset = Number(fs.readFileSync(`${sys}/offset`, 'utf8'));
+    const backing = fs.readFileSync(`${sys}/backing_file`, 'utf8').trim();
+    return offset === 0 && !backing.endsWith('(deleted)') ? backing : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The spans of `path` that can hold data (holes read as zeros): all of it when no one can say. */
+function dataSpans(path: string, st: fs.Stats, size: number): Range[] {
+  const mapFile = holeMapFile(path, st);
+  if (mapFile === null) return [{ offset: 0, length: size }];
+  let fd: number | null = null;
+  try {
+    fd = fs.openSync(mapFile, 'r');
+    return dataMap(fd, mapFile, size, 4096) ?? [{ offset: 0, length: size }];
+  } catch {
+    return [{ offset: 0, length: size }];
+  } finally {
+    if (fd !== null) fs.closeSync(fd);
+  }
+}
+
+/**
+ * Blank: every byte that can hold data was read and is zero (a file's or a loop
+ * device's holes are zeros without reading; up to BLANK_READ_LIMIT of data is read).
+ * Otherwise whether its start or end holds data.
+ */
+async function emptiness(path: string, st: fs.Stats, size: number) {
+  const spans = dataSpans(path, st, size);
+  const file = await fs.promises.open(path, 'r');
+  try {
+    if (spans.reduce((n, r) => n + r.length, 0) <= BLANK_READ_LIMIT) {
+      let data = false;
+      for (const r of spans) if (!data) data = await holdsData(file, r.offset, r.length);
       return { blank: !data, dataSeen: data };
     }
-    const data = holdsData(fd, 0, EDGE) || holdsData(fd, size - EDGE, EDGE);
+    const data =
+      (await holdsData(file, 0, EDGE)) || (await holdsData(file, Math.max(0, size - EDGE), EDGE));
     return { blank: false, dataSeen: data };
   } finally {
-    fs.closeSync(fd);
+    await file.close();
   }
 }
 
@@ -170,7 +215,7 @@ export async function driveContents(
       contents.filesystem = { type: whole.TYPE, label: whole.LABEL ?? null };
       return contents;
     }
-    return { ...contents, ...emptiness(path, size) };
+    return { ...contents, ...(await emptiness(path, st, size)) };
   } catch (e) {
     return nothingYet(path, size, whyNot(e, path));
   }

@@ -4,7 +4,9 @@
 // src/mac (the raw /dev/rdiskN node, F_NOCACHE) and Caligula (F_NOCACHE on macOS):
 //
 //   prepare  diskutil unmountDisk of every APFS container on the disk, then of the
-//            disk (diskutil unmount for a partition); a refusal names the dissenter
+//            disk (diskutil unmount for a partition), retried with force when a
+//            program keeps it busy (the confirmation says so); a refusal of both names
+//            the dissenter
 //   open     /dev/rdiskN (the raw node: /dev/diskN goes through the buffer cache at a
 //            few MB/s, Etcher #3102), O_RDWR | O_EXLOCK | O_NONBLOCK — O_EXLOCK
 //            without O_NONBLOCK would wait for whoever holds the lock (devfs takes
@@ -16,12 +18,19 @@
 //   flush    fs.fdatasync, then ioctl(DKIOCSYNCHRONIZECACHE) — see flushNote below
 //   after    closing the writer makes macOS read the partition table again and mount
 //            what it finds; after 2 s (as etcher-sdk waits) diskutil unmountDisk, or
-//            diskutil eject when asked
+//            diskutil eject when asked — forced when refused (what macOS just mounted)
 
 import * as fs from 'node:fs';
 import { bsdName, darwinDevno, darwinSnapshot, dissenter, wholeDisks } from './darwin-diskutil';
 import type { OsCalls } from './os-calls';
-import { DriveError, type DrivePlatform, openedDrive, shortLived } from './system';
+import type { CommandResult } from './os-calls';
+import {
+  DriveError,
+  type DrivePlatform,
+  keptSnapshot,
+  openedDrive,
+  type SnapshotReading,
+} from './system';
 import { type BlockNode, descendants, nodeByDevno, type SystemSnapshot } from './topology';
 
 /*
@@ -58,10 +67,26 @@ const SNAPSHOT_MS = 1000;
 /** After the writer closed: time for macOS to read the disk again and mount it (etcher-sdk's 2 s). */
 const SETTLE_MS = 2000;
 
-function diskutilXml(os: OsCalls, args: string[]): string {
-  const r = os.runSync(DISKUTIL, args);
+/** diskutil's XML, or why it failed. */
+function diskutilXml(args: string[], r: CommandResult): string {
   if (r.code !== 0) throw new Error(`diskutil ${args.join(' ')} failed: ${r.stderr.trim()}`);
   return r.stdout;
+}
+
+/** The picture: `diskutil list -plist`, then `diskutil info -plist` of every whole disk and of `/`. */
+export function* diskutilReading(diskutil = DISKUTIL): SnapshotReading {
+  const listArgs = ['list', '-plist'];
+  const [listed] = yield [{ command: diskutil, args: listArgs }];
+  const list = diskutilXml(listArgs, listed);
+  const disks = wholeDisks(list);
+  const asked = [...disks, '/'].map((d) => ({ command: diskutil, args: ['info', '-plist', d] }));
+  const answers = yield asked;
+  const infos: Record<string, string> = {};
+  disks.forEach((disk, i) => (infos[disk] = diskutilXml(asked[i].args, answers[i])));
+  const rootAnswer = answers[disks.length];
+  // Without it the mounts still say where / is.
+  const root = rootAnswer.code === 0 ? rootAnswer.stdout : null;
+  return withDevnos(darwinSnapshot(list, infos, root));
 }
 
 /** Fills each node's devno from its /dev node, so files are traced to their volume. */
@@ -81,19 +106,9 @@ function firstLine(out: string, fallback: string): string {
   return out.trim().split('\n')[0]?.trim() || fallback;
 }
 
-export function darwinPlatform(os: OsCalls): DrivePlatform {
-  const snapshots = shortLived(SNAPSHOT_MS, (): SystemSnapshot => {
-    const list = diskutilXml(os, ['list', '-plist']);
-    const infos: Record<string, string> = {};
-    for (const disk of wholeDisks(list)) infos[disk] = diskutilXml(os, ['info', '-plist', disk]);
-    let root: string | null = null;
-    try {
-      root = diskutilXml(os, ['info', '-plist', '/']);
-    } catch {
-      // the mounts still say where / is
-    }
-    return withDevnos(darwinSnapshot(list, infos, root));
-  });
+/** `diskutil`: its path (tests give a slow fake). */
+export function darwinPlatform(os: OsCalls, diskutil = DISKUTIL): DrivePlatform {
+  const snapshots = keptSnapshot(os, () => diskutilReading(diskutil), SNAPSHOT_MS);
   const readSnapshot = snapshots.get;
 
   const driveNode = (p: string, snapshot: SystemSnapshot): { node: BlockNode; real: string } => {
@@ -109,26 +124,47 @@ export function darwinPlatform(os: OsCalls): DrivePlatform {
     return { node, real: node.path };
   };
 
-  /** diskutil unmount(Disk) `target`, or a DriveError naming who refused. */
+  /**
+   * `diskutil unmount(Disk) target`, again with `force` when a program keeps it busy (a
+   * Terminal cd'd into it, Spotlight), as the confirmation warned; a DriveError naming
+   * who refused when even that fails.
+   */
   const unmount = async (p: string, target: BlockNode): Promise<void> => {
     const verb =
       target.type === 'disk' || target.type === 'apfs-container' ? 'unmountDisk' : 'unmount';
-    const r = await os.run(DISKUTIL, [verb, target.path]);
-    if (r.code === 0) return;
-    const out = `${r.stdout}\n${r.stderr}`;
+    const plain = await os.run(diskutil, [verb, target.path]);
+    if (plain.code === 0) return;
+    const forced = await os.run(diskutil, [verb, 'force', target.path]);
+    if (forced.code === 0) return;
+    const out = `${plain.stdout}\n${plain.stderr}\n${forced.stdout}\n${forced.stderr}`;
     const who = dissenter(out);
-    const said = firstLine(out, `diskutil ${verb} exited with ${r.code}`);
+    const said = firstLine(
+      `${forced.stdout}\n${forced.stderr}`,
+      `diskutil ${verb} force exited with ${forced.code}`,
+    );
     const holder = who
       ? `${who} has files open on it (${said})`
-      : `macOS did not unmount it: ${said}`;
+      : `macOS did not unmount it, even by force: ${said}`;
     throw DriveError.busy(p, holder);
+  };
+
+  /** `diskutil args`, and once more after `diskutil unmountDisk force` of the disk when the first is refused. */
+  const runForcing = async (args: string[], disk: string): Promise<CommandResult> => {
+    const first = await os.run(diskutil, args);
+    if (first.code === 0) return first;
+    const forced = await os.run(diskutil, ['unmountDisk', 'force', disk]);
+    if (forced.code !== 0) return first;
+    return args[0] === 'eject' ? os.run(diskutil, args) : forced;
   };
 
   return {
     system: 'darwin',
     canEject: true,
-    whenInUse: 'it is unmounted before it is written',
+    whenInUse:
+      'it is unmounted before it is written — by force if a program keeps it busy (what that program has not saved on it is lost)',
     readSnapshot,
+    snapshot: snapshots.read,
+    snapshotIsDear: true,
     isDrive(p) {
       if (!bsdName(p)) return false;
       try {
@@ -152,7 +188,7 @@ export function darwinPlatform(os: OsCalls): DrivePlatform {
       };
     },
     async openDrive(p, writable) {
-      const snapshot = snapshots.fresh(); // what is mounted now, not a second ago
+      const snapshot = await snapshots.read(); // what is mounted now, without blocking
       const { node } = driveNode(p, snapshot);
       const raw = `/dev/r${node.name}`;
       if (writable) {
@@ -193,7 +229,7 @@ export function darwinPlatform(os: OsCalls): DrivePlatform {
       const args = eject
         ? ['eject', `/dev/${disk}`]
         : [name === disk ? 'unmountDisk' : 'unmount', `/dev/${name}`];
-      const r = await os.run(DISKUTIL, args);
+      const r = await runForcing(args, `/dev/${disk}`);
       if (r.code === 0) return { safeToRemove: true, ejected: eject, note: null };
       const out = `${r.stdout}\n${r.stderr}`;
       const who = dissenter(out);

@@ -102,10 +102,14 @@ function statOrNull(p: string): fs.Stats | null {
 
 /**
  * Facts about a listed drive as the list has it; image files are read now.
- * `source`: the chosen source, for the overlap.
+ * `source`: the chosen source, for the overlap; `snapshot`: the picture to look in (the
+ * app's main process passes one it read without blocking), else read when first needed.
  */
-export function driveFacts(drive: Drive, source?: string): Facts {
-  const snapshot = lazySnapshot();
+export function driveFacts(
+  drive: Drive,
+  source?: string,
+  snapshot: () => SystemSnapshot = lazySnapshot(),
+): Facts {
   if (drive.kind === 'file') return pathFacts(drive.path, { source, snapshot });
   const facts: Facts = {
     ...nothingKnown(drive.path),
@@ -134,7 +138,7 @@ export function pathFacts(
   const snapshot = opts.snapshot ?? lazySnapshot();
   const platform = drivePlatform();
   // A drive is asked about first: stat can't describe a Windows one.
-  const drive = platform.isDrive(p);
+  const drive = platform.isDrive(p, snapshot);
   const st = drive ? null : statOrNull(p);
   const base = nothingKnown(p);
   let facts: Facts;

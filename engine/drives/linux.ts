@@ -232,14 +232,36 @@ export function filesystemNode(dev: bigint, snapshot: SystemSnapshot): BlockNode
 }
 
 /**
+ * The kernel told to read `p`'s new partition table; a note for the user when it could
+ * not (a partition of it in use), else null. A partition, or a loop device without
+ * partition scanning, has no table of its own to read (EINVAL): nothing to say.
+ */
+async function rereadTable(os: OsCalls, p: string): Promise<string | null> {
+  let fd: number;
+  try {
+    fd = await os.open(p, ['O_RDONLY']);
+  } catch {
+    return null; // gone: nothing to re-read
+  }
+  try {
+    const failed = await os.rereadPartitions(fd);
+    if (failed === null || failed === 'EINVAL' || failed === 'ENOTTY') return null;
+    return `Linux kept its old partitions of ${p} (${failed}): run "partprobe ${p}" or unplug it and plug it in again`;
+  } finally {
+    await os.close(fd);
+  }
+}
+
+/**
  * Linux, as DriveTwin always did it:
  *   open   O_RDWR | O_EXCL | O_DIRECT (reading: O_RDONLY | O_DIRECT)
  *   prepare  nothing: O_EXCL fails (EBUSY) while the drive or a partition of it is
  *            mounted or held, and keeps everyone else out while we hold it
  *   geometry from sysfs (direct-io's ioctls insist on a SCSI device, which loop devices are not)
  *   flush  fdatasync: the block layer sends the drive a cache flush
- *   after  nothing to re-read: systemd-udevd watches disks and re-reads the partition
- *          table when a writer closes one; `eject` only when asked
+ *   after  ioctl(BLKRRPART) on the closed disk, opened again read-only: the kernel reads
+ *          the new partition table (systemd-udevd does it too when a writer closes a
+ *          disk, where it runs); `eject` only when asked
  * `facts`: sysfs, or what a test says.
  */
 export function linuxPlatform(os: OsCalls, facts = blockFacts): DrivePlatform {
@@ -248,6 +270,9 @@ export function linuxPlatform(os: OsCalls, facts = blockFacts): DrivePlatform {
     canEject: true,
     whenInUse: 'it will be written while in use',
     readSnapshot: readSystemSnapshot,
+    // sysfs and /proc: a few milliseconds, read again at every poll.
+    snapshot: async () => readSystemSnapshot(),
+    snapshotIsDear: false,
     isDrive: (p) => statOrNull(p)?.isBlockDevice() === true,
     isDrivePath: isDevicePath,
     driveNode: nodeOfBlockDevice,
@@ -267,12 +292,17 @@ export function linuxPlatform(os: OsCalls, facts = blockFacts): DrivePlatform {
       }
     },
     async afterCopy(p, eject) {
-      if (!eject) return { safeToRemove: true, ejected: false, note: null };
+      const note = await rereadTable(os, p);
+      if (!eject) return { safeToRemove: true, ejected: false, note };
       const done = await os.run('/usr/bin/eject', [p]);
       const why = done.stderr.trim() || `eject exited with ${done.code}`;
       return done.code === 0
-        ? { safeToRemove: true, ejected: true, note: null }
-        : { safeToRemove: true, ejected: false, note: `not ejected: ${why}` };
+        ? { safeToRemove: true, ejected: true, note }
+        : {
+            safeToRemove: true,
+            ejected: false,
+            note: [note, `not ejected: ${why}`].filter(Boolean).join('; '),
+          };
     },
     lockFile: (fd) => os.flock(fd),
   };

@@ -51,10 +51,14 @@ export interface OsCalls {
    */
   syncCache(fd: number, path: string): Promise<void>;
   close(fd: number): Promise<void>;
+  /**
+   * Linux: ioctl(BLKRRPART), the kernel reads the disk's partition table again. The
+   * errno code when it can't (EBUSY: a partition is in use; EINVAL: a partition, or a
+   * loop device without partition scanning), else null.
+   */
+  rereadPartitions(fd: number): Promise<string | null>;
   /** direct-io setF_NOCACHE(fd, 1) (macOS). */
   setNoCache(fd: number): Promise<void>;
-  /** direct-io setFSCTL_LOCK_VOLUME(fd, 1) (Windows). */
-  lockVolume(fd: number): Promise<void>;
   /** direct-io setFlock(fd, 1): flock(LOCK_EX | LOCK_NB) (Linux, macOS). */
   flock(fd: number): Promise<void>;
   /** direct-io getBlockDevice (DKIOCGETBLOCKCOUNT/SIZE, IOCTL_DISK_GET_DRIVE_GEOMETRY_EX). */
@@ -118,6 +122,21 @@ const DKIOCSYNCHRONIZECACHE = 0x20006416;
 /** Nothing to flush: the drive has no cache it lets us flush. Named: the numbers differ per system. */
 const NO_CACHE = new Set(['ENOTTY', 'ENOTSUP', 'EOPNOTSUPP']);
 
+/** _IO(0x12, 95), linux/fs.h. */
+const BLKRRPART = 0x125f;
+
+/** ioctl(fd, BLKRRPART) through libc: null, or the errno code. */
+function rereadPartitions(): (fd: number) => Promise<string | null> {
+  let ioctl: ((...args: unknown[]) => unknown) | undefined;
+  return async (fd) => {
+    const c = libc();
+    if (!c) return 'ENOSYS';
+    ioctl ??= c.func('int ioctl(int, unsigned long, ...)');
+    if (ioctl(fd, BLKRRPART) !== -1) return null;
+    return util.getSystemErrorName(-c.errno());
+  };
+}
+
 /** ioctl(fd, DKIOCSYNCHRONIZECACHE) through libc; an Error with its errno code when it fails. */
 function synchronizeCache(): (fd: number, path: string) => Promise<void> {
   let ioctl: ((...args: unknown[]) => unknown) | undefined;
@@ -149,8 +168,8 @@ export function liveOsCalls(): OsCalls {
     fdatasync: (fd, path) => syncData(fd, path),
     syncCache: synchronizeCache(),
     close: closeFd,
+    rereadPartitions: rereadPartitions(),
     setNoCache: (fd) => callback((done) => io.setF_NOCACHE(fd, 1, done)),
-    lockVolume: (fd) => callback((done) => io.setFSCTL_LOCK_VOLUME(fd, 1, done)),
     flock: (fd) =>
       callback((done) => io.setFlock(fd, 1, done)).catch((e) => {
         throw withCode(e as Error);

@@ -97,7 +97,7 @@ function containers(
 
 function regionOf(p: string, snapshot: SystemSnapshot): Region | null {
   const platform = drivePlatform();
-  if (platform.isDrive(p)) {
+  if (platform.isDrive(p, () => snapshot)) {
     try {
       return { kind: 'block', node: platform.driveNode(p, snapshot).node };
     } catch {
@@ -184,7 +184,7 @@ export function overlapOf(
   snapshot: () => SystemSnapshot,
 ): Overlap | null {
   // An image file still to be created is asked about too: it would lie on its folder's filesystem.
-  const exists = (p: string): boolean => drivePlatform().isDrive(p) || fs.existsSync(p);
+  const exists = (p: string): boolean => drivePlatform().isDrive(p, snapshot) || fs.existsSync(p);
   if (exists(source) && (exists(target.path) || target.kind === 'file')) {
     try {
       return liveOverlap(source, target.path, snapshot());
@@ -205,4 +205,42 @@ export function loopsBackedBy(file: string, snapshot: SystemSnapshot): BlockNode
       node.backingFile !== null &&
       regionKey(canonical({ kind: 'block', node }, snapshot)) === regionKey(region),
   );
+}
+
+/**
+ * Every other name for what writing `target` writes — what a second writer could reach
+ * the same bytes by — for the claim to hold as well. A loop device (or a partition of
+ * one, or a volume over one) writes its backing file, held `shared` when it writes only
+ * a part of it; an image file is written by every loop device over it. Symlinks, bind
+ * mounts and /dev/disk/by-* names need nothing more: flock holds the inode, and a
+ * drive's exclusive open holds the device, whatever path reached them.
+ */
+export function otherNames(
+  target: string,
+  snapshot: SystemSnapshot,
+): { files: Array<{ path: string; shared: boolean }>; drives: string[] } {
+  const platform = drivePlatform();
+  if (!platform.isDrive(target)) {
+    return { files: [], drives: loopsBackedBy(target, snapshot).map((n) => n.path) };
+  }
+  const { node } = platform.driveNode(target, snapshot);
+  const files: Array<{ path: string; shared: boolean }> = [];
+  const drives: string[] = [];
+  const seen = new Set<string>();
+  const walk = (n: BlockNode): void => {
+    if (seen.has(n.name)) return;
+    seen.add(n.name);
+    const backing = n.type === 'loop' && n.backingFile ? n.backingFile : null;
+    // A backing file that was deleted ("… (deleted)") has no name left to hold.
+    if (backing && fs.existsSync(backing)) {
+      if (platform.isDrive(backing)) drives.push(backing);
+      else files.push({ path: backing, shared: n !== node });
+    }
+    for (const p of n.parents) {
+      const parent = snapshot.topology.nodes.get(p);
+      if (parent) walk(parent);
+    }
+  };
+  walk(node);
+  return { files, drives };
 }

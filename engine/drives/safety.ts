@@ -11,7 +11,7 @@ import type { Drive } from './classify';
 import { driveFacts, type Facts, pathFacts } from './facts';
 import type { Overlap, Within } from './overlap';
 import { drivePlatform } from './platform';
-import { type DriveNote, SWAP } from './topology';
+import { type DriveNote, SWAP, type SystemSnapshot } from './topology';
 
 export type Role = 'source' | 'target';
 export type Verdict = { level: 'usable' | 'confirm' | 'refused'; reasons: string[] };
@@ -238,11 +238,19 @@ export function targetVerdict(f: Facts, opts: VerdictOptions = {}): Verdict {
 // ---------------------------------------------------------------------------
 // For the drive list, the engine, and both
 
-/** A listed drive's verdict as a source or as a target (the drive list; the renderer shows it). */
-export function verdictFor(drive: Drive, role: Role, opts: VerdictOptions = {}): Verdict {
+/**
+ * A listed drive's verdict as a source or as a target (the drive list; the renderer
+ * shows it). `snapshot`: the picture the list came from, else read when needed.
+ */
+export function verdictFor(
+  drive: Drive,
+  role: Role,
+  opts: VerdictOptions = {},
+  snapshot?: () => SystemSnapshot,
+): Verdict {
   return role === 'source'
-    ? sourceVerdict(driveFacts(drive))
-    : targetVerdict(driveFacts(drive, opts.sourcePath), opts);
+    ? sourceVerdict(driveFacts(drive, undefined, snapshot))
+    : targetVerdict(driveFacts(drive, opts.sourcePath, snapshot), opts);
 }
 
 /**

@@ -3,7 +3,7 @@
 // the modules import only this file, so nothing here imports a system's module.
 
 import type { Device } from '../io/device';
-import type { OsCalls } from './os-calls';
+import type { CommandResult, OsCalls } from './os-calls';
 import type { BlockNode, SystemSnapshot } from './topology';
 
 /** The few facts about one drive the copy needs, cheaply. */
@@ -57,17 +57,56 @@ export class DriveError extends Error {
   }
 }
 
+/** A command a snapshot's reading runs, by full path. */
+export interface Command {
+  command: string;
+  args: string[];
+}
+
 /**
- * `read`'s answer, given again for `ms`: one plan asks several times in a row, and
- * diskutil or PowerShell take a while to answer. `fresh` reads anew.
+ * Reading a system's picture of its drives, written once as the commands it needs:
+ * it yields the commands of one step and gets their results back, in order. keptSnapshot
+ * runs it waiting (the engine's plan, the CLI) or not (the app's drive list: its main
+ * process must never wait on diskutil or PowerShell). Not waiting, the commands still
+ * run one after another: starting a process blocks for a few milliseconds (fork, exec),
+ * and eight started at once stalled the event loop for 60 ms here.
  */
-export function shortLived<T>(ms: number, read: () => T): { get(): T; fresh(): T } {
-  let kept: { at: number; value: T } | null = null;
-  const fresh = (): T => {
-    kept = { at: Date.now(), value: read() };
-    return kept.value;
+export type SnapshotReading = Generator<Command[], SystemSnapshot, CommandResult[]>;
+
+/**
+ * A system's picture, kept for `ms`: one plan asks several times in a row, and diskutil
+ * or PowerShell take a while to answer. `get` gives the kept one while it is fresh, else
+ * reads it anew, waiting; `read` reads it anew without blocking (and keeps it).
+ */
+export function keptSnapshot(
+  os: OsCalls,
+  reading: () => SnapshotReading,
+  ms: number,
+): { get(): SystemSnapshot; read(): Promise<SystemSnapshot> } {
+  let kept: { at: number; value: SystemSnapshot } | null = null;
+  const keep = (value: SystemSnapshot): SystemSnapshot => {
+    kept = { at: Date.now(), value };
+    return value;
   };
-  return { get: () => (kept && Date.now() - kept.at < ms ? kept.value : fresh()), fresh };
+  const fresh = (): SystemSnapshot => {
+    const steps = reading();
+    for (let step = steps.next([]); ;) {
+      if (step.done) return keep(step.value);
+      step = steps.next(step.value.map((c) => os.runSync(c.command, c.args)));
+    }
+  };
+  return {
+    get: () => (kept && Date.now() - kept.at < ms ? kept.value : fresh()),
+    async read() {
+      const steps = reading();
+      for (let step = steps.next([]); ;) {
+        if (step.done) return keep(step.value);
+        const results: CommandResult[] = [];
+        for (const c of step.value) results.push(await os.run(c.command, c.args));
+        step = steps.next(results);
+      }
+    },
+  };
 }
 
 export interface DrivePlatform {
@@ -79,8 +118,15 @@ export interface DrivePlatform {
   readonly whenInUse: string;
   /** Disks, partitions, volumes and what is mounted on them, as the system says now. */
   readSnapshot(): SystemSnapshot;
-  /** Whether `p` names a drive that is there now. */
-  isDrive(p: string): boolean;
+  /** The same, read without blocking the event loop (the app's drive list). */
+  snapshot(): Promise<SystemSnapshot>;
+  /**
+   * Reading the picture costs a PowerShell or 2 + N diskutil runs: the app then reads it
+   * again only when drivelist's answer changed or the system said a drive changed.
+   */
+  readonly snapshotIsDear: boolean;
+  /** Whether `p` names a drive that is there now (Windows looks in `snapshot`'s disks). */
+  isDrive(p: string, snapshot?: () => SystemSnapshot): boolean;
   /** Whether `p` is spelled as a drive (one that is gone is never created as a file). */
   isDrivePath(p: string): boolean;
   /** The snapshot's node for the drive `p` names and the path it resolved to; throws when none. */

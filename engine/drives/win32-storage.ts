@@ -34,27 +34,6 @@ export const STORAGE_SCRIPT = [
   '[pscustomobject]@{ SystemDrive = $env:SystemDrive; Disks = $disks; Partitions = $partitions; Volumes = $volumes; BitLocker = $bitlocker } | ConvertTo-Json -Depth 4 -Compress',
 ].join('\n');
 
-/** Disk `n` read again by Windows (the partition table a copy wrote). */
-export function rescanScript(n: number): string {
-  return [...PRELUDE, `Update-Disk -Number ${n}`].join('\n');
-}
-
-/**
- * Disk `n` ejected the way Explorer's "Eject" does it, on each of its drive letters
- * (direct-io has no IOCTL_STORAGE_EJECT_MEDIA), then whether the disk is still there.
- */
-export function ejectScript(n: number): string {
-  return [
-    ...PRELUDE,
-    `$letters = @(Get-Partition -DiskNumber ${n} | Where-Object { "$($_.DriveLetter)" -match '^[A-Za-z]$' } | ForEach-Object { "$($_.DriveLetter):\\" })`,
-    '$shell = New-Object -ComObject Shell.Application',
-    "foreach ($l in $letters) { $item = $shell.Namespace(17).ParseName($l); if ($item) { $item.InvokeVerb('Eject') } }",
-    'Start-Sleep -Seconds 2',
-    `$disk = Get-Disk -Number ${n}`,
-    '[pscustomobject]@{ Letters = $letters; Present = [bool]$disk; OperationalStatus = Text $disk.OperationalStatus } | ConvertTo-Json -Compress',
-  ].join('\n');
-}
-
 /**
  * The programs that run from, or have loaded a library from, one of `roots` (E:\):
  * what Windows can say about who holds a volume without a handle walk.
@@ -223,14 +202,6 @@ export function win32Snapshot(json: string): SystemSnapshot {
   return { topology, uses, systemNodes };
 }
 
-/** The volumes on a disk, each with the letters it answers to. */
-export function volumesOf(snapshot: SystemSnapshot, disk: BlockNode): BlockNode[] {
-  const parts = [...snapshot.topology.nodes.values()].filter((n) => n.parents.includes(disk.name));
-  return [...snapshot.topology.nodes.values()].filter(
-    (n) => n.type === 'volume' && parts.some((p) => n.parents.includes(p.name)),
-  );
-}
-
 /** "explorer (PID 4120)" for each program holdersScript found. */
 export function parseHolders(json: string): string[] {
   let data: unknown;
@@ -240,15 +211,4 @@ export function parseHolders(json: string): string[] {
     return [];
   }
   return list(data).map((p) => `${text(p.ProcessName) ?? 'a program'} (PID ${number(p.Id)})`);
-}
-
-/** What ejectScript saw: ejected when the disk or its medium is gone. */
-export function parseEject(json: string): { ejected: boolean; letters: string[] } {
-  const data = JSON.parse(json || '{}') as Json;
-  const letters = Array.isArray(data.Letters)
-    ? data.Letters.filter((l): l is string => typeof l === 'string')
-    : typeof data.Letters === 'string'
-      ? [data.Letters]
-      : [];
-  return { ejected: data.Present !== true || text(data.OperationalStatus) === 'No Media', letters };
 }

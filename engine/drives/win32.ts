@@ -1,49 +1,54 @@
 // Windows' platform module (platform.ts). The sequences follow Raspberry Pi Imager's
-// src/windows/diskpart_util.cpp (lock every volume of the disk, with retries and a
-// growing wait, before the physical drive is written; re-read the disk afterwards) and
-// etcher-sdk's lib/source-destination/block-device.ts (O_EXLOCK on \\.\PhysicalDriveN).
-// etcher-sdk's lib/diskpart.ts `clean` (select disk, clean, rescan, five retries two
-// seconds apart) is not taken: it wipes the partition table, and a resumed job must
-// find what it committed still there.
+// src/windows/diskpart_util.cpp (every volume of the disk locked and dismounted, with
+// retries and a growing wait, before the physical drive is written; the disk told to
+// read its table again afterwards) and etcher-sdk's lib/source-destination/
+// block-device.ts (O_EXLOCK on \\.\PhysicalDriveN). etcher-sdk's lib/diskpart.ts `clean`
+// is not taken: the session wipes the old tables itself (session/wipe.ts), and only for
+// a new job — a resumed one must find what it committed still there.
 //
-//   prepare  every volume on the disk opened (\\?\Volume{…}) and locked with
-//            FSCTL_LOCK_VOLUME (direct-io setFSCTL_LOCK_VOLUME), retried; the locks are
-//            held until the drive is closed. NTFS treats a locked volume as
-//            dismounted, and Windows lets a physical drive be written where its
-//            volumes are locked (KB 942448). A refusal names the programs Windows can
-//            name (those running from the volume).
+//   prepare  every volume with an extent on the disk (win32-volumes.ts: volume
+//            enumeration + IOCTL_VOLUME_GET_VOLUME_DISK_EXTENTS, letter or not) opened,
+//            locked with FSCTL_LOCK_VOLUME (retried) and dismounted with
+//            FSCTL_DISMOUNT_VOLUME; the handles hold them until the drive is closed. A
+//            refusal names the holder Windows can name (Restart Manager, else the
+//            programs running from the volume)
 //   open     \\.\PhysicalDriveN, O_RDWR | O_DIRECT | O_DSYNC | O_EXLOCK: libuv makes
 //            these FILE_FLAG_NO_BUFFERING (sector-aligned I/O: the copier's buffers
 //            and regions are), FILE_FLAG_WRITE_THROUGH and share mode 0; a sharing
 //            violation is retried 7 times from 0.1 s doubling (Rufus, Pi Imager)
 //   geometry IOCTL_DISK_GET_DRIVE_GEOMETRY_EX (direct-io getBlockDevice)
+//   write    a write Windows refuses (ERROR_ACCESS_DENIED: EPERM from libuv) says which
+//            volume on the disk is still in use
 //   flush    fs.fdatasync, which libuv makes FlushFileBuffers: the disk driver sends
 //            the drive a cache flush
-//   close    the drive, then Update-Disk (Windows reads the new partition table while
-//            the old volumes are still locked), then the volume locks
-//   after    "safe to remove" once closed; eject when asked: Explorer's Eject on each
-//            drive letter of the disk (IOCTL_STORAGE_EJECT_MEDIA is not in direct-io)
+//   close    the drive, then IOCTL_DISK_UPDATE_PROPERTIES (the new table read while the
+//            old volumes are still held), the volumes let go of, IOCTL_DISK_ARE_VOLUMES_READY
+//   after    "safe to remove" once closed; eject when asked: IOCTL_STORAGE_EJECT_MEDIA
+//            through a volume of the disk or the disk itself — no drive letter needed
 
 import * as path from 'node:path';
 import type { OsCalls } from './os-calls';
-import { DriveError, type DrivePlatform, openedDrive, shortLived } from './system';
-import type { BlockNode, SystemSnapshot } from './topology';
 import {
-  ejectScript,
-  holdersScript,
-  parseEject,
-  parseHolders,
-  rescanScript,
-  STORAGE_SCRIPT,
-  volumesOf,
-  win32Snapshot,
-} from './win32-storage';
+  DriveError,
+  type DrivePlatform,
+  keptSnapshot,
+  openedDrive,
+  type SnapshotReading,
+} from './system';
+import type { BlockNode, SystemSnapshot } from './topology';
+import { holdersScript, parseHolders, STORAGE_SCRIPT, win32Snapshot } from './win32-storage';
+import { liveWin32, type Win32Calls } from './win32-kernel';
+import {
+  type DiskVolume,
+  ejectDisk,
+  letGoOfVolumes,
+  rereadDisk,
+  refusedWrite,
+  volumesOnDisk,
+} from './win32-volumes';
 
 /** How long a snapshot answers again: PowerShell takes most of a second to start. */
 const SNAPSHOT_MS = 2000;
-/** Locking a volume: tries, and the first wait (doubled each time): 0.25 + 0.5 + … ≈ 8 s. */
-const LOCK_TRIES = 6;
-const LOCK_FIRST_WAIT_MS = 250;
 /** Opening the physical drive exclusively: tries, and the first wait (doubled): 0.1 + … + 3.2 ≈ 6 s. */
 const OPEN_TRIES = 7;
 const OPEN_FIRST_WAIT_MS = 100;
@@ -60,11 +65,6 @@ export function diskNumber(p: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-/** "E:" for a volume with a letter, else its \\?\Volume{…} path. */
-function volumeLabel(volume: BlockNode): string {
-  return volume.aliases.find((a) => /^[A-Z]:$/.test(a)) ?? volume.path;
-}
-
 /**
  * Windows PowerShell by its full path: the elevated engine must not run whatever the
  * user's PATH finds first.
@@ -73,13 +73,25 @@ export function powershellPath(systemRoot = process.env.SystemRoot ?? 'C:\\Windo
   return path.win32.join(systemRoot, 'System32', 'WindowsPowerShell', 'v1.0', 'powershell.exe');
 }
 
-export function win32Platform(os: OsCalls, powershellExe = powershellPath()): DrivePlatform {
+/** The picture: STORAGE_SCRIPT, one PowerShell. */
+function* storageReading(powershellExe: string): SnapshotReading {
+  const [r] = yield [{ command: powershellExe, args: powershellArgs(STORAGE_SCRIPT) }];
+  if (r.code !== 0) throw new Error(`PowerShell's Get-Disk failed: ${r.stderr.trim()}`);
+  return win32Snapshot(r.stdout);
+}
+
+/** How the platform reaches Windows beyond OsCalls: PowerShell's path, kernel32 (tests: fakes). */
+export interface Win32Options {
+  powershell?: string;
+  /** Null: koffi did not load, and drives can't be prepared for writing. */
+  win?: Win32Calls | null;
+}
+
+export function win32Platform(os: OsCalls, options: Win32Options = {}): DrivePlatform {
+  const powershellExe = options.powershell ?? powershellPath();
+  const win = options.win === undefined ? liveWin32() : options.win;
   const powershell = (script: string) => os.run(powershellExe, powershellArgs(script));
-  const snapshots = shortLived(SNAPSHOT_MS, (): SystemSnapshot => {
-    const r = os.runSync(powershellExe, powershellArgs(STORAGE_SCRIPT));
-    if (r.code !== 0) throw new Error(`PowerShell's Get-Disk failed: ${r.stderr.trim()}`);
-    return win32Snapshot(r.stdout);
-  });
+  const snapshots = keptSnapshot(os, () => storageReading(powershellExe), SNAPSHOT_MS);
   const readSnapshot = snapshots.get;
   const driveNode = (p: string, snapshot: SystemSnapshot): { node: BlockNode; real: string } => {
     const n = diskNumber(p);
@@ -89,37 +101,12 @@ export function win32Platform(os: OsCalls, powershellExe = powershellPath()): Dr
   };
   /** Disks whose last rescan failed, for afterCopy to say. */
   const notRescanned = new Map<string, string>();
-
-  /** Opens and locks a volume, retrying while something still has it; the descriptor holds the lock. */
-  const lockVolume = async (p: string, volume: BlockNode): Promise<number> => {
-    const label = volumeLabel(volume);
-    let fd: number;
-    try {
-      fd = await os.open(volume.path, ['O_RDWR']);
-    } catch (e) {
-      throw new DriveError(
-        `${label} on ${p} can't be opened to lock it: ${(e as Error).message}`,
-        'EBUSY',
-      );
-    }
-    for (let tries = 1, wait = LOCK_FIRST_WAIT_MS; ; tries++, wait *= 2) {
-      try {
-        await os.lockVolume(fd);
-        return fd;
-      } catch {
-        if (tries === LOCK_TRIES) break;
-        await os.sleep(wait);
-      }
-    }
-    await os.close(fd);
-    const roots = volume.aliases.filter((a) => /^[A-Z]:\\$/.test(a));
-    const names =
-      roots.length > 0 ? parseHolders((await powershell(holdersScript(roots))).stdout) : [];
-    const holder =
-      names.length > 0
-        ? `${names.join(', ')} ${names.length === 1 ? 'runs' : 'run'} from ${label}: close ${names.length === 1 ? 'it' : 'them'} and try again`
-        : `a program has files open on ${label} (Windows does not say which): close what uses it and try again`;
-    throw DriveError.busy(`${label} on ${p}`, holder);
+  /** The programs running from one of `roots` (E:\): asked when Restart Manager names none. */
+  const runningFrom = async (roots: string[]): Promise<string[]> =>
+    roots.length > 0 ? parseHolders((await powershell(holdersScript(roots))).stdout) : [];
+  const kernel = (what: string): Win32Calls => {
+    if (win) return win;
+    throw new DriveError(`${what}: kernel32 could not be reached (koffi did not load)`, 'ENOSYS');
   };
 
   /**
@@ -147,8 +134,10 @@ export function win32Platform(os: OsCalls, powershellExe = powershellPath()): Dr
     canEject: true,
     whenInUse: 'its volumes are locked before it is written',
     readSnapshot,
-    isDrive: (p) =>
-      diskNumber(p) !== null && readSnapshot().topology.nodes.has(`PhysicalDrive${diskNumber(p)}`),
+    snapshot: snapshots.read,
+    snapshotIsDear: true,
+    isDrive: (p, snapshot = readSnapshot) =>
+      diskNumber(p) !== null && snapshot().topology.nodes.has(`PhysicalDrive${diskNumber(p)}`),
     isDrivePath: (p) => diskNumber(p) !== null,
     driveNode,
     fileSystemNode(file, _dev, snapshot) {
@@ -171,20 +160,19 @@ export function win32Platform(os: OsCalls, powershellExe = powershellPath()): Dr
       };
     },
     async openDrive(p, writable) {
-      const snapshot = snapshots.fresh(); // the volumes there are now
+      const snapshot = await snapshots.read(); // the disk as it is now, without blocking
       const { node } = driveNode(p, snapshot);
-      const locks: number[] = [];
-      const unlock = async (): Promise<void> => {
-        for (const fd of locks.splice(0).reverse()) await os.close(fd).catch(() => undefined);
-      };
-      try {
-        if (writable) {
-          for (const volume of volumesOf(snapshot, node)) locks.push(await lockVolume(p, volume));
-        }
-      } catch (e) {
-        await unlock();
-        throw e;
+      const n = diskNumber(node.path) as number;
+      let volumes: DiskVolume[] = [];
+      let held: number[] = [];
+      if (writable) {
+        const k = kernel(`${p} can't be prepared for writing`);
+        volumes = await volumesOnDisk(k, n);
+        held = await letGoOfVolumes(k, p, volumes, os.sleep, runningFrom);
       }
+      const unlock = async (): Promise<void> => {
+        for (const h of held.splice(0).reverse()) await win!.close(h).catch(() => undefined);
+      };
       let fd: number;
       try {
         fd = writable
@@ -207,12 +195,21 @@ export function win32Platform(os: OsCalls, powershellExe = powershellPath()): Dr
           logicalBlockSize: g.logicalSectorSize,
         };
         if (!writable) return openedDrive(os, drive);
-        return openedDrive(os, drive, async () => {
-          const r = await powershell(rescanScript(diskNumber(node.path) as number));
-          if (r.code === 0) notRescanned.delete(p);
-          else notRescanned.set(p, r.stderr.trim() || `Update-Disk exited with ${r.code}`);
-          await unlock();
+        const opened = openedDrive(os, drive, async () => {
+          try {
+            await rereadDisk(win!, n, held);
+            notRescanned.delete(p);
+          } catch (e) {
+            notRescanned.set(p, (e as Error).message);
+          }
         });
+        return {
+          ...opened,
+          write: (buffer, offset) =>
+            opened.write(buffer, offset).catch((e: NodeJS.ErrnoException) => {
+              throw refusedWrite(e, offset, buffer.length, volumes) ?? e;
+            }),
+        };
       } catch (e) {
         await os.close(fd);
         await unlock();
@@ -224,26 +221,19 @@ export function win32Platform(os: OsCalls, powershellExe = powershellPath()): Dr
       const note = rescan
         ? `Windows did not read its new partition table (${rescan}): unplug it and plug it in again to see it`
         : null;
-      if (!eject) return { safeToRemove: true, ejected: false, note };
       const n = diskNumber(p);
-      if (n === null) return { safeToRemove: true, ejected: false, note };
-      const r = await powershell(ejectScript(n));
-      let seen: { ejected: boolean; letters: string[] } = { ejected: false, letters: [] };
+      if (!eject || n === null) return { safeToRemove: true, ejected: false, note };
       try {
-        seen = parseEject(r.stdout);
-      } catch {
-        // no answer: not ejected
+        await ejectDisk(kernel(`${p} can't be ejected`), n, os.sleep, runningFrom);
+        return { safeToRemove: true, ejected: true, note: null };
+      } catch (e) {
+        const why = e instanceof DriveError && e.holder ? e.holder : (e as Error).message;
+        return {
+          safeToRemove: true,
+          ejected: false,
+          note: `not ejected (${why}); use "Safely Remove Hardware"`,
+        };
       }
-      if (seen.ejected) return { safeToRemove: true, ejected: true, note: null };
-      const why =
-        seen.letters.length === 0
-          ? 'Windows gave it no drive letter to eject'
-          : `Windows did not eject ${seen.letters.join(', ')}`;
-      return {
-        safeToRemove: true,
-        ejected: false,
-        note: `not ejected: ${why}; use "Safely Remove Hardware"`,
-      };
     },
     // No flock on Windows, and share mode 0 (O_EXLOCK) would shut out the job's own
     // second open of the image: image files get no OS lock here; the job's row in the

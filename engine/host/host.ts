@@ -10,6 +10,8 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { drivePlatform } from '../drives/platform';
 import { forgetKeptBuffers } from '../io/buffers';
 import type { Metadata } from '../store/metadata';
@@ -48,6 +50,12 @@ export interface HostOptions {
   progressMs?: number;
   /** Called when the host has nothing left to do after shutdown or a closed channel. */
   exit?: () => void;
+}
+
+/** For one run of a job, not the job's: eject its drives at the end, serve it while it copies. */
+interface RunOptions {
+  eject?: boolean;
+  serve?: string;
 }
 
 export class EngineHost {
@@ -94,13 +102,13 @@ export class EngineHost {
         return this.start(
           { kind: 'clone', ...command.request, options: command.request.options },
           command.confirmed,
-          command.request.eject,
+          { eject: command.request.eject, serve: command.request.serve },
         );
       case 'resume':
         return this.start(
           { kind: 'resume', job: command.job, options: command.options ?? {}, drop: command.drop },
           command.confirmed,
-          command.eject,
+          { eject: command.eject },
         );
       case 'verify':
         return this.verify(command.job);
@@ -192,12 +200,12 @@ export class EngineHost {
     };
   }
 
-  private async start(request: SessionRequest, confirmed: string[], eject = false) {
-    const { session } = await this.launch(request, confirmed, eject);
+  private async start(request: SessionRequest, confirmed: string[], run: RunOptions = {}) {
+    const { session } = await this.launch(request, confirmed, run);
     return { job: session.id, intent: session.intent };
   }
 
-  private async launch(request: SessionRequest, confirmed: string[], eject = false) {
+  private async launch(request: SessionRequest, confirmed: string[], run: RunOptions = {}) {
     const meta = this.database();
     if (request.kind === 'resume' && this.sessions.has(request.job)) {
       throw new HostError('busy', `job ${request.job} is running`);
@@ -207,7 +215,9 @@ export class EngineHost {
     const { JobSession } = await import('../session/session');
     const session = await JobSession.open(meta, request, this.confirmer(confirmed), {
       progressMs: this.options.progressMs ?? PROGRESS_MS,
-      eject,
+      eject: run.eject ?? false,
+      // The elevated engine serves its user: the socket is handed to them.
+      serve: run.serve ? { socket: run.serve, owner: this.options.owner } : undefined,
     });
     for (const file of [...created, ...this.databaseFiles()]) this.giveBack(file);
     session.on('event', (e: EngineEvent) => this.emit(e));
@@ -281,7 +291,7 @@ export class EngineHost {
       record.regionsTotal,
       meta.loadBitmap(record),
       meta.loadUnreadable(id),
-    ).full([]);
+    ).full();
   }
 
   private async exportMap(id: number, format: 'json' | 'ddrescue'): Promise<string> {
@@ -357,7 +367,25 @@ function parseOwner(text: string | undefined): { uid: number; gid: number } | un
   return { uid: Number(m[1]), gid: Number(m[2]) };
 }
 
+/**
+ * The engine's memory tuning, set from inside whatever started it: Electron's utility
+ * process ignores execArgv, and the elevated engine is started by the OS's prompt.
+ * - A young generation that never grows: V8 sizes it once, when the heap is made, so
+ *   `--max-semi-space-size` comes too late here; `--semi-space-growth-factor` is read at
+ *   every growth, and 1 keeps the new space at its first size (2 MiB under Node 20,
+ *   where the default grows to 32 MiB).
+ * - `gc`, which the host calls when its last job ends: `--expose-gc` gives it to contexts
+ *   made after the flag is set, so one is made to fetch it.
+ */
+export function tuneMemory(): void {
+  v8.setFlagsFromString('--semi-space-growth-factor=1');
+  if (typeof global.gc === 'function') return;
+  v8.setFlagsFromString('--expose-gc');
+  global.gc = vm.runInNewContext('gc') as typeof global.gc;
+}
+
 export async function main(argv: string[]): Promise<void> {
+  tuneMemory();
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -389,9 +417,12 @@ export async function main(argv: string[]): Promise<void> {
   new EngineHost(channel, { dbPath, owner, elevated, progressMs });
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).catch((e: Error) => {
+/** Runs the host: what stops it from starting is said on stderr, exit 1. */
+export function start(argv: string[]): void {
+  main(argv).catch((e: Error) => {
     process.stderr.write(`drivetwin engine host: ${e.message}\n`);
     process.exit(1);
   });
 }
+
+if (require.main === module) start(process.argv.slice(2));

@@ -10,6 +10,7 @@ export function doneWithoutCopy(job: number, state: 'interrupted' | 'failed'): D
     type: 'done',
     job,
     state,
+    resumable: true,
     bytesRead: 0,
     bytesWritten: 0,
     regionsCopied: 0,
@@ -42,6 +43,8 @@ export interface HostCloneRequest {
   eject?: boolean;
   /** A download (the source is a URL): the SHA-256 it must have, in hexadecimal. */
   sha256?: string;
+  /** Serve the destination over NBD on this Unix socket while it hydrates (given to the user). */
+  serve?: string;
 }
 
 /** What a clone would do, from every check, before anything is written. */

@@ -42,6 +42,8 @@ export class Batches {
   private readonly bufferBytes: number;
   private free: Buffer[] = [];
   private buffersLeft: number;
+  /** Batches in flight (read, or being written): first region → regions. */
+  private readonly running = new Map<number, number>();
 
   constructor(
     private readonly regionSize: number,
@@ -77,6 +79,25 @@ export class Batches {
   /** A batch ended: its buffer serves the next one. */
   returnBuffer(buffer: Buffer): void {
     this.free.push(buffer);
+  }
+
+  /** `count` regions from `first` are in flight until ended(first). */
+  started(first: number, count: number): void {
+    this.running.set(first, count);
+  }
+
+  ended(first: number): void {
+    this.running.delete(first);
+  }
+
+  get regionsInFlight(): number {
+    let n = 0;
+    for (const count of this.running.values()) n += count;
+    return n;
+  }
+
+  runsInFlight(): Run[] {
+    return [...this.running].map(([first, count]) => ({ first, count }));
   }
 
   /** The job ended: its buffers go back to the pool. */

@@ -38,6 +38,7 @@ export class Committer {
   private pendingUnreadable: Range[] = [];
   private committedUnreadable: Range[];
   private lost = false;
+  private damage: string | null = null;
 
   constructor(
     private readonly id: number,
@@ -60,6 +61,11 @@ export class Committer {
   /** The job database was deleted or replaced while the job ran. */
   get databaseLost(): boolean {
     return this.lost;
+  }
+
+  /** Why the job database was found damaged (truncated, overwritten) while the job ran, or null. */
+  get databaseDamaged(): string | null {
+    return this.damage;
   }
 
   /** Regions written to every destination: marked hydrated by the next commit. */
@@ -105,19 +111,41 @@ export class Committer {
     }
     for (const r of regions) this.map.setRange(r.first, r.count);
     this.committedUnreadable = mergeRanges([...this.committedUnreadable, ...unreadable]);
+    const delta = {
+      chunks: this.map.takeDirtyChunks(),
+      regionsHydrated: this.map.count,
+      unreadable,
+      unreadableBytes: unreadable.reduce((n, r) => n + r.length, 0),
+      statusLine: this.owner.status(),
+    };
     try {
-      this.meta.commit(this.id, {
-        chunks: this.map.takeDirtyChunks(),
-        regionsHydrated: this.map.count,
-        unreadable,
-        unreadableBytes: unreadable.reduce((n, r) => n + r.length, 0),
-        statusLine: this.owner.status(),
-      });
+      this.meta.commit(this.id, delta);
     } catch (e) {
-      this.metadataFailed(`commit failed: ${(e as Error).message}`);
-      return;
+      // A write that fails on a damaged file is the damage; the map in memory is the truth.
+      if (!this.damaged(delta)) {
+        this.metadataFailed(`commit failed: ${(e as Error).message}`);
+        return;
+      }
     }
+    this.damaged(delta);
     this.owner.committed(regions, unreadable);
+  }
+
+  /**
+   * Whether the database file still holds what was just committed, read back as a
+   * resume would read it. Once it doesn't, the job stops saying so, nothing more is
+   * written to it, and the map in memory (flushed regions only) is the job's truth:
+   * the session writes the job again from it.
+   */
+  private damaged(delta: Parameters<Metadata['damageOnDisk']>[1]): boolean {
+    if (this.damage || this.lost) return this.damage !== null;
+    const problem = this.meta.damageOnDisk(this.id, delta);
+    if (problem === null) return false;
+    this.damage = problem;
+    this.owner.stop(
+      `the job database ${this.meta.file} was damaged or replaced during the copy (${problem})`,
+    );
+    return true;
   }
 
   /** Like dm-clone: a failed commit makes the metadata read-only and reloads what is committed. */

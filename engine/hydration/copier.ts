@@ -10,7 +10,7 @@
 // the caller's buffers, whatever the region size.
 
 import type { Device } from '../io/device';
-import { DeviceError, readSome } from '../io/device';
+import { DeviceError, isStream, readSome } from '../io/device';
 import { type Range, mergeRanges } from '../geometry';
 import type { Throttle } from './throttle';
 import { IO_ALIGNMENT, MAX_IO_BYTES, zeroedBuffer } from '../io/buffers';
@@ -34,16 +34,21 @@ export interface CopyOptions {
   zeroUnit: number;
   /** After each sub-job reached the targets: its bytes, and when the throttle let it start. */
   onMoved?: (bytes: number, admittedAt: number) => void;
+  /** The job stops: no further sub-job starts, so a stop never waits for a whole batch. */
+  stopped?: () => boolean;
 }
 
 /** Under a rate cap a sub-job is about this much of a second's worth, so the pace is even. */
 const CAPPED_SUB_JOB_SECONDS = 0.1;
 const MIN_SUB_JOB_BYTES = 64 * 1024;
 
-interface WriteTurn {
+/** One job's turn in an order (its writes, or a stream's reads): wait for `ready`, then `release`. */
+interface Turn {
   ready: Promise<void>;
   release(): void;
 }
+
+const NO_TURN: Turn = { ready: Promise.resolve(), release: () => undefined };
 
 export interface CopyResult {
   /** Set when the source failed and the range was not copied. */
@@ -58,6 +63,8 @@ export interface CopyResult {
   written: number[];
   /** Set when a streamed source ended inside the range: its size. */
   end?: number;
+  /** The job stopped before the whole range was copied: none of it may be marked. */
+  stopped?: boolean;
 }
 
 // Errors that mean "these blocks are bad", as opposed to "the device is gone".
@@ -92,7 +99,8 @@ function isMediaError(e: unknown): e is DeviceError {
 }
 
 export class Copier {
-  private lastTurn: Promise<void> = Promise.resolve();
+  /** The turn taken last in each order. */
+  private readonly last = { writes: Promise.resolve(), reads: Promise.resolve() };
   private zeros: Buffer = Buffer.alloc(0);
 
   constructor(
@@ -114,12 +122,15 @@ export class Copier {
     // A target whose write fails is left out of the rest of the job.
     const live = [...targets];
     const turn = this.writeTurn();
+    const reading = this.readTurn();
     try {
       for (let done = 0, step = 0; done < range.length; done += step) {
+        if (this.stopping(result)) break;
         // Sized afresh for each sub-job, and again once admitted: a cap lowered while it
         // waited applies to it, and the throttle gets back what it no longer uses.
         step = subJobBytes(range.length - done, this.subJobLimit(buffer.length));
         await this.throttle.admit(step);
+        if (this.stopping(result)) break;
         const now = subJobBytes(range.length - done, this.subJobLimit(buffer.length));
         if (now < step) {
           this.throttle.refund(step - now);
@@ -128,44 +139,54 @@ export class Copier {
         const admittedAt = performance.now();
         const piece = { offset: range.offset + done, length: step };
         const data = buffer.subarray(0, piece.length);
+        const last = done + step >= range.length;
         const more = await this.throttle.measure(() =>
-          this.readThenWrite(piece, data, live, result, turn),
+          this.readThenWrite(piece, data, live, result, { write: turn, read: reading, last }),
         );
         if (live.some((t) => t !== null)) this.options.onMoved?.(piece.length, admittedAt);
         if (!more) break;
       }
     } finally {
+      reading.release();
       turn.release();
     }
     result.unreadable = mergeRanges(result.unreadable);
     return result;
   }
 
+  /** True (and said in the result) once the job stops. */
+  private stopping(result: CopyResult): boolean {
+    if (this.options.stopped?.()) result.stopped = true;
+    return result.stopped === true;
+  }
+
   /**
-   * A hole of a source image: read as zeros without reading (the file system says so), and
-   * written only where a target doesn't read zeros already. Counted as read.
+   * A hole of a source image: zeros without reading (the file system says so), written
+   * only where a target doesn't read zeros already. Nothing is counted as read.
    */
   private async hole(range: Range, targets: (Target | null)[]): Promise<CopyResult> {
     const writing = targets.map((t) => (t && !t.skipZeros ? t : null));
-    const result = writing.some((t) => t !== null)
-      ? await this.zero(range, writing)
-      : emptyResult(targets);
-    result.bytesRead = range.length;
-    return result;
+    return writing.some((t) => t !== null) ? this.zero(range, writing) : emptyResult(targets);
   }
 
-  /** Reads `data` at `offset`, the holes of a source image filled with zeros rather than read. */
-  private async readData(data: Buffer, offset: number): Promise<number> {
+  /**
+   * Reads `data` at `offset`, the holes of a source image filled with zeros rather than
+   * read: `n` bytes are there (fewer only where a stream ends), `read` were read.
+   */
+  private async readData(data: Buffer, offset: number): Promise<{ n: number; read: number }> {
     const spans = this.source.dataIn?.(offset, data.length);
     if (!spans || (spans.length === 1 && spans[0].length === data.length)) {
-      return readSome(this.source, data, offset);
+      const n = await readSome(this.source, data, offset);
+      return { n, read: n };
     }
     data.fill(0);
+    let read = 0;
     for (const span of spans) {
       const at = span.offset - offset;
       await this.source.read(data.subarray(at, at + span.length), span.offset);
+      read += span.length;
     }
-    return data.length;
+    return { n: data.length, read };
   }
 
   /** One sub-job; false when the job must end here (a read failed, a stream ended, no target left). */
@@ -174,12 +195,15 @@ export class Copier {
     data: Buffer,
     targets: (Target | null)[],
     result: CopyResult,
-    turn: WriteTurn,
+    turns: { write: Turn; read: Turn; last: boolean },
   ): Promise<boolean> {
     let more = true;
+    await turns.read.ready;
     try {
-      const n = await this.readData(data, range.offset);
-      result.bytesRead += n;
+      const { n, read } = await this.readData(data, range.offset);
+      // The job's last read is done: the next job may read while this one writes.
+      if (turns.last) turns.read.release();
+      result.bytesRead += read;
       if (n < range.length) {
         // A stream ended: its size is now known; nothing past it exists to write.
         result.end = range.offset + n;
@@ -200,7 +224,7 @@ export class Copier {
       result.unreadable.push(...bad);
       result.bytesRead += range.length - bad.reduce((n, r) => n + r.length, 0);
     }
-    await turn.ready;
+    await turns.write.ready;
     await this.writeAll(data, range.offset, targets, result);
     return more && targets.some((t) => t !== null);
   }
@@ -227,6 +251,7 @@ export class Copier {
       await turn.ready;
       await this.throttle.measure(async () => {
         for (let done = 0; done < range.length && live.some((t) => t !== null); done += step) {
+          if (this.stopping(result)) break;
           const length = Math.min(step, range.length - done);
           const admittedAt = performance.now();
           await this.writeAll(zeros.subarray(0, length), range.offset + done, live, result);
@@ -273,12 +298,26 @@ export class Copier {
    * it. The turn is taken when the job starts, not when its read ends: reads finish
    * in any order.
    */
-  private writeTurn(): WriteTurn {
-    if (!this.options.sequential) return { ready: Promise.resolve(), release: () => undefined };
+  private writeTurn(): Turn {
+    return this.options.sequential ? this.takeTurn('writes') : NO_TURN;
+  }
+
+  /**
+   * A stream is read forwards only, and jumps over what nobody asked for: each job's reads
+   * wait for those of the job dispatched before it, so a job of several sub-jobs reads
+   * them all before the next one reads (under a rate cap, or with regions bigger than
+   * one I/O) — the stream never skips the rest of a job still being copied.
+   */
+  private readTurn(): Turn {
+    return isStream(this.source) ? this.takeTurn('reads') : NO_TURN;
+  }
+
+  /** The next turn in `order`: ready once the turn taken before it is released. */
+  private takeTurn(order: 'writes' | 'reads'): Turn {
     let release = (): void => undefined;
     const mine = new Promise<void>((resolve) => (release = resolve));
-    const ready = this.lastTurn;
-    this.lastTurn = mine;
+    const ready = this.last[order];
+    this.last[order] = mine;
     return { ready, release };
   }
 

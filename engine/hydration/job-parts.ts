@@ -12,6 +12,8 @@ import type { RegionMap } from '../store/region-map';
 /** A destination of the job: `index` is its place in the job's record. */
 export interface JobTarget extends Target {
   index: number;
+  /** A new job's: where its old partition tables lie, zeroed before the first region. */
+  wipe?: Range[];
 }
 
 export interface JobParts {
@@ -28,6 +30,8 @@ export interface JobParts {
   sizeEstimate?: number | null;
   /** Bytes whose regions are hydrated last: the partition tables and the boot sector. */
   heldBack?: Range[];
+  /** Served while it hydrates (engine/serve): reads and writes of the destination as it will be. */
+  serve?: boolean;
 }
 
 /** How the copy ended; the session adds verify and turns it into the done event. */
@@ -35,10 +39,14 @@ export interface CopyOutcome extends RunTotals {
   state: 'done' | 'interrupted' | 'failed';
   /** Every region is hydrated on the destinations still in the job (whatever left it). */
   complete: boolean;
+  /** Not done, and a resume can finish it (not so when the source is damaged or the image too big). */
+  resumable: boolean;
   error: string | null;
   unreadable: Range[];
-  /** Destinations that left the job during this run, with why. */
-  failed: Array<{ index: number; path: string; reason: string }>;
+  /** Destinations that left the job during this run, with why, and the bitmap committed then (what each holds). */
+  failed: Array<{ index: number; path: string; reason: string; held: Uint8Array }>;
   /** The job database was deleted or replaced while the job ran. */
   databaseLost: boolean;
+  /** Why the job database was found damaged while the job ran, or null. */
+  databaseDamaged: string | null;
 }

@@ -27,6 +27,8 @@ export class JobProgress {
   private pausedAt: number | null = null;
   private pausedMs = 0;
   private done: number;
+  /** Done when this run started: its average counts only what it did. */
+  private doneAtStart = 0;
   private bytesRead = 0;
   private bytesWritten = 0;
   private regionsCopied = 0;
@@ -49,6 +51,7 @@ export class JobProgress {
 
   start(): void {
     this.startedAt = performance.now();
+    this.doneAtStart = this.done;
     this.newPace();
   }
 
@@ -100,6 +103,12 @@ export class JobProgress {
 
   eta(left: number): number | null {
     return this.rateMeter.eta(left);
+  }
+
+  /** Bytes done per second over this run so far, pauses left out; 0 until a second is counted. */
+  averageRate(): number {
+    const { seconds } = this.totals();
+    return this.startedAt > 0 && seconds >= 1 ? (this.done - this.doneAtStart) / seconds : 0;
   }
 
   /** Until a stream ends: its uncompressed size, extrapolated from how far into the compressed file it is. */

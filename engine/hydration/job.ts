@@ -3,7 +3,8 @@
 // destinations, so a region marked hydrated is always really on them. The regions
 // holding the partition tables go last. The commit itself and the metadata mode are
 // commit.ts; the batches and their memory bound batches.ts; what a run counts
-// job-progress.ts; what a job is given and gives back job-parts.ts.
+// job-progress.ts; what a job is given and gives back job-parts.ts; its destinations,
+// and one leaving, destinations.ts; the destination served while it hydrates on-demand.ts.
 
 import { EventEmitter } from 'node:events';
 import { Batches, type RegionTurn, nextRun } from './batches';
@@ -11,10 +12,13 @@ import { Committer } from './commit';
 import { Copier, type CopyOptions, type CopyResult } from './copier';
 import type { CopyOutcome, JobParts, JobTarget } from './job-parts';
 import { type Geometry, type Range, regionRange, regionsOf } from '../geometry';
-import { type Device, goneCode, isStream } from '../io/device';
+import { batchTrouble } from './batch-trouble';
+import { Destinations } from './destinations';
+import { type Device, isStream } from '../io/device';
 import { JobProgress } from './job-progress';
+import { type Lane, OnDemand } from './on-demand';
+import type { Uncommitted } from './region-events';
 import type { Metadata } from '../store/metadata';
-import { writePatches } from '../partitions/rewrite';
 import type { RegionMap } from '../store/region-map';
 import { statusLine } from './status-line';
 import type { JobOptions, ThrottleSettings } from '../options';
@@ -23,7 +27,8 @@ import type { EngineEvent, ProgressEvent } from '../events';
 
 const COMMIT_PERIOD_MS = 1000;
 
-type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string };
+/** `final`: a resume can't finish the job (said so, and recorded). */
+type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string; final: boolean };
 
 /**
  * Job events: 'event' (ErrorEvent | ModeEvent) for front ends; 'committed' (regions
@@ -34,6 +39,8 @@ export class HydrationJob extends EventEmitter {
   private readonly meta: Metadata;
   private readonly geometry: Geometry;
   private readonly source: Device;
+  private readonly destinations: Destinations;
+  /** The destinations' slots, null once one left (the copier's and on-demand's view). */
   private readonly targets: (JobTarget | null)[];
   private readonly map: RegionMap;
   private readonly zeroRegions: RegionMap | null;
@@ -47,16 +54,14 @@ export class HydrationJob extends EventEmitter {
   private readonly batches: Batches;
   private readonly committer: Committer;
   private readonly tally: JobProgress;
+  /** Reads and writes of the destination as it will be, when it is served (null otherwise). */
+  readonly served: OnDemand | null;
 
   private cursor = 0;
   private paused = false;
   private flushingAtEnd = false;
   private stopReason: StopReason | null = null;
   private wake: () => void = () => undefined;
-
-  /** Batches in flight: read, or being written. */
-  private readonly inFlight = new Map<number, number>();
-  private readonly failed: CopyOutcome['failed'] = [];
 
   constructor(parts: JobParts) {
     super();
@@ -65,8 +70,12 @@ export class HydrationJob extends EventEmitter {
     // Copied: a streamed source's size becomes known when its end is read.
     this.geometry = { ...parts.geometry };
     this.source = parts.source;
-    this.targets = [...parts.targets];
     this.map = parts.map;
+    this.destinations = new Destinations(parts.targets, {
+      held: () => this.map.bits,
+      left: (target, reason) => this.destinationLeft(target, reason),
+    });
+    this.targets = this.destinations.slots;
     this.zeroRegions = parts.zeroRegions ?? null;
     this.fixedOptions = { ...parts.options };
     const { regionSize } = parts.geometry;
@@ -83,10 +92,11 @@ export class HydrationJob extends EventEmitter {
       sequential: parts.options.sequential,
       zeroUnit: regionSize,
       onMoved: (bytes, admittedAt) => this.tally.moved(bytes, admittedAt),
+      stopped: () => this.stopReason !== null,
     };
     this.copier = new Copier(parts.source, this.throttle, this.copierOptions);
     this.committer = new Committer(this.id, this.meta, this.map, {
-      flushDestinations: () => this.flushDestinations(),
+      flushDestinations: () => this.destinations.flush(),
       status: () => this.status(),
       stop: (message) => this.stop(message),
       modeChanged: (event) => this.emitEvent(event),
@@ -94,6 +104,17 @@ export class HydrationJob extends EventEmitter {
     });
     this.tally = new JobProgress(parts.source, parts.sizeEstimate ?? null, this.geometry, this.map);
     this.heldBack = (parts.heldBack ?? []).map((r) => regionsOf(this.geometry, r));
+    this.served = !parts.serve
+      ? null
+      : new OnDemand(parts, this.targets, {
+          committer: this.committer,
+          tally: this.tally,
+          copierOptions: this.copierOptions,
+          hydrate: (first, n, lane) => this.hydrateBatch(first, n, lane),
+          dropTarget: (target, reason) => this.destinations.drop(target, reason),
+          flush: () => this.destinations.flush(),
+          stopped: () => this.stopReason !== null,
+        });
   }
 
   /** The options in force: the throttle holds the live percent and rate cap. */
@@ -120,10 +141,16 @@ export class HydrationJob extends EventEmitter {
     const timer = setInterval(() => void this.committer.commit(), COMMIT_PERIOD_MS);
     const sizeWasKnown = this.sizeKnown;
     try {
+      // Invariant 9, wipe first: before any region, a destination that can't take the
+      // zeros leaves the job, as one that fails later would.
+      await this.destinations.wipeOld();
       await this.hydrate();
+      // Regions a client held as the copier went by are queued: their turn comes now.
+      if (await this.served?.settle()) await this.hydrate();
       await this.hydrateTables();
+      await this.served?.settle();
       // Images of a stream grew with the writes: zero regions at the end left them short.
-      if (!sizeWasKnown && this.sizeKnown) await this.settleImageLengths();
+      if (!sizeWasKnown && this.sizeKnown) await this.destinations.setLength(this.geometry.size);
     } finally {
       clearInterval(timer);
     }
@@ -148,6 +175,12 @@ export class HydrationJob extends EventEmitter {
   /** In-flight I/O finishes and is committed; the job stays resumable. */
   cancel(): void {
     this.stopReason ??= { kind: 'cancelled' };
+    this.halt();
+  }
+
+  /** Nothing new starts: waiters for the throttle return and batches end after their current I/O. */
+  private halt(): void {
+    this.throttle.close();
     this.wake();
   }
 
@@ -161,7 +194,7 @@ export class HydrationJob extends EventEmitter {
       regionSize: this.geometry.regionSize,
       hydrated: this.map.count,
       total: this.sizeKnown ? this.geometry.regionCount : null,
-      hydrating: this.regionsHydrating(),
+      hydrating: this.batches.regionsInFlight,
       paused: this.paused,
       sparse: this.targets.some((t) => t?.skipZeros),
       options: this.options,
@@ -183,9 +216,10 @@ export class HydrationJob extends EventEmitter {
       sizeKnown: this.sizeKnown,
       regionsHydrated: this.map.count,
       regionsWritten: this.committer.regionsWritten(),
-      hydrating: this.regionsHydrating(),
+      hydrating: this.batches.regionsInFlight,
       regionsTotal: Math.ceil(total / this.geometry.regionSize),
       rate: this.paused ? 0 : this.tally.rate(),
+      averageRate: this.tally.averageRate(),
       eta: this.paused ? null : this.tally.eta(left),
       paused: this.paused,
       throttle: { percent: throttle.percent, maxRate: throttle.maxRate },
@@ -193,24 +227,9 @@ export class HydrationJob extends EventEmitter {
     };
   }
 
-  /** Regions not yet committed: in flight, or written and waiting for the commit. */
-  uncommittedRuns(): Array<{ first: number; count: number }> {
-    const inFlight = [...this.inFlight].map(([first, n]) => ({ first, count: n }));
-    return [...inFlight, ...this.committer.uncommitted()];
-  }
-
-  private regionsHydrating(): number {
-    let n = 0;
-    for (const c of this.inFlight.values()) n += c;
-    return n;
-  }
-
-  private async settleImageLengths(): Promise<void> {
-    await Promise.all(
-      this.liveTargets().map((t) =>
-        t.device.setLength?.(this.geometry.size).catch((e: Error) => this.dropTarget(t, e.message)),
-      ),
-    );
+  /** Regions not yet committed: in flight, and written waiting for the commit. */
+  uncommittedRuns(): Uncommitted {
+    return { inFlight: this.batches.runsInFlight(), written: this.committer.uncommitted() };
   }
 
   /** A stream ended at `end`: no region past it exists. */
@@ -233,9 +252,10 @@ export class HydrationJob extends EventEmitter {
       while (!this.stopReason && !this.paused && this.batches.hasBuffer()) {
         const batch = this.nextBatch();
         if (!batch) break;
-        const copy: Promise<void> = this.hydrateBatch(batch.first, batch.count).finally(() =>
-          running.delete(copy),
-        );
+        const copy: Promise<void> = this.hydrateBatch(batch.first, batch.count).finally(() => {
+          running.delete(copy);
+          this.served?.release(batch.first, batch.count);
+        });
         running.add(copy);
       }
       const idle = this.stopReason || this.paused || this.cursor >= this.geometry.regionCount;
@@ -253,18 +273,21 @@ export class HydrationJob extends EventEmitter {
   private nextBatch(): { first: number; count: number } | null {
     const room = Math.min(
       this.batches.limit(this.pace()),
-      this.fixedOptions.threshold - this.regionsHydrating(),
+      this.fixedOptions.threshold - this.batches.regionsInFlight,
     );
     if (room <= 0) return null;
+    // A region a client read goes ahead of the cursor.
+    const from = this.served?.demanded() ?? this.cursor;
     // A run of copies may stretch over a hole of the source: nothing is read for it.
     const run = nextRun(
       this.map,
-      this.cursor,
+      from,
       room,
       (r) => this.turnOf(r),
       (first, how) => (how === 'copy' ? this.holeRegions(first) : 0),
     );
-    this.cursor = run ? run.first + run.count : this.geometry.regionCount;
+    if (from === this.cursor) this.cursor = run ? run.first + run.count : this.geometry.regionCount;
+    if (run) this.served?.claim(run.first, run.count);
     return run;
   }
 
@@ -284,6 +307,7 @@ export class HydrationJob extends EventEmitter {
     const held = (h: { first: number; count: number }): boolean =>
       region >= h.first && region < h.first + h.count;
     if (!this.tablesTurn && this.heldBack.some(held)) return 'later';
+    if (this.served?.busy(region)) return 'later';
     return this.isZeroRegion(region) ? 'zero' : 'copy';
   }
 
@@ -291,22 +315,16 @@ export class HydrationJob extends EventEmitter {
    * The partition tables go last: once every other region is committed, each
    * destination's end is written (zeros over stale signatures, a GPT's backup), then
    * the regions that hold the tables and the boot sector, flushed by the final commit.
-   * A copy stopped before then leaves the destinations' old tables as they were, so a
-   * half-written disk never looks like a finished one.
+   * A new job wiped the destinations' old tables before the first region
+   * (Destinations.wipeOld), so a copy stopped before then leaves no table at all: a
+   * half-written disk never looks like a finished one, nor like the disk it was.
    */
   private async hydrateTables(): Promise<void> {
-    const pastCopy = this.liveTargets().filter((t) => t.tables?.pastCopy.length);
     const held = this.heldBack.length > 0;
-    if (!held && pastCopy.length === 0) return;
+    if (!held && !this.destinations.anyPastCopy) return;
     if (held) await this.committer.commit();
     if (this.stopReason || this.committer.mode !== 'rw') return;
-    await Promise.all(
-      pastCopy.map((t) =>
-        writePatches(t.device, t.tables!.pastCopy).catch((e: Error) =>
-          this.dropTarget(t, e.message),
-        ),
-      ),
-    );
+    await this.destinations.writePastCopy();
     if (!held || this.stopReason) return;
     this.tablesTurn = true;
     this.cursor = Math.min(...this.heldBack.map((h) => h.first));
@@ -334,49 +352,42 @@ export class HydrationJob extends EventEmitter {
     return this.zeroRegions?.has(region) ?? false;
   }
 
-  private async hydrateBatch(first: number, n: number): Promise<void> {
-    const buffer = this.batches.takeBuffer();
-    this.inFlight.set(first, n);
+  /** A batch through the job's own buffers and throttled copier, or a served write's `lane`. */
+  private async hydrateBatch(first: number, n: number, lane?: Lane): Promise<void> {
+    const { copier, buffer } = lane ?? { copier: this.copier, buffer: this.batches.takeBuffer() };
+    this.batches.started(first, n);
     const range = regionRange(this.geometry, first, n);
     let result: CopyResult;
     try {
       result = this.isZeroRegion(first)
-        ? await this.copier.zero(
+        ? await copier.zero(
             range,
             this.targets.map((t) => (t?.writesFree ? t : null)),
           )
-        : await this.copier.copy(range, buffer, this.targets);
+        : await copier.copy(range, buffer, this.targets);
     } catch (e) {
-      this.inFlight.delete(first);
+      this.batches.ended(first);
       return this.stop(
         `copy of bytes ${range.offset}+${range.length} failed: ${(e as Error).message}`,
       );
     } finally {
-      this.batches.returnBuffer(buffer);
+      if (!lane) this.batches.returnBuffer(buffer);
     }
-    this.inFlight.delete(first);
+    this.batches.ended(first);
     this.tally.batchCopied(result, this.targets);
     if (result.end !== undefined) this.learnSize(result.end);
     // Past a stream's end there are no regions to mark.
     const real = Math.min(n, this.geometry.regionCount - first);
     const length = Math.min(range.length, this.geometry.size - range.offset);
-    // A drive that is gone is not a bad sector: the job stops resumably instead of
-    // recording the rest of the disk as unreadable.
-    const failed = result.readError || result.unreadable.length > 0;
-    const gone =
-      failed && !isStream(this.source) && (await goneCode(this.source, result.readError));
-    if (gone) {
-      const why = `the source ${this.source.path} is gone (${gone}): reads that worked before fail now`;
-      return this.stop(`${why}. Reconnect it, then resume job ${this.id}`, this.source.path);
-    }
-    if (result.readError) {
-      return this.stop(result.readError.message, this.source.path, result.readError);
-    }
+    // What stops the job, and whether a resume can finish it: a source gone (not a bad
+    // sector: nothing is recorded unreadable), damaged, or bigger than a drive.
+    const trouble = await batchTrouble(this.source, result, this.targets, this.sizeKnown, this.id);
+    if (trouble) return this.stop(trouble.message, trouble.device, trouble.at, trouble.final);
     result.writeErrors.forEach((e) => {
-      const target = this.targets.find((t) => t?.device.path === e.path);
-      if (target) this.dropTarget(target, e.message);
+      const target = this.destinations.byPath(e.path);
+      if (target) this.destinations.drop(target, e.message);
     });
-    if (this.liveTargets().length === 0) return;
+    if (this.destinations.live().length === 0) return;
     if (result.unreadable.length > 0) {
       this.committer.foundUnreadable(result.unreadable);
       for (const r of result.unreadable) {
@@ -391,22 +402,15 @@ export class HydrationJob extends EventEmitter {
         });
       }
     }
-    if (real <= 0) return;
+    // Stopped part-way: what was written is copied again on resume.
+    if (real <= 0 || result.stopped) return;
     this.committer.written(first, real);
+    this.served?.landedNow(first, real);
     this.tally.batchDone(real, length);
   }
 
-  private liveTargets(): JobTarget[] {
-    return this.targets.filter((t): t is JobTarget => t !== null);
-  }
-
-  /** kcopyd's write_err: the failing destination leaves the job, the others go on. */
-  private dropTarget(target: JobTarget, reason: string): void {
-    const slot = this.targets.indexOf(target);
-    if (slot < 0) return;
-    this.targets[slot] = null;
-    this.failed.push({ index: target.index, path: target.device.path, reason });
-    void target.device.close().catch(() => undefined);
+  /** A destination left the job (Destinations.drop): recorded, said, and the job stops with the last. */
+  private destinationLeft(target: JobTarget, reason: string): void {
     try {
       this.meta.failDestination(this.id, target.index, reason);
     } catch (e) {
@@ -415,7 +419,7 @@ export class HydrationJob extends EventEmitter {
       );
     }
     this.recordError(target.device.path, `${reason}; this destination left the job`, false);
-    if (this.liveTargets().length === 0) this.stop('every destination failed');
+    if (this.destinations.live().length === 0) this.stop('every destination failed');
   }
 
   private recordError(device: string | null, message: string, fatal: boolean, at?: Range): void {
@@ -436,21 +440,12 @@ export class HydrationJob extends EventEmitter {
   }
 
   /** Stops hydrating, saying why once: the first reason is the one recorded. */
-  private stop(message: string, device: string | null = null, at?: Range): void {
+  private stop(message: string, device: string | null = null, at?: Range, final = false): void {
     if (!this.stopReason) {
-      this.stopReason = { kind: 'failed', message };
+      this.stopReason = { kind: 'failed', message, final };
       this.recordError(device, message, true, at);
     }
-    this.wake();
-  }
-
-  /** A commit's first step: every destination still in the job is flushed; one that fails leaves it. */
-  private async flushDestinations(): Promise<boolean> {
-    const flushes = this.liveTargets().map((t) =>
-      t.device.flush().catch((e: Error) => this.dropTarget(t, e.message)),
-    );
-    await Promise.all(flushes);
-    return this.liveTargets().length > 0;
+    this.halt();
   }
 
   /** Done only when every destination still in the job holds every region. */
@@ -458,12 +453,15 @@ export class HydrationJob extends EventEmitter {
     const { mode } = this.committer;
     const complete =
       this.sizeKnown && this.map.count === this.geometry.regionCount && mode === 'rw';
-    const lostDestination = this.failed.length > 0;
+    const lostDestination = this.destinations.failed.length > 0;
     let error = this.stopReason?.kind === 'failed' ? this.stopReason.message : null;
     if (lostDestination && !error) {
-      error = this.failed.map((f) => `destination ${f.path} failed: ${f.reason}`).join('; ');
+      error = this.destinations.failed
+        .map((f) => `destination ${f.path} failed: ${f.reason}`)
+        .join('; ');
     }
     const state = complete && !lostDestination ? 'done' : error !== null ? 'failed' : 'interrupted';
+    const final = this.stopReason?.kind === 'failed' && this.stopReason.final;
     const totals = this.tally.totals();
     try {
       this.meta.setState(this.id, state, {
@@ -471,6 +469,7 @@ export class HydrationJob extends EventEmitter {
         mode,
         options: this.options,
         copySeconds: totals.seconds,
+        ...(final ? { unresumable: error! } : {}),
       });
     } catch (e) {
       this.committer.setMode('fail', `recording the job's end failed: ${(e as Error).message}`);
@@ -478,11 +477,13 @@ export class HydrationJob extends EventEmitter {
     return {
       state,
       complete,
+      resumable: state !== 'done' && !final,
       error,
       ...totals,
       unreadable: this.committer.unreadable,
-      failed: this.failed,
+      failed: this.destinations.failed,
       databaseLost: this.committer.databaseLost,
+      databaseDamaged: this.committer.databaseDamaged,
     };
   }
 }

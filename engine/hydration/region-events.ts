@@ -8,40 +8,48 @@ import { RegionMap } from '../store/region-map';
 
 type Run = { first: number; count: number };
 
-/** Region runs as flat [first, count, …], ascending, merged. */
-export function runsOf(regions: Iterable<number>): number[] {
-  const sorted = [...new Set(regions)].sort((a, b) => a - b);
+/** What is not committed yet: in flight, and written to every destination waiting for the commit. */
+export interface Uncommitted {
+  inFlight: Run[];
+  written: Run[];
+}
+
+const NONE: Uncommitted = { inFlight: [], written: [] };
+
+/**
+ * Runs as flat [first, count, …], ascending, overlapping and adjacent ones merged. Never
+ * one entry per region: a run may be millions of regions (a hole of a sparse source).
+ */
+function flatRuns(runs: Run[]): number[] {
+  const sorted = runs.filter((r) => r.count > 0).sort((a, b) => a.first - b.first);
   const out: number[] = [];
   for (const r of sorted) {
     const n = out.length;
-    if (n > 0 && out[n - 2] + out[n - 1] === r) out[n - 1] += 1;
-    else out.push(r, 1);
+    const end = r.first + r.count;
+    if (n > 0 && out[n - 2] + out[n - 1] >= r.first) {
+      out[n - 1] = Math.max(out[n - 2] + out[n - 1], end) - out[n - 2];
+    } else out.push(r.first, r.count);
   }
   return out;
 }
 
-function flatRuns(runs: Run[]): number[] {
-  const regions: number[] = [];
-  for (const r of runs) for (let i = r.first; i < r.first + r.count; i++) regions.push(i);
-  return runsOf(regions);
-}
-
-function rangeRegions(ranges: Range[], regionSize: number, regionsTotal: number): number[] {
-  const regions: number[] = [];
+/** The regions byte ranges touch, as runs. */
+function rangeRuns(ranges: Range[], regionSize: number, regionsTotal: number): Run[] {
+  const runs: Run[] = [];
   for (const r of ranges) {
     if (r.length <= 0) continue;
     const first = Math.floor(r.offset / regionSize);
     const last = Math.min(Math.floor((r.offset + r.length - 1) / regionSize), regionsTotal - 1);
-    for (let i = first; i <= last; i++) regions.push(i);
+    if (last >= first) runs.push({ first, count: last - first + 1 });
   }
-  return regions;
+  return runs;
 }
 
 /** Bounded: between two messages it holds what one commit period hydrated. */
 export class RegionEvents {
   private newlyHydrated: Run[] = [];
-  private newlyUnreadable: number[] = [];
-  private lastHydrating = '';
+  private newlyUnreadable: Run[] = [];
+  private lastUncommitted = '';
 
   constructor(
     private readonly job: number,
@@ -51,14 +59,14 @@ export class RegionEvents {
     private readonly unreadable: Range[],
   ) {}
 
-  /** The whole map, with what is in flight now. */
-  full(uncommitted: Run[]): RegionMapEvent {
+  /** The whole map, with what is in flight and written now. */
+  full(uncommitted: Uncommitted = NONE): RegionMapEvent {
     this.newlyHydrated = [];
     this.newlyUnreadable = [];
     return this.message(
       true,
       this.committed.runs().flatMap((r) => [r.first, r.count]),
-      runsOf(rangeRegions(this.unreadable, this.regionSize, this.regionsTotal)),
+      flatRuns(rangeRuns(this.unreadable, this.regionSize, this.regionsTotal)),
       uncommitted,
     );
   }
@@ -67,24 +75,23 @@ export class RegionEvents {
   committedNow(regions: Run[], unreadable: Range[]): void {
     this.newlyHydrated.push(...regions);
     this.unreadable.push(...unreadable);
-    this.newlyUnreadable.push(...rangeRegions(unreadable, this.regionSize, this.regionsTotal));
+    this.newlyUnreadable.push(...rangeRuns(unreadable, this.regionSize, this.regionsTotal));
   }
 
   /** The change since the last message, or null when nothing changed. */
-  delta(uncommitted: Run[]): RegionMapEvent | null {
-    const hydrating = flatRuns(uncommitted);
-    const key = hydrating.join(',');
+  delta(uncommitted: Uncommitted): RegionMapEvent | null {
+    const key = keyOf(flatRuns(uncommitted.inFlight), flatRuns(uncommitted.written));
     if (
       this.newlyHydrated.length === 0 &&
       this.newlyUnreadable.length === 0 &&
-      key === this.lastHydrating
+      key === this.lastUncommitted
     ) {
       return null;
     }
     const message = this.message(
       false,
       flatRuns(this.newlyHydrated),
-      runsOf(this.newlyUnreadable),
+      flatRuns(this.newlyUnreadable),
       uncommitted,
     );
     this.newlyHydrated = [];
@@ -96,10 +103,11 @@ export class RegionEvents {
     reset: boolean,
     hydrated: number[],
     unreadable: number[],
-    uncommitted: Run[],
+    uncommitted: Uncommitted,
   ): RegionMapEvent {
-    const hydrating = flatRuns(uncommitted);
-    this.lastHydrating = hydrating.join(',');
+    const hydrating = flatRuns(uncommitted.inFlight);
+    const written = flatRuns(uncommitted.written);
+    this.lastUncommitted = keyOf(hydrating, written);
     return {
       type: 'region-map',
       job: this.job,
@@ -108,7 +116,12 @@ export class RegionEvents {
       regionsTotal: this.regionsTotal,
       hydrated,
       hydrating,
+      written,
       unreadable,
     };
   }
+}
+
+function keyOf(hydrating: number[], written: number[]): string {
+  return `${hydrating.join(',')}|${written.join(',')}`;
 }

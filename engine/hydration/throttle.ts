@@ -26,6 +26,8 @@ export class Throttle {
   private credit = 0;
   private creditAt: number;
   private queue: Promise<void> = Promise.resolve();
+  /** The job stops: nobody waits any longer (a waiter re-checks within a tick). */
+  private closed = false;
 
   /**
    * `slots`: how many jobs the copier keeps in flight at full speed. I/O time is
@@ -62,6 +64,11 @@ export class Throttle {
     this.credit = Math.min(this.credit, this.burst());
   }
 
+  /** The job stops: every waiter returns within a tick, and later ones at once. */
+  close(): void {
+    this.closed = true;
+  }
+
   /** Waits until a job of `bytes` may start. Callers are admitted in order. */
   admit(bytes: number): Promise<void> {
     const turn = this.queue.then(() => this.waitForTurn(bytes));
@@ -93,7 +100,7 @@ export class Throttle {
   }
 
   private async waitForTurn(bytes: number): Promise<void> {
-    while (this.overBusyLimit() || this.overRateLimit()) {
+    while (!this.closed && (this.overBusyLimit() || this.overRateLimit())) {
       await this.sleep(this.pause());
     }
     if (this.settings.maxRate > 0) this.credit -= bytes;

@@ -27,6 +27,11 @@ export interface Identity {
   lastModified?: string | null;
   /** A download: the SHA-256 it must have (lowercase hex), and who said so ('given' or a URL). */
   sha256?: { hex: string; from: string } | null;
+  /**
+   * A destination of a --new-ids job: the random seed its new identifiers come from,
+   * chosen once, so that a resume or an update writes the same ones again.
+   */
+  newIdSeed?: string;
 }
 
 const HEAD_BYTES = 1024 * 1024;
@@ -110,7 +115,10 @@ export function identityProblem(what: string, then: Identity, now: Identity): st
   if (then.serial && now.serial && then.serial !== now.serial) {
     return `${what} is another drive (serial ${now.serial}, the job's was ${then.serial})`;
   }
-  if (then.inode && now.inode && then.inode !== now.inode) {
+  // A source with the same size and first MiB is the same source, whichever file serves
+  // it now: a drive plugged back in, a loop device attached again over a new mount.
+  const sameHead = then.headSha256 !== undefined && then.headSha256 === now.headSha256;
+  if (then.inode && now.inode && then.inode !== now.inode && !sameHead) {
     return `${what} is another file than the one the job started with`;
   }
   if (then.etag && now.etag && then.etag !== now.etag) {

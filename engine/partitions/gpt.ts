@@ -101,19 +101,22 @@ export function gptPartitionsEnd(gpt: Gpt, sectorSize: number): number {
   return Math.max(0, ...usedEntries(gpt).map((e) => (lastLbaOf(e.bytes) + 1) * sectorSize));
 }
 
+/** Where new identifiers' bytes come from: random, or a job's seeded stream. */
+export type IdBytes = (n: number) => Buffer;
+
 /** A random (version 4) GUID, as GPT stores it (the first three fields little-endian). */
-export function newGuid(): Buffer {
-  const g = randomBytes(GUID_BYTES);
+export function newGuid(bytes: IdBytes = randomBytes): Buffer {
+  const g = bytes(GUID_BYTES);
   g[7] = (g[7] & 0x0f) | 0x40;
   g[8] = (g[8] & 0x3f) | 0x80;
   return g;
 }
 
 /** The entries with a fresh unique GUID for every partition. */
-export function withNewPartitionGuids(gpt: Gpt): Buffer {
+export function withNewPartitionGuids(gpt: Gpt, bytes: IdBytes = randomBytes): Buffer {
   const entries = Buffer.from(gpt.entries);
   const fresh = { ...gpt, entries };
-  for (const e of usedEntries(fresh)) newGuid().copy(e.bytes, 16);
+  for (const e of usedEntries(fresh)) newGuid(bytes).copy(e.bytes, 16);
   return entries;
 }
 

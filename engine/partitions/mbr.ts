@@ -69,9 +69,13 @@ export function mbrPartitionsEnd(mbr: Mbr, sectorSize: number): number {
 }
 
 /** Sector 0 with another disk signature: random, non-zero, not `old`. */
-export function withNewSignature(sector: Buffer, old: number): Buffer {
+export function withNewSignature(
+  sector: Buffer,
+  old: number,
+  bytes: (n: number) => Buffer = randomBytes,
+): Buffer {
   let signature = 0;
-  while (signature === 0 || signature === old) signature = randomBytes(4).readUInt32LE(0);
+  while (signature === 0 || signature === old) signature = bytes(4).readUInt32LE(0);
   const out = Buffer.from(sector.subarray(0, MBR_BYTES));
   out.writeUInt32LE(signature, SIGNATURE_AT);
   return out;

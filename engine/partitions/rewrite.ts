@@ -7,7 +7,7 @@
 import type { Range } from '../geometry';
 import { alignedBuffer } from '../io/buffers';
 import type { Device } from '../io/device';
-import { gptFor, newGuid, withNewPartitionGuids } from './gpt';
+import { type IdBytes, gptFor, newGuid, withNewPartitionGuids } from './gpt';
 import { protectiveFor, withNewSignature } from './mbr';
 import type { PartitionTable } from './table';
 
@@ -32,12 +32,13 @@ export const NO_TABLE_WRITES: TableWrites = { inCopy: [], pastCopy: [] };
 /**
  * The table writes for a destination of `size` bytes when the copy spans
  * [0, copyEnd). Nothing when the source's tables already fit it and its identifiers stay.
+ * `newIds`: new identifiers, random (true) or from the given bytes (a job's seed).
  */
 export function tableWrites(
   table: PartitionTable,
   copyEnd: number,
   size: number,
-  newIds: boolean,
+  newIds: boolean | IdBytes,
 ): TableWrites {
   const writes: Patch[] = [];
   if (size > copyEnd) {
@@ -46,20 +47,32 @@ export function tableWrites(
   }
   if (table.gpt) writes.push(...gptWrites(table, copyEnd, size, newIds));
   else if (newIds) {
-    writes.push({ offset: 0, bytes: withNewSignature(table.sector0, table.mbr.diskSignature) });
+    writes.push({
+      offset: 0,
+      bytes: withNewSignature(table.sector0, table.mbr.diskSignature, idBytes(newIds)),
+    });
   }
   return layOut(writes, copyEnd);
 }
 
-function gptWrites(table: PartitionTable, copyEnd: number, size: number, newIds: boolean): Patch[] {
+function idBytes(newIds: true | IdBytes): IdBytes | undefined {
+  return newIds === true ? undefined : newIds;
+}
+
+function gptWrites(
+  table: PartitionTable,
+  copyEnd: number,
+  size: number,
+  newIds: boolean | IdBytes,
+): Patch[] {
   const gpt = table.gpt!;
   const { sectorSize: ss } = table;
   const sectors = Math.floor(size / ss);
   const lastLba = sectors - 1;
   // The copy carries the source's backup to where this disk's belongs: nothing to rewrite.
   if (lastLba === gpt.header.alternateLba && size <= copyEnd && !newIds) return [];
-  const entries = newIds ? withNewPartitionGuids(gpt) : gpt.entries;
-  const diskGuid = newIds ? newGuid() : gpt.header.diskGuid;
+  const entries = newIds ? withNewPartitionGuids(gpt, idBytes(newIds)) : gpt.entries;
+  const diskGuid = newIds ? newGuid(idBytes(newIds)) : gpt.header.diskGuid;
   const built = gptFor(gpt, lastLba, ss, { diskGuid, entries });
   const writes: Patch[] = [];
   // The source's backup, where the copy puts it: cleared (unless this disk's lies there too).

@@ -48,6 +48,7 @@ export function doneEvent(end: Ending): DoneEvent {
     job: end.job,
     intent: end.intent,
     state: copy?.state ?? (end.stopped ? 'interrupted' : 'failed'),
+    resumable: copy?.resumable ?? true,
     error: copy?.error ?? (failure && (copy ? `verify: ${failure.message}` : failure.message)),
     bytesRead: copy?.bytesRead ?? 0,
     bytesWritten: copy?.bytesWritten ?? 0,

@@ -6,9 +6,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describeBlockDevice } from '../drives/platform';
-import { type VerdictOptions, destinationProblems, namedTwice } from '../drives/safety';
+import { namedTwice } from '../drives/safety';
 import { DEFAULT_REGION_SIZE, type Geometry, makeGeometry, regionSizeProblem } from '../geometry';
-import { type Identity, identify, identifyPath, identityProblem } from '../io/identity';
+import { type Identity, identify } from '../io/identity';
 import { type Device, isStream, knownSize } from '../io/device';
 import { isUrl, parseSha256 } from '../io/http/url';
 import type { ExpectedHash } from '../io/source-file';
@@ -23,17 +23,20 @@ import {
   optionsProblem,
 } from '../options';
 import type { PartitionTable } from '../partitions/table';
+import {
+  type Allow,
+  checkDestination,
+  checkJobDestination,
+  checkSource,
+  sizeRule,
+} from './plan-checks';
 import { freeSpace, holdsRescuedData, mapSeed, readMapfile } from './plan-regions';
+import { measureSource } from './measure';
 import { type PlannedTables, planTables } from './plan-tables';
 import type { RegionMap } from '../store/region-map';
 import { formatBytes } from '../size';
 
 export type Intent = 'new' | 'resume' | 'update';
-
-interface Allow {
-  allowMounted?: boolean;
-  allowSystem?: boolean;
-}
 
 export interface CloneRequest extends Allow {
   kind: 'clone';
@@ -48,6 +51,8 @@ export interface CloneRequest extends Allow {
   fresh?: boolean;
   /** A download (the source is a URL): the SHA-256 it must have, in hexadecimal. */
   sha256?: string;
+  /** A source whose size is only guessed is decompressed once first, to know it. */
+  measure?: boolean;
 }
 
 export interface ResumeRequest extends Allow {
@@ -161,14 +166,17 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
   return closingOnError([source], async () => {
     const { partitions, tables } = await planTables(source, options, destPaths);
     const sizes = sizeRule(partitions, options);
-    const probes = destPaths.map((d) => checkDestination(source, d, request, sizes));
+    const guessed = knownSize(source) === null;
+    const measured = guessed && request.measure ? (await measureSource(sourcePath)).size : null;
+    const sourceSize = measured ?? knownSize(source);
+    const probes = destPaths.map((d) => checkDestination(source, d, request, sizes, sourceSize));
     const regionSize = request.regionSize ?? DEFAULT_REGION_SIZE;
     const sizeProblem = regionSizeProblem(regionSize, [
       source.logicalBlockSize,
       ...probes.map((p) => p.logicalBlockSize),
     ]);
     if (sizeProblem) throw new Refused(sizeProblem);
-    const size = tables?.copyEnd ?? knownSize(source);
+    const size = tables?.copyEnd ?? sourceSize;
     const geometry = size === null ? unknownGeometry(regionSize) : makeGeometry(size, regionSize);
     const withRules = withZstRules(options, probes);
     const free = withRules.usedOnly ? await freeSpace(source, geometry) : null;
@@ -210,6 +218,11 @@ async function planResume(
   if (!record) throw new Refused(`there is no job ${request.job}`);
   if (record.state === 'running' || record.state === 'verifying') {
     throw new Refused(`job ${record.id} is already running (process ${record.pid})`);
+  }
+  if (record.unresumable) {
+    throw new Refused(
+      `job ${record.id} can't be resumed: ${record.unresumable}; clone again with --fresh to start over`,
+    );
   }
   const options = { ...record.options, ...liveOptions(request.options) };
   const problem = optionsProblem(options);
@@ -325,6 +338,21 @@ async function planExisting(
   });
 }
 
+/**
+ * Said before writing from a source whose size is only guessed (a compressed image that
+ * doesn't state it: bzip2, gzip past 4 GiB or of several members, zstd without sizes);
+ * null when the size is known.
+ */
+export function sizeGuessNote(p: Plan, estimate = p.sizeEstimate): string | null {
+  if (Number.isFinite(p.geometry.regionCount)) return null;
+  const about = estimate === null ? 'its size' : `about ${formatBytes(estimate)}`;
+  return (
+    `${p.sourcePath} doesn't say how big its image is: ${about} is a guess. If the image is ` +
+    'bigger than a destination drive, the copy stops at the drive’s end and can’t finish on it; ' +
+    `"drivetwin size ${p.sourcePath}" (or clone --measure) decompresses it once to know`
+  );
+}
+
 /** Asked once before writing to drives; false declines. */
 export type Confirm = (
   drives: Array<{ path: string; size: number; detail: string }>,
@@ -338,10 +366,11 @@ export async function confirmDrives(p: Plan, confirm: Confirm): Promise<void> {
     .map(({ probe: found }) => {
       const info = describeBlockDevice(found.path);
       const mounted = info.mountpoints.length ? `, mounted at ${info.mountpoints.join(', ')}` : '';
+      const guess = sizeGuessNote(p);
       return {
         path: found.path,
         size: found.size,
-        detail: `${formatBytes(found.size)}${mounted}`,
+        detail: `${formatBytes(found.size)}${mounted}${guess ? ` — ${guess}` : ''}`,
       };
     });
   if (drives.length > 0 && !(await confirm(drives))) {
@@ -398,68 +427,4 @@ function sameSizes(record: JobRecord): boolean {
 /** A backup is written strictly in order and never sparse: zeros go into the stream. */
 function withZstRules(options: JobOptions, probes: Probe[]): JobOptions {
   return probes.some((p) => p.kind === 'zst') ? { ...options, sequential: true } : options;
-}
-
-/** The source must be the one the job started from; an update allows new content. */
-async function checkSource(
-  record: JobRecord,
-  source: Device,
-  sameContent: boolean,
-): Promise<Identity> {
-  const now = await identify(source, true);
-  const then = sameContent
-    ? record.sourceIdentity
-    : { ...record.sourceIdentity, headSha256: undefined };
-  const problem = identityProblem(`source ${record.source}`, then, now);
-  if (problem) throw new Refused(`${problem}; job ${record.id} can't go on from it`);
-  return now;
-}
-
-/** A destination of an existing job: there, the same one, and still safe to write. */
-function checkJobDestination(
-  record: JobRecord,
-  d: DestinationRecord,
-  source: Device,
-  allow: Allow,
-  sizes: SizeRule,
-): Probe {
-  const found = probe(d.path);
-  const dropHint = `, or finish without it: drivetwin resume ${record.id} --drop ${d.path}`;
-  if (found.kind === 'missing') {
-    throw new Refused(`destination ${d.path} is gone: reattach it${dropHint}`);
-  }
-  // Said before the size checks: a detached drive or a swapped one is not "too small".
-  if (found.kind === 'block' && found.size !== d.size) {
-    const now = found.size === 0 ? 'has no medium (size 0)' : `changed size to ${found.size} bytes`;
-    throw new Refused(
-      `destination ${d.path} ${now}; job ${record.id} wrote to ${d.size} bytes there: ` +
-        `reattach the same drive${dropHint}`,
-    );
-  }
-  checkDestination(source, d.path, allow, sizes);
-  const now = identifyPath(d.path, { ...found, kind: found.kind === 'block' ? 'block' : 'file' });
-  const why = identityProblem(`destination ${d.path}`, d.identity, now);
-  if (why) throw new Refused(`${why}; job ${record.id} can't go on onto it${dropHint}`);
-  return found;
-}
-
-type SizeRule = Pick<VerdictOptions, 'partitions' | 'fit'>;
-
-/** What the size rule weighs besides the source's size: its partitions, and whether the copy is fitted. */
-function sizeRule(partitions: PartitionTable | null, options: JobOptions): SizeRule {
-  const fit = options.fit;
-  return partitions
-    ? { partitions: { end: partitions.partitionsEnd, fitSize: partitions.fitSize }, fit }
-    : { fit };
-}
-
-/** The one target-safety rule (drives/safety.ts), with the source's real size. */
-function checkDestination(source: Device, dest: string, allow: Allow, sizes: SizeRule): Probe {
-  if (isUrl(dest)) throw new Refused(`${dest}: a destination can't be a URL (only a source can)`);
-  // A stream of unknown size is checked when its end is read: a write past the drive fails.
-  const sourceSize = knownSize(source) ?? undefined;
-  const problems = destinationProblems(source.path, dest, { ...allow, sourceSize, ...sizes });
-  if (problems.length > 0) throw new Refused(problems.join('; '));
-  const found = probe(dest);
-  return found.kind === 'missing' ? { ...found, kind: isZstPath(dest) ? 'zst' : 'file' } : found;
 }

@@ -8,13 +8,13 @@
 //   run:   [update: compare] → start → hydrate + commit → [verify] → done
 
 import { EventEmitter } from 'node:events';
-import { type Claim, claimDestinations, claimJob } from './claim';
+import { type Claim, claimDestinations, claimJob, claimedIdentities } from './claim';
 import type { Geometry } from '../geometry';
-import { type Identity, identifyPath } from '../io/identity';
 import { type Device, isStream } from '../io/device';
 import { ZstImage } from '../io/zst-image';
 import { HydrationJob } from '../hydration/job';
 import type { CopyOutcome } from '../hydration/job-parts';
+import type { JobRecord } from '../store/job-record';
 import type { Metadata } from '../store/metadata';
 import { Refused, closeAll, openReadable } from '../io/open';
 import type { JobOptions } from '../options';
@@ -25,12 +25,22 @@ import {
   type SessionRequest,
   confirmDrives,
   plan,
+  sizeGuessNote,
 } from './plan';
 import { doneEvent } from './done-event';
-import type { DoneEvent, EngineEvent, RegionMapEvent, StartEvent, VerifyEvent } from '../events';
+import type {
+  DoneEvent,
+  EngineEvent,
+  ErrorEvent,
+  RegionMapEvent,
+  StartEvent,
+  VerifyEvent,
+} from '../events';
+import { saveLostDatabase, writeJobAgain } from './database-trouble';
 import { RateMeter } from '../hydration/rate';
 import { RegionEvents } from '../hydration/region-events';
 import { releaseDrives } from './removal';
+import { type ServeRequest, Serving, checkServing, writtenRanges } from './serving';
 import { type SetUp, commitMap, setUp } from './setup';
 import { type ThrottleSettings, throttleProblem } from '../options';
 import { checkTables, rewrittenRanges, tableRegions } from '../partitions/check';
@@ -45,6 +55,8 @@ export interface SessionOptions {
   progressMs?: number;
   /** Eject drive destinations once the copy is done (and, if verified, equal). */
   eject?: boolean;
+  /** Serve the destination over NBD while it hydrates (serving.ts). */
+  serve?: ServeRequest;
 }
 
 /** Events: 'event' (EngineEvent), every one a front end shows, in order. */
@@ -54,10 +66,13 @@ export class JobSession extends EventEmitter {
   private job: HydrationJob;
   private readonly regions: RegionEvents;
   private delta: number | null = null;
+  /** The job as recorded when the session began: written again if the database is found damaged. */
+  private readonly recorded: JobRecord | null;
   /** The compare or verify under way: how far it is. */
   private checking: { bytesDone: number; size: number; meter: RateMeter } | null = null;
   /** The source is a URL: its download's events. */
   private readonly download: DownloadReport | null;
+  private readonly serving: Serving | null;
 
   private constructor(
     private readonly meta: Metadata,
@@ -67,8 +82,11 @@ export class JobSession extends EventEmitter {
     private readonly setup: SetUp,
     private readonly progressMs: number,
     private readonly eject: boolean,
+    serve: ServeRequest | undefined,
   ) {
     super();
+    this.serving = serve ? new Serving(id, serve, (e) => this.emitEvent(e)) : null;
+    this.recorded = meta.getJob(id);
     this.job = this.hydrationJob(plan.source);
     this.download = DownloadReport.of(plan.source, id, (e) => this.emitEvent(e));
     const g = plan.geometry;
@@ -92,14 +110,16 @@ export class JobSession extends EventEmitter {
     let claim: Claim | null = null;
     let id: number | null = null;
     try {
+      if (options.serve) await checkServing(planned, options.serve);
       await confirmDrives(planned, confirm);
       claim = await claimDestinations(meta, planned);
-      id = claimJob(meta, planned, identities(planned, claim));
+      id = claimJob(meta, planned, claimedIdentities(planned, claim));
       const set = await setUp(meta, planned, claim, id);
       const { progressMs = PROGRESS_MS, eject = false } = options;
-      return new JobSession(meta, planned, claim, id, set, progressMs, eject);
+      return new JobSession(meta, planned, claim, id, set, progressMs, eject, options.serve);
     } catch (e) {
       if (id !== null) recordFailure(meta, id, e);
+      if (id !== null) meta.releaseJob(id);
       await claim?.release(id === null);
       await closeAll([planned.source]);
       throw e;
@@ -132,6 +152,7 @@ export class JobSession extends EventEmitter {
   /** What is in flight finishes and is committed; the job stays resumable. */
   cancel(): void {
     this.stopped = true;
+    this.serving?.stop();
     this.job.cancel();
     this.download?.giveUp();
   }
@@ -164,7 +185,9 @@ export class JobSession extends EventEmitter {
         this.job.on('committed', (regions, unreadable) =>
           this.regions.committedNow(regions, unreadable),
         );
+        await this.serving?.start(this.job.served!, this.plan.sourcePath);
         copy = this.plan.verifyOnly ? this.alreadyCopied() : await this.job.run();
+        await this.serving?.end(copy.state === 'done');
         this.tick();
       }
       if (copy?.state === 'done' && this.options.verify && !this.stopped) {
@@ -197,9 +220,28 @@ export class JobSession extends EventEmitter {
       verifySeconds,
       download: this.download?.summary().download,
     });
-    if (copy?.databaseLost) this.saveLostDatabase();
+    if (copy?.databaseLost) this.emitEvent(saveLostDatabase(this.meta, this.id));
+    else if (copy?.databaseDamaged) this.emitEvent(this.writeJobAgain(copy));
     this.emitEvent(done);
     return done;
+  }
+
+  /** The database file was found damaged: the job goes into a new one, from what this process holds. */
+  private writeJobAgain(copy: CopyOutcome): ErrorEvent {
+    const g = this.job.currentGeometry();
+    const known = Number.isFinite(g.regionCount);
+    return writeJobAgain(this.meta, {
+      record: { ...this.recorded!, sourceIdentity: this.plan.sourceIdentity },
+      sourceSize: known ? g.size : 0,
+      regionsTotal: known ? g.regionCount : 0,
+      state: copy.state,
+      error: copy.error,
+      options: this.options,
+      map: this.setup.map,
+      unreadable: copy.unreadable,
+      failed: copy.failed,
+      copySeconds: copy.seconds,
+    });
   }
 
   /**
@@ -235,6 +277,7 @@ export class JobSession extends EventEmitter {
       sizeEstimate: this.plan.sizeEstimate,
       // In order when writes must be (zoned drives, backups): the tables are then rewritten in place.
       heldBack: this.plan.options.sequential ? [] : heldBack(this.plan, isStream(source)),
+      serve: this.serving !== null,
     });
   }
 
@@ -276,6 +319,7 @@ export class JobSession extends EventEmitter {
       regionsHydrated: now.regionsHydrated,
       bytesTotal: now.bytesTotal,
       sizeKnown: now.sizeKnown,
+      ...(now.sizeKnown ? {} : { sizeNote: sizeGuessNote(this.plan, now.bytesTotal)! }),
       options: this.options,
       ...(this.delta !== null ? { delta: this.delta } : {}),
       ...this.download?.progress(),
@@ -309,6 +353,8 @@ export class JobSession extends EventEmitter {
     const differing = new Set([...Object.values(found.mismatchedRegions).flat(), ...tables]);
     for (const r of differing) this.setup.map.clear(r);
     commitMap(this.meta, this.id, this.setup.map);
+    // Every region a client had written differs, and is copied again: none is theirs now.
+    this.meta.clearWritten(this.id);
     this.meta.setSourceIdentity(this.id, this.plan.sourceIdentity);
     this.delta = differing.size;
     this.meta.setState(this.id, 'running');
@@ -353,6 +399,7 @@ export class JobSession extends EventEmitter {
     return {
       state: 'done',
       complete: true,
+      resumable: false,
       error: null,
       bytesRead: 0,
       bytesWritten: 0,
@@ -362,6 +409,7 @@ export class JobSession extends EventEmitter {
       written: new Map(),
       seconds: 0,
       databaseLost: false,
+      databaseDamaged: null,
     };
   }
 
@@ -388,10 +436,12 @@ export class JobSession extends EventEmitter {
           devices.push(backup);
         } else devices.push(t.device);
       }
+      // Regions a client wrote through the served disk are theirs, not the source's.
+      const written = this.meta.loadWritten(this.id, g.regionCount);
       const result = await verify(source, devices, g, {
         unreadable: copy.unreadable,
         onProgress: this.verifyProgress(g.size),
-        skipRegion: (r) => this.plan.free?.has(r) ?? false,
+        skipRegion: (r) => (this.plan.free?.has(r) ?? false) || written.has(r),
         stopped: () => this.stopped,
         rewritten: rewrittenRanges(live),
       });
@@ -419,6 +469,7 @@ export class JobSession extends EventEmitter {
         equal,
         destinations,
         skipped: result.skipped,
+        written: writtenRanges(written, g),
         seconds,
       };
       this.emitEvent(event);
@@ -430,43 +481,11 @@ export class JobSession extends EventEmitter {
 
   private async close(): Promise<void> {
     this.download?.close();
+    await this.serving?.end(false);
     await closeAll([this.plan.source, ...this.setup.targets.map((t) => t.device)]);
     await this.claim.release();
+    this.meta.releaseJob(this.id);
   }
-
-  /** The database file was deleted under the job: write it out again from this connection. */
-  private saveLostDatabase(): void {
-    try {
-      this.meta.saveAgain();
-      this.emitEvent({
-        type: 'error',
-        job: this.id,
-        fatal: true,
-        message: `the job database was written again to ${this.meta.file} from what this process held: resume job ${this.id} to go on`,
-      });
-    } catch (e) {
-      this.emitEvent({
-        type: 'error',
-        job: this.id,
-        fatal: true,
-        message: `the job database could not be written again (${(e as Error).message}): job ${this.id} can't be resumed; clone again with --fresh`,
-      });
-    }
-  }
-}
-
-/** Identities of the claimed destinations, recorded with a new job. */
-function identities(p: Plan, claim: Claim): Map<number, Identity> {
-  const size = Number.isFinite(p.geometry.regionCount) ? p.geometry.size : 0;
-  const out = new Map<number, Identity>();
-  for (const d of p.destinations) {
-    const drive = claim.drives.get(d.index);
-    out.set(
-      d.index,
-      identifyPath(d.probe.path, drive ?? { kind: 'file', size, logicalBlockSize: 512 }),
-    );
-  }
-  return out;
 }
 
 function recordFailure(meta: Metadata, id: number, e: unknown): void {

@@ -1,11 +1,13 @@
 // The first writes, once every check passed and the destinations and the job are
-// claimed: images emptied or resized, backups created or cut back to their last whole
+// claimed: where a new job's destinations hold old partition tables (partitions/wipe.ts:
+// the job zeroes them before its first region), images emptied or resized, backups created or cut back to their last whole
 // frame, the starting bitmap committed (seeded from a mapfile, with free space placed,
 // or reduced to what a returning destination holds), then the hydration job.
 
+import { createHash, randomBytes } from 'node:crypto';
 import type { Claim } from './claim';
 import type { Target } from '../hydration/copier';
-import type { Geometry } from '../geometry';
+import { type Geometry, type Range, regionRange } from '../geometry';
 import type { Device } from '../io/device';
 import { ImageFile } from '../io/image-file';
 import { ZstImage } from '../io/zst-image';
@@ -16,6 +18,7 @@ import type { JobOptions } from '../options';
 import { type TableWrites, tableWrites } from '../partitions/rewrite';
 import type { Plan } from './plan';
 import { RegionMap } from '../store/region-map';
+import { oldTableRanges, without } from '../partitions/wipe';
 
 export interface SetUp {
   map: RegionMap;
@@ -51,7 +54,18 @@ export async function setUp(meta: Metadata, plan: Plan, claim: Claim, id: number
               resumeAt,
             });
       const target = targetFor(opened.device, opened, d, plan.options);
-      targets.push({ ...target, tables: tableWritesFor(plan, opened.device), index: d.index });
+      // New identifiers are chosen once for the job: a resume or an update writes the same.
+      const kept = d.record?.identity.newIdSeed;
+      const seed = plan.options.newIds ? (kept ?? randomBytes(16).toString('hex')) : null;
+      if (seed && !kept) meta.setIdSeed(id, d.index, seed);
+      const wipe =
+        plan.intent === 'new' && !opened.emptied ? await oldTables(opened.device, plan, map) : [];
+      targets.push({
+        ...target,
+        tables: tableWritesFor(plan, opened.device, seed),
+        index: d.index,
+        ...(wipe.length > 0 ? { wipe } : {}),
+      });
       if (opened.emptied && plan.intent === 'new') meta.markEmptied(id, d.index);
     }
   } catch (e) {
@@ -62,6 +76,18 @@ export async function setUp(meta: Metadata, plan: Plan, claim: Claim, id: number
   commitMap(meta, id, map);
   if (!plan.verifyOnly) meta.clearVerified(id);
   return { map, targets, zeroRegions };
+}
+
+/**
+ * Invariant 9: where a new job's destination holds old partition tables, zeroed before
+ * any region is copied — but for what a mapfile says is already there. A backup is a
+ * stream, and `--sequential` writes in ascending order only: the source's table is then
+ * written in its place at the start, first.
+ */
+async function oldTables(device: Device, plan: Plan, seeded: RegionMap): Promise<Range[]> {
+  if (device instanceof ZstImage || plan.options.sequential || plan.verifyOnly) return [];
+  const kept = seeded.runs().map((r) => regionRange(plan.geometry, r.first, r.count));
+  return without(await oldTableRanges(device), kept);
 }
 
 /** Opens an image or backup destination, emptying a fresh image so zero regions can stay holes. */
@@ -109,11 +135,29 @@ function targetFor(
   };
 }
 
-/** What a destination gets instead of the source's partition tables, for its own size; a backup keeps them. */
-function tableWritesFor(plan: Plan, device: Device): TableWrites | undefined {
+/**
+ * What a destination gets instead of the source's partition tables, for its own size;
+ * a backup keeps them. New identifiers come from `seed` when there is one.
+ */
+function tableWritesFor(plan: Plan, device: Device, seed: string | null): TableWrites | undefined {
   if (!plan.tables || device instanceof ZstImage) return undefined;
   const { table, copyEnd } = plan.tables;
-  return tableWrites(table, copyEnd, device.size, plan.options.newIds);
+  return tableWrites(table, copyEnd, device.size, seed === null ? false : seededBytes(seed));
+}
+
+/** An endless stream of bytes from `seed`: the same identifiers whenever the job writes them. */
+function seededBytes(seed: string): (n: number) => Buffer {
+  let counter = 0;
+  let pool = Buffer.alloc(0);
+  return (n) => {
+    while (pool.length < n) {
+      const block = createHash('sha256').update(`${seed}:${counter++}`).digest();
+      pool = Buffer.concat([pool, block]);
+    }
+    const out = Buffer.from(pool.subarray(0, n));
+    pool = pool.subarray(n);
+    return out;
+  };
 }
 
 /** Where every backup among the destinations can go on from: a frame boundary, at most the committed prefix. */

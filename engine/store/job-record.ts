@@ -32,8 +32,11 @@ export interface JobRecord {
   options: JobOptions;
   state: JobState;
   mode: Mode;
+  /** The process that last ran it, for messages: whether it runs is its lock's to say. */
   pid: number | null;
   error: string | null;
+  /** Why a resume can't finish it (its compressed source is damaged, its image is bigger than a drive), or null. */
+  unresumable: string | null;
   statusLine: string | null;
   /** Every destination still in the job compared equal (true), differed (false), or not verified. */
   verified: boolean | null;
@@ -59,6 +62,7 @@ export interface JobRow {
   mode: Mode;
   pid: number | null;
   error: string | null;
+  unresumable: string | null;
   status_line: string | null;
   verified: number | null;
   copy_seconds: number;
@@ -77,7 +81,8 @@ export interface DestinationRow {
   dropped: number;
 }
 
-export function toRecord(row: JobRow, destinationRows: DestinationRow[]): JobRecord {
+/** `held`: some process holds the job's lock (store/job-lock.ts): it runs now. */
+export function toRecord(row: JobRow, destinationRows: DestinationRow[], held: boolean): JobRecord {
   const destinations = destinationRows.map((d) => ({
     index: d.idx,
     path: d.path,
@@ -97,10 +102,11 @@ export function toRecord(row: JobRow, destinationRows: DestinationRow[]): JobRec
     unreadableBytes: row.unreadable_bytes,
     // Jobs recorded before an option existed ran without it.
     options: { ...DEFAULT_OPTIONS, ...(JSON.parse(row.options) as Partial<JobOptions>) },
-    state: liveState(row),
+    state: liveState(row, held),
     mode: row.mode,
     pid: row.pid,
     error: row.error,
+    unresumable: row.unresumable ?? null,
     statusLine: row.status_line,
     verified: row.verified === null ? null : row.verified === 1,
     copySeconds: row.copy_seconds,
@@ -113,22 +119,11 @@ export function toRecord(row: JobRow, destinationRows: DestinationRow[]): JobRec
 }
 
 /**
- * A job marked running whose process is gone was killed: it is interrupted. One killed
+ * A job marked running whose lock nobody holds was killed: it is interrupted. One killed
  * while verifying was copied: it is done, and not verified.
  */
-function liveState(row: Pick<JobRow, 'state' | 'pid'>): JobState {
-  if (row.state === 'running' && !processAlive(row.pid)) return 'interrupted';
-  if (row.state === 'verifying' && !processAlive(row.pid)) return 'done';
+function liveState(row: Pick<JobRow, 'state'>, held: boolean): JobState {
+  if (row.state === 'running' && !held) return 'interrupted';
+  if (row.state === 'verifying' && !held) return 'done';
   return row.state;
-}
-
-export function processAlive(pid: number | null): boolean {
-  if (pid === null) return false;
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -6,7 +6,10 @@ import fs from 'node:fs';
 import { inodeOf } from '../io/inode';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
-import { MetadataError, isBusy, lockedMessage, migrate } from './database';
+import { MetadataError, isBusy, lockedMessage } from './database';
+import { connect, sqlite } from './connect';
+import { type Committed, readBack, sleepSync } from './read-back';
+import { type JobCopy, writeJobCopy } from './job-copy';
 import { type Range, mergeRanges } from '../geometry';
 import { RegionMap } from './region-map';
 import type { Identity } from '../io/identity';
@@ -16,9 +19,9 @@ import {
   type JobRow,
   type JobState,
   type Mode,
-  processAlive,
   toRecord,
 } from './job-record';
+import { JobLocks } from './job-lock';
 import type { JobOptions } from '../options';
 
 export interface CommitDelta {
@@ -36,39 +39,23 @@ type Chunk = { index: number; bytes: Buffer };
 export class Metadata {
   private readonly statements = new Map<string, BetterSqlite3.Statement>();
   /** dev:ino of the file when opened: a file deleted or replaced under us is noticed. */
-  private readonly inode: string | null;
+  private inode: string | null;
+  /** Who runs which job: a lock per job the kernel lets go of, never a pid. */
+  private readonly locks: JobLocks;
+  /** Why the file was found damaged: nothing more is written to it. */
+  private damaged: string | null = null;
 
   private constructor(
-    readonly db: BetterSqlite3.Database,
+    public db: BetterSqlite3.Database,
     readonly file: string,
   ) {
     this.inode = inodeOf(file);
+    this.locks = new JobLocks(file);
   }
 
   static open(file: string): Metadata {
-    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-    // Loaded here, not at the top: commands that never touch the database start faster.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const Database = require('better-sqlite3') as typeof BetterSqlite3;
-    let db: BetterSqlite3.Database;
-    try {
-      db = new Database(file);
-      db.pragma('busy_timeout = 5000');
-    } catch (e) {
-      throw new MetadataError(`${file} is not a DriveTwin job database: ${(e as Error).message}`);
-    }
-    try {
-      // Checked before anything is written, so another program's file is left as it was.
-      migrate(db, file);
-      db.pragma('journal_mode = WAL');
-      db.pragma('foreign_keys = ON');
-    } catch (e) {
-      db.close();
-      if (e instanceof MetadataError) throw e;
-      if (isBusy(e)) throw new MetadataError(lockedMessage(file));
-      throw new MetadataError((e as Error).message);
-    }
-    return new Metadata(db, path.resolve(file));
+    const resolved = path.resolve(file);
+    return new Metadata(connect(resolved), resolved);
   }
 
   /** Each statement is prepared once, on first use. */
@@ -95,6 +82,11 @@ export class Metadata {
     this.db.close();
   }
 
+  /** This process is done with job `id` (its session ended): another may take it. */
+  releaseJob(id: number): void {
+    this.locks.release(id);
+  }
+
   /** False once the file was deleted or replaced: what is committed now reaches no file anyone will open. */
   stillAtPath(): boolean {
     return this.inode !== null && inodeOf(this.file) === this.inode;
@@ -104,6 +96,45 @@ export class Metadata {
   saveAgain(): void {
     if (fs.existsSync(this.file)) throw new Error(`${this.file} exists again: left as it is`);
     this.db.prepare('VACUUM INTO ?').run(this.file);
+  }
+
+  /**
+   * After a commit of job `jobId`: the file read back as another process (a resume)
+   * would read it — its header, its length, the job's row and the bitmap chunks just
+   * committed. Null when it holds what was committed; otherwise why not, and from then
+   * on nothing more is written to it (writeAgain makes a new one).
+   */
+  damageOnDisk(jobId: number, expected: Committed): string | null {
+    if (this.damaged) return this.damaged;
+    // Asked again after a moment: another process's checkpoint may be under way.
+    for (let attempt = 0; ; attempt++) {
+      const problem = readBack(this.file, sqlite(), jobId, expected);
+      if (problem === null) return null;
+      if (attempt === 2) return (this.damaged = problem);
+      sleepSync(25);
+    }
+  }
+
+  /**
+   * The file was found damaged: it is kept aside (renamed), and a new database at its
+   * path receives `jobs` as this process holds them. Returns where the damaged one went.
+   */
+  writeAgain(jobs: JobCopy[]): string {
+    const aside = `${this.file}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    try {
+      this.db.close();
+    } catch {
+      // a damaged file may fail to close cleanly; the connection goes all the same
+    }
+    for (const suffix of ['', '-wal', '-shm']) {
+      if (fs.existsSync(this.file + suffix)) fs.renameSync(this.file + suffix, aside + suffix);
+    }
+    this.statements.clear();
+    this.db = connect(this.file);
+    this.inode = inodeOf(this.file);
+    this.damaged = null;
+    this.db.transaction(() => jobs.forEach((j) => writeJobCopy(this.db, j)))();
+    return aside;
   }
 
   createJob(job: {
@@ -133,6 +164,8 @@ export class Metadata {
         t,
       );
       const id = Number(lastInsertRowid);
+      // Held before the row is seen: nobody can take the new job for an interrupted one.
+      if (!this.locks.take(id)) throw new MetadataError(`job ${id} is locked by another process`);
       const put = this.sql(
         'INSERT INTO destinations (job, idx, path, size, identity) VALUES (?, ?, ?, ?, ?)',
       );
@@ -144,22 +177,28 @@ export class Metadata {
   }
 
   /**
-   * Takes job `id` for this process: refused while another live process runs it. One
-   * transaction, so two processes resuming the same job at once can't both win.
+   * Takes job `id` for this process: its lock first (refused while another process or
+   * session holds it), then its row, in one transaction.
    */
   claimJob(id: number, options: JobOptions, state: 'running' | 'verifying' = 'running'): void {
-    this.write(() => {
-      const row = this.sql('SELECT state, pid FROM jobs WHERE id = ?').get(id) as
-        { state: JobState; pid: number | null } | undefined;
-      if (!row) throw new MetadataError(`there is no job ${id}`);
-      if ((row.state === 'running' || row.state === 'verifying') && processAlive(row.pid)) {
-        throw new MetadataError(`job ${id} is already running (process ${row.pid})`);
-      }
-      this.sql(
-        `UPDATE jobs SET state = ?, pid = ?, options = ?, error = NULL, mode = 'rw',
-           updated_at = ?, finished_at = NULL WHERE id = ?`,
-      ).run(state, process.pid, JSON.stringify(options), now(), id);
-    });
+    if (!this.locks.take(id)) {
+      const row = this.sql('SELECT pid FROM jobs WHERE id = ?').get(id) as
+        { pid: number | null } | undefined;
+      throw new MetadataError(`job ${id} is already running (process ${row?.pid ?? '?'})`);
+    }
+    try {
+      this.write(() => {
+        const found = this.sql('SELECT id FROM jobs WHERE id = ?').get(id);
+        if (!found) throw new MetadataError(`there is no job ${id}`);
+        this.sql(
+          `UPDATE jobs SET state = ?, pid = ?, options = ?, error = NULL, mode = 'rw',
+             updated_at = ?, finished_at = NULL WHERE id = ?`,
+        ).run(state, process.pid, JSON.stringify(options), now(), id);
+      });
+    } catch (e) {
+      this.locks.release(id);
+      throw e;
+    }
   }
 
   getJob(id: number): JobRecord | null {
@@ -193,17 +232,9 @@ export class Metadata {
       .filter((job) => key(job.destinations.map((d) => d.path)) === key(destinations));
   }
 
-  /** Jobs running now (in a live process) that write `file`. */
-  runningJobsWriting(file: string): JobRecord[] {
-    return this.listJobs().filter(
-      (j) =>
-        (j.state === 'running' || j.state === 'verifying') &&
-        j.destinations.some((d) => d.path === file),
-    );
-  }
-
   /** A streamed source's size, learnt when its end was read. */
   setSourceSize(jobId: number, size: number, regionsTotal: number): void {
+    if (this.damaged) return;
     this.sql('UPDATE jobs SET source_size = ?, regions_total = ? WHERE id = ?').run(
       size,
       regionsTotal,
@@ -217,6 +248,14 @@ export class Metadata {
       `UPDATE destinations SET identity = json_set(identity, '$.emptied', json('true'))
        WHERE job = ? AND idx = ?`,
     ).run(jobId, index);
+  }
+
+  /** A destination's seed for new identifiers (--new-ids), chosen once for the job. */
+  setIdSeed(jobId: number, index: number, seed: string): void {
+    this.sql(
+      `UPDATE destinations SET identity = json_set(identity, '$.newIdSeed', ?)
+       WHERE job = ? AND idx = ?`,
+    ).run(seed, jobId, index);
   }
 
   /** A delta re-clone starts from a source whose content changed. */
@@ -238,6 +277,27 @@ export class Metadata {
     return map;
   }
 
+  /** The regions a client wrote through the served destination. */
+  loadWritten(jobId: number, regionsTotal: number): RegionMap {
+    const rows = this.sql('SELECT chunk, bits FROM written WHERE job = ?').all(jobId);
+    return this.bitmapOf({ regionsTotal }, rows);
+  }
+
+  /** Regions a client is about to write: recorded (synchronously, durably) before the write. */
+  markWritten(jobId: number, chunks: Chunk[]): void {
+    this.db.transaction(() => {
+      const put = this.sql(
+        'INSERT INTO written (job, chunk, bits) VALUES (?, ?, ?) ON CONFLICT (job, chunk) DO UPDATE SET bits = excluded.bits',
+      );
+      for (const c of chunks) put.run(jobId, c.index, c.bytes);
+    })();
+  }
+
+  /** The destinations were brought back to the source's content (an update): no region is a client's any more. */
+  clearWritten(jobId: number): void {
+    this.sql('DELETE FROM written WHERE job = ?').run(jobId);
+  }
+
   /** Joined: extents found by neighbouring batches may touch. */
   loadUnreadable(jobId: number): Range[] {
     return mergeRanges(
@@ -249,6 +309,7 @@ export class Metadata {
 
   /** One transaction: the bitmap delta and the counters move together or not at all. */
   commit(jobId: number, delta: CommitDelta): void {
+    if (this.damaged) return;
     this.db.transaction(() => {
       this.putChunks(jobId, delta.chunks);
       const bad = this.sql('INSERT INTO unreadable (job, offset, length) VALUES (?, ?, ?)');
@@ -270,13 +331,21 @@ export class Metadata {
   setState(
     jobId: number,
     state: JobState,
-    extra: { error?: string | null; mode?: Mode; options?: JobOptions; copySeconds?: number } = {},
+    extra: {
+      error?: string | null;
+      mode?: Mode;
+      options?: JobOptions;
+      copySeconds?: number;
+      /** Why a resume can't finish it. */
+      unresumable?: string;
+    } = {},
   ): void {
+    if (this.damaged) return;
     const finished = state === 'done' || state === 'failed' ? now() : null;
     this.sql(
       `UPDATE jobs SET state = ?, pid = ?, error = coalesce(?, error), mode = coalesce(?, mode),
          options = coalesce(?, options), copy_seconds = copy_seconds + ?, updated_at = ?,
-         finished_at = ? WHERE id = ?`,
+         finished_at = ?, unresumable = coalesce(?, unresumable) WHERE id = ?`,
     ).run(
       state,
       state === 'running' || state === 'verifying' ? process.pid : null,
@@ -286,12 +355,14 @@ export class Metadata {
       extra.copySeconds ?? 0,
       now(),
       finished,
+      extra.unresumable ?? null,
       jobId,
     );
   }
 
   /** The end of a verify: equal or not (null: it could not compare every destination). */
   setVerified(jobId: number, verified: boolean | null, seconds: number): void {
+    if (this.damaged) return;
     this.sql(
       `UPDATE jobs SET verified = ?, verify_seconds = verify_seconds + ?, updated_at = ? WHERE id = ?`,
     ).run(verified === null ? null : Number(verified), seconds, now(), jobId);
@@ -307,6 +378,7 @@ export class Metadata {
    * what it surely holds (every commit flushed it), so it can come back later.
    */
   failDestination(jobId: number, index: number, reason: string): void {
+    if (this.damaged) return;
     this.db.transaction(() => {
       this.sql('UPDATE destinations SET failed = ? WHERE job = ? AND idx = ?').run(
         reason,
@@ -361,6 +433,7 @@ export class Metadata {
   }
 
   recordError(jobId: number, device: string | null, message: string): void {
+    if (this.damaged) return;
     this.sql('INSERT INTO errors (job, at, device, message) VALUES (?, ?, ?, ?)').run(
       jobId,
       now(),
@@ -370,14 +443,17 @@ export class Metadata {
   }
 
   forget(jobId: number): boolean {
-    return this.sql('DELETE FROM jobs WHERE id = ?').run(jobId).changes > 0;
+    const gone = this.sql('DELETE FROM jobs WHERE id = ?').run(jobId).changes > 0;
+    this.locks.forget(jobId);
+    return gone;
   }
 
   private record(row: JobRow): JobRecord {
     const destinations = this.sql('SELECT * FROM destinations WHERE job = ? ORDER BY idx').all(
       row.id,
     ) as DestinationRow[];
-    return toRecord(row, destinations);
+    const running = row.state === 'running' || row.state === 'verifying';
+    return toRecord(row, destinations, running && this.locks.isHeld(row.id));
   }
 }
 

@@ -57,8 +57,27 @@ export class RegionMap {
     this.dirty.add(Math.floor(region / CHUNK_REGIONS));
   }
 
+  /** Whole bytes at once: a run may be millions of regions (a hole of a sparse source). */
   setRange(first: number, count: number): void {
-    for (let r = first; r < first + count; r++) this.set(r);
+    const end = first + count;
+    if (count <= 0) return;
+    if (first < 0 || end > this.regionCount) throw new RangeError(`no regions ${first}+${count}`);
+    this.reserve(((end - 1) >> 3) + 1);
+    let r = first;
+    for (; r < end && (r & 7) !== 0; r++) this.set(r);
+    for (; r + 8 <= end; r += 8) {
+      const i = r >> 3;
+      this.setCount += 8 - POPCOUNT[this.bytes[i]];
+      this.bytes[i] = 0xff;
+    }
+    for (; r < end; r++) this.set(r);
+    for (
+      let c = Math.floor(first / CHUNK_REGIONS);
+      c <= Math.floor((end - 1) / CHUNK_REGIONS);
+      c++
+    ) {
+      this.dirty.add(c);
+    }
   }
 
   clear(region: number): void {
@@ -87,12 +106,18 @@ export class RegionMap {
     const out: Array<{ first: number; count: number }> = [];
     let r = 0;
     while (r < this.span) {
+      if ((r & 7) === 0 && this.bytes[r >> 3] === 0) {
+        r += 8;
+        continue;
+      }
       if (!this.has(r)) {
         r += 1;
         continue;
       }
       const first = r;
-      while (r < this.span && this.has(r)) r += 1;
+      while (r < this.span && this.has(r))
+        r += (r & 7) === 0 && this.bytes[r >> 3] === 0xff ? 8 : 1;
+      r = Math.min(r, this.span);
       out.push({ first, count: r - first });
     }
     return out;

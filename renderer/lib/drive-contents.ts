@@ -15,7 +15,8 @@ function filesystemWords(type: string | null, label: string | null): string {
  * system, label, size); or the file system on the whole drive; or what could be seen.
  * "Blank" only when the backend proved it.
  */
-export function contentsWords(c: DriveContents): string[] {
+export function contentsWords(c: DriveContents, kind: 'block' | 'file' = 'block'): string[] {
+  const whole = kind === 'file' ? 'the whole image' : 'the whole drive';
   if (!c.examined)
     return [`Could not look inside (${c.why ?? 'unknown reason'}): assume all of it is erased.`];
   if (c.newFile) return ['A new file.'];
@@ -33,13 +34,13 @@ export function contentsWords(c: DriveContents): string[] {
   }
   if (c.filesystem) {
     return [
-      `A file system on the whole drive: ${filesystemWords(c.filesystem.type, c.filesystem.label)}.`,
+      `A file system on ${whole}: ${filesystemWords(c.filesystem.type, c.filesystem.label)}.`,
     ];
   }
   if (c.blank) return ['Blank: every byte is zero.'];
   return [
     c.dataSeen
       ? 'No partition table or file system recognised, but it holds data.'
-      : 'No partition table or file system recognised.',
+      : 'No partition table or file system recognised; its first and last MiB are zeros (the rest was not read).',
   ];
 }

@@ -4,6 +4,7 @@ import type { ClonePlan, JobState, JobSummary } from '../../preload/api';
 import type { JobDone, JobProgress, VerifyProgress } from '../../preload/events';
 import type { Phase } from './phase';
 import { formatBytes, formatDuration, formatPercent, formatRate } from './format';
+import { plainPhrase } from './plain-words';
 
 /** What the window title says of the job on screen (empty: nothing to say). */
 export function windowTitle(
@@ -22,7 +23,7 @@ export function windowTitle(
     starting: 'Starting',
     comparing: verify('Comparing'),
     copying: `${percent} copied`,
-    flushing: 'Flushing',
+    flushing: 'Finishing',
     paused: `Paused at ${percent}`,
     verifying: verify('Verifying'),
     finished: ended ? 'Copy finished' : 'Copy stopped',
@@ -53,24 +54,37 @@ export function jobProgressText(j: JobSummary): string {
   return `${formatPercent(j.regionsHydrated, j.regionsTotal)} (${formatBytes(done)} of ${formatBytes(j.bytesTotal)})`;
 }
 
+/** A time as the user reads it: "under a second", "1 min 5 s". */
+export function tookWords(seconds: number): string {
+  return seconds < 1 ? 'under a second' : formatDuration(seconds);
+}
+
+/**
+ * The job's copying time, every run of it together (resumes included), and its average
+ * rate over them, as its record says: the one place these figures come from.
+ */
+export function copyTimes(j: JobSummary): { seconds: number; average: number | null } {
+  const done = Math.min(j.bytesTotal, j.regionsHydrated * j.regionSize);
+  return {
+    seconds: j.copySeconds,
+    average: j.copySeconds >= 0.5 ? done / j.copySeconds : null,
+  };
+}
+
 /**
  * How long a job took, as its record says: "copying took 1 min 5 s (31.5 MiB/s on
  * average), verifying 40 s"; null before any time was counted.
  */
 export function jobTimesText(j: JobSummary): string | null {
   if (j.copySeconds <= 0 && j.verifySeconds <= 0) return null;
-  const done = Math.min(j.bytesTotal, j.regionsHydrated * j.regionSize);
   const parts: string[] = [];
   if (j.copySeconds > 0) {
-    const average = j.copySeconds >= 0.5 ? ` (${formatRate(done / j.copySeconds)} on average)` : '';
-    parts.push(
-      `copying took ${j.copySeconds < 1 ? 'under a second' : formatDuration(j.copySeconds)}${average}`,
-    );
+    const times = copyTimes(j);
+    const average = times.average !== null ? ` (${formatRate(times.average)} on average)` : '';
+    parts.push(`copying took ${tookWords(times.seconds)}${average}`);
   }
   if (j.verifySeconds > 0) {
-    parts.push(
-      `verifying ${j.verifySeconds < 1 ? 'under a second' : formatDuration(j.verifySeconds)}`,
-    );
+    parts.push(`verifying ${tookWords(j.verifySeconds)}`);
   }
   return parts.join(', ');
 }
@@ -86,7 +100,7 @@ export interface RegionCounts {
   notYet: number;
 }
 
-/** The region counts exactly as one progress event gives them. */
+/** The region counts exactly as one progress event gives them (a verify's carries the copy's). */
 export function regionCounts(p: JobProgress): RegionCounts {
   return {
     total: p.regionsTotal,
@@ -95,6 +109,21 @@ export function regionCounts(p: JobProgress): RegionCounts {
     inFlight: p.hydrating,
     notYet: p.regionsTotal - p.regionsHydrated - p.regionsWritten - p.hydrating,
   };
+}
+
+/**
+ * The region counts once the job has ended: nothing is in flight or waiting any more.
+ * Done means every region is on every target (the done event says so); otherwise what
+ * the job's record holds as committed, `committed` (null: not known yet).
+ */
+export function finalCounts(
+  state: JobDone['state'] | null,
+  total: number,
+  committed: number | null,
+): RegionCounts | null {
+  const copied = state === 'done' ? total : committed;
+  if (copied === null) return null;
+  return { total, copied, written: 0, inFlight: 0, notYet: Math.max(0, total - copied) };
 }
 
 /**
@@ -172,7 +201,7 @@ export function verifyOutcome(
   const why = done.error ?? error;
   return {
     outcome: 'failed',
-    text: `Not verified: ${why ? why.replace(/\.$/, '') : 'the verify did not finish'}.`,
+    text: `Not verified: ${why ? plainPhrase(why) : 'the verify did not finish'}.`,
   };
 }
 

@@ -3,6 +3,7 @@
 // when the job on screen ends, if the user allowed it.
 import type { JobDone } from '../../preload/events';
 import { formatBytes, formatDuration } from './format';
+import { plainText } from './plain-words';
 
 function available(): boolean {
   return typeof Notification !== 'undefined';
@@ -18,7 +19,7 @@ export function endWords(d: JobDone): { title: string; body: string } {
   if (d.state !== 'done') {
     return {
       title: `DriveTwin: copy ${d.state === 'failed' ? 'failed' : 'stopped'} (job ${d.job})`,
-      body: d.error ?? 'Everything copied so far is kept: it can be resumed.',
+      body: d.error ? plainText(d.error) : 'Everything copied so far is kept: it can be resumed.',
     };
   }
   const checked =

@@ -8,7 +8,10 @@ import type { RegionMapChange } from '../../preload/events';
 
 export const MAX_BUCKETS = 65536;
 
-/** What one drawing needs: per cell, how much is hydrated and whether anything is unreadable or in flight. */
+/**
+ * What one drawing needs: per cell, how much is hydrated and whether anything is
+ * unreadable, in flight, or written and waiting for the commit.
+ */
 export interface CellSummary {
   cellCount: number;
   /** Regions per cell (the last cell may hold fewer). */
@@ -19,6 +22,8 @@ export interface CellSummary {
   unreadable: Uint8Array;
   /** 1 where a cell holds a region in flight. */
   hydrating: Uint8Array;
+  /** 1 where a cell holds a region written and waiting for the commit. */
+  written: Uint8Array;
 }
 
 export class RegionCells {
@@ -30,10 +35,12 @@ export class RegionCells {
   hydratedCount = 0;
   unreadableCount = 0;
   hydratingCount = 0;
+  writtenCount = 0;
   private hydratedIn = new Uint32Array(0);
   private unreadableIn = new Uint32Array(0);
-  /** The current in-flight runs (each message replaces them). */
+  /** The current in-flight and written runs (each message replaces them). */
   private hydratingRuns: number[] = [];
+  private writtenRuns: number[] = [];
 
   /**
    * Applies a message. Returns false when an incremental message does not fit the map
@@ -45,9 +52,9 @@ export class RegionCells {
     this.hydratedCount += this.addRuns(this.hydratedIn, change.hydrated);
     this.unreadableCount += this.addRuns(this.unreadableIn, change.unreadable);
     this.hydratingRuns = change.hydrating.slice();
-    this.hydratingCount = 0;
-    for (let i = 1; i < this.hydratingRuns.length; i += 2)
-      this.hydratingCount += this.hydratingRuns[i];
+    this.writtenRuns = change.written.slice();
+    this.hydratingCount = countOf(this.hydratingRuns);
+    this.writtenCount = countOf(this.writtenRuns);
     return change.reset || fits;
   }
 
@@ -59,7 +66,8 @@ export class RegionCells {
     this.hydratedIn = new Uint32Array(this.bucketCount);
     this.unreadableIn = new Uint32Array(this.bucketCount);
     this.hydratingRuns = [];
-    this.hydratedCount = this.unreadableCount = this.hydratingCount = 0;
+    this.writtenRuns = [];
+    this.hydratedCount = this.unreadableCount = this.hydratingCount = this.writtenCount = 0;
   }
 
   /** Marks every region hydrated (a finished job whose map was not sent). */
@@ -104,7 +112,6 @@ export class RegionCells {
     const regionsPerCell = group * this.perBucket;
     const hydrated = new Float32Array(cellCount);
     const unreadable = new Uint8Array(cellCount);
-    const hydrating = new Uint8Array(cellCount);
     for (let c = 0; c < cellCount; c++) {
       let done = 0;
       let bad = 0;
@@ -117,13 +124,26 @@ export class RegionCells {
       hydrated[c] = size > 0 ? done / size : 0;
       unreadable[c] = bad > 0 ? 1 : 0;
     }
-    const runs = this.hydratingRuns;
+    const hydrating = this.markCells(this.hydratingRuns, cellCount, regionsPerCell);
+    const written = this.markCells(this.writtenRuns, cellCount, regionsPerCell);
+    return { cellCount, regionsPerCell, hydrated, unreadable, hydrating, written };
+  }
+
+  /** 1 for each cell that holds a region of `runs`. */
+  private markCells(runs: number[], cellCount: number, regionsPerCell: number): Uint8Array {
+    const cells = new Uint8Array(cellCount);
     for (let i = 0; i + 1 < runs.length; i += 2) {
       if (runs[i + 1] <= 0) continue;
       const first = Math.floor(runs[i] / regionsPerCell);
       const last = Math.floor((runs[i] + runs[i + 1] - 1) / regionsPerCell);
-      for (let c = Math.max(0, first); c <= Math.min(cellCount - 1, last); c++) hydrating[c] = 1;
+      for (let c = Math.max(0, first); c <= Math.min(cellCount - 1, last); c++) cells[c] = 1;
     }
-    return { cellCount, regionsPerCell, hydrated, unreadable, hydrating };
+    return cells;
   }
+}
+
+function countOf(runs: number[]): number {
+  let n = 0;
+  for (let i = 1; i < runs.length; i += 2) n += runs[i];
+  return n;
 }

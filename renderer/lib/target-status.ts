@@ -11,7 +11,7 @@ import type {
   VerifyProgress,
 } from '../../preload/events';
 import { formatPercent } from './format';
-import { failureWords } from './plain-words';
+import { failureWords, lowerFirst } from './plain-words';
 
 export type TargetState = 'copying' | 'verifying' | 'done' | 'failed' | 'unfinished';
 
@@ -46,7 +46,7 @@ export function destinationWords(d: DestinationResult): string {
     d.state === 'done'
       ? 'copied'
       : d.state === 'failed'
-        ? `failed: ${d.error ? failureWords(d.error) : 'no reason given'}`
+        ? `failed: ${d.error ? lowerFirst(failureWords(d.error)) : 'no reason given'}`
         : 'not finished';
   if (d.verified === true) return `${copy}, verified equal`;
   if (d.verified === false) {
@@ -76,7 +76,7 @@ export function targetStatuses(e: TargetEvents): TargetStatus[] {
       return {
         path,
         state: 'failed',
-        words: `failed: ${failureWords(failure.message)} It left the copy; the other targets go on.`,
+        words: `failed: ${lowerFirst(failureWords(failure.message))} It left the copy; the other targets go on.`,
         verified: null,
         error: failure.message,
       };

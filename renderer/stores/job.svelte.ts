@@ -14,6 +14,7 @@ import type {
   JobId,
   JobOptionsInfo,
   JobProgress,
+  JobServing,
   JobStarted,
   JobVerified,
   ModeChange,
@@ -21,6 +22,7 @@ import type {
   VerifyProgress,
 } from '../../preload/events';
 import { api, errorText } from '../lib/api';
+import { finalCounts, regionCounts, type RegionCounts } from '../lib/job-words';
 import type { Phase } from '../lib/phase';
 import { RegionCells } from '../lib/region-cells';
 import { notifyEnd } from '../lib/notify';
@@ -73,6 +75,11 @@ class CurrentJob {
   regionSize = $state(0);
   regionsTotal = $state(0);
   progress = $state.raw<JobProgress | null>(null);
+  /**
+   * The region counts on screen: the latest progress event's (a verify's too: it carries
+   * the copy's), and once the job ended, how it ended (finalCounts).
+   */
+  counts = $state.raw<RegionCounts | null>(null);
   samples = $state.raw<RateSample[]>([]);
   errors = $state.raw<JobError[]>([]);
   /** All errors, including those no longer kept in `errors`. */
@@ -83,6 +90,8 @@ class CurrentJob {
   verifying = $state.raw<VerifyProgress | null>(null);
   /** The verify's result per destination. */
   verified = $state.raw<JobVerified | null>(null);
+  /** The copy served as a disk while it copies ("Use it now"): the latest word on it. */
+  serving = $state.raw<JobServing | null>(null);
   /** Errors not about one job (e.g. the engine could not start). */
   engineErrors = $state.raw<JobError[]>([]);
   /** Bumped whenever `map` changes (it is not reactive itself: it can be large). */
@@ -130,6 +139,7 @@ class CurrentJob {
     on('done');
     on('verify-progress');
     on('verified');
+    on('serving');
   }
 
   private receive(message: Buffered): void {
@@ -173,12 +183,18 @@ class CurrentJob {
         this.done = message.payload;
         this.verifying = null;
         this.stopping = false;
+        this.counts = finalCounts(message.payload.state, this.regionsTotal, null) ?? this.counts;
+        // What the record holds now (committed regions): the map and, short of done, the counts.
+        if (this.id !== null) void this.loadMap(this.id);
         return;
       case 'verify-progress':
         this.verifying = message.payload;
         return;
       case 'verified':
         this.verified = message.payload;
+        return;
+      case 'serving':
+        this.serving = message.payload;
         return;
       case 'drives-changed':
         return;
@@ -208,6 +224,7 @@ class CurrentJob {
     this.options = null;
     this.delta = null;
     this.progress = null;
+    this.counts = null;
     this.samples = [];
     this.errors = [];
     this.errorCount = 0;
@@ -215,6 +232,7 @@ class CurrentJob {
     this.done = null;
     this.verifying = null;
     this.verified = null;
+    this.serving = null;
     this.controlError = null;
     this.engineErrors = [];
     this.stopping = false;
@@ -247,7 +265,10 @@ class CurrentJob {
     if (id === null || this.done) return;
     const record = history.byId(id);
     if (record?.live) void this.loadMap(id);
-    else if (record) this.unheardEnd = record;
+    else if (record) {
+      this.unheardEnd = record;
+      this.counts = finalCounts(null, record.regionsTotal, record.regionsHydrated);
+    }
   }
 
   /** Back to no job on screen. */
@@ -261,6 +282,9 @@ class CurrentJob {
       if (this.id !== id) return;
       this.map.apply({ ...whole, reset: true });
       this.mapVersion++;
+      if (this.done) {
+        this.counts = finalCounts(this.done.state, this.map.regionsTotal, this.map.hydratedCount);
+      }
     } catch {
       // A job that never started has no map yet; its events bring it.
     }
@@ -278,7 +302,8 @@ class CurrentJob {
   }
 
   private onProgress(p: JobProgress): void {
-    // A compare or a verify: its own events (verify-progress) show it.
+    if (!this.done) this.counts = regionCounts(p);
+    // A compare or a verify: its own events (verify-progress) show its bytes and rate.
     if (p.phase === 'comparing' || p.phase === 'verifying') return;
     this.progress = p;
     // Copy progress after a compare: the compare is over.

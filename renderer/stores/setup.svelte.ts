@@ -26,6 +26,8 @@ export interface SetupOptions {
   throttle: number;
   /** MiB/s as typed; 0 or empty: no cap. */
   maxRateMiB: number;
+  /** "Use it now" (Linux): the first target served as a disk while it copies. This copy only. */
+  useNow: boolean;
 }
 
 export const DEFAULT_OPTIONS: SetupOptions = {
@@ -37,6 +39,7 @@ export const DEFAULT_OPTIONS: SetupOptions = {
   sequential: false,
   throttle: 100,
   maxRateMiB: 0,
+  useNow: false,
 };
 
 class Setup {
@@ -65,6 +68,14 @@ class Setup {
   );
   ready = $derived(
     this.sourceDrive !== null && this.verdictsCurrent && this.targetDrives.length > 0,
+  );
+  /**
+   * Drives smaller than the source: only choosable when its partitions fit (their verdict
+   * says so), and then the copy is fitted — partitions only, each with a partition table
+   * for its own size. Image files are made as big as the copy needs.
+   */
+  fittedTargets: DriveInfo[] = $derived(
+    this.targetDrives.filter((d) => d.kind === 'block' && d.size < (this.sourceDrive?.size ?? 0)),
   );
 
   constructor() {
@@ -163,14 +174,10 @@ class Setup {
       targets,
       options: this.cloneOptions(),
     };
-    // A drive smaller than the source is only choosable when its partitions fit (its
-    // verdict says so): the copy is then fitted, partitions only.
-    const size = this.sourceDrive?.size ?? 0;
-    if (this.targetDrives.some((d) => d.kind === 'block' && d.size < size)) {
-      request.options!.fit = true;
-    }
+    if (this.fittedTargets.length > 0) request.options!.fit = true;
     if (fresh) request.fresh = true;
     if (this.sha256 && this.sha256.url === this.source) request.sha256 = this.sha256.hex;
+    if (this.options.useNow) request.serve = true;
     return request;
   }
 
@@ -184,6 +191,7 @@ class Setup {
     // In place: the Options form is bound to this object.
     this.options.ignoreErrors = false;
     this.options.usedOnly = false;
+    this.options.useNow = false;
     this.notice = null;
     void drives.setQuery({});
   }

@@ -21,6 +21,7 @@ import {
 import { workspace } from '../helpers/workspace';
 import {
   assertNoPageErrors,
+  assertPlainWords,
   driveRow,
   openApp,
   plannedIntent,
@@ -59,12 +60,12 @@ test('a smaller drive that holds the partitions: offered with the numbers, copie
   assert.equal(await smallRow.getAttribute('data-level'), 'refused');
   assert.match(
     await smallRow.innerText(),
-    /partitions don't fit: the last partition ends at 1\.50 GiB .*this drive holds 1\.40 GiB/,
+    /partitions don't fit: the last partition ends at 1\.50 GiB.*this drive holds 1\.40 GiB/,
   );
   assert.equal(await cardRow.getAttribute('data-level'), 'confirm');
   assert.match(
     await cardRow.innerText(),
-    /only its partitions are copied, with a partition table for this size \(the last partition ends at 1\.50 GiB .*this drive holds 1\.60 GiB\)/,
+    /only its partitions are copied, with a partition table for this size \(the last partition ends at 1\.50 GiB.*this drive holds 1\.60 GiB\)/,
   );
   await cardRow.locator('input').check();
   await screenshot(page, '12-targets-fit', { at: page.getByTestId('target-list') });
@@ -75,8 +76,9 @@ test('a smaller drive that holds the partitions: offered with the numbers, copie
   const offer = dialog.getByTestId('fit-offer');
   assert.match(
     await offer.innerText(),
-    /Only the partitions are copied \(1\.50 GiB\): the last one ends at 1\.50 GiB, and its GPT backup needs 16\.5 KiB after it; .* holds 1\.60 GiB/,
+    /Only the partitions are copied \(1\.50 GiB\): the last one ends at 1\.50 GiB, plus 16\.5 KiB after it for the spare copy of the partition table; .* holds 1\.60 GiB\. It gets a partition table made for its own size\./,
   );
+  await assertPlainWords(page, 'the fitted confirmation');
   await dialog.getByTestId('new-ids').check();
   await screenshot(page, '12-confirmation-fit');
   await dialog.getByTestId('start-button').click();

@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { TestContext } from 'node:test';
 import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import { ENGINE_ONLY } from '../helpers/engine-words';
 
 export const CHROMIUM = process.env.DRIVETWIN_CHROMIUM ?? '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -341,7 +342,13 @@ export async function setUpCopy(
   page: Page,
   source: string,
   targets: string[],
-  opts: { verify?: boolean; maxRateMiB?: number; ignoreErrors?: boolean; usedOnly?: boolean } = {},
+  opts: {
+    verify?: boolean;
+    maxRateMiB?: number;
+    ignoreErrors?: boolean;
+    usedOnly?: boolean;
+    useNow?: boolean;
+  } = {},
 ): Promise<void> {
   await page.getByRole('button', { name: 'New copy', exact: true }).first().click();
   // A source already chosen is folded to one line: unfold the list to type another.
@@ -367,5 +374,30 @@ export async function setUpCopy(
   }
   if (opts.maxRateMiB !== undefined) await page.locator('#opt-rate').fill(`${opts.maxRateMiB}`);
   if (opts.usedOnly !== undefined) await page.locator('#opt-used-only').setChecked(opts.usedOnly);
+  if (opts.useNow !== undefined) await page.locator('#opt-use-now').setChecked(opts.useNow);
   await page.getByTestId('copy-button').click();
+}
+
+/**
+ * The page's words, as a user reads them (everything on screen but what is folded under
+ * a Details disclosure), hold no error code, byte offset or command-line flag.
+ */
+export async function assertPlainWords(page: Page, what = 'the page'): Promise<void> {
+  // A string: the page's code, not this file's (no DOM types here).
+  const shown = (await page.evaluate(`(() => {
+    const copy = document.body.cloneNode(true);
+    for (const d of copy.querySelectorAll('details')) {
+      for (const child of [...d.childNodes]) if (child.nodeName !== 'SUMMARY') child.remove();
+    }
+    for (const s of copy.querySelectorAll('script, style, [hidden]')) s.remove();
+    return copy.textContent ?? '';
+  })()`)) as string;
+  for (const [name, pattern] of ENGINE_ONLY) {
+    const m = pattern.exec(shown);
+    assert.equal(
+      m,
+      null,
+      `${name} on ${what}: …${m ? shown.slice(Math.max(0, m.index - 80), m.index + 80) : ''}…`,
+    );
+  }
 }

@@ -48,7 +48,7 @@ test('image to image: typed paths, refused targets, a byte-identical copy and it
   assert.equal(await driveRow(page, 'target', file('disk.img')).count(), 0);
   await page.locator('#target-image-path').fill(file('nowhere/copy.img'));
   await page.locator('#target-image-path').press('Enter');
-  await page.getByText(/folder .*nowhere does not exist/).waitFor();
+  await page.getByText(/[Ff]older .*nowhere does not exist/).waitFor();
   assert.ok(await page.getByTestId('copy-button').isDisabled(), 'nothing to start');
 
   // Two new image files at once.

@@ -21,6 +21,7 @@ import { sha256, tempDir, writeRandomFile } from '../helpers/files';
 import { requireRoot } from '../helpers/loop';
 import {
   assertNoPageErrors,
+  assertPlainWords,
   assertOnlyBridge,
   openApp,
   plannedIntent,
@@ -180,10 +181,7 @@ test('the confirmation says what the engine will do: continue job N, update what
   await done.waitFor({ timeout: 60_000 });
   assert.match(await heading(page), /^Update finished/);
   assert.equal(await view.getAttribute('data-intent'), 'update');
-  assert.match(
-    await page.getByTestId('delta').innerText(),
-    /^0 regions differed from the source\./,
-  );
+  assert.match(await page.getByTestId('delta').innerText(), /^0 pieces differed from the source\./);
   assert.equal(Number(await view.getAttribute('data-job')), first);
 
   // And "Start over instead": a new job, erase and copy; the history shows it.
@@ -291,7 +289,11 @@ test('a target on a full file system is shown failed with its reason, and the jo
   const badRow = results.locator(`li[data-path="${bad}"]`);
   const goodRow = results.locator(`li[data-path="${good}"]`);
   assert.equal(await badRow.getAttribute('data-state'), 'failed');
-  assert.match(await badRow.innerText(), /failed: .*ENOSPC/);
+  assert.match(await badRow.innerText(), /failed: it is full, with no room left to write\./);
+  // The engine's own words are one click away, under Details.
+  await badRow.locator('details summary').click();
+  assert.match(await badRow.locator('details').innerText(), /ENOSPC/);
+  await assertPlainWords(page, 'the failed target');
   t.diagnostic(`the good target: ${await goodRow.innerText()}`);
   assert.notEqual(await goodRow.getAttribute('data-state'), 'failed');
   assert.match(

@@ -10,6 +10,7 @@ import { requireRoot } from '../helpers/loop';
 import { faultyDrive } from '../helpers/nbd';
 import {
   assertNoPageErrors,
+  assertPlainWords,
   assertOnlyBridge,
   driveRow,
   openApp,
@@ -75,7 +76,8 @@ test('a read error on the source is shown in plain words, and the copy stays res
   const text = await error.innerText();
   assert.ok(text.includes(`Reading the source`) && text.includes(source), text);
   assert.match(text, /Where: at 8\.00 MiB from the start/);
-  assert.match(text, /input\/output error/i);
+  assert.match(text, /The drive reported an error there \(a damaged area, or a loose cable\)/);
+  await assertPlainWords(page, 'the read error');
   assert.match(text, /What you can do: .*resume it from Jobs.*Ignore read errors/s);
   assert.match(await done.innerText(), /can be resumed/);
   assert.match(
@@ -84,6 +86,9 @@ test('a read error on the source is shown in plain words, and the copy stays res
     'the heading says it stopped',
   );
   await screenshot(page, '08-error');
+  // The engine's own words are one click away, under Details.
+  await error.locator('details summary').click();
+  assert.match(await error.locator('details').innerText(), /read failed on .* at byte \d+ .*EIO/);
 
   // The same source with "Ignore read errors": done, with the unreadable bytes named.
   await page.getByRole('button', { name: 'New copy', exact: true }).first().click();

@@ -6,6 +6,7 @@ import type { TestContext } from 'node:test';
 import type { Drive } from '../../engine/drives/classify';
 import type { HostCommand } from '../../engine/host/protocol';
 import { type Backend, createBackend } from '../../main/api';
+import type { ElevationInput } from '../../main/elevation';
 import { EngineSupervisor, type SupervisorOptions } from '../../main/engine-host';
 import type { DriveTwinMethod, MethodResult } from '../../preload/api';
 import type { DriveTwinEventName, DriveTwinEvents } from '../../preload/events';
@@ -116,3 +117,37 @@ export function regionsInRuns(runs: number[]): number[] {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * What main/engine-host.ts hands to the elevation launch for a request that needs it:
+ * the launch records it and exits at once, so the supervisor gives up and nothing is elevated.
+ */
+export async function elevationInput(
+  opts: Pick<SupervisorOptions, 'hostScript'> & {
+    dbPath?: string;
+    elevation?: Omit<NonNullable<SupervisorOptions['elevation']>, 'launch' | 'needed'>;
+  },
+): Promise<ElevationInput> {
+  let launched: ElevationInput | undefined;
+  const supervisor = new EngineSupervisor({
+    dbPath: opts.dbPath ?? '/nonexistent/jobs.db',
+    hostScript: opts.hostScript,
+    elevation: {
+      ...opts.elevation,
+      needed: () => true,
+      launch: (input) => {
+        launched = input;
+        return { command: process.execPath, args: ['-e', 'process.exit(3)'] };
+      },
+    },
+  });
+  try {
+    await supervisor.request({ type: 'list-jobs' }, { read: [], write: [] });
+    throw new Error('the launch that exits at once was answered');
+  } catch (e) {
+    if (!launched) throw e;
+  } finally {
+    await supervisor.close();
+  }
+  return launched;
+}

@@ -15,6 +15,7 @@ export function progressEvent(p: Partial<JobProgress> = {}): JobProgress {
     hydrating: 0,
     regionsTotal: 1024,
     rate: 0,
+    averageRate: 0,
     eta: null,
     paused: false,
     throttle: { percent: 100, maxRate: 0 },
@@ -27,6 +28,7 @@ export function doneEvent(d: Partial<JobDone> = {}): JobDone {
   return {
     job: 1,
     state: 'done',
+    resumable: false,
     bytesRead: 0,
     bytesWritten: 0,
     regionsCopied: 0,

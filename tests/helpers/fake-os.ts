@@ -7,10 +7,12 @@ import type { CommandResult, Geometry, OpenFlag, OsCalls } from '../../engine/dr
 export interface FakeOsAnswers {
   /** Output of a child command (`command` and its arguments, or the decoded PowerShell script). */
   run?: (command: string, args: string[], script: string | null) => Partial<CommandResult>;
+  /** The errno code ioctl(BLKRRPART) answers. */
+  rereadFails?: string;
+  /** An errno code for a write at `offset`, or null to succeed. */
+  writeFails?: (offset: number) => string | null;
   /** An errno code for opening `path`, or null to succeed. */
   openFails?: (path: string, flags: OpenFlag[]) => string | null;
-  /** How many FSCTL_LOCK_VOLUME calls fail before one succeeds (Infinity: all). */
-  lockFailures?: number;
   geometry?: Geometry;
 }
 
@@ -37,7 +39,6 @@ function errno(code: string, call: string): NodeJS.ErrnoException {
 export function fakeOs(answers: FakeOsAnswers = {}): FakeOs {
   const calls: string[] = [];
   let nextFd = 3;
-  let locksFailed = 0;
   const command = (name: string, args: string[], sync: boolean): CommandResult => {
     const script = decodedScript(args);
     const first = script?.split('\n')[0] ?? '';
@@ -59,7 +60,9 @@ export function fakeOs(answers: FakeOsAnswers = {}): FakeOs {
       calls.push(`pread ${fd} ${offset}+${buffer.length}`);
     },
     async write(fd, _path, buffer, offset) {
-      calls.push(`pwrite ${fd} ${offset}+${buffer.length}`);
+      const failure = answers.writeFails?.(offset) ?? null;
+      calls.push(`pwrite ${fd} ${offset}+${buffer.length}${failure ? ` -> ${failure}` : ''}`);
+      if (failure) throw errno(failure, `pwrite ${offset}`);
     },
     async fdatasync(fd) {
       calls.push(`fdatasync ${fd}`);
@@ -70,16 +73,13 @@ export function fakeOs(answers: FakeOsAnswers = {}): FakeOs {
     async close(fd) {
       calls.push(`close ${fd}`);
     },
+    async rereadPartitions(fd) {
+      const failure = answers.rereadFails ?? null;
+      calls.push(`ioctl ${fd} BLKRRPART${failure ? ` -> ${failure}` : ''}`);
+      return failure;
+    },
     async setNoCache(fd) {
       calls.push(`setF_NOCACHE ${fd} 1`);
-    },
-    async lockVolume(fd) {
-      const fails = locksFailed < (answers.lockFailures ?? 0);
-      calls.push(`setFSCTL_LOCK_VOLUME ${fd} 1${fails ? ' -> failed' : ''}`);
-      if (fails) {
-        locksFailed++;
-        throw new Error('FSCTL_LOCK_VOLUME failed');
-      }
     },
     async flock(fd) {
       calls.push(`setFlock ${fd} 1`);

@@ -39,15 +39,18 @@ export function attachLoop(
     readOnly?: boolean;
     partscan?: boolean;
     directIo?: boolean;
+    /** This loop device (it must be free), rather than the first free one. */
+    at?: string;
   } = {},
 ): LoopDevice {
   const real = fs.realpathSync(file);
-  const args = ['--find', '--show'];
+  const args = opts.at ? [] : ['--find', '--show'];
   if (opts.sectorSize) args.push('--sector-size', String(opts.sectorSize));
   if (opts.readOnly) args.push('--read-only');
   if (opts.partscan) args.push('--partscan');
   if (opts.directIo !== undefined) args.push(`--direct-io=${opts.directIo ? 'on' : 'off'}`);
-  const dev = losetup([...args, real]);
+  const dev = opts.at ?? losetup([...args, real]);
+  if (opts.at) losetup([...args, opts.at, real]);
   const sectorSize = Number(
     fs.readFileSync(`/sys/block/${path.basename(dev)}/queue/logical_block_size`, 'utf8'),
   );

@@ -106,7 +106,7 @@ function quiet(fn: () => void): void {
 async function serve(
   nbdkitArgs: string[],
   dir: { dir: string; cleanup(): void },
-  loopOpts: { sectorSize?: 512 | 4096; readOnly?: boolean },
+  loopOpts: { sectorSize?: 512 | 4096; readOnly?: boolean; at?: string },
   env = process.env,
 ): Promise<NbdDrive> {
   const sock = path.join(dir.dir, 'nbd.sock');
@@ -238,7 +238,7 @@ export interface PluggableDrive extends NbdDrive {
  */
 export async function pluggableDrive(
   image: string,
-  opts: { readOnly?: boolean; sectorSize?: 512 | 4096 } = {},
+  opts: { readOnly?: boolean; sectorSize?: 512 | 4096; at?: string } = {},
 ): Promise<PluggableDrive> {
   const dir = tempDir('drivetwin-pluggable-');
   const trigger = path.join(dir.dir, 'unplugged');
@@ -252,7 +252,7 @@ export async function pluggableDrive(
       `error-file=${trigger}`,
     ],
     dir,
-    { sectorSize: opts.sectorSize, readOnly: opts.readOnly },
+    { sectorSize: opts.sectorSize, readOnly: opts.readOnly, at: opts.at },
   );
   return {
     ...drive,
@@ -260,4 +260,46 @@ export async function pluggableDrive(
     unplug: () => fs.writeFileSync(trigger, ''),
     replug: () => fs.rmSync(trigger, { force: true }),
   };
+}
+
+export interface AttachedExport {
+  /** The loop device over the nbdfuse file: the served disk as a block device. */
+  loop: LoopDevice;
+  /** Detaches the loop device and unmounts the nbdfuse file (nbdfuse then exits); idempotent. */
+  detach(): void;
+}
+
+/**
+ * A served NBD export (`uri`) attached as a Linux block device the way a user without
+ * the kernel's nbd module does it: nbdfuse makes it a file, losetup a block device.
+ */
+export async function attachExport(uri: string, size: number): Promise<AttachedExport> {
+  const dir = tempDir('drivetwin-attach-');
+  const mnt = path.join(dir.dir, 'disk');
+  const log = path.join(dir.dir, 'log');
+  fs.writeFileSync(mnt, '');
+  let loop: LoopDevice | undefined;
+  let detached = false;
+  const detach = (): void => {
+    if (detached) return;
+    detached = true;
+    if (loop) quiet(() => loop!.detach());
+    // Not lazily: a lazy unmount would leave the disk's connections open after detach.
+    if (mounted(mnt)) quiet(() => execFileSync('fusermount3', ['-u', mnt], { stdio: 'ignore' }));
+    dir.cleanup();
+  };
+  try {
+    const pidFile = path.join(dir.dir, 'nbdfuse.pid');
+    await startDaemon('nbdfuse', ['-P', pidFile, mnt, uri], pidFile, log);
+    // The pid file can come before the mount: wait until the file has the disk's size.
+    for (let waited = 0; fs.statSync(mnt).size !== size; waited += 20) {
+      if (waited > 10_000) throw new Error(`nbdfuse did not mount ${uri}\n${readLog(log)}`);
+      await sleep(20);
+    }
+    loop = attachLoop(mnt, {});
+    return { loop, detach };
+  } catch (err) {
+    detach();
+    throw err;
+  }
 }

@@ -129,3 +129,52 @@ test('a clone runs in an engine reached over the authenticated socket; files it 
   assert.match(error.message, /elevated engine disconnected/);
   assert.equal((await h.waitFor('done', (d) => d.job === second.job)).state, 'interrupted');
 });
+
+test("from an AppImage the AppImage file is what runs, and it finds host.js under the APPDIR it sets, not the app's own mount", async (t) => {
+  if (process.platform === 'win32') return t.skip('unix sockets');
+  const tmp = tempDir('drivetwin-backend-appimage-');
+  t.after(() => tmp.cleanup());
+  const file = (name: string): string => path.join(tmp.dir, name);
+  writeRandomFile(file('src.img'), 4 * MIB, 32);
+  // The image's contents, mounted again for the elevated run: the app (this checkout)
+  // where electron-builder puts it, resources/app.asar.unpacked.
+  const rootMount = file('root-mount');
+  fs.mkdirSync(path.join(rootMount, 'resources'), { recursive: true });
+  fs.symlinkSync(
+    path.join(__dirname, '..', '..', '..'),
+    path.join(rootMount, 'resources', 'app.asar.unpacked'),
+  );
+  // Stands for the AppImage: its runtime mounts the image and sets APPDIR and APPIMAGE,
+  // then AppRun runs the app's binary (here Node, as Electron in Node mode) with the
+  // arguments it was given.
+  const appImage = file('DriveTwin-0.1.0.AppImage');
+  fs.writeFileSync(
+    appImage,
+    `#!/bin/sh\necho "$ELECTRON_RUN_AS_NODE $0" >> ${file('ran')}\n` +
+      `APPDIR=${rootMount} APPIMAGE="$0" exec ${process.execPath} "$@"\n`,
+    { mode: 0o755 },
+  );
+  // The app's own mount, which root could not read: nothing there exists for this run.
+  const userMount = '/tmp/.mount_DriveTnOtHeRe';
+  const h = startBackend(t, {
+    dbPath: file('jobs.db'),
+    hostScript: path.join(userMount, 'resources', 'app.asar', 'dist', 'engine', 'host', 'host.js'),
+    elevation: {
+      platform: 'linux',
+      env: { APPIMAGE: appImage, APPDIR: userMount },
+      needed: () => true,
+      launch: (input) => {
+        const { args } = elevatedLaunch(input); // minus pkexec, as above
+        return { command: args[0], args: args.slice(1) };
+      },
+    },
+  });
+  const { job } = await h.call('startClone', {
+    source: file('src.img'),
+    targets: [{ path: file('dst.img') }],
+  });
+  assert.equal((await h.waitFor('done', (d) => d.job === job)).state, 'done');
+  assert.equal(sha256(file('dst.img')), sha256(file('src.img')));
+  assert.equal(fs.readFileSync(file('ran'), 'utf8'), `1 ${appImage}\n`);
+  assert.ok(await h.engine.pid('elevated'));
+});

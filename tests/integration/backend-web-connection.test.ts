@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { type AddressInfo } from 'node:net';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { Backend } from '../../main/api';
 import { startWebBridge } from '../../main/web-bridge';
@@ -45,6 +45,31 @@ function statusWhen(
   });
 }
 
+/**
+ * A stand-in for the bridge — a hung one, one that only answers pings… — serving each
+ * connection with `serve`, and a page's client on it, connected.
+ */
+async function clientOf(
+  t: TestContext,
+  serve: (ws: WebSocket) => void,
+  reconnect = false,
+): Promise<ReturnType<typeof createBridgeClient>> {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  t.after(() => wss.close());
+  wss.on('connection', serve);
+  await new Promise((r) => wss.once('listening', r));
+  const port = (wss.address() as AddressInfo).port;
+  const client = createBridgeClient({
+    url: `ws://127.0.0.1:${port}/bridge`,
+    token: 'x',
+    WebSocket: Socket,
+    reconnect,
+  });
+  t.after(() => client.close());
+  await client.connected;
+  return client;
+}
+
 test('a page knows within 2 s that the bridge stopped, and reconnects by itself when it is back', async (t) => {
   const backend = fakeBackend();
   const token = 'ab'.repeat(32);
@@ -77,23 +102,90 @@ test('a page knows within 2 s that the bridge stopped, and reconnects by itself 
 
 test('a bridge that goes silent is lost within 2 s', async (t) => {
   // A server that accepts the token and then says nothing more (a hung backend).
-  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-  t.after(() => wss.close());
-  wss.on('connection', (ws) => ws.once('message', () => ws.send(JSON.stringify({ t: 'ready' }))));
-  await new Promise((r) => wss.once('listening', r));
-  const port = (wss.address() as AddressInfo).port;
-  const client = createBridgeClient({
-    url: `ws://127.0.0.1:${port}/bridge`,
-    token: 'x',
-    WebSocket: Socket,
-    reconnect: false,
-  });
-  t.after(() => client.close());
-  await client.connected;
+  const client = await clientOf(t, (ws) =>
+    ws.once('message', () => ws.send(JSON.stringify({ t: 'ready' }))),
+  );
   const since = performance.now();
   const { status, at } = await statusWhen(client, (s) => s.state === 'lost');
   assert.equal(status.reason, 'silent');
   assert.ok(at - since < 2000, `said within 2 s (${(at - since).toFixed(0)} ms)`);
+});
+
+test('the bridge answers a ping at once, with or without anything else to say', async (t) => {
+  const token = 'ef'.repeat(32);
+  const bridge = await startWebBridge({ backend: fakeBackend(), token, heartbeatMs: 60_000 });
+  t.after(() => bridge.close());
+  const ws = new WebSocket(`ws://127.0.0.1:${bridge.port}/bridge`);
+  t.after(() => ws.close());
+  const heard: string[] = [];
+  const pong = new Promise<number>((resolve) => {
+    let asked = 0;
+    ws.on('message', (m) => {
+      const message = JSON.parse(String(m)) as { t: string };
+      heard.push(message.t);
+      if (message.t === 'ready') {
+        asked = performance.now();
+        ws.send(JSON.stringify({ t: 'ping' }));
+      }
+      if (message.t === 'pong') resolve(performance.now() - asked);
+    });
+  });
+  ws.on('open', () => ws.send(JSON.stringify({ t: 'auth', token })));
+  const ms = await pong;
+  t.diagnostic(`pong after ${ms.toFixed(1)} ms`);
+  assert.deepEqual(heard, ['ready', 'pong'], 'no heartbeat due yet: the pong answered the ping');
+});
+
+test('a bridge that only answers pings is never lost: the page asks when it hears nothing', async (t) => {
+  // No heartbeat, no events: only the answer to the page's ping keeps it connected.
+  let pings = 0;
+  const client = await clientOf(t, (ws) =>
+    ws.on('message', (m) => {
+      const message = JSON.parse(String(m)) as { t: string };
+      if (message.t === 'auth') ws.send(JSON.stringify({ t: 'ready' }));
+      if (message.t === 'ping') {
+        pings++;
+        ws.send(JSON.stringify({ t: 'pong' }));
+      }
+    }),
+  );
+  const states: string[] = [];
+  client.onConnection((s) => states.push(s.state));
+  await new Promise((r) => setTimeout(r, 5000));
+  t.diagnostic(`${pings} pings in 5 s; states: ${states.join(', ')}`);
+  assert.ok(pings >= 3, `the page asked (${pings} pings)`);
+  assert.deepEqual(states, ['connected'], 'never said lost');
+});
+
+test('a silence that ends: said lost, then connected again on the same socket, no event missed', async (t) => {
+  let connections = 0;
+  let speak: (text: string) => void = () => undefined;
+  const client = await clientOf(
+    t,
+    (ws) => {
+      connections++;
+      speak = (text) => ws.send(text);
+      ws.once('message', () => ws.send(JSON.stringify({ t: 'ready' })));
+    },
+    true,
+  );
+  const heard: number[] = [];
+  client.on('progress', (p) => heard.push((p as unknown as { n: number }).n));
+  const lost = statusWhen(client, (s) => s.state === 'lost');
+  // Silent for 2.5 s (a backend busy for that long), then events again.
+  const { status } = await lost;
+  assert.equal(status.reason, 'silent');
+  const back = statusWhen(client, (s) => s.state === 'connected');
+  for (let n = 0; n < 20; n++)
+    speak(JSON.stringify({ t: 'event', event: 'progress', payload: { n } }));
+  await back;
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(
+    heard,
+    Array.from({ length: 20 }, (_, n) => n),
+    'every event heard, in order',
+  );
+  assert.equal(connections, 1, 'the same socket: nothing to reconnect, nothing missed');
 });
 
 test('a client that stops reading is dropped; the others get every event', async (t) => {

@@ -1,5 +1,7 @@
 // Clones onto loop devices (root): 512- and 4096-byte sectors, an image whose
-// size is not a multiple of the device's block, several devices, --sequential.
+// size is not a multiple of the device's block, several devices, --sequential. Past the
+// copy, a new job writes only the zeros of its wipe over the destination's last MiB
+// (where an old backup GPT would lie: session/wipe.ts).
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -44,10 +46,12 @@ for (const sectorSize of [512, 4096] as const) {
     assert.equal(start.regionsTotal, Math.ceil(size / MIB));
     assert.equal(only(r, 'done').bytesRead, size);
     assert.equal(devSha(dst.path, size), want);
+    const tail = readRange(dst.file, size, extra);
     assert.ok(
-      readRange(dst.file, size, extra).equals(tailBefore),
-      'nothing written past the source size',
+      tail.subarray(0, extra - MIB).equals(tailBefore.subarray(0, extra - MIB)),
+      'nothing written past the source size but the wipe of the last MiB',
     );
+    assert.ok(tail.subarray(extra - MIB).equals(Buffer.alloc(MIB)), 'the last MiB is wiped');
     assert.equal(devSha(src.path), want, 'the source is unchanged');
   });
 }
@@ -70,10 +74,12 @@ test('image → loop (4096-byte sectors) when the image is not a multiple of 409
     after.subarray(size, blockEnd).equals(Buffer.alloc(blockEnd - size)),
     'the last block is padded with zeros',
   );
+  const wiped = 21 * MIB;
   assert.ok(
-    after.subarray(blockEnd).equals(before.subarray(blockEnd)),
-    'nothing past the last block is touched',
+    after.subarray(blockEnd, wiped).equals(before.subarray(blockEnd, wiped)),
+    'nothing past the last block is touched but the last MiB',
   );
+  assert.ok(after.subarray(wiped).equals(Buffer.alloc(MIB)), "the drive's last MiB is wiped");
 });
 
 test('loop → two loops at once', async (t) => {

@@ -82,7 +82,9 @@ test('a whole-image ext4 by its label; blank only when every byte is zero; data 
 
   const fsImage = await driveContents(file('fs.img'), 32 * MIB);
   assert.deepEqual(fsImage.filesystem, { type: 'ext4', label: 'uxsource' });
-  assert.deepEqual(contentsWords(fsImage), ['A file system on the whole drive: ext4 “uxsource”.']);
+  assert.deepEqual(contentsWords(fsImage, 'file'), [
+    'A file system on the whole image: ext4 “uxsource”.',
+  ]);
 
   const blank = await driveContents(file('blank.img'), 32 * MIB);
   assert.equal(blank.blank, true);
@@ -101,4 +103,56 @@ test('a whole-image ext4 by its label; blank only when every byte is zero; data 
   const fresh = await driveContents(file('new.img'), 0);
   assert.equal(fresh.newFile, true);
   assert.deepEqual(contentsWords(fresh), ['A new file.']);
+});
+
+test('blank read through holes: a 1 GiB sparse image and a loop device over it are blank; one byte in a data span is not', async (t) => {
+  const tmp = tempDir('drivetwin-contents-');
+  t.after(() => tmp.cleanup());
+  const file = (name: string): string => path.join(tmp.dir, name);
+  blankFile(file('big.img'), 1024 * MIB);
+  const big = await driveContents(file('big.img'), 1024 * MIB);
+  assert.equal(big.blank, true, 'its holes are zeros: nothing needs reading');
+  assert.deepEqual(contentsWords(big), ['Blank: every byte is zero.']);
+
+  blankFile(file('one-byte.img'), 1024 * MIB);
+  const fd = fs.openSync(file('one-byte.img'), 'r+');
+  fs.writeSync(fd, Buffer.from([1]), 0, 1, 600 * MIB + 11);
+  fs.closeSync(fd);
+  const oneByte = await driveContents(file('one-byte.img'), 1024 * MIB);
+  assert.equal(oneByte.blank, false, 'the byte in the middle is found');
+  assert.equal(oneByte.dataSeen, true);
+
+  if (process.getuid?.() !== 0 || !fs.existsSync('/dev/loop-control')) {
+    if (process.env.CI === 'true') assert.fail('CI requires root and loop devices');
+    t.diagnostic('no loop devices here: the loop case is not run');
+    return;
+  }
+  const { attachLoop } = await import('../helpers/loop');
+  const loop = attachLoop(file('big.img'));
+  t.after(() => loop.detach());
+  const onLoop = await driveContents(loop.path, 1024 * MIB);
+  assert.equal(onLoop.blank, true, 'a loop device is read through its backing file’s holes');
+});
+
+test('looking inside never stalls the process: 256 MiB of written zeros are read between other work', async (t) => {
+  const tmp = tempDir('drivetwin-contents-');
+  t.after(() => tmp.cleanup());
+  const image = path.join(tmp.dir, 'zeros.img');
+  const zeros = Buffer.alloc(MIB);
+  const fd = fs.openSync(image, 'w');
+  for (let i = 0; i < 256; i++) fs.writeSync(fd, zeros);
+  fs.closeSync(fd);
+  let last = performance.now();
+  let longest = 0;
+  const ticker = setInterval(() => {
+    const now = performance.now();
+    longest = Math.max(longest, now - last);
+    last = now;
+  }, 5);
+  const c = await driveContents(image, 256 * MIB);
+  await new Promise((r) => setTimeout(r, 20));
+  clearInterval(ticker);
+  t.diagnostic(`the longest stall of this process's event loop: ${longest.toFixed(0)} ms`);
+  assert.equal(c.blank, true);
+  assert.ok(longest < 250, `the event loop went on (stalled at most ${longest.toFixed(0)} ms)`);
 });

@@ -63,7 +63,8 @@ test('the holes of a sparse source image are not read, and the copy is identical
       env: { NODE_OPTIONS: `--require ${file('counter.cjs')}`, READ_COUNT_FILE: count },
     });
     expectExit(r, 0);
-    assert.equal(only(r, 'done').bytesRead, fs.statSync(src).size, 'holes count as read');
+    const read = only(r, 'done').bytesRead as number;
+    assert.ok(read < 16 * MIB, `holes are not counted as read (${read} bytes)`);
     return Number(fs.readFileSync(count, 'utf8'));
   };
 

@@ -223,8 +223,9 @@ for (const [f, seed] of FILESYSTEMS) {
       'regions found free = the bitmap’s free regions',
     );
     assert.equal(done.regionsCopied, REGIONS - free.size);
-    assert.equal(done.bytesRead, (REGIONS - free.size) * REGION);
-    assert.ok((done.bytesRead as number) < SIZE);
+    // Only used regions are read — and of them only what holds data (holes are not read).
+    assert.ok((done.bytesRead as number) <= (REGIONS - free.size) * REGION);
+    assert.ok((done.bytesRead as number) > 0);
     const got = regionHashes(dst);
     for (let i = 0; i < REGIONS; i++) {
       if (free.has(i)) assert.equal(got[i], ZERO_REGION, `free region ${i}: a hole`);
@@ -243,7 +244,7 @@ for (const [f, seed] of FILESYSTEMS) {
 }
 
 for (const [f, seed] of [FILESYSTEMS[0], FILESYSTEMS[4]]) {
-  test(`${f.name}, --used-only onto a drive full of random bytes: free regions untouched; with --zero-free, zeros`, async (t) => {
+  test(`${f.name}, --used-only onto a drive full of random bytes: free regions untouched (but the wiped first and last MiB); with --zero-free, zeros`, async (t) => {
     if (!requireRoot(t)) return;
     const env = workspace(t, `images-used-loop-${seed}`);
     const { img, tree } = makeImage(env, f, seed + 10);
@@ -264,11 +265,14 @@ for (const [f, seed] of [FILESYSTEMS[0], FILESYSTEMS[4]]) {
         assert.equal(r.code, 0, explain(r));
         const done = only(r, 'done');
         assert.equal(done.verified, true);
-        assert.equal(done.bytesRead, (REGIONS - free.size) * REGION);
+        assert.ok((done.bytesRead as number) <= (REGIONS - free.size) * REGION);
         const got = regionHashes(dst.path);
+        // A new job wipes the drive's first and last MiB (old partition tables) first.
+        const wiped = (i: number): boolean => i === 0 || i === REGIONS - 1;
         for (let i = 0; i < REGIONS; i++) {
           if (!free.has(i)) assert.equal(got[i], src[i], `used region ${i} copied`);
-          else if (zeroFree) assert.equal(got[i], ZERO_REGION, `free region ${i} zeroed`);
+          else if (zeroFree || wiped(i))
+            assert.equal(got[i], ZERO_REGION, `free region ${i} zeroed`);
           else assert.equal(got[i], old[i], `free region ${i} left untouched`);
         }
         f.fsck(dst.path);

@@ -2,10 +2,11 @@
 // database or a flag that can't apply refuses the whole clone, and nothing is written.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { test } from 'node:test';
-import { explain, expectExit, only, runCli, spawnCli } from '../helpers/cli';
+import Database from 'better-sqlite3';
+import { test, type TestContext } from 'node:test';
+import { type CliEvent, explain, expectExit, only, runCli, spawnCli } from '../helpers/cli';
 import { sha256, writeRandomFile } from '../helpers/files';
 import { workspace } from '../helpers/workspace';
 
@@ -144,4 +145,111 @@ test('--fresh starts a new job where an update would have run', async (t) => {
   assert.equal(start.job, 2);
   assert.equal(only(fresh, 'done').regionsCopied, 8);
   assert.equal(sha256(dst), sha256(src));
+});
+
+/** `node bin/drivetwin.js ARGS` under a parent that never reaps it: killed, it stays a zombie. */
+function unreapedCli(
+  args: string[],
+  db: string,
+  log: string,
+): { pid: Promise<number>; parent: ChildProcess } {
+  const bin = require.resolve('../../../bin/drivetwin.js');
+  const quoted = [process.execPath, bin, ...args].map((a) => `'${a}'`).join(' ');
+  const parent = spawn('sh', ['-c', `${quoted} >'${log}' 2>&1 & echo $!; exec sleep 120`], {
+    env: { ...process.env, DRIVETWIN_DB: db },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const pid = new Promise<number>((resolve) =>
+    parent.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))),
+  );
+  return { pid, parent };
+}
+
+async function waitForState(db: string, state: string): Promise<CliEvent> {
+  for (let i = 0; i < 300; i++) {
+    const [job] = await jobsOf(db);
+    if (job?.state === state) return job;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no job ${state}: ${JSON.stringify(await jobsOf(db))}`);
+}
+
+test('a job killed -9 whose process is a zombie is interrupted, not running: it resumes', async (t) => {
+  const env = workspace(t, 'claim-zombie');
+  const src = env.file('src.img');
+  const dst = env.file('dst.img');
+  writeRandomFile(src, 32 * MIB, 9);
+  const { pid, parent } = unreapedCli(
+    ['clone', src, dst, '--max-rate', '4M', '--json'],
+    env.db,
+    env.file('cli.log'),
+  );
+  t.after(() => parent.kill('SIGKILL'));
+  const job = await waitForState(env.db, 'running');
+  const cli = await pid;
+  process.kill(cli, 'SIGKILL');
+  // The kernel keeps the pid while nobody reaps it: signal 0 still reaches it.
+  await new Promise((r) => setTimeout(r, 200));
+  assert.match(fs.readFileSync(`/proc/${cli}/stat`, 'utf8'), /\) Z /, 'a zombie');
+  const [now] = await jobsOf(env.db);
+  assert.equal(now.state, 'interrupted', 'its lock went with it, whatever its pid shows');
+  const resumed = await runCli(['resume', String(job.job), '--json'], { db: env.db });
+  expectExit(resumed, 0);
+  assert.equal(sha256(dst), sha256(src));
+});
+
+/** A 32 MiB clone at 4 MiB/s, started; and a way to set what its row says. */
+async function runningClone(t: TestContext, prefix: string, seed: number) {
+  const env = workspace(t, prefix);
+  const src = env.file('src.img');
+  const dst = env.file('dst.img');
+  writeRandomFile(src, 32 * MIB, seed);
+  const run = spawnCli(['clone', src, dst, '--max-rate', '4M', '--json'], { db: env.db });
+  const start = await run.waitEvent((e) => e.type === 'start');
+  const setRow = (assignments: string, ...values: unknown[]): void => {
+    const db = new Database(env.db);
+    db.prepare(`UPDATE jobs SET ${assignments} WHERE id = ?`).run(...values, start.job);
+    db.close();
+  };
+  return { env, src, dst, run, start, setRow };
+}
+
+test('a job whose recorded process id now belongs to another process is not running: it resumes', async (t) => {
+  const { env, src, dst, run, start, setRow } = await runningClone(t, 'claim-pid-reused', 10);
+  run.child.kill('SIGKILL');
+  await run.done;
+  // Its pid, reused: the row names a process that is alive (this test's own).
+  setRow(`state = 'running', pid = ?`, process.pid);
+  const [job] = await jobsOf(env.db);
+  assert.equal(job.state, 'interrupted', 'a live pid does not make it running');
+  const resumed = await runCli(['resume', String(start.job), '--json'], { db: env.db });
+  expectExit(resumed, 0);
+  assert.equal(sha256(dst), sha256(src));
+});
+
+test('while a job runs, its lock refuses a second resume, however its pid looks', async (t) => {
+  const { env, run, start, setRow } = await runningClone(t, 'claim-held', 12);
+  setRow('pid = ?', 999999999);
+  const [job] = await jobsOf(env.db);
+  assert.equal(job.state, 'running', 'a dead pid does not make it interrupted');
+  const second = await runCli(['resume', String(start.job), '--json'], { db: env.db });
+  expectExit(second, 2);
+  assert.match(only(second, 'error').message as string, /already running/);
+  run.child.kill('SIGTERM');
+  expectExit(await run.done, 130);
+});
+
+test('a clone and a job list opening a new job database at the same moment: both find it whole', async (t) => {
+  const env = workspace(t, 'claim-new-db');
+  const src = env.file('src.img');
+  writeRandomFile(src, MIB, 13);
+  for (let round = 0; round < 8; round++) {
+    const db = env.file(`jobs-${round}.db`);
+    const [clone, jobs] = await Promise.all([
+      runCli(['clone', src, env.file(`dst-${round}.img`), '--json'], { db }),
+      runCli(['jobs', '--json'], { db }),
+    ]);
+    expectExit(clone, 0);
+    expectExit(jobs, 0);
+  }
 });

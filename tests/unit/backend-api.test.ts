@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import type { Drive } from '../../engine/drives/classify';
 import type { HostCommand, HostEvent } from '../../engine/host/protocol';
 import { createBackend, type Dialogs, type Engine } from '../../main/api';
 import { EVENT_CHANNELS, EVENTS, INVOKE_CHANNELS, METHODS } from '../../preload/api';
 import { tempDir, writeRandomFile } from '../helpers/files';
+import { listedDrive } from '../helpers/drives';
 
 function fakeEngine() {
   const commands: HostCommand[] = [];
@@ -42,25 +42,6 @@ function spareBlockDevice(): string | null {
     }
   }
   return null;
-}
-
-function blockDrive(p: string, extra: Partial<Drive>): Drive {
-  return {
-    path: p,
-    name: 'Disk',
-    size: 1 << 30,
-    logicalBlockSize: 512,
-    bus: 'nvme',
-    removable: false,
-    readOnly: false,
-    mountpoints: [],
-    holders: [],
-    system: false,
-    kind: 'block',
-    serial: null,
-    backingFile: null,
-    ...extra,
-  };
 }
 
 test('the contract: one handler and one IPC channel per method, one channel per event', () => {
@@ -136,7 +117,7 @@ test('a system drive target needs its exact name typed; a mounted one needs allo
   t.after(() => tmp.cleanup());
   const source = path.join(tmp.dir, 'src.img');
   writeRandomFile(source, 1 << 20, 2);
-  let drives = [blockDrive(dev, { system: true, name: 'Samsung SSD 980' })];
+  let drives = [listedDrive(dev, { system: true, name: 'Samsung SSD 980' })];
   const { engine, commands } = fakeEngine();
   const backend = createBackend({
     engine,
@@ -166,7 +147,7 @@ test('a system drive target needs its exact name typed; a mounted one needs allo
   assert.equal(started.request.allowSystem, true);
   assert.equal(started.request.allowMounted, false);
 
-  drives = [blockDrive(dev, { mountpoints: ['/media/usb'] })];
+  drives = [listedDrive(dev, { mountpoints: ['/media/usb'] })];
   await refusedWith({ confirmed: true }, /mounted at \/media\/usb/);
   await refusedWith(
     { confirmed: true, confirmSystemName: 'Disk' },

@@ -3,33 +3,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Drive } from '../../engine/drives/classify';
+import { listedDrive } from '../helpers/drives';
 import { diffDrives, DriveWatcher, type DrivesDiff } from '../../main/drive-watcher';
 
-function drive(p: string, extra: Partial<Drive> = {}): Drive {
-  return {
-    path: p,
-    name: p,
-    size: 1 << 30,
-    logicalBlockSize: 512,
-    bus: 'usb',
-    removable: true,
-    readOnly: false,
-    mountpoints: [],
-    holders: [],
-    system: false,
-    kind: 'block',
-    serial: null,
-    backingFile: null,
-    ...extra,
-  };
-}
-
 test('diffDrives names what was added, removed and changed', () => {
-  const before = [drive('/dev/sda'), drive('/dev/sdb'), drive('/dev/sdc')];
+  const before = [listedDrive('/dev/sda'), listedDrive('/dev/sdb'), listedDrive('/dev/sdc')];
   const after = [
-    drive('/dev/sda'),
-    drive('/dev/sdb', { mountpoints: ['/media/x'] }),
-    drive('/dev/sdd'),
+    listedDrive('/dev/sda'),
+    listedDrive('/dev/sdb', { mountpoints: ['/media/x'] }),
+    listedDrive('/dev/sdd'),
   ];
   assert.deepEqual(diffDrives(before, after), {
     added: ['/dev/sdd'],
@@ -40,7 +22,7 @@ test('diffDrives names what was added, removed and changed', () => {
 });
 
 test('the watcher reports the first list, then only changes; a failing poll is reported once', async () => {
-  let now: Drive[] = [drive('/dev/sda', { system: true })];
+  let now: Drive[] = [listedDrive('/dev/sda', { system: true })];
   let fail = false;
   let calls = 0;
   const watcher = new DriveWatcher(async () => {
@@ -61,7 +43,7 @@ test('the watcher reports the first list, then only changes; a failing poll is r
   await watcher.poll();
   assert.equal(changes.length, 1, 'nothing changed, nothing said');
 
-  now = [...now, drive('/dev/sdb')]; // plugged in
+  now = [...now, listedDrive('/dev/sdb')]; // plugged in
   await watcher.poll();
   assert.deepEqual(changes[1].added, ['/dev/sdb']);
   assert.equal(changes[1].drives.length, 2);

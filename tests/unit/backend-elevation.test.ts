@@ -1,4 +1,5 @@
-// The elevated engine's launch command, per OS (pure), and the decision to elevate.
+// The elevated engine's launch command, per OS and per package (pure), the decision to
+// elevate, and quitting while the administrator prompt is still open.
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -6,11 +7,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import {
+  appImageOf,
   elevatedLaunch,
   needsElevation,
   shellQuote,
   type ElevationInput,
 } from '../../main/elevation';
+import { EngineSupervisor } from '../../main/engine-host';
+import { elevationInput } from '../helpers/backend';
 import { tempDir } from '../helpers/files';
 
 const POSIX: ElevationInput = {
@@ -50,6 +54,114 @@ test('Linux: pkexec runs env ELECTRON_RUN_AS_NODE=1 <electron> host.js, with the
   ]);
   assert.equal(launch.env, undefined);
   assert.ok(!launch.args.some((a) => /^\d+$/.test(a) && Number(a) > 1024), 'no TCP port anywhere');
+});
+
+test('Linux, from an AppImage: pkexec runs the AppImage file itself, which finds host.js under the APPDIR it mounts for root', () => {
+  const mount = '/tmp/.mount_DriveTaBcDeF';
+  const input: ElevationInput = {
+    ...POSIX,
+    runtime: `${mount}/drivetwin`,
+    hostScript: `${mount}/resources/app.asar.unpacked/dist/engine/host/host.js`,
+    appImage: { file: "/home/ann/Apps/Drive Twin's-0.1.0.AppImage", dir: mount },
+  };
+  const launch = elevatedLaunch(input);
+  assert.equal(launch.command, 'pkexec');
+  const [env, runAsNode, file, flag, code, ...rest] = launch.args;
+  assert.deepEqual(
+    [env, runAsNode, file, flag],
+    ['/usr/bin/env', 'ELECTRON_RUN_AS_NODE=1', "/home/ann/Apps/Drive Twin's-0.1.0.AppImage", '-e'],
+  );
+  // Nothing from the user's own mount, which root cannot read.
+  assert.ok(!launch.args.some((a) => a.includes(mount)), launch.args.join(' '));
+  assert.match(code, /process\.env\.APPDIR/);
+  assert.ok(
+    code.includes(JSON.stringify('resources/app.asar.unpacked/dist/engine/host/host.js')),
+    code,
+  );
+  assert.match(code, /\.start\(process\.argv\.slice\(1\)\)$/);
+  assert.deepEqual(rest, [
+    '--',
+    '--db',
+    POSIX.dbPath,
+    '--socket',
+    POSIX.socketPath,
+    '--token-file',
+    POSIX.tokenFile,
+    '--owner',
+    '1000:1000',
+  ]);
+  assert.throws(
+    () => elevatedLaunch({ ...input, hostScript: '/opt/elsewhere/host.js' }),
+    /is not inside the AppImage/,
+  );
+});
+
+test('an AppImage is recognised by the variables its runtime sets, on Linux only', () => {
+  const env = { APPIMAGE: '/home/ann/DriveTwin.AppImage', APPDIR: '/tmp/.mount_DriveT1' };
+  assert.deepEqual(appImageOf(env, 'linux'), {
+    file: '/home/ann/DriveTwin.AppImage',
+    dir: '/tmp/.mount_DriveT1',
+  });
+  assert.equal(appImageOf({ APPIMAGE: env.APPIMAGE }, 'linux'), undefined);
+  assert.equal(appImageOf(env, 'darwin'), undefined);
+  assert.equal(appImageOf({}, 'linux'), undefined);
+});
+
+test('the supervisor hands the AppImage to the launch when APPIMAGE is set, and the running binary otherwise', async () => {
+  const mount = '/tmp/.mount_DriveTwXYZ';
+  const start = (env: NodeJS.ProcessEnv): Promise<ElevationInput> =>
+    elevationInput({
+      hostScript: `${mount}/resources/app.asar/dist/engine/host/host.js`,
+      elevation: { platform: 'linux', env },
+    });
+  const fromImage = await start({ APPIMAGE: '/home/ann/DriveTwin.AppImage', APPDIR: mount });
+  assert.deepEqual(fromImage.appImage, { file: '/home/ann/DriveTwin.AppImage', dir: mount });
+  assert.deepEqual(elevatedLaunch(fromImage).args.slice(0, 4), [
+    '/usr/bin/env',
+    'ELECTRON_RUN_AS_NODE=1',
+    '/home/ann/DriveTwin.AppImage',
+    '-e',
+  ]);
+  const installed = await start({});
+  assert.equal(installed.appImage, undefined);
+  assert.equal(elevatedLaunch(installed).args[2], process.execPath);
+});
+
+test('closing while the administrator prompt is open gives up on it at once, and ends the prompt', async (t) => {
+  const tmp = tempDir('drivetwin-elevation-quit-');
+  t.after(() => tmp.cleanup());
+  const pidFile = path.join(tmp.dir, 'prompt.pid');
+  const supervisor = new EngineSupervisor({
+    dbPath: path.join(tmp.dir, 'jobs.db'),
+    elevation: {
+      needed: () => true,
+      // The prompt: a process that waits (for an answer that never comes).
+      launch: () => ({ command: '/bin/sh', args: ['-c', `echo $$ > ${pidFile}; exec sleep 600`] }),
+    },
+  });
+  const pending = supervisor.request({ type: 'list-jobs' }, { read: ['/dev/sda'], write: [] });
+  pending.catch(() => undefined);
+  const until = Date.now() + 10_000;
+  while (!fs.existsSync(pidFile) || !fs.readFileSync(pidFile, 'utf8').trim()) {
+    assert.ok(Date.now() < until, 'the prompt started');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const prompt = Number(fs.readFileSync(pidFile, 'utf8'));
+  const started = performance.now();
+  await supervisor.close();
+  const took = performance.now() - started;
+  assert.ok(took < 2000, `closing took ${took.toFixed(0)} ms (the prompt's timeout is 5 minutes)`);
+  await assert.rejects(pending, /DriveTwin is closing/);
+  const gone = Date.now() + 5000;
+  for (;;) {
+    try {
+      process.kill(prompt, 0);
+    } catch {
+      break; // no such process: the prompt ended with the app
+    }
+    assert.ok(Date.now() < gone, `the prompt's process ${prompt} is still there`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 });
 
 test('macOS: osascript "do shell script … with administrator privileges", quoted for AppleScript and the shell', () => {

@@ -93,12 +93,12 @@ test('round trip: our exported mapfile parses back to the same regions', () => {
   ];
   for (const [name, r, expected] of cases) {
     const map = parseMapfile(ddrescueMapfile(r));
-    assertCovers(map, r.size);
+    assertCovers(map, r.size!);
     assert.equal(map.currentStatus, r.regionsHydrated === r.regionsTotal ? '+' : '?', name);
     assert.equal(map.currentPass, 1);
-    assert.deepEqual(indices(finishedRegions(map, r.size, r.regionSize)), expected, name);
+    assert.deepEqual(indices(finishedRegions(map, r.size!, r.regionSize)), expected, name);
     // The same map read at a finer region size gives the same bytes.
-    const fine = indices(finishedRegions(map, r.size, r.regionSize / 4)).map((i) =>
+    const fine = indices(finishedRegions(map, r.size!, r.regionSize / 4)).map((i) =>
       Math.floor(i / 4),
     );
     for (const i of expected) assert.ok(fine.includes(i), `${name}: region ${i} at 1/4 size`);

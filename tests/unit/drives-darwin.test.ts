@@ -40,10 +40,11 @@ function diskutilAnswers(more: FakeOsAnswers['run'] = () => ({})): FakeOsAnswers
   };
 }
 
+/** The picture read before a drive is opened: without blocking ("run", not "read"). */
 const SNAPSHOT_READS = [
-  'read /usr/sbin/diskutil list -plist',
-  ...DISKS.map((d) => `read /usr/sbin/diskutil info -plist ${d}`),
-  'read /usr/sbin/diskutil info -plist /',
+  'run /usr/sbin/diskutil list -plist',
+  ...DISKS.map((d) => `run /usr/sbin/diskutil info -plist ${d}`),
+  'run /usr/sbin/diskutil info -plist /',
 ];
 
 afterEach(() => useDrivePlatform(null));
@@ -119,8 +120,35 @@ describe('diskutil -plist read into the picture of drives', () => {
     assert.equal(targetVerdict(driveFacts(stick)).level, 'refused');
     assert.deepEqual(targetVerdict(driveFacts(stick), { allowMounted: true }).reasons, [
       'everything on /dev/disk4 (SanDisk Cruzer Blade, 28.6 GiB) will be overwritten',
-      '/dev/disk4 is mounted at /Volumes/NO NAME: it is unmounted before it is written',
+      '/dev/disk4 is mounted at /Volumes/NO NAME: it is unmounted before it is written — by force if a program keeps it busy (what that program has not saved on it is lost)',
     ]);
+  });
+
+  test('a real capture (Catalina, tests/fixtures/drives/macbook-catalina): / is disk1s5, in container disk1 on disk0s2', () => {
+    const real = fs.readFileSync(
+      path.join(
+        __dirname,
+        '..',
+        '..',
+        '..',
+        'tests',
+        'fixtures',
+        'drives',
+        'macbook-catalina',
+        'info-disk1s5.plist',
+      ),
+      'utf8',
+    );
+    const parsed = parsePlist(real) as Record<string, unknown>;
+    assert.equal(parsed.DeviceBlockSize, 4096);
+    assert.equal(parsed.RemovableMediaOrExternalDevice, false);
+    assert.deepEqual(parsed.SMARTDeviceSpecificKeysMayVaryNotGuaranteed, {});
+    const s = darwinSnapshot(
+      '<plist version="1.0"><dict><key>AllDisksAndPartitions</key><array></array><key>WholeDisks</key><array></array></dict></plist>',
+      {},
+      real,
+    );
+    assert.deepEqual(s.systemNodes, ['disk1s5', 'disk1', 'disk0s2']);
   });
 
   test('BSD names and the dissenter diskutil names', () => {
@@ -194,7 +222,7 @@ describe('macOS: open → prepare → write → flush → eject, as recorded', (
     const os = fakeOs(diskutilAnswers());
     await (await darwinPlatform(os).openDrive('/dev/disk0', true)).close();
     assert.deepEqual(
-      os.calls.filter((c) => c.startsWith('run')),
+      os.calls.filter((c) => c.includes('unmountDisk')),
       [
         'run /usr/sbin/diskutil unmountDisk /dev/disk1',
         'run /usr/sbin/diskutil unmountDisk /dev/disk3',
@@ -219,6 +247,44 @@ describe('macOS: open → prepare → write → flush → eject, as recorded', (
       return true;
     });
     assert.ok(!os.calls.some((c) => c.startsWith('open')));
+  });
+
+  test('an unmount refused, then forced: the disk is written, the force in the sequence', async () => {
+    let refusals = 1;
+    const os = fakeOs(
+      diskutilAnswers((_c, args) =>
+        args[0] === 'unmountDisk' && refusals-- > 0
+          ? { code: 1, stderr: 'Unmount was dissented by PID 47781 (/usr/bin/tail)\n' }
+          : {},
+      ),
+    );
+    await (await darwinPlatform(os).openDrive('/dev/disk4', true)).close();
+    assert.deepEqual(os.calls.slice(SNAPSHOT_READS.length, SNAPSHOT_READS.length + 3), [
+      'run /usr/sbin/diskutil unmountDisk /dev/disk4',
+      'run /usr/sbin/diskutil unmountDisk force /dev/disk4',
+      'open /dev/rdisk4 O_RDWR|O_EXLOCK|O_NONBLOCK = 3',
+    ]);
+  });
+
+  test('after the copy, an eject refused: forced unmount, then eject again', async () => {
+    let refusals = 1;
+    const os = fakeOs({
+      run: (_c, args) =>
+        args[0] === 'eject' && refusals-- > 0
+          ? { code: 1, stdout: 'Unmount was dissented by PID 412 (/usr/libexec/mds)\n' }
+          : {},
+    });
+    assert.deepEqual(await darwinPlatform(os).afterCopy('/dev/disk4', true), {
+      safeToRemove: true,
+      ejected: true,
+      note: null,
+    });
+    assert.deepEqual(os.calls, [
+      'sleep 2000',
+      'run /usr/sbin/diskutil eject /dev/disk4',
+      'run /usr/sbin/diskutil unmountDisk force /dev/disk4',
+      'run /usr/sbin/diskutil eject /dev/disk4',
+    ]);
   });
 
   test('EPERM opening the raw disk as root: macOS wants Full Disk Access, and says so', async () => {

@@ -48,8 +48,30 @@ describe('Linux: open → prepare → write → flush → eject, as recorded', (
       'pwrite 3 8192+4096',
       'fdatasync 3',
       'close 3',
+      // The kernel reads the new partition table, after each copy.
+      'open /dev/sdx O_RDONLY = 4',
+      'ioctl 4 BLKRRPART',
+      'close 4',
+      'open /dev/sdx O_RDONLY = 5',
+      'ioctl 5 BLKRRPART',
+      'close 5',
       'run /usr/bin/eject /dev/sdx',
     ]);
+  });
+
+  test('after the copy a partition still in use keeps the kernel from re-reading: the note says so', async () => {
+    const os = fakeOs({ rereadFails: 'EBUSY' });
+    const removal = await linuxPlatform(os, () => FACTS).afterCopy('/dev/sdx', false);
+    assert.match(
+      removal.note ?? '',
+      /Linux kept its old partitions of \/dev\/sdx \(EBUSY\): run "partprobe/,
+    );
+    // A loop device without partition scanning has no table to re-read: nothing to say.
+    const loop = fakeOs({ rereadFails: 'EINVAL' });
+    assert.equal(
+      (await linuxPlatform(loop, () => FACTS).afterCopy('/dev/loop3', false)).note,
+      null,
+    );
   });
 
   test('reading: O_RDONLY | O_DIRECT; a drive whose facts fail is closed again', async () => {

@@ -10,8 +10,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { ElevationInput } from '../../main/elevation';
-import { EngineSupervisor } from '../../main/engine-host';
 import { APP_ID, APP_NAME, LINUX_DESKTOP_FILE } from '../../main/window';
+import { productionPackages } from '../../scripts/dist';
+import { elevationInput } from '../helpers/backend';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
 const fromBuilder = createRequire(
@@ -62,8 +63,10 @@ interface Config {
   electronFuses?: Record<string, boolean>;
   linux?: { target?: string[]; category?: string; icon?: string; executableName?: string };
   deb?: { depends?: string[]; maintainer?: string };
+  rpm?: { depends?: string[] };
   buildDependenciesFromSource?: boolean;
   npmRebuild?: boolean;
+  beforeBuild?: string;
   mac?: {
     target?: Target[];
     extendInfo?: Record<string, string>;
@@ -166,37 +169,6 @@ function filesUnder(dir: string): string[] {
   });
 }
 
-/** The production dependency closure: package name → folder (relative to ROOT). */
-function productionPackages(): Map<string, string> {
-  const found = new Map<string, string>();
-  const visit = (name: string, fromDir: string): void => {
-    let dir = fromDir;
-    for (;;) {
-      const candidate = path.join(dir, 'node_modules', name);
-      if (fs.existsSync(path.join(candidate, 'package.json'))) {
-        const rel = path.relative(ROOT, candidate);
-        if (found.has(rel)) return;
-        found.set(rel, name);
-        const pkg = JSON.parse(fs.readFileSync(path.join(candidate, 'package.json'), 'utf8')) as {
-          dependencies?: Record<string, string>;
-          optionalDependencies?: Record<string, string>;
-        };
-        for (const dep of Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies })) {
-          visit(dep, candidate);
-        }
-        return;
-      }
-      if (path.resolve(dir) === ROOT || dir === path.dirname(dir)) return; // optional, absent
-      dir = path.dirname(dir);
-    }
-  };
-  const root = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
-    dependencies: Record<string, string>;
-  };
-  for (const name of Object.keys(root.dependencies)) visit(name, ROOT);
-  return new Map([...found].map(([rel, name]) => [name + ' @ ' + rel, rel]));
-}
-
 describe('what electron-builder packs', () => {
   const packed = matcher(config.files);
   const unpacked = matcher(config.asarUnpack);
@@ -239,11 +211,13 @@ describe('what electron-builder packs', () => {
     }
   });
 
-  test("native modules are rebuilt for each target's arch, from source", () => {
+  test("native modules are rebuilt for each target's arch, from source, in the staged app only", () => {
     // electron-builder rebuilds node_modules for every arch before packing it, and the
-    // unpacked node_modules/** then carries that arch's .node files (the next test).
+    // unpacked node_modules/** then carries that arch's .node files (the next test) —
+    // those of release/app, the staged copy (tests/unit/electron-dist.test.ts).
     assert.equal(config.npmRebuild, true);
     assert.equal(config.buildDependenciesFromSource, true);
+    assert.equal(config.beforeBuild, './scripts/stage-guard.js');
     // The prebuilt-binary downloads stay off for `npm install` too.
     const rc = fs.readFileSync(path.join(ROOT, '.prebuild-installrc'), 'utf8');
     assert.match(rc, /^buildFromSource=true$/m);
@@ -275,8 +249,8 @@ describe('what electron-builder packs', () => {
     for (const f of filesUnder('dist/engine')) assert.ok(unpacked(f), `${f} is unpacked`);
     const packages = productionPackages();
     assert.ok(packages.size >= 8, 'the dependency closure was found');
-    for (const [name, dir] of packages) {
-      assert.ok(unpacked(path.join(dir, 'package.json')), `${name} is unpacked`);
+    for (const [dir, name] of packages) {
+      assert.ok(unpacked(path.join(dir, 'package.json')), `${name} (${dir}) is unpacked`);
     }
   });
 
@@ -294,24 +268,8 @@ describe('what electron-builder packs', () => {
 
   test('the host.js the elevated engine runs is where asarUnpack puts it', async () => {
     // Ask main/engine-host.ts itself which script it hands to the elevation prompt.
-    const launched: ElevationInput[] = [];
-    const start = async (hostScript?: string): Promise<ElevationInput> => {
-      const supervisor = new EngineSupervisor({
-        dbPath: path.join(ROOT, 'nonexistent.db'),
-        hostScript,
-        elevation: {
-          needed: () => true,
-          launch: (input) => {
-            launched.push(input);
-            // Exits at once: the supervisor gives up, nothing is elevated.
-            return { command: process.execPath, args: ['-e', 'process.exit(3)'] };
-          },
-        },
-      });
-      await assert.rejects(supervisor.request({ type: 'list-jobs' }, { read: [], write: [] }));
-      await supervisor.close();
-      return launched[launched.length - 1];
-    };
+    const start = (hostScript?: string): Promise<ElevationInput> =>
+      elevationInput({ dbPath: path.join(ROOT, 'nonexistent.db'), hostScript });
 
     // By default: dist/engine/host/host.js of the app (this checkout's dist/ here).
     const byDefault = await start();
@@ -385,8 +343,8 @@ test('every package the app loads at run time is a production dependency (so it 
 // Per platform
 
 describe('per platform', () => {
-  test('Linux: AppImage and deb, category System, the deb depends on pkexec', () => {
-    assert.deepEqual(config.linux?.target, ['AppImage', 'deb']);
+  test('Linux: AppImage, deb and rpm, category System, the deb and the rpm depend on pkexec', () => {
+    assert.deepEqual(config.linux?.target, ['AppImage', 'deb', 'rpm']);
     assert.equal(config.linux?.category, 'System');
     const depends = config.deb?.depends ?? [];
     const polkit = depends.find((d) => /\bpkexec\b/.test(d));
@@ -399,6 +357,13 @@ describe('per platform', () => {
     // `depends` replaces electron-builder's list: Electron's own libraries must stay.
     for (const lib of ['libgtk-3-0', 'libnss3', 'libnotify4', 'xdg-utils']) {
       assert.ok(depends.includes(lib), `the deb still depends on ${lib}`);
+    }
+    // The rpm names the program: Fedora's polkit and openSUSE's pkexec both provide it.
+    const rpm = config.rpm?.depends ?? [];
+    assert.ok(rpm.includes('/usr/bin/pkexec'), 'the rpm depends on /usr/bin/pkexec');
+    assert.ok(rpm.includes('libbz2.so.1()(64bit)'), 'and on libbzip2, which koffi loads');
+    for (const lib of ['gtk3', 'nss', 'libnotify', 'xdg-utils']) {
+      assert.ok(rpm.includes(lib), `the rpm still depends on ${lib}`);
     }
   });
 

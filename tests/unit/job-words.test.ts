@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import type { ClonePlan } from '../../preload/api';
 import type { JobDone, JobProgress } from '../../preload/events';
 import { doneEvent, progressEvent } from '../helpers/events';
-import { planWords, regionCounts, verifyOutcome } from '../../renderer/lib/job-words';
+import { finalCounts, planWords, regionCounts, verifyOutcome } from '../../renderer/lib/job-words';
 
 const progress = (p: Partial<JobProgress> = {}): JobProgress =>
   progressEvent({ bytesTotal: 2048 << 20, regionsTotal: 2048, ...p });
@@ -20,6 +20,24 @@ describe('region counts', () => {
     const c = regionCounts(progress({ regionsHydrated: 100, regionsWritten: 616, hydrating: 32 }));
     assert.deepEqual(c, { total: 2048, copied: 100, written: 616, inFlight: 32, notYet: 1300 });
     assert.equal(c.copied + c.written + c.inFlight + c.notYet, c.total);
+  });
+
+  test('once ended: done is every region copied; otherwise what the record holds, nothing in flight', () => {
+    assert.deepEqual(finalCounts('done', 1024, null), {
+      total: 1024,
+      copied: 1024,
+      written: 0,
+      inFlight: 0,
+      notYet: 0,
+    });
+    assert.deepEqual(finalCounts('interrupted', 1024, 376), {
+      total: 1024,
+      copied: 376,
+      written: 0,
+      inFlight: 0,
+      notYet: 648,
+    });
+    assert.equal(finalCounts('failed', 1024, null), null, 'not known before the record is read');
   });
 });
 
@@ -113,7 +131,7 @@ describe('the verify, as the done event says it', () => {
     );
     assert.equal(
       verifyOutcome(done({}), true, 'EIO on /dev/sdb').text,
-      'Not verified: EIO on /dev/sdb.',
+      'Not verified: the drive reported an error there (a damaged area, or a loose cable) on /dev/sdb.',
     );
   });
 

@@ -231,3 +231,16 @@ test(
     );
   },
 );
+
+test('a job whose source size is unknown (a stream that failed before its end): the map shows what was copied', () => {
+  const map = new RegionMap(Infinity);
+  map.setRange(0, 24);
+  const job = { id: 8, sourceSize: 0, regionSize: MiB, regionsTotal: 0 } as JobRecord;
+  const r = regionMapReport(job, map, []);
+  assert.equal(r.size, null);
+  assert.equal(r.regionsTotal, null);
+  assert.equal(r.regionsHydrated, 24);
+  const { blocks, current } = parse(ddrescueMapfile(r));
+  assert.deepEqual(blocks, [{ pos: 0, size: 24 * MiB, status: '+' }]);
+  assert.equal(current.status, '?', 'not finished');
+});

@@ -190,22 +190,30 @@ test('a region marked hydrated survives reopening the database', () => {
   }
 });
 
-test('a job marked running whose process is dead reads back as interrupted', () => {
-  const meta = Metadata.open(dbFile());
+test('a job is running while its lock is held, whatever its pid says, and interrupted once let go of', () => {
+  const file = dbFile();
+  const meta = Metadata.open(file);
+  const other = Metadata.open(file);
   try {
     const id = newJob(meta);
     assert.equal(meta.getJob(id)?.state, 'running');
+    // A dead pid does not end it: the lock says it runs, to this process and to another.
     meta.db.prepare('UPDATE jobs SET pid = ? WHERE id = ?').run(deadPid(), id);
-    assert.equal(meta.getJob(id)?.state, 'interrupted');
-    assert.equal(meta.listJobs()[0].state, 'interrupted');
-    // Still found for resuming.
-    assert.equal(meta.findUnfinished('/images/source.img', ['/images/a.img', '/dev/sdz'])?.id, id);
-    meta.db.prepare('UPDATE jobs SET pid = NULL WHERE id = ?').run(id);
-    assert.equal(meta.getJob(id)?.state, 'interrupted');
-    // A live process other than ours: still running.
-    meta.db.prepare('UPDATE jobs SET pid = ? WHERE id = ?').run(process.ppid, id);
     assert.equal(meta.getJob(id)?.state, 'running');
+    assert.equal(other.getJob(id)?.state, 'running');
+    assert.throws(() => other.claimJob(id, options), /job 1 is already running/);
+    // Let go of, with a live process other than ours recorded: interrupted all the same.
+    meta.releaseJob(id);
+    meta.db.prepare('UPDATE jobs SET pid = ? WHERE id = ?').run(process.ppid, id);
+    assert.equal(meta.getJob(id)?.state, 'interrupted');
+    assert.equal(other.listJobs()[0].state, 'interrupted');
+    // Still found for resuming, and taken by whoever resumes it.
+    assert.equal(meta.findUnfinished('/images/source.img', ['/images/a.img', '/dev/sdz'])?.id, id);
+    other.claimJob(id, options);
+    assert.equal(meta.getJob(id)?.state, 'running');
+    assert.throws(() => meta.claimJob(id, options), /already running \(process \d+\)/);
   } finally {
+    other.close();
     meta.close();
   }
 });
@@ -387,4 +395,64 @@ test('the database lives in the per-OS user data directory', () => {
     defaultDatabasePath({ USERPROFILE: 'C:\\Users\\ann' }, 'win32'),
     path.win32.join('C:\\Users\\ann', 'AppData', 'Roaming', 'DriveTwin', 'jobs.db'),
   );
+});
+
+test('regions a client wrote through the served disk survive reopening; forgetting the job removes them', () => {
+  const file = dbFile();
+  const regionsTotal = CHUNK_BYTES * 8 + 77; // two chunks
+  let id: number;
+  {
+    const meta = Metadata.open(file);
+    id = newJob(meta, regionsTotal);
+    const written = meta.loadWritten(id, regionsTotal);
+    assert.equal(written.count, 0);
+    written.set(3);
+    written.set(regionsTotal - 1);
+    meta.markWritten(id, written.takeDirtyChunks());
+    meta.close();
+  }
+  const meta = Metadata.open(file);
+  try {
+    const again = meta.loadWritten(id, regionsTotal);
+    assert.deepEqual(again.runs(), [
+      { first: 3, count: 1 },
+      { first: regionsTotal - 1, count: 1 },
+    ]);
+    meta.forget(id);
+    assert.equal(meta.loadWritten(id, regionsTotal).count, 0);
+  } finally {
+    meta.close();
+  }
+});
+
+test('a 1.1 database is brought to the current minor when opened (the regions clients wrote, why a job is unresumable), its jobs kept', () => {
+  const file = dbFile();
+  let id: number;
+  {
+    const meta = Metadata.open(file);
+    id = newJob(meta);
+    meta.close();
+  }
+  // As DriveTwin 1.1 left it: no table of written regions, no unresumable column.
+  const db = new Database(file);
+  db.exec('DROP TABLE written');
+  db.exec('ALTER TABLE jobs DROP COLUMN unresumable');
+  db.prepare(`UPDATE meta SET value = '1' WHERE key = 'schema_minor'`).run();
+  db.close();
+  const meta = Metadata.open(file);
+  try {
+    assert.equal(meta.getJob(id)?.source, '/images/source.img');
+    const written = meta.loadWritten(id, 100);
+    written.set(7);
+    meta.markWritten(id, written.takeDirtyChunks());
+    assert.ok(meta.loadWritten(id, 100).has(7));
+    const minor = meta.db.prepare(`SELECT value FROM meta WHERE key = 'schema_minor'`).get() as {
+      value: string;
+    };
+    assert.equal(minor.value, String(SCHEMA_MINOR));
+    assert.equal(SCHEMA_MINOR, 3);
+    assert.equal(meta.getJob(id)?.unresumable, null);
+  } finally {
+    meta.close();
+  }
 });

@@ -15,12 +15,13 @@ function change(over: Partial<RegionMapChange>): RegionMapChange {
     regionsTotal: 100,
     hydrated: [],
     hydrating: [],
+    written: [],
     unreadable: [],
     ...over,
   };
 }
 
-test('each square tells hydrated, in flight, unreadable and pending regions apart', () => {
+test('each square tells hydrated, in flight, written (awaiting the commit), unreadable and pending regions apart', () => {
   const cells = new RegionCells();
   assert.ok(cells.apply(change({ reset: true, hydrated: [0, 10, 50, 5], unreadable: [52, 1] })));
   assert.ok(cells.apply(change({ hydrated: [10, 5], hydrating: [20, 3] })));
@@ -52,6 +53,15 @@ test('each square tells hydrated, in flight, unreadable and pending regions apar
   assert.equal(cells.hydratingCount, 0);
   assert.equal(cells.summarize(10).hydrated[0], 1);
   assert.equal(cells.summarize(10).hydrating[2], 0);
+
+  // Written and waiting for the commit is its own kind of square, apart from in flight.
+  cells.apply(change({ hydrating: [30, 2], written: [40, 4] }));
+  assert.equal(cells.hydratingCount, 2);
+  assert.equal(cells.writtenCount, 4);
+  const marked = cells.summarize(1000);
+  assert.deepEqual([...marked.hydrating.slice(29, 33)], [0, 1, 1, 0]);
+  assert.deepEqual([...marked.written.slice(39, 45)], [0, 1, 1, 1, 1, 0]);
+  assert.equal(marked.written[30], 0);
 
   // A message for another geometry asks for the whole map again.
   assert.equal(cells.apply(change({ regionsTotal: 200, hydrated: [0, 1] })), false);

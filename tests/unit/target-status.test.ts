@@ -34,7 +34,7 @@ describe('each target while the job runs', () => {
     assert.equal(b.error, 'ENOSPC: no space left on device');
     assert.match(
       b.words,
-      /^failed: There is no space left where it is being written \(ENOSPC\)\. It left the copy; the other targets go on\.$/,
+      /^failed: it is full, with no room left to write\. It left the copy; the other targets go on\.$/,
     );
   });
 
@@ -62,7 +62,7 @@ describe('each target at the end: the done event’s word', () => {
     assert.equal(w({ path: '/a', state: 'done', error: null, bytesWritten: 0 }), 'copied');
     assert.equal(
       w({ path: '/a', state: 'failed', error: 'ENOSPC: no space left on device', bytesWritten: 0 }),
-      'failed: There is no space left where it is being written (ENOSPC).',
+      'failed: it is full, with no room left to write.',
     );
     assert.equal(
       w({ path: '/a', state: 'unfinished', error: null, bytesWritten: 0 }),
@@ -101,10 +101,7 @@ describe('each target at the end: the done event’s word', () => {
       shown.map((s) => [s.state, s.words]),
       [
         ['done', 'copied, verified equal'],
-        [
-          'failed',
-          'failed: The drive reported an input/output error: a damaged area, or a loose cable (EIO).',
-        ],
+        ['failed', 'failed: the drive reported an error there (a damaged area, or a loose cable).'],
       ],
     );
   });

@@ -115,23 +115,24 @@ test('lowering the cap takes effect within a tick and raising it back releases n
 });
 
 test('a debt run up at the old cap is owed in time, so lowering the cap does not stall the copy', async () => {
-  // 1000 B/s; a 1000-byte job leaves a debt of one second.
+  // 1000 units/s (a unit: 64 KiB, the smallest cap is one); a 1000-unit job leaves a debt of one second.
+  const u = 64 * KiB;
   const time = new FakeTime();
-  const t = throttle({ percent: 100, maxRate: 1000 }, time);
-  await t.admit(1000);
-  // Half a second passes at 1000 B/s (500 B earned), then the cap drops to 10 B/s: the
-  // half second still owed stays half a second (5 B at 10 B/s), not 500 B (50 s).
+  const t = throttle({ percent: 100, maxRate: 1000 * u }, time);
+  await t.admit(1000 * u);
+  // Half a second passes at 1000 units/s (500 earned), then the cap drops to 10 units/s:
+  // the half second still owed stays half a second (5 units at 10/s), not 500 (50 s).
   time.advance(500);
-  t.set({ maxRate: 10 });
+  t.set({ maxRate: 10 * u });
   const before = time.t;
-  await t.admit(1);
+  await t.admit(u);
   const waited = (time.t - before) / 1000;
   assert.ok(Math.abs(waited - 0.5) < 0.15, `waited ${waited} s (expected the 0.5 s still owed)`);
-  // From then on the new cap holds: 10 B/s.
-  const perSecond = await admitUntil(t, time, 1, time.t + 10_000);
+  // From then on the new cap holds: 10 units/s.
+  const perSecond = await admitUntil(t, time, u, time.t + 10_000);
   const steady = perSecond.filter((n) => n > 0).slice(1, -1);
   assert.ok(
-    steady.every((n) => within(n, 10, 0.2)),
+    steady.every((n) => within(n, 10 * u, 0.2)),
     `${steady}`,
   );
 });
@@ -255,9 +256,10 @@ test('throttleProblem refuses percents outside 1–100, fractions and negative o
   for (const percent of [0, 101, 1.5, -1, NaN, Infinity]) {
     assert.match(throttleProblem({ percent }) ?? '', /whole percent from 1 to 100/, `${percent}`);
   }
-  for (const maxRate of [-1, -MiB, 1.5, NaN, Infinity, 2 ** 60]) {
+  for (const maxRate of [-1, -MiB, 1.5, NaN, Infinity, 2 ** 60, 1, 3, KiB, 64 * KiB - 1]) {
     assert.match(throttleProblem({ maxRate }) ?? '', /rate cap/, `${maxRate}`);
   }
+  assert.equal(throttleProblem({ maxRate: 64 * KiB }), null, 'the smallest cap');
 });
 
 test('set refuses bad settings and keeps the old ones', () => {
@@ -277,4 +279,17 @@ test('callers are admitted in the order they asked', async () => {
   await Promise.all([0, 1, 2, 3, 4].map((i) => t.admit(256 * KiB).then(() => order.push(i))));
   assert.deepEqual(order, [0, 1, 2, 3, 4]);
   assert.ok(Math.abs(time.t - 1000) < 1, `4 × 256 KiB of debt paid in ${time.t} ms`);
+});
+
+test('close: a job waiting out a debt of minutes returns within a tick, and later ones at once', async () => {
+  const time = new FakeTime();
+  const t = throttle({ percent: 100, maxRate: 64 * KiB }, time);
+  await t.admit(64 * 64 * KiB); // a debt of 64 s
+  time.at(time.t + 250, () => t.close());
+  const before = time.t;
+  await t.admit(64 * KiB);
+  assert.ok(time.t - before <= 350, `waited ${time.t - before} ms after close`);
+  const after = time.t;
+  await t.admit(64 * KiB);
+  assert.equal(time.t, after, 'no wait once closed');
 });
