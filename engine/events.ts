@@ -112,6 +112,40 @@ export interface UsedSpaceInfo {
 
 export type Intent = 'new' | 'resume' | 'update';
 
+/** The SHA-256 a download must have, and who said so: 'given' (the user), or a .sha256 file's URL. */
+export interface ExpectedSha256 {
+  hex: string;
+  from: string;
+}
+
+/** A download (the source is a URL), as it goes. */
+export interface DownloadProgress {
+  url: string;
+  /** Bytes received from the server in this session (sent again or dropped ones too). */
+  bytes: number;
+  /** The file's size where the server said it (compressed, for a compressed image). */
+  size: number | null;
+  /** Bytes per second received over the last second or so. */
+  rate: number;
+  /** Connections that failed and were tried again. */
+  retries: number;
+  /** What the whole file is hashed against as it passes; null: nothing. */
+  sha256: ExpectedSha256 | null;
+}
+
+/** How a download went, at the end of a session. */
+export interface DownloadSummary {
+  url: string;
+  bytes: number;
+  retries: number;
+  sha256: ExpectedSha256 | null;
+  /**
+   * The whole file was read and hashed: true when it matched, false when not (then the job
+   * failed). Null: it was not read whole in this session, or there was nothing to check.
+   */
+  sha256Matched: boolean | null;
+}
+
 export interface StartEvent {
   type: 'start';
   job: number;
@@ -135,6 +169,8 @@ export interface StartEvent {
   delta?: number;
   /** A used-only copy: what it reads of each partition. */
   usedSpace?: UsedSpaceInfo;
+  /** The source is a URL: what is downloaded. */
+  download?: DownloadProgress;
 }
 
 export type Phase = 'copying' | 'flushing' | 'comparing' | 'verifying';
@@ -173,6 +209,8 @@ export interface ProgressEvent {
    */
   fullSpeed: number | null;
   status: string;
+  /** The source is a URL: the download's own rate (`rate` is the writing's). */
+  download?: DownloadProgress;
 }
 
 export interface ErrorEvent {
@@ -184,6 +222,12 @@ export interface ErrorEvent {
   length?: number;
   /** True when the error stops the job (a dropped destination does not). */
   fatal: boolean;
+  /**
+   * A download's connection that failed and is tried again after `delayMs` (attempt
+   * `attempt` of `attempts`): no byte is lost, nothing unreadable. `offset` is where in the
+   * downloaded file it stood.
+   */
+  retry?: { attempt: number; attempts: number; delayMs: number };
 }
 
 export interface ModeEvent {
@@ -269,6 +313,8 @@ export interface DoneEvent {
   /** Set when the job verified: true only when every destination compared equal. */
   verified?: boolean;
   mismatches?: Range[];
+  /** The source is a URL: what was downloaded, and whether its SHA-256 matched. */
+  download?: DownloadSummary;
 }
 
 /**

@@ -64,6 +64,10 @@ const cloneRequest = z.strictObject({
   targets: z.array(cloneTarget).min(1, 'at least one target is needed').max(MAX_TARGETS),
   options: cloneOptions.optional(),
   fresh: z.boolean().optional(),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, 'a SHA-256 is 64 hexadecimal digits')
+    .optional(),
   serve: z.boolean().optional(),
 });
 

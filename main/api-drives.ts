@@ -5,7 +5,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { type Drive, imageFileDrive } from '../engine/drives/classify';
+import { type Drive, fileDrive, imageFileDrive } from '../engine/drives/classify';
 import { driveFacts, type Facts, pathFacts } from '../engine/drives/facts';
 import { drivePlatform } from '../engine/drives/platform';
 import type { SystemSnapshot } from '../engine/drives/topology';
@@ -17,7 +17,8 @@ import {
   verdictFor,
 } from '../engine/drives/safety';
 import { imageSize } from '../engine/io/compressed/index';
-import { partitionsOf } from '../engine/session/plan-tables';
+import { isUrl } from '../engine/io/http/url';
+import { type PartitionsEnd, partitionsOf } from '../engine/session/plan-tables';
 import type { CloneRequest, DriveQuery } from '../preload/api';
 import type { DriveInfo, DriveRole } from '../preload/events';
 import { ApiError } from './api-error';
@@ -35,6 +36,55 @@ export async function imageDrive(file: string): Promise<Drive & { sizeKnown: boo
     return { ...drive, sizeKnown: true }; // not there yet, or unreadable: its verdict says so
   }
 }
+
+/** A download picked as a source: what the copy will see of it, asked of its server once. */
+export interface PickedDownload {
+  drive: Drive & { sizeKnown: boolean };
+  partitions: PartitionsEnd | null;
+}
+
+/**
+ * What is at `url`, as the engine will read it: its image's size (exact where the server
+ * or the format says it, else a guess) and its partition table. ApiError 'refused' with
+ * the engine's words when it can't be had (404, an untrusted certificate…).
+ */
+export async function describeDownload(url: string): Promise<PickedDownload> {
+  const { openReadable } = await import('../engine/io/open');
+  const { isStream } = await import('../engine/io/device');
+  const { streamSize } = await import('../engine/io/compressed/index');
+  const { partitionsIn } = await import('../engine/session/plan-tables');
+  const { urlFileName } = await import('../engine/io/http/checksum-file');
+  let source;
+  try {
+    source = await openReadable(url, 'source');
+  } catch (e) {
+    throw new ApiError('refused', (e as Error).message);
+  }
+  try {
+    const { size, known } = isStream(source)
+      ? streamSize(source as Parameters<typeof streamSize>[0])
+      : { size: source.size, known: true };
+    const drive: Drive & { sizeKnown: boolean } = {
+      ...fileDrive({
+        path: url,
+        name: urlFileName(url) || url,
+        size,
+        bus: 'download',
+        readOnly: true,
+      }),
+      sizeKnown: known,
+    };
+    return { drive, partitions: await partitionsIn(source).catch(() => null) };
+  } finally {
+    await source.close();
+  }
+}
+
+/** A download is read, never written. */
+const DOWNLOAD_VERDICTS: DriveInfo['verdicts'] = {
+  source: { level: 'usable', reasons: [] },
+  target: { level: 'refused', reasons: ['a download is only read: it can’t be a target'] },
+};
 
 /**
  * The picture of the drives the handlers look in: the one the drive list came from
@@ -71,22 +121,24 @@ export function toDriveInfo(
     kind: drive.kind,
     serial: drive.serial,
     backingFile: drive.backingFile,
-    verdicts: {
-      source: verdictFor(drive, 'source', {}, snapshot),
-      target: verdictFor(
-        drive,
-        'target',
-        {
-          sourcePath: query.source,
-          sourceSize,
-          // A smaller drive that holds the source's partitions is offered a fitted copy.
-          ...(partitions ? { partitions, fit: true } : {}),
-          allowMounted: query.allowMounted,
-          allowSystem: query.allowSystem,
+    verdicts: isUrl(drive.path)
+      ? DOWNLOAD_VERDICTS
+      : {
+          source: verdictFor(drive, 'source', {}, snapshot),
+          target: verdictFor(
+            drive,
+            'target',
+            {
+              sourcePath: query.source,
+              sourceSize,
+              // A smaller drive that holds the source's partitions is offered a fitted copy.
+              ...(partitions ? { partitions, fit: true } : {}),
+              allowMounted: query.allowMounted,
+              allowSystem: query.allowSystem,
+            },
+            snapshot,
+          ),
         },
-        snapshot,
-      ),
-    },
     pickedAs: [...(drive.pickedAs ?? [])],
   };
 }
@@ -137,6 +189,29 @@ export function requireAbsolute(p: string, what: string): string {
   return path.resolve(p);
 }
 
+/** A source: a full path, or an http(s) URL (a download). */
+export function requireSource(p: string): string {
+  return isUrl(p) ? p : requireAbsolute(p, 'source');
+}
+
+/** The paths a command reads, for elevation: a download is no file. */
+export function filesOnly(paths: string[]): string[] {
+  return paths.filter((p) => !isUrl(p));
+}
+
+/**
+ * The size and partition table a copy from `source` has: a download's as its server
+ * described it when its URL was given, else read from the drive or image.
+ */
+export async function sourceShape(
+  source: string,
+  drives: Drive[],
+  download: PickedDownload | null | undefined,
+): Promise<{ sourceSize: number | undefined; partitions: PartitionsEnd | null }> {
+  if (download) return { sourceSize: download.drive.size, partitions: download.partitions };
+  return { sourceSize: await sourceSizeOf(source, drives), partitions: await partitionsOf(source) };
+}
+
 /** The size a copy from `p` has: a drive's, or an image's uncompressed size. */
 export async function sourceSizeOf(p: string, drives: Drive[]): Promise<number | undefined> {
   const listed = findDrive(drives, p);
@@ -160,18 +235,22 @@ export function checkSource(p: string, drives: Drive[], snapshot: () => SystemSn
  * Every check the user must hear about before the engine is asked: the source can
  * be read, each target may be written (engine/drives/safety.ts says why not), and
  * each drive target carries the confirmation it needs. `drives`: as listed now, and
- * `snapshot` the picture they were listed from.
+ * `snapshot` the picture they were listed from; `download`: the source is a URL, and
+ * this is what its server said of it.
  */
 export async function checkClone(
   request: CloneRequest,
   drives: Drive[],
   snapshot: () => SystemSnapshot,
+  download: PickedDownload | null,
 ): Promise<{ confirmed: string[]; allowMounted: boolean; allowSystem: boolean }> {
-  const source = checkSource(request.source, drives, snapshot);
+  // A download was looked at when its URL was given: it is no file or drive to check here.
+  const source = download
+    ? requireSource(request.source)
+    : checkSource(request.source, drives, snapshot);
   const twice = namedTwice(request.targets.map((t) => t.path));
   if (twice) throw new ApiError('refused', twice);
-  const sourceSize = await sourceSizeOf(source, drives);
-  const partitions = await partitionsOf(source);
+  const { sourceSize, partitions } = await sourceShape(source, drives, download);
 
   const confirmed: string[] = [];
   let allowMounted = false;

@@ -33,18 +33,20 @@ import type {
 } from '../preload/events';
 import { METHODS } from '../preload/api';
 import { parseArgs } from './api-args';
-import { partitionsOf } from '../engine/session/plan-tables';
 import {
   checkClone,
   checkSource,
   drivesPicture,
   checkImageFile,
   contentsPath,
+  describeDownload,
+  filesOnly,
   imageDrive,
-  requireAbsolute,
-  sourceSizeOf,
+  requireSource,
+  sourceShape,
   toDriveInfo,
 } from './api-drives';
+import { isUrl } from '../engine/io/http/url';
 import { ApiError, engineError } from './api-error';
 import { forwardEngineEvent, omitType, type Emit } from './api-events';
 import type { DrivesDiff } from './drive-watcher';
@@ -143,6 +145,7 @@ function hostRequest(
     allowMounted: allow.allowMounted,
     allowSystem: allow.allowSystem,
     fresh: req.fresh,
+    ...(req.sha256 !== undefined ? { sha256: req.sha256 } : {}),
     // A socket only for a copy that starts: a plan writes nothing.
     serve: req.serve && allow.start ? serveSocketPath() : undefined,
   };
@@ -247,6 +250,13 @@ export function createBackend(deps: BackendDeps): Backend {
       chosen = (await ask()) ?? undefined;
       if (chosen === undefined) return null;
     }
+    if (isUrl(chosen)) {
+      if (forWriting)
+        throw new ApiError('refused', 'a download is only read: it can’t be a target');
+      const described = await describeDownload(chosen);
+      images.addDownload(chosen, described);
+      return toDriveInfo({ ...described.drive, pickedAs: ['source'] }, {}, await picture());
+    }
     const file = checkImageFile(chosen, forWriting);
     const role = forWriting ? 'target' : 'source';
     images.add(file, role);
@@ -274,8 +284,9 @@ export function createBackend(deps: BackendDeps): Backend {
     async listDrives(...args) {
       const [query = {}] = parseArgs('listDrives', args);
       const drives = await images.withDrives(await deps.listDrives());
-      const sourceSize = query.source ? await sourceSizeOf(query.source, drives) : undefined;
-      const partitions = query.source ? await partitionsOf(query.source) : null;
+      const { sourceSize, partitions } = query.source
+        ? await sourceShape(query.source, drives, images.download(query.source))
+        : { sourceSize: undefined, partitions: null };
       const snapshot = await picture();
       return drives.map((d) => toDriveInfo(d, query, snapshot, sourceSize, partitions));
     },
@@ -325,7 +336,7 @@ export function createBackend(deps: BackendDeps): Backend {
 
     async planClone(...args) {
       const [req] = parseArgs('planClone', args);
-      requireAbsolute(req.source, 'source');
+      requireSource(req.source);
       return (await request(
         {
           type: 'plan',
@@ -334,20 +345,24 @@ export function createBackend(deps: BackendDeps): Backend {
             allowSystem: req.targets.some((t) => t.confirmSystemName !== undefined),
           }),
         },
-        { read: [req.source, ...req.targets.map((t) => t.path)], write: [] },
+        { read: filesOnly([req.source, ...req.targets.map((t) => t.path)]), write: [] },
       )) as ClonePlan;
     },
 
     async startClone(...args) {
       const [req] = parseArgs('startClone', args);
-      const checked = await checkClone(req, await deps.listDrives(), await picture());
+      // A download typed straight into the request (not picked) is asked about here.
+      const download =
+        images.download(req.source) ??
+        (isUrl(req.source) ? await describeDownload(req.source) : null);
+      const checked = await checkClone(req, await deps.listDrives(), await picture(), download);
       const started = (await request(
         {
           type: 'start',
           request: hostRequest(req, { ...checked, start: true }),
           confirmed: checked.confirmed,
         },
-        { read: [req.source], write: req.targets.map((t) => t.path) },
+        { read: filesOnly([req.source]), write: req.targets.map((t) => t.path) },
       )) as { job: number; intent: CloneIntent };
       return { job: started.job, intent: started.intent };
     },
@@ -404,7 +419,7 @@ export function createBackend(deps: BackendDeps): Backend {
       }
       const result = (await request(
         { type: 'resume', job, options: req.options, confirmed: onDrives, drop: req.drop },
-        { read: [record.source], write: staying.map((d) => d.path) },
+        { read: filesOnly([record.source]), write: staying.map((d) => d.path) },
       )) as { job: number };
       return { job: result.job };
     },
@@ -421,7 +436,10 @@ export function createBackend(deps: BackendDeps): Backend {
       const record = await jobRecord(job);
       return (await request(
         { type: 'verify', job },
-        { read: [record.source, ...record.destinations.map((d) => d.path)], write: [] },
+        {
+          read: filesOnly([record.source, ...record.destinations.map((d) => d.path)]),
+          write: [],
+        },
       )) as VerifyReport;
     },
 

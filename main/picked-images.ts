@@ -2,13 +2,15 @@
 // off — across restarts: they are kept in a small file next to the job database
 // (picked-images.json, readable by the user alone, written whole). They join the drive
 // list, each saying which lists it was picked for; one that has gone since is listed
-// with its verdict (it does not exist), for the user to remove.
+// with its verdict (it does not exist), for the user to remove. A download (a URL) is
+// picked as a source only, for as long as the backend runs: what it is — asked of its
+// server once, when picked — is remembered with it, and it is not kept in the file.
 
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Drive } from '../engine/drives/classify';
 import type { DriveRole } from '../preload/events';
-import { findDrive, imageDrive } from './api-drives';
+import { findDrive, imageDrive, type PickedDownload } from './api-drives';
 
 export type ListedDrive = Drive & { sizeKnown?: boolean; pickedAs?: DriveRole[] };
 
@@ -22,6 +24,7 @@ const ROLES: readonly DriveRole[] = ['source', 'target'];
 export class PickedImages {
   /** Path → the lists it was picked for, in the order picked. */
   private readonly picked = new Map<string, DriveRole[]>();
+  private readonly downloads = new Map<string, PickedDownload>();
 
   /** `file`: where they are kept across restarts; null: for as long as this process runs. */
   constructor(private readonly file: string | null = null) {
@@ -35,11 +38,25 @@ export class PickedImages {
     this.save();
   }
 
+  /** A URL picked as a source, with what its server said of it. */
+  addDownload(url: string, described: PickedDownload): void {
+    this.downloads.set(url, described);
+    this.add(url, 'source');
+  }
+
+  /** What a picked download is; undefined for anything else. */
+  download(url: string): PickedDownload | undefined {
+    return this.downloads.get(url);
+  }
+
   /** Off one list; forgotten once on none. */
   forget(file: string, role: DriveRole): void {
     const roles = (this.picked.get(file) ?? []).filter((r) => r !== role);
     if (roles.length > 0) this.picked.set(file, roles);
-    else this.picked.delete(file);
+    else {
+      this.picked.delete(file);
+      this.downloads.delete(file);
+    }
     this.save();
   }
 
@@ -51,9 +68,10 @@ export class PickedImages {
   async withDrives(drives: Drive[]): Promise<ListedDrive[]> {
     const out: ListedDrive[] = drives.map((d) => ({ ...d, pickedAs: [] }));
     for (const [image, roles] of this.picked) {
-      const listed = findDrive(out, image) as ListedDrive | undefined;
+      const download = this.downloads.get(image);
+      const listed = download ? undefined : (findDrive(out, image) as ListedDrive | undefined);
       if (listed) listed.pickedAs = [...roles];
-      else out.push({ ...(await imageDrive(image)), pickedAs: [...roles] });
+      else out.push({ ...(download?.drive ?? (await imageDrive(image))), pickedAs: [...roles] });
     }
     return out;
   }
@@ -79,7 +97,9 @@ export class PickedImages {
   /** Written whole (a temporary file renamed over it), readable by the user alone. */
   private save(): void {
     if (!this.file) return;
-    const images = [...this.picked].map(([p, roles]) => ({ path: p, roles }));
+    const images = [...this.picked]
+      .filter(([p]) => !this.downloads.has(p))
+      .map(([p, roles]) => ({ path: p, roles }));
     try {
       fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
       const temporary = `${this.file}.${process.pid}.tmp`;

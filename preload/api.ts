@@ -125,12 +125,18 @@ export interface CloneTarget {
 }
 
 export interface CloneRequest {
+  /** A full path, or an http(s) URL: a download, read as it is copied. */
   source: string;
   /** One or more, no path twice. Drives need `confirmed: true`. */
   targets: CloneTarget[];
   options?: CloneOptions;
   /** A new job (erase and copy) even where a job for this source and these targets exists. */
   fresh?: boolean;
+  /**
+   * A download: the SHA-256 (64 hexadecimal digits) the whole file must hash to, else the
+   * job fails. Without it, a `.sha256` file next to the URL is used where there is one.
+   */
+  sha256?: string;
   /**
    * "Use it now" (Linux): while it copies, the first target is served as a block device
    * over NBD on a Unix socket, as it will be; the `serving` event says where.
@@ -243,7 +249,9 @@ export interface DriveTwinApi {
   /** Drives, loop devices and picked image files, each with a verdict per role. */
   listDrives(query?: DriveQuery): Promise<DriveInfo[]>;
   /**
-   * An image to read. With `typedPath` (the text-field fallback) that path is checked
+   * An image to read. With `typedPath` (the text-field fallback) that path is checked — or,
+   * an http(s) URL, what the server has there (its size; a 404 or an untrusted certificate
+   * is refused with the reason) —
    * and returned; without, the open dialog is shown (null when cancelled or when
    * dialogs are unavailable). The picked image joins listDrives.
    */

@@ -24,6 +24,10 @@ function parseSize(text: string): number {
 export const SIZE = parseSize(process.env.BENCH_SIZE ?? '2G');
 export const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3) | 0);
 export const VERIFY = process.env.BENCH_VERIFY !== '0';
+/** BENCH_ONLY=download: the download case alone. */
+const only = process.env.BENCH_ONLY;
+/** BENCH_ONLY: one case alone (download, used), else every case. */
+export const ONLY = only === 'download' || only === 'used' ? only : null;
 export const TIME_BIN = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
 
 // ---- preconditions and cleanup ---------------------------------------------------------
@@ -34,8 +38,9 @@ export function refuse(msg: string): never {
 if (process.getuid?.() !== 0) refuse('must run as root (it attaches loop devices)');
 if (spawnSync('losetup', ['--version']).status !== 0) refuse('losetup not found (util-linux)');
 if (!fs.existsSync('/dev/shm')) refuse('/dev/shm is missing');
-if (fs.statfsSync('/dev/shm').bavail * fs.statfsSync('/dev/shm').bsize < 4.2 * SIZE)
-  refuse(`/dev/shm needs about ${Math.ceil((4.2 * SIZE) / MiB)} MiB free`);
+const SHM_NEEDED = (ONLY === 'download' ? 2.6 : 4.2) * SIZE;
+if (fs.statfsSync('/dev/shm').bavail * fs.statfsSync('/dev/shm').bsize < SHM_NEEDED)
+  refuse(`/dev/shm needs about ${Math.ceil(SHM_NEEDED / MiB)} MiB free`);
 if (!fs.existsSync(path.join(ROOT, 'dist', 'engine', 'cli', 'cli.js'))) refuse('build first');
 
 export const work = fs.mkdtempSync('/dev/shm/drivetwin-bench-');

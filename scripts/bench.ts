@@ -8,17 +8,21 @@
 //   BENCH_VERIFY=0 npm run bench          # skip the byte comparison after each round
 //   BENCH_ETCHER_SDK=/some/dir npm run bench   # etcher-sdk (npm install etcher-sdk there) joins the .xz case
 //   BENCH_ONLY=used npm run bench         # only the used-space case (bench-used.ts)
+//   BENCH_ONLY=download BENCH_ROUNDS=1 npm run bench   # the download case alone, once
 //
 // Cases: loop→loop against dd, and the throttle; verify against cmp, drive vs drive and
 // image vs drive; image→image sparse against dd; a 64 GiB sparse image (4 MiB of data)
 // against cp; .xz (xz -T2, many blocks) against `xz -dc -T2 | dd`; a single-block .xz
 // against `xz -dc | dd`; .bz2 against `bzip2 -dc | dd`; and a rate-limited pair (nbdkit's
 // rate filter through nbdfuse and loop devices: source 200 MB/s, destination 100 MB/s)
-// against dd and the slower drive's rate; and a 4 GiB disk of four partitions a quarter
-// used, --used-only against the full copy and partclone (bench-used.ts).
+// against dd and the slower drive's rate; a 4 GiB disk of four partitions a quarter
+// used, --used-only against the full copy and partclone (bench-used.ts); last, a .img.xz
+// served over http on 127.0.0.1, its URL onto a loop device, against
+// `curl | xz -dc | dd` (bench-download.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
+import { DOWNLOAD_CASE, downloadCase } from './bench-download';
 import { loadEtcherSdk } from './bench-etcher';
 import { USED_CASE, usedSpaceCase } from './bench-used';
 import {
@@ -26,6 +30,7 @@ import {
   CLI,
   ENV_NOTE,
   MiB,
+  ONLY,
   ROUNDS,
   SIZE,
   TIME_BIN,
@@ -55,7 +60,7 @@ const notes: string[] = [];
 /** The rate-limited pair: the engine's and dd's rates, and the limit (the slower drive). */
 const limits: Record<string, number> = {};
 
-for (const tool of ['nbdkit', 'nbdfuse', 'xz', 'bzip2', 'cmp', 'cp'])
+for (const tool of ['nbdkit', 'nbdfuse', 'xz', 'bzip2', 'cmp', 'cp', 'curl'])
   if (!process.env.PATH?.split(':').some((d) => fs.existsSync(path.join(d, tool))))
     refuse(`${tool} not found`);
 
@@ -93,13 +98,18 @@ async function main(): Promise<void> {
   console.log(`DriveTwin bench: ${SIZE / MiB} MiB, ${ROUNDS} rounds, files in ${work}`);
   console.log(`peak RSS: ${TIME_BIN ? '/usr/bin/time %M' : '/proc/PID/status VmHWM, polled'}`);
   if (ENV_NOTE) console.log(ENV_NOTE);
-  if (process.env.BENCH_ONLY === 'used') {
+  if (ONLY === 'used') {
     await usedSpaceCase(notes);
     return report();
   }
   const src = path.join(work, 'src.img');
   const dst = path.join(work, 'dst.img');
   const rmDst = (): void => fs.rmSync(dst, { force: true });
+  if (ONLY === 'download') {
+    notes.push(await downloadCase(src));
+    detachAll();
+    return report();
+  }
 
   // 1. loop → loop, O_DIRECT, random data; then verify the pair against cmp
   process.stderr.write('preparing loop→loop source…\n');
@@ -201,7 +211,12 @@ async function main(): Promise<void> {
   // 6. the rate-limited pair
   await rateLimitedPair(src, dst);
 
-  // 7. a partitioned disk, a quarter used: --used-only
+  // 7. a download: a URL on 127.0.0.1 onto a loop device
+  rmDst();
+  notes.push(await downloadCase(src));
+  detachAll();
+
+  // 8. a partitioned disk, a quarter used: --used-only
   fs.rmSync(src, { force: true });
   await usedSpaceCase(notes);
 
@@ -332,7 +347,9 @@ function report(): void {
   const usedOnly = seconds(USED_CASE, 'engine --used-only');
   const goals: Array<[string, boolean]> = [
     ...ratio('loop→loop', 1, ' dd'),
-    ...['.xz (xz -T2, many blocks)', '.xz (one block)', '.bz2'].flatMap((k) => ratio(k, 1)),
+    ...['.xz (xz -T2, many blocks)', '.xz (one block)', '.bz2', DOWNLOAD_CASE].flatMap((k) =>
+      ratio(k, 1),
+    ),
     ...['verify drive vs drive', 'verify image vs drive'].flatMap((k) => ratio(k, 0.9, ' cmp')),
     ...(sparseSeconds === null
       ? []

@@ -25,7 +25,7 @@ const USAGE = `Usage:
         [--throttle PCT] [--max-rate RATE] [--sparse | --no-sparse] [--ignore-errors]
         [--sequential] [--verify] [--used-only [--zero-free]] [--from-map MAPFILE]
         [--fit] [--new-ids] [--fresh] [--measure] [--yes] [--allow-mounted] [--allow-system]
-        [--eject] [--serve SOCKET] [--db PATH] [--json]
+        [--eject] [--serve SOCKET] [--sha256 HEX] [--db PATH] [--json]
   drivetwin resume JOB [--threshold N] [--batch N] [--throttle PCT] [--max-rate RATE]
         [--ignore-errors] [--sequential] [--verify] [--drop DEST]... [--yes] [--eject]
         [--serve SOCKET] [--db PATH] [--json]
@@ -36,6 +36,8 @@ const USAGE = `Usage:
   drivetwin map JOB [--format json|ddrescue]
   drivetwin forget JOB
 
+SOURCE may be an http:// or https:// URL: downloaded as it is copied, resumable;
+--sha256 HEX (else a .sha256 file next to it) checks the whole download.
 SIZE and RATE: 4096, 64K, 4M, 1G (binary multiples; RATE is per second).
 --serve SOCKET: while it copies, the destination (the first one) is served over NBD at
 nbd+unix:///?socket=SOCKET, as it will be: attach it with nbdfuse or nbd-client.
@@ -77,6 +79,7 @@ const CLONE = {
   'no-sparse': { type: 'boolean' },
   fit: { type: 'boolean' },
   'new-ids': { type: 'boolean' },
+  sha256: { type: 'string' },
 } as const;
 
 async function askOnTerminal(
@@ -191,6 +194,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       allowSystem: Boolean(values['allow-system']),
       fromMap: values['from-map'] as string | undefined,
       fresh: Boolean(values.fresh),
+      sha256: values.sha256 as string | undefined,
       measure: Boolean(values.measure),
     };
     const meta = openMetadata(values);

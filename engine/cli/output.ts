@@ -1,7 +1,14 @@
 // How the command line shows a job session's events: words for people (a progress
 // line on a terminal, a summary at the end), JSON lines for programs (--json).
 
-import type { DoneEvent, EngineEvent, ProgressEvent, ServeEvent, UsedSpaceInfo } from '../events';
+import type {
+  DoneEvent,
+  DownloadSummary,
+  EngineEvent,
+  ProgressEvent,
+  ServeEvent,
+  UsedSpaceInfo,
+} from '../events';
 import { formatBytes, formatDuration } from '../size';
 import { frame } from '../host/transport';
 
@@ -38,9 +45,10 @@ export class Output {
       p.throttle.percent < 100 && p.fullSpeed !== null
         ? `  (${p.throttle.percent} % of ${formatBytes(p.fullSpeed)}/s)`
         : '';
+    const download = p.download ? `  downloading ${formatBytes(p.download.rate)}/s` : '';
     const line =
       `${what}${pct.padStart(5)}%  ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}  ` +
-      `${formatBytes(p.rate)}/s${share}  ${eta}`;
+      `${formatBytes(p.rate)}/s${share}${download}  ${eta}`;
     process.stderr.write(`\r${line}\x1b[K`);
     this.progressShown = true;
   }
@@ -131,6 +139,20 @@ export function usedSpaceLines(u: UsedSpaceInfo): string[] {
   return lines;
 }
 
+function downloadWords(d: DownloadSummary): string {
+  const retried =
+    d.retries > 0 ? `, ${d.retries} connection${d.retries > 1 ? 's' : ''} retried` : '';
+  const check =
+    d.sha256 === null
+      ? ''
+      : d.sha256Matched === true
+        ? '; SHA-256 verified'
+        : d.sha256Matched === false
+          ? '; SHA-256 MISMATCH'
+          : '; SHA-256 not checked (the file was not read whole in this run)';
+  return `${formatBytes(d.bytes)} downloaded${retried}${check}`;
+}
+
 function serving(e: ServeEvent): string {
   const attach =
     `attach it with: nbdfuse DIR/disk '${e.uri}' (then losetup -f --show DIR/disk), ` +
@@ -155,6 +177,7 @@ function summary(d: DoneEvent): string {
   ];
   if (d.unreadableBytes > 0)
     parts.push(`${formatBytes(d.unreadableBytes)} of the source unreadable`);
+  if (d.download) parts.push(downloadWords(d.download));
   for (const dest of d.destinations ?? []) {
     // Said only when there is something to say: an eject, or a drive not to pull out yet.
     const removal = dest.removal;

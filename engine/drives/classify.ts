@@ -150,14 +150,17 @@ export function imageFileDrive(file: string): Drive {
   } catch {
     readOnly = fs.existsSync(real);
   }
+  return fileDrive({ path: real, name: path.basename(real), size, bus: 'file', readOnly });
+}
+
+/** A file (an image, or a download) as a Drive: never mounted, held, or the system's. */
+export function fileDrive(
+  known: Pick<Drive, 'path' | 'name' | 'size' | 'bus' | 'readOnly'>,
+): Drive {
   return {
-    path: real,
-    name: path.basename(real),
-    size,
+    ...known,
     logicalBlockSize: 512,
-    bus: 'file',
     removable: false,
-    readOnly,
     mountpoints: [],
     holders: [],
     system: false,

@@ -41,6 +41,8 @@ export interface HostCloneRequest {
   fresh?: boolean;
   /** Eject drive destinations once the copy is done (hello's canEject says whether it can). */
   eject?: boolean;
+  /** A download (the source is a URL): the SHA-256 it must have, in hexadecimal. */
+  sha256?: string;
   /** Serve the destination over NBD on this Unix socket while it hydrates (given to the user). */
   serve?: string;
 }

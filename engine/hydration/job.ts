@@ -19,7 +19,6 @@ import { JobProgress } from './job-progress';
 import { type Lane, OnDemand } from './on-demand';
 import type { Uncommitted } from './region-events';
 import type { Metadata } from '../store/metadata';
-import { openReadable } from '../io/open';
 import type { RegionMap } from '../store/region-map';
 import { statusLine } from './status-line';
 import type { JobOptions, ThrottleSettings } from '../options';
@@ -27,6 +26,8 @@ import { Throttle } from './throttle';
 import type { EngineEvent, ProgressEvent } from '../events';
 
 const COMMIT_PERIOD_MS = 1000;
+/** A download's batches: this long of its pace each. */
+const DOWNLOAD_BATCH_SECONDS = 0.25;
 
 /** `final`: a resume can't finish the job (said so, and recorded). */
 type StopReason = { kind: 'cancelled' } | { kind: 'failed'; message: string; final: boolean };
@@ -272,8 +273,13 @@ export class HydrationJob extends EventEmitter {
   /** The next run of unhydrated regions after the cursor, no longer than a batch nor the threshold allows. */
   private nextBatch(): { first: number; count: number } | null {
     const hydrating = this.batches.regionsInFlight;
+    const download = this.downloadShare();
     const room = Math.min(
-      this.batches.limit(this.throttle.ioBytes, this.throttle.inFlightBytes, hydrating),
+      this.batches.limit(
+        Math.min(this.throttle.ioBytes, download),
+        Math.min(this.throttle.inFlightBytes, download),
+        hydrating,
+      ),
       this.fixedOptions.threshold - hydrating,
     );
     if (room <= 0) return null;
@@ -290,6 +296,17 @@ export class HydrationJob extends EventEmitter {
     if (from === this.cursor) this.cursor = run ? run.first + run.count : this.geometry.regionCount;
     if (run) this.served?.claim(run.first, run.count);
     return run;
+  }
+
+  /**
+   * A download without a rate cap: a quarter of a second of what it moves (its own
+   * pace), so its batches end in turn and what an interruption loses is about a second
+   * of it, not a batch of MiBs that came slowly. Anything else: no bound of its own.
+   */
+  private downloadShare(): number {
+    const capped = this.throttle.current.maxRate > 0;
+    if (capped || !isStream(this.source) || !this.source.file.download) return Infinity;
+    return Math.max(1, this.tally.rate()) * DOWNLOAD_BATCH_SECONDS;
   }
 
   /** A batch is all copies or all zeroings; the regions holding the tables wait for their turn. */
@@ -319,7 +336,7 @@ export class HydrationJob extends EventEmitter {
     this.tablesTurn = true;
     this.cursor = Math.min(...this.heldBack.map((h) => h.first));
     // A stream went past the tables long ago: they are read again from its start.
-    const again = isStream(this.source) ? await openReadable(this.source.path) : null;
+    const again = isStream(this.source) ? await this.source.reopen() : null;
     if (again) this.copier = new Copier(again, this.throttle, this.copierOptions);
     await this.hydrate().finally(() => again?.close());
   }

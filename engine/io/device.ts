@@ -3,6 +3,7 @@
 
 import fs from 'node:fs';
 import { alignedBuffer } from './buffers';
+import type { SourceFile } from './source-file';
 import type { Range } from '../geometry';
 
 export type DeviceKind = 'block' | 'file';
@@ -56,12 +57,16 @@ export class DeviceError extends Error {
 export const STREAM_HEAD_BYTES = 1024 * 1024;
 
 /**
- * A source read as a stream (a compressed image): in ascending order only — but for its
- * first STREAM_HEAD_BYTES —, its size perhaps known only once its end is reached.
+ * A source read as a stream (a compressed image, a download): in ascending order only —
+ * but for its first STREAM_HEAD_BYTES —, its size perhaps known only once its end is reached.
  */
 export interface StreamSource extends Device {
+  /** The file it is read from: on this machine, or a download. */
+  readonly file: SourceFile;
   /** The uncompressed size where the format states it, else null. */
   readonly knownSize: number | null;
+  /** While knownSize is null: what the file suggests it holds (a guess), or null. */
+  readonly estimate: number | null;
   readonly compressedSize: number;
   /** Compressed bytes consumed so far: progress while the size is unknown. */
   readonly compressedPosition: number;
@@ -69,6 +74,8 @@ export interface StreamSource extends Device {
   readonly decompressedPosition: number;
   /** Reads up to buffer.length bytes; fewer only at the end of the data. */
   readAt(buffer: Buffer, offset: number): Promise<number>;
+  /** The same stream from its start again (a download: the same file, checked unchanged). */
+  reopen(): Promise<StreamSource>;
 }
 
 export function isStream(device: Device): device is StreamSource {

@@ -1,12 +1,14 @@
 // What makes a drive or image "the same one" when a job resumes: its size and
-// block size, plus whatever names it for good (serial, loop backing file, inode),
-// and for a source a hash of its first MiB.
+// block size, plus whatever names it for good (serial, loop backing file, inode, a
+// download's ETag and Last-Modified), and for a source a hash of its first MiB (of a
+// download's first 64 KiB).
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { inodeOf } from './inode';
 import { type Device, isStream } from './device';
 import { alignedBuffer } from './buffers';
+import type { Download } from './source-file';
 import { blockFacts } from '../drives/platform';
 
 export interface Identity {
@@ -20,6 +22,11 @@ export interface Identity {
   headSha256?: string;
   /** A destination image the job emptied first: where nothing was written it reads zeros. */
   emptied?: boolean;
+  /** A download: what the server said names this version of the file. */
+  etag?: string | null;
+  lastModified?: string | null;
+  /** A download: the SHA-256 it must have (lowercase hex), and who said so ('given' or a URL). */
+  sha256?: { hex: string; from: string } | null;
   /**
    * A destination of a --new-ids job: the random seed its new identifiers come from,
    * chosen once, so that a resume or an update writes the same ones again.
@@ -51,7 +58,11 @@ export function identifyPath(
 }
 
 export async function identify(device: Device, withHead: boolean): Promise<Identity> {
-  if (isStream(device)) return identifyFile(device.path, device.compressedSize, withHead);
+  if (isStream(device)) {
+    const { download } = device.file;
+    if (download) return identifyDownload(download, device.compressedSize);
+    return identifyFile(device.path, device.compressedSize, withHead);
+  }
   const id = identifyPath(device.path, device);
   if (withHead) {
     const head = alignedBuffer(Math.min(HEAD_BYTES, device.size));
@@ -77,6 +88,19 @@ function identifyFile(file: string, size: number, withHead: boolean): Identity {
   return id;
 }
 
+/** A download is known by what its server says of it, and by its first bytes. */
+function identifyDownload(download: Download, size: number): Identity {
+  return {
+    kind: 'file',
+    size,
+    logicalBlockSize: 512,
+    etag: download.etag,
+    lastModified: download.lastModified,
+    headSha256: download.headSha256,
+    sha256: download.sha256,
+  };
+}
+
 /** Why `now` is not the device recorded as `then`, or null when it is. */
 export function identityProblem(what: string, then: Identity, now: Identity): string | null {
   if (then.kind !== now.kind)
@@ -96,6 +120,12 @@ export function identityProblem(what: string, then: Identity, now: Identity): st
   const sameHead = then.headSha256 !== undefined && then.headSha256 === now.headSha256;
   if (then.inode && now.inode && then.inode !== now.inode && !sameHead) {
     return `${what} is another file than the one the job started with`;
+  }
+  if (then.etag && now.etag && then.etag !== now.etag) {
+    return `${what} changed on the server (its ETag was ${then.etag}, now ${now.etag})`;
+  }
+  if (then.lastModified && now.lastModified && then.lastModified !== now.lastModified) {
+    return `${what} changed on the server (last modified ${then.lastModified}, now ${now.lastModified})`;
   }
   if (then.headSha256 && now.headSha256 && then.headSha256 !== now.headSha256) {
     return `${what} holds different data than when the job started`;

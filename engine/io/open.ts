@@ -4,8 +4,10 @@
 import fs from 'node:fs';
 import { drivePlatform } from '../drives/platform';
 import { BlockDevice } from './block-device';
-import type { Device } from './device';
+import { type Device, DeviceError } from './device';
+import { isUrl } from './http/url';
 import { IMAGE_BLOCK_SIZE, ImageFile } from './image-file';
+import type { ExpectedHash } from './source-file';
 
 /** A refused request: a check said no, and nothing was written. */
 export class Refused extends Error {}
@@ -40,8 +42,17 @@ export function probe(p: string): Probe {
   throw new Refused(`${p} is neither a drive nor an image file`);
 }
 
-/** Opens a drive, image or compressed image for reading only; `role` names it in messages. */
-export async function openReadable(p: string, role = 'source'): Promise<Device> {
+/**
+ * Opens a drive, image, compressed image or URL for reading only; `role` names it in
+ * messages. `sha256`, for a URL: the hash it must have, null for none, undefined for the
+ * one in a .sha256 file next to it (io/http/open-url.ts).
+ */
+export async function openReadable(
+  p: string,
+  role = 'source',
+  how: { sha256?: ExpectedHash | null } = {},
+): Promise<Device> {
+  if (isUrl(p)) return openDownload(p, role, how.sha256);
   const found = probe(p);
   if (found.kind === 'missing') throw new Refused(`${role} ${p} does not exist`);
   try {
@@ -55,6 +66,28 @@ export async function openReadable(p: string, role = 'source'): Promise<Device> 
     if (e instanceof Refused) throw e;
     throw new Refused(`${role} ${p} can't be read: ${(e as Error).message}`);
   }
+}
+
+async function openDownload(
+  url: string,
+  role: string,
+  sha256: ExpectedHash | null | undefined,
+): Promise<Device> {
+  const { openUrl } = await import('./http/open-url');
+  let source: Device;
+  try {
+    source = await openUrl(url, sha256);
+  } catch (e) {
+    if (e instanceof DeviceError && e.op === 'open' && e.message.startsWith(url)) {
+      throw new Refused(`${role} ${e.message}`);
+    }
+    throw new Refused(`${role} ${url} can't be read: ${(e as Error).message}`);
+  }
+  if (source.size === 0) {
+    await source.close();
+    throw new Refused(`${role} ${url} is empty`);
+  }
+  return source;
 }
 
 /** Closes every device, whatever fails. */

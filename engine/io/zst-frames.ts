@@ -113,16 +113,23 @@ export function findSeekTable(
 ): SeekTableAt | null {
   if (fileSize < 17) return null;
   const footer = read(fileSize - 9, 9);
-  if (!footer || footer.readUInt32LE(5) !== SEEKABLE_FOOTER_MAGIC) return null;
+  const bytes = footer && seekTableBytes(footer);
+  if (!footer || !bytes) return null;
   const count = footer.readUInt32LE(0);
   const entryBytes = footer[4] & 0x80 ? 12 : 8;
-  const content = count * entryBytes + 9;
-  const at = fileSize - 8 - content;
+  const content = bytes - 8;
+  const at = fileSize - bytes;
   if (at < 0) return null;
   const header = read(at, 8);
   if (!header || header.readUInt32LE(0) !== SEEK_TABLE_MAGIC || header.readUInt32LE(4) !== content)
     return null;
   return { at, entriesAt: at + 8, count, entryBytes };
+}
+
+/** The bytes a seek table takes at the file's end, from its footer (the last 9); null: not one. */
+export function seekTableBytes(footer: Buffer): number | null {
+  if (footer.length < 9 || footer.readUInt32LE(5) !== SEEKABLE_FOOTER_MAGIC) return null;
+  return 8 + footer.readUInt32LE(0) * (footer[4] & 0x80 ? 12 : 8) + 9;
 }
 
 /** One seek table entry at `pos` in `b`: compressed size, decompressed size, checksum. */

@@ -5,7 +5,7 @@
 import type { Range } from '../geometry';
 import type { CopyOutcome, JobTarget } from '../hydration/job-parts';
 import type { Intent } from './plan';
-import type { DestinationResult, DoneEvent, VerifyEvent } from '../events';
+import type { DestinationResult, DoneEvent, DownloadSummary, VerifyEvent } from '../events';
 import type { Removal } from './removal';
 
 export interface Ending {
@@ -21,6 +21,8 @@ export interface Ending {
   failure: Error | null;
   seconds: number;
   verifySeconds: number;
+  /** The source is a URL: how its download went. */
+  download?: DownloadSummary;
 }
 
 export function doneEvent(end: Ending): DoneEvent {
@@ -66,5 +68,6 @@ export function doneEvent(end: Ending): DoneEvent {
           mismatches: checked.destinations.flatMap((d) => d.mismatches),
         }
       : {}),
+    ...(end.download ? { download: end.download } : {}),
   };
 }

@@ -22,20 +22,30 @@ export interface PlannedTables {
  * hold to take them, for the size rule (the app's offer); null when it has no usable
  * table or can't be read here (an unprivileged front end: the engine checks again).
  */
-export async function partitionsOf(path: string): Promise<{ end: number; fitSize: number } | null> {
+export async function partitionsOf(path: string): Promise<PartitionsEnd | null> {
   try {
     const device = await openReadable(path);
     try {
-      const found = await readPartitionTable(device);
-      return found && found.kind !== 'damaged'
-        ? { end: found.partitionsEnd, fitSize: found.fitSize }
-        : null;
+      return await partitionsIn(device);
     } finally {
       await device.close();
     }
   } catch {
     return null;
   }
+}
+
+export interface PartitionsEnd {
+  end: number;
+  fitSize: number;
+}
+
+/** partitionsOf a device already open (a download, say); throws what reading it throws. */
+export async function partitionsIn(device: Device): Promise<PartitionsEnd | null> {
+  const found = await readPartitionTable(device);
+  return found && found.kind !== 'damaged'
+    ? { end: found.partitionsEnd, fitSize: found.fitSize }
+    : null;
 }
 
 /**

@@ -6,10 +6,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describeBlockDevice } from '../drives/platform';
-import { type VerdictOptions, destinationProblems, namedTwice } from '../drives/safety';
+import { namedTwice } from '../drives/safety';
 import { DEFAULT_REGION_SIZE, type Geometry, makeGeometry, regionSizeProblem } from '../geometry';
-import { type Identity, identify, identifyPath, identityProblem } from '../io/identity';
-import { type Device, knownSize } from '../io/device';
+import { type Identity, identify } from '../io/identity';
+import { type Device, isStream, knownSize } from '../io/device';
+import { isUrl, parseSha256 } from '../io/http/url';
+import type { ExpectedHash } from '../io/source-file';
 import type { DestinationRecord, JobRecord } from '../store/job-record';
 import type { Metadata } from '../store/metadata';
 import { type Probe, Refused, closeAll, isZstPath, openReadable, probe } from '../io/open';
@@ -22,6 +24,13 @@ import {
 } from '../options';
 import type { UsedSpaceInfo } from '../events';
 import type { PartitionTable } from '../partitions/table';
+import {
+  type Allow,
+  checkDestination,
+  checkJobDestination,
+  checkSource,
+  sizeRule,
+} from './plan-checks';
 import { freeSpace, holdsRescuedData, mapSeed, readMapfile } from './plan-regions';
 import { measureSource } from './measure';
 import { type PlannedTables, planTables } from './plan-tables';
@@ -29,11 +38,6 @@ import type { RegionMap } from '../store/region-map';
 import { formatBytes } from '../size';
 
 export type Intent = 'new' | 'resume' | 'update';
-
-interface Allow {
-  allowMounted?: boolean;
-  allowSystem?: boolean;
-}
 
 export interface CloneRequest extends Allow {
   kind: 'clone';
@@ -46,6 +50,8 @@ export interface CloneRequest extends Allow {
   fromMap?: string;
   /** A new job even where one exists for this source and these destinations. */
   fresh?: boolean;
+  /** A download (the source is a URL): the SHA-256 it must have, in hexadecimal. */
+  sha256?: string;
   /** A source whose size is only guessed is decompressed once first, to know it. */
   measure?: boolean;
 }
@@ -105,8 +111,9 @@ export interface Plan {
   tables: PlannedTables | null;
 }
 
-/** Canonical path, so that another name for the same thing finds the same job. */
+/** Canonical path, so that another name for the same thing finds the same job (a URL as given). */
 export function canonical(p: string): string {
+  if (isUrl(p)) return p;
   try {
     return fs.realpathSync(p);
   } catch {
@@ -128,6 +135,7 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
   }
   const mapText = request.fromMap === undefined ? null : readMapfile(request.fromMap);
   const sourcePath = canonical(request.source);
+  const sha256 = expectedHash(request);
   const destPaths = request.destinations.map(canonical);
   const twice = namedTwice(request.destinations);
   if (twice) throw new Refused(twice);
@@ -147,6 +155,9 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
       (request.fromMap !== undefined
         ? `--from-map seeds a new job, and job ${going.id} already copies this source to these destinations; run the clone with --fresh to start over`
         : null) ??
+      (sha256 && sha256.hex !== going.sourceIdentity.sha256?.hex
+        ? `--sha256 can't change for job ${going.id} (${going.sourceIdentity.sha256?.hex ?? 'it checks none'}); run the clone with --fresh to start over`
+        : null) ??
       fixedOptionProblem(going.id, going.options, request.options);
     if (why) throw new Refused(why);
     return existing
@@ -154,7 +165,7 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
       : planUpdate(going, request);
   }
 
-  const source = await openReadable(sourcePath);
+  const source = await openReadable(sourcePath, 'source', { sha256 });
   return closingOnError([source], async () => {
     const { partitions, tables } = await planTables(source, options, destPaths);
     const sizes = sizeRule(partitions, options);
@@ -187,7 +198,7 @@ async function planClone(meta: Metadata, request: CloneRequest): Promise<Plan> {
       source,
       sourceIdentity: await identify(source, true),
       geometry,
-      sizeEstimate: await sizeEstimate(source, geometry),
+      sizeEstimate: sizeEstimate(source, geometry),
       options: withRules,
       destinations: probes.map((p, index) => ({ probe: p, index, record: null, restore: false })),
       drop: [],
@@ -272,7 +283,9 @@ async function planExisting(
       throw new Refused(`--drop ${p}: job ${record.id} does not write there`);
     }
   }
-  const source = await openReadable(record.source);
+  // A download is checked against the hash the job started with (or none).
+  const sha256 = isUrl(record.source) ? (record.sourceIdentity.sha256 ?? null) : undefined;
+  const source = await openReadable(record.source, 'source', { sha256 });
   return closingOnError([source], async () => {
     const sourceIdentity = await checkSource(record, source, how.sameContent);
     const paths = record.destinations.map((d) => d.path);
@@ -316,7 +329,7 @@ async function planExisting(
       source,
       sourceIdentity,
       geometry,
-      sizeEstimate: await sizeEstimate(source, geometry),
+      sizeEstimate: sizeEstimate(source, geometry),
       options,
       destinations,
       drop,
@@ -372,10 +385,20 @@ export async function confirmDrives(p: Plan, confirm: Confirm): Promise<void> {
 }
 
 /** A stream that doesn't say its size: the estimate its file gives (engine/io/compressed). */
-async function sizeEstimate(source: Device, g: Geometry): Promise<number | null> {
-  if (Number.isFinite(g.regionCount)) return null;
-  const { imageSize } = await import('../io/compressed/index');
-  return (await imageSize(source.path).catch(() => null))?.size ?? null;
+function sizeEstimate(source: Device, g: Geometry): number | null {
+  if (Number.isFinite(g.regionCount) || !isStream(source)) return null;
+  return source.estimate;
+}
+
+/** --sha256, checked: only for a download, 64 hexadecimal digits. */
+function expectedHash(request: CloneRequest): ExpectedHash | undefined {
+  if (request.sha256 === undefined) return undefined;
+  if (!isUrl(request.source)) {
+    throw new Refused('--sha256 checks a download: the source must be an http:// or https:// URL');
+  }
+  const hex = parseSha256(request.sha256);
+  if (!hex) throw new Refused(`--sha256 takes 64 hexadecimal digits, not "${request.sha256}"`);
+  return { hex, from: 'given' };
 }
 
 /** A job's geometry: sourceSize 0 means a stream whose end was not reached yet. */
@@ -410,76 +433,4 @@ function sameSizes(record: JobRecord): boolean {
 /** A backup is written strictly in order and never sparse: zeros go into the stream. */
 function withZstRules(options: JobOptions, probes: Probe[]): JobOptions {
   return probes.some((p) => p.kind === 'zst') ? { ...options, sequential: true } : options;
-}
-
-/** The source must be the one the job started from; an update allows new content. */
-async function checkSource(
-  record: JobRecord,
-  source: Device,
-  sameContent: boolean,
-): Promise<Identity> {
-  const now = await identify(source, true);
-  const then = sameContent
-    ? record.sourceIdentity
-    : { ...record.sourceIdentity, headSha256: undefined };
-  const problem = identityProblem(`source ${record.source}`, then, now);
-  if (problem) throw new Refused(`${problem}; job ${record.id} can't go on from it`);
-  return now;
-}
-
-/** A destination of an existing job: there, the same one, and still safe to write. */
-function checkJobDestination(
-  record: JobRecord,
-  d: DestinationRecord,
-  source: Device,
-  allow: Allow,
-  sizes: SizeRule,
-): Probe {
-  const found = probe(d.path);
-  const dropHint = `, or finish without it: drivetwin resume ${record.id} --drop ${d.path}`;
-  if (found.kind === 'missing') {
-    throw new Refused(`destination ${d.path} is gone: reattach it${dropHint}`);
-  }
-  // Said before the size checks: a detached drive or a swapped one is not "too small".
-  if (found.kind === 'block' && found.size !== d.size) {
-    const now = found.size === 0 ? 'has no medium (size 0)' : `changed size to ${found.size} bytes`;
-    throw new Refused(
-      `destination ${d.path} ${now}; job ${record.id} wrote to ${d.size} bytes there: ` +
-        `reattach the same drive${dropHint}`,
-    );
-  }
-  checkDestination(source, d.path, allow, sizes);
-  const now = identifyPath(d.path, { ...found, kind: found.kind === 'block' ? 'block' : 'file' });
-  const why = identityProblem(`destination ${d.path}`, d.identity, now);
-  if (why) throw new Refused(`${why}; job ${record.id} can't go on onto it${dropHint}`);
-  return found;
-}
-
-type SizeRule = Pick<VerdictOptions, 'partitions' | 'fit'>;
-
-/** What the size rule weighs besides the source's size: its partitions, and whether the copy is fitted. */
-function sizeRule(partitions: PartitionTable | null, options: JobOptions): SizeRule {
-  const fit = options.fit;
-  return partitions
-    ? { partitions: { end: partitions.partitionsEnd, fitSize: partitions.fitSize }, fit }
-    : { fit };
-}
-
-/**
- * The one target-safety rule (drives/safety.ts), with the source's real size (measured,
- * where its file doesn't say it and the user asked).
- */
-function checkDestination(
-  source: Device,
-  dest: string,
-  allow: Allow,
-  sizes: SizeRule,
-  size = knownSize(source),
-): Probe {
-  // A stream of unknown size is checked as it is copied: past a drive's end, it stops.
-  const sourceSize = size ?? undefined;
-  const problems = destinationProblems(source.path, dest, { ...allow, sourceSize, ...sizes });
-  if (problems.length > 0) throw new Refused(problems.join('; '));
-  const found = probe(dest);
-  return found.kind === 'missing' ? { ...found, kind: isZstPath(dest) ? 'zst' : 'file' } : found;
 }

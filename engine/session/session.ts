@@ -46,6 +46,7 @@ import { type ThrottleSettings, throttleProblem } from '../options';
 import { checkTables, rewrittenRanges, tableRegions } from '../partitions/check';
 import { heldBack } from './plan-tables';
 import { verify } from '../hydration/verify';
+import { DownloadReport } from './download-report';
 
 const PROGRESS_MS = 400;
 
@@ -69,6 +70,8 @@ export class JobSession extends EventEmitter {
   private readonly recorded: JobRecord | null;
   /** The compare or verify under way: how far it is. */
   private checking: { bytesDone: number; size: number; meter: RateMeter } | null = null;
+  /** The source is a URL: its download's events. */
+  private readonly download: DownloadReport | null;
   private readonly serving: Serving | null;
 
   private constructor(
@@ -85,6 +88,7 @@ export class JobSession extends EventEmitter {
     this.serving = serve ? new Serving(id, serve, (e) => this.emitEvent(e)) : null;
     this.recorded = meta.getJob(id);
     this.job = this.hydrationJob(plan.source);
+    this.download = DownloadReport.of(plan.source, id, (e) => this.emitEvent(e));
     const g = plan.geometry;
     this.regions = new RegionEvents(
       id,
@@ -150,6 +154,7 @@ export class JobSession extends EventEmitter {
     this.stopped = true;
     this.serving?.stop();
     this.job.cancel();
+    this.download?.giveUp();
   }
 
   setThrottle(change: Partial<ThrottleSettings>): void {
@@ -213,6 +218,7 @@ export class JobSession extends EventEmitter {
       failure,
       seconds: (performance.now() - began) / 1000,
       verifySeconds,
+      download: this.download?.summary().download,
     });
     if (copy?.databaseLost) this.emitEvent(saveLostDatabase(this.meta, this.id));
     else if (copy?.databaseDamaged) this.emitEvent(this.writeJobAgain(copy));
@@ -294,7 +300,7 @@ export class JobSession extends EventEmitter {
       });
       return;
     }
-    this.emitEvent(this.job.progress());
+    this.emitEvent({ ...this.job.progress(), ...this.download?.progress() });
     const delta = this.regions.delta(this.job.uncommittedRuns());
     if (delta) this.emitEvent(delta);
   }
@@ -317,6 +323,7 @@ export class JobSession extends EventEmitter {
       options: this.options,
       ...(this.delta !== null ? { delta: this.delta } : {}),
       ...(this.plan.usedSpace ? { usedSpace: this.plan.usedSpace } : {}),
+      ...this.download?.progress(),
     };
   }
 
@@ -354,7 +361,7 @@ export class JobSession extends EventEmitter {
     this.meta.setState(this.id, 'running');
     if (isStream(this.plan.source)) {
       await this.plan.source.close();
-      this.plan.source = await openReadable(this.plan.sourcePath);
+      this.plan.source = await this.plan.source.reopen();
     }
     // Pause and throttle changes made while comparing hold for the copy.
     const { throttle, maxRate } = this.job.options;
@@ -417,7 +424,7 @@ export class JobSession extends EventEmitter {
     try {
       // A stream was read to its end: compare against a fresh one.
       const source = isStream(this.plan.source)
-        ? await openReadable(this.plan.sourcePath)
+        ? await this.plan.source.reopen()
         : this.plan.source;
       if (source !== this.plan.source) opened.push(source);
       const live = this.setup.targets.filter((t) => !copy.failed.some((f) => f.index === t.index));
@@ -474,6 +481,7 @@ export class JobSession extends EventEmitter {
   }
 
   private async close(): Promise<void> {
+    this.download?.close();
     await this.serving?.end(false);
     await closeAll([this.plan.source, ...this.setup.targets.map((t) => t.device)]);
     await this.claim.release();

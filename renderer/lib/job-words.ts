@@ -204,3 +204,24 @@ export function verifyOutcome(
     text: `Not verified: ${why ? plainPhrase(why) : 'the verify did not finish'}.`,
   };
 }
+
+/** A download's end in words: what it cost, and what its SHA-256 check found. */
+export function downloadWords(d: NonNullable<JobDone['download']>): {
+  received: string;
+  check: { text: string; outcome: 'verified' | 'mismatch' | 'unchecked' | 'none' };
+} {
+  const retried = d.retries > 0 ? ` (${d.retries} ${d.retries === 1 ? 'retry' : 'retries'})` : '';
+  const from = d.sha256 === null || d.sha256.from === 'given' ? '' : ` (from ${d.sha256.from})`;
+  const check =
+    d.sha256 === null
+      ? { text: 'none given, and no .sha256 next to it', outcome: 'none' as const }
+      : d.sha256Matched === true
+        ? { text: `matches${from}`, outcome: 'verified' as const }
+        : d.sha256Matched === false
+          ? {
+              text: `DOES NOT MATCH${from}: this is not the file expected, and the copy is not done`,
+              outcome: 'mismatch' as const,
+            }
+          : { text: 'not checked: the file was not read whole', outcome: 'unchecked' as const };
+  return { received: `${formatBytes(d.bytes)}${retried}`, check };
+}

@@ -239,6 +239,21 @@ export function explainError(e: JobError, ctx: Context): Explained {
   const isSource = e.device !== undefined && e.device === ctx.source;
   const isTarget = e.device !== undefined && ctx.destinations.includes(e.device);
   const name = e.device ? ctx.label(e.device) : null;
+  const download = isSource && /^https?:\/\//i.test(e.device ?? '');
+
+  if (e.retry) {
+    const { attempt, attempts, delayMs } = e.retry;
+    return {
+      title: `The download of ${name ?? 'the source'} was interrupted`,
+      where: e.offset === undefined ? null : `at ${formatBytes(e.offset)} into the file`,
+      cause: `DriveTwin tries again in ${Math.max(1, Math.round(delayMs / 1000))} s (attempt ${attempt} of ${attempts}), from where it stopped: nothing is lost.`,
+      detail,
+      todo: ctx.finished
+        ? 'Nothing: the download went on.'
+        : 'Nothing, unless it keeps failing: then check the network.',
+    };
+  }
+  if (download) return explainDownload(e, name ?? '', detail, ctx);
 
   if (isSource && !e.fatal) {
     return {
@@ -306,6 +321,50 @@ export function explainError(e: JobError, ctx: Context): Explained {
       : ctx.finished
         ? 'The copy went on past it.'
         : 'The copy goes on.',
+  };
+}
+
+/** A download that stopped the copy: why, and whether resuming can help. */
+function explainDownload(e: JobError, name: string, detail: string, ctx: Context): Explained {
+  const title = `Downloading ${name} failed`;
+  if (/SHA-256 is [0-9a-f]{64}, not/.test(e.message)) {
+    return {
+      title: `The download of ${name} is not the file expected`,
+      where: null,
+      cause:
+        'Its SHA-256 does not match the one it was to have: it was damaged, or it was replaced.',
+      detail,
+      todo:
+        'Don’t use what was written. Check the SHA-256 and the address with the image’s ' +
+        'publisher, then start the copy again.',
+    };
+  }
+  if (/changed on the server/.test(e.message)) {
+    return {
+      title: `${name} changed on the server`,
+      where: null,
+      cause: 'It is another file than the one this copy began with: the two are never mixed.',
+      detail,
+      todo: 'Start the copy again from the beginning (“Start over” when asked).',
+    };
+  }
+  if (/corrupt|truncated|ends early|ends inside/i.test(e.message)) {
+    return {
+      title: `The download of ${name} is damaged`,
+      where: null,
+      cause: 'What the server sent can’t be decompressed: it is corrupt, or cut short.',
+      detail,
+      todo: 'Check the address; if it is right, the file on the server is damaged.',
+    };
+  }
+  return {
+    title,
+    where: null,
+    cause: 'The server could not be reached, or it stopped answering, after several tries.',
+    detail,
+    todo: ctx.finished
+      ? 'Everything copied so far is kept. Check the network, then resume the copy from Jobs: the download goes on from where it stopped.'
+      : 'Check the network.',
   };
 }
 

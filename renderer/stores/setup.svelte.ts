@@ -62,6 +62,8 @@ class Setup {
     info: UsedSpaceInfo | null;
     error: string | null;
   } | null>(null);
+  /** A download's SHA-256, as typed beside its URL. */
+  sha256 = $state<{ url: string; hex: string } | null>(null);
 
   sourceDrive = $derived(drives.byPath(this.source) ?? null);
   /** The target verdicts on screen are for this source and these allowances. */
@@ -127,6 +129,11 @@ class Setup {
     if (this.usedSpace?.key !== key) return; // asked again meanwhile
     this.usedSpace = { key, ...found };
     if (found.error) this.options.usedOnly = false;
+  }
+
+  /** The SHA-256 typed with a download's URL (null: none typed). */
+  expectSha256(url: string, hex: string | null): void {
+    this.sha256 = hex === null ? null : { url, hex };
   }
 
   async setAllowances(allow: { mounted?: boolean; system?: boolean }): Promise<void> {
@@ -200,6 +207,7 @@ class Setup {
     };
     if (this.fittedTargets.length > 0) request.options!.fit = true;
     if (fresh) request.fresh = true;
+    if (this.sha256 && this.sha256.url === this.source) request.sha256 = this.sha256.hex;
     if (this.options.useNow) request.serve = true;
     return request;
   }
@@ -211,6 +219,7 @@ class Setup {
     this.usedSpace = null;
     this.allowMounted = false;
     this.allowSystem = false;
+    this.sha256 = null;
     // In place: the Options form is bound to this object.
     this.options.ignoreErrors = false;
     this.options.usedOnly = false;

@@ -15,6 +15,7 @@ import { bitsAt, MarkScanner, type Mark } from '../../engine/io/compressed/bzip2
 import { Bzip2Decoder } from '../../engine/io/compressed/bzip2-decoder';
 import { openCompressedSource, type CompressedSource } from '../../engine/io/compressed/index';
 import { CompressedImage } from '../../engine/io/compressed/source';
+import { LocalFile } from '../../engine/io/source-file';
 import { DeviceError } from '../../engine/io/device';
 import { readRange, sha256, tempDir, writeRandomFile } from '../helpers/files';
 
@@ -190,7 +191,7 @@ test('a mark found by chance inside a block is taken back: the block is decoded 
     };
   };
   const size = fs.statSync(name).size;
-  const source = new CompressedImage(name, 'bzip2', {
+  const source = new CompressedImage(LocalFile.open(name), 'bzip2', {
     knownSize: null,
     compressedSize: size,
     decoder: () => new Bzip2Decoder(name, size, 2, withChanceMarks),

@@ -174,3 +174,41 @@ describe('errors during a copy', () => {
     assert.equal(explainError(other, context(true)).todo, 'The copy went on past it.');
   });
 });
+
+test('a download: a retry is no unreadable block, and what stopped it is said for what it is', () => {
+  const url = 'https://example.invalid/disk.img.xz';
+  const ctx = { source: url, destinations: ['/a.img'], label: (p: string) => p, finished: false };
+  const retry = {
+    job: 1,
+    device: url,
+    offset: 12 * 1024 * 1024,
+    fatal: false,
+    message: 'download: the connection was cut (ECONNRESET) …',
+    retry: { attempt: 2, attempts: 9, delayMs: 1000 },
+  };
+  const told = explainError(retry, ctx);
+  assert.match(told.title, /^The download of .* was interrupted$/);
+  assert.match(told.cause, /tries again in 1 s \(attempt 2 of 9\).*nothing is lost/);
+  assert.doesNotMatch(JSON.stringify(told), /zeros|unreadable/);
+  const mismatch = {
+    job: 1,
+    device: url,
+    fatal: true,
+    message: `${url}: the downloaded file's SHA-256 is ${'a'.repeat(64)}, not ${'b'.repeat(64)} (given)`,
+  };
+  assert.match(explainError(mismatch, ctx).title, /is not the file expected/);
+  const changed = {
+    job: 1,
+    device: url,
+    fatal: true,
+    message: `${url}: the file changed on the server since…`,
+  };
+  assert.match(explainError(changed, ctx).todo, /Start over/);
+  const gone = {
+    job: 1,
+    device: url,
+    fatal: true,
+    message: `${url}: nothing answers at example.invalid`,
+  };
+  assert.match(explainError(gone, { ...ctx, finished: true }).todo, /resume the copy from Jobs/);
+});

@@ -1,13 +1,13 @@
 // bzip2 (.bz2). The format states no size. Decoded in-process with the system's libbzip2
 // (libbz2.ts, through koffi: Debian's libbz2-1.0, macOS's own), bzip2's independent blocks
 // side by side on every core, up to 4 (bzip2-decoder.ts), as lbzip2 does: faster than
-// `bzip2 -dc`, which decodes on one. Windows ships no libbzip2: there unbzip2-stream, in
-// JavaScript, a few MiB/s.
+// `bzip2 -dc`, which decodes on one. Windows ships no libbzip2, and the threads read the
+// file themselves, which a download is not: there unbzip2-stream, in JavaScript, a few MiB/s.
 
 import os from 'node:os';
 import { Readable } from 'node:stream';
+import type { SourceFile } from '../source-file';
 import { Bzip2Decoder } from './bzip2-decoder';
-import { fileSize, fileStream } from './file';
 import { haveLibbz2 } from './libbz2';
 import { StreamDecoder, type Opened } from './source';
 
@@ -19,20 +19,21 @@ const BUFFERED = 4 * 1024 * 1024;
 /** Decoding threads at most: past 4, the reader (one thread copying to the disk) is the limit. */
 const MAX_LANES = 4;
 
-export async function openBzip2(file: string): Promise<Opened> {
-  const compressedSize = fileSize(file);
+export async function openBzip2(file: SourceFile): Promise<Opened> {
+  const compressedSize = file.size ?? 0;
   const lanes = Math.min(os.availableParallelism(), MAX_LANES);
+  const local = file.localPath;
   const decoder = () => {
-    if (haveLibbz2()) return new Bzip2Decoder(file, compressedSize, lanes);
+    if (local !== null && haveLibbz2()) return new Bzip2Decoder(local, compressedSize, lanes);
     const counter = { bytes: 0 };
     return new StreamDecoder(() => inJavaScript(file, counter), counter);
   };
   return { knownSize: null, compressedSize, decoder };
 }
 
-function inJavaScript(file: string, counter: { bytes: number }): Readable {
+function inJavaScript(file: SourceFile, counter: { bytes: number }): Readable {
   const bunzip = unbzip2();
-  const input = fileStream(file, counter);
+  const input = file.stream(counter);
   input.on('error', (e) => bunzip.emit('error', e));
   return fromClassicStream(input.pipe(bunzip), input);
 }

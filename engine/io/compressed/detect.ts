@@ -42,7 +42,24 @@ export function compressionOf(file: string): Compression | null {
   } catch (e) {
     throw new DeviceError('open', file, 0, 0, e as NodeJS.ErrnoException);
   }
-  const compression = byContent ?? detectByName(file);
+  return byContentOrName(file, path.basename(file), byContent);
+}
+
+/**
+ * The compression of a download whose first bytes are `head` (a URL's last path segment
+ * is its `name`), by compressionOf's rule.
+ */
+export function compressionOfHead(url: string, name: string, head: Buffer): Compression | null {
+  const read = (at: number, n: number): Buffer => head.subarray(at, at + n);
+  return byContentOrName(url, name, detectByContent(read));
+}
+
+function byContentOrName(
+  file: string,
+  name: string,
+  byContent: Compression | null,
+): Compression | null {
+  const compression = byContent ?? detectByName(name);
   if (byContent === null && compression !== null && compression !== 'zip') {
     throw new CompressedSourceError(
       'open',
@@ -59,19 +76,19 @@ export function compressionOf(file: string): Compression | null {
 function contentOf(file: string): Compression | null {
   const fd = fs.openSync(file, 'r');
   try {
-    return detectByContent(fd);
+    return detectByContent((at, n) => preadSync(fd, at, n));
   } finally {
     fs.closeSync(fd);
   }
 }
 
-function detectByName(file: string): Compression | null {
-  const name = path.basename(file);
-  return NAME_SUFFIXES.find(([suffix]) => suffix.test(name))?.[1] ?? null;
+function detectByName(name: string): Compression | null {
+  return NAME_SUFFIXES.find(([suffix]) => suffix.test(path.basename(name)))?.[1] ?? null;
 }
 
-function detectByContent(fd: number): Compression | null {
-  const head = preadSync(fd, 0, 16);
+/** `read(at, n)`: up to n bytes at `at` (fewer past the end). */
+function detectByContent(read: (at: number, n: number) => Buffer): Compression | null {
+  const head = read(0, 16);
   if (head.length >= 3 && head[0] === 0x1f && head[1] === 0x8b && head[2] === 8) return 'gzip';
   if (head.length >= 6 && head.subarray(0, 6).equals(XZ_MAGIC)) return 'xz';
   if (
@@ -95,7 +112,7 @@ function detectByContent(fd: number): Compression | null {
     if (magic === ZSTD_MAGIC) return 'zstd';
     if (!isSkippable(magic) || buf.length < 8) return null;
     at += 8 + buf.readUInt32LE(4);
-    buf = preadSync(fd, at, 8);
+    buf = read(at, 8);
   }
   return null;
 }

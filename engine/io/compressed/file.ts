@@ -1,69 +1,10 @@
-// The compressed file itself: streamed to a decoder, or read in small pieces for
-// the headers, trailers and indexes that say what it holds.
+// Reading the small pieces of a compressed file that say what it holds — headers,
+// trailers, indexes — from a file on this machine (synchronously, by descriptor) or
+// from any SourceFile (a download too).
 
 import fs from 'node:fs';
-import type { Readable } from 'node:stream';
-import { ReadableStream } from 'node:stream/web';
+import type { SourceFile } from '../source-file';
 import { FormatError } from './source';
-
-/** Compressed bytes read from the file at a time. */
-const INPUT_CHUNK = 1024 * 1024;
-
-export function fileSize(file: string): number {
-  return fs.statSync(file).size;
-}
-
-/** Compressed bytes of [start, end) of the file, 1 MiB at a time; `counter.bytes` counts them. */
-export function fileStream(
-  file: string,
-  counter: { bytes: number },
-  start = 0,
-  end?: number,
-): Readable {
-  const stream = fs.createReadStream(file, {
-    start,
-    end: end === undefined ? undefined : end - 1,
-    highWaterMark: INPUT_CHUNK,
-  });
-  stream.on('data', (chunk) => {
-    counter.bytes += chunk.length;
-  });
-  return stream;
-}
-
-/**
- * The same bytes as a web stream, read one chunk ahead of the decoder. (Node 20's
- * Readable.toWeb counts the file stream's 1 MiB high-water mark in chunks: it read a
- * whole .xz file into memory ahead of the decoder.)
- */
-export function fileWebStream(
-  file: string,
-  counter: { bytes: number },
-): ReadableStream<Uint8Array> {
-  let handle: fs.promises.FileHandle | null = null;
-  let position = 0;
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        handle ??= await fs.promises.open(file, 'r');
-        const chunk = Buffer.allocUnsafe(INPUT_CHUNK);
-        const { bytesRead } = await handle.read(chunk, 0, INPUT_CHUNK, position);
-        if (bytesRead === 0) {
-          await handle.close();
-          controller.close();
-          return;
-        }
-        position += bytesRead;
-        counter.bytes += bytesRead;
-        controller.enqueue(chunk.subarray(0, bytesRead));
-      },
-      async cancel() {
-        await handle?.close();
-      },
-    },
-    { highWaterMark: 1 },
-  );
-}
 
 /** Up to `length` bytes at `position`; fewer only at the end of the file. */
 export function preadSync(fd: number, position: number, length: number): Buffer {
@@ -84,6 +25,18 @@ export function need(fd: number, position: number, length: number, what: string)
   return buf;
 }
 
+/** Exactly `length` bytes at `position` of `file`, or a FormatError naming `what`. */
+export async function needBytes(
+  file: SourceFile,
+  position: number,
+  length: number,
+  what: string,
+): Promise<Buffer> {
+  const buf = position >= 0 ? await file.read(position, length) : Buffer.alloc(0);
+  if (buf.length < length) throw new FormatError(`${what} lies outside the file (truncated?)`);
+  return buf;
+}
+
 /** `read(fd)` on the file opened for reading, closed again whatever happens. */
 export function withFd<T>(file: string, read: (fd: number) => T): T {
   const fd = fs.openSync(file, 'r');
@@ -92,4 +45,9 @@ export function withFd<T>(file: string, read: (fd: number) => T): T {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** The file's size, where headers at its end are to be read: a download that can't say has none. */
+export function sizeForTrailer(file: SourceFile): number | null {
+  return file.seekable ? file.size : null;
 }

@@ -4,11 +4,13 @@
 // The trailer's ISIZE is the size modulo 4 GiB, of the last member only. It is
 // the image's size only when the file is one member too small to hold 4 GiB;
 // otherwise it still places the size: the least value ≡ ISIZE (mod 4 GiB) that
-// the compressed bytes can hold.
+// the compressed bytes can hold. A download whose end can't be read on its own (the
+// server ignores Range) states nothing.
 
 import { pipeline } from 'node:stream';
 import zlib from 'node:zlib';
-import { fileSize, fileStream, need, preadSync, withFd } from './file';
+import type { SourceFile } from '../source-file';
+import { needBytes, sizeForTrailer } from './file';
 import { OUTPUT_CHUNK, StreamDecoder, type Opened } from './source';
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b, 0x08]);
@@ -23,29 +25,34 @@ const ISIZE_EXACT_UP_TO = MEMBER_OVERHEAD + Math.floor((ISIZE_MODULUS - 1) / DEF
 const GROWTH = 0.001;
 const HEADER_NAMES = 64 * 1024;
 
-export async function openGzip(file: string): Promise<Opened> {
-  const compressedSize = fileSize(file);
-  const { knownSize, estimate } = withFd(file, (fd) => gzipSize(fd, compressedSize));
+export async function openGzip(file: SourceFile): Promise<Opened> {
+  const compressedSize = sizeForTrailer(file);
+  const { knownSize, estimate } =
+    compressedSize === null
+      ? { knownSize: null, estimate: undefined }
+      : await gzipSize(file, compressedSize);
   const decoder = () => {
     const counter = { bytes: 0 };
     return new StreamDecoder(() => {
       const gunzip = zlib.createGunzip({ chunkSize: OUTPUT_CHUNK });
-      return pipeline(fileStream(file, counter), gunzip, () => undefined);
+      return pipeline(file.stream(counter), gunzip, () => undefined);
     }, counter);
   };
-  return { knownSize, estimate, compressedSize, decoder };
+  return { knownSize, estimate, compressedSize: file.size ?? 0, decoder };
 }
 
-function gzipSize(
-  fd: number,
+async function gzipSize(
+  file: SourceFile,
   compressedSize: number,
-): { knownSize: number | null; estimate: number } {
-  const trailer = need(fd, compressedSize - 8, 8, 'the gzip trailer');
+): Promise<{ knownSize: number | null; estimate: number }> {
+  const trailer = await needBytes(file, compressedSize - 8, 8, 'the gzip trailer');
   const isize = trailer.readUInt32LE(4);
   // An all-zero trailer is as likely zero padding after the data (gunzip allows it) as an
-  // empty image: not a size to state.
+  // empty image: not a size to state. Looking for a second member reads the whole file:
+  // a download's is read once, by the copy.
   const padded = trailer.every((byte) => byte === 0);
-  if (compressedSize <= ISIZE_EXACT_UP_TO && !padded && oneMember(fd, compressedSize)) {
+  const small = compressedSize <= ISIZE_EXACT_UP_TO && file.localPath !== null;
+  if (small && !padded && (await oneMember(file, compressedSize))) {
     return { knownSize: isize, estimate: isize };
   }
   const data = Math.max(0, compressedSize - MEMBER_OVERHEAD);
@@ -59,8 +66,8 @@ function gzipSize(
  * (with no reserved flag set: zlib refuses those). They may turn up inside compressed data
  * by chance; then the size is just not stated.
  */
-function oneMember(fd: number, compressedSize: number): boolean {
-  const data = preadSync(fd, 0, compressedSize);
+async function oneMember(file: SourceFile, compressedSize: number): Promise<boolean> {
+  const data = await file.read(0, compressedSize);
   for (let at = data.indexOf(GZIP_MAGIC, 1); at !== -1; at = data.indexOf(GZIP_MAGIC, at + 1)) {
     if (at + 3 >= data.length || (data[at + 3] & 0xe0) === 0) return false;
   }

@@ -4,8 +4,8 @@
 // format read its headers (one file each), and opens the shared stream source
 // (source.ts) or says how big the image is.
 
-import fs from 'node:fs';
 import { DeviceError } from '../device';
+import { LocalFile, type SourceFile } from '../source-file';
 import { compressionOf } from './detect';
 import {
   CompressedImage,
@@ -16,16 +16,17 @@ import {
   type Opened,
 } from './source';
 
-export { detectCompression } from './detect';
+export { compressionOfHead, detectCompression } from './detect';
 export { CompressedSourceError, type CompressedSource, type Compression } from './source';
 
 /** Each format's module is loaded when a file of it is opened: a CLI run loads one. */
-const FORMATS: Record<Compression, (file: string) => Promise<Opened>> = {
+const FORMATS: Record<Compression | 'plain', (file: SourceFile) => Promise<Opened>> = {
   gzip: async (file) => (await import('./gzip')).openGzip(file),
   xz: async (file) => (await import('./xz')).openXz(file),
   zstd: async (file) => (await import('./zstd')).openZstd(file),
   bzip2: async (file) => (await import('./bzip2')).openBzip2(file),
   zip: async (file) => (await import('./zip')).openZip(file),
+  plain: async (file) => (await import('./plain')).openPlain(file),
 };
 
 export async function openCompressedSource(file: string): Promise<CompressedSource> {
@@ -40,7 +41,26 @@ export async function openCompressedSource(file: string): Promise<CompressedSour
       'not a compressed image (gzip, xz, zstd, bzip2 or zip)',
     );
   }
+  return openStream(localFile(file), compression);
+}
+
+/**
+ * A stream source over `file` (a download, say) holding `compression`; null: a plain image,
+ * read as a stream too.
+ */
+export async function openStream(
+  file: SourceFile,
+  compression: Compression | null,
+): Promise<CompressedSource> {
   return new CompressedImage(file, compression, await readHeaders(file, compression));
+}
+
+function localFile(file: string): LocalFile {
+  try {
+    return LocalFile.open(file);
+  } catch (e) {
+    throw new DeviceError('open', file, 0, 0, e as NodeJS.ErrnoException);
+  }
 }
 
 /** How big an image is, from what its file says before anything is decompressed. */
@@ -67,28 +87,34 @@ export interface ImageSize {
  */
 export async function imageSize(file: string): Promise<ImageSize> {
   const compression = compressionOf(file);
-  if (compression === null) {
-    try {
-      return { size: fs.statSync(file).size, known: true, compression };
-    } catch (e) {
-      throw new DeviceError('open', file, 0, 0, e as NodeJS.ErrnoException);
-    }
-  }
-  const opened = await readHeaders(file, compression);
+  if (compression === null) return { size: localFile(file).size, known: true, compression };
+  return sizeOf(await readHeaders(localFile(file), compression), compression);
+}
+
+/** imageSize of a source already opened (a download, say). */
+export function streamSize(source: CompressedSource): ImageSize {
+  const { knownSize, estimate, compressedSize, compression } = source;
+  return sizeOf({ knownSize, estimate: estimate ?? undefined, compressedSize }, compression);
+}
+
+function sizeOf(
+  opened: Pick<Opened, 'knownSize' | 'estimate' | 'compressedSize'>,
+  compression: Compression | null,
+): ImageSize {
   if (opened.knownSize !== null) return { size: opened.knownSize, known: true, compression };
   return { size: opened.estimate ?? opened.compressedSize, known: false, compression };
 }
 
 /** What the format's headers say; any failure as an 'open' DeviceError naming the file. */
-async function readHeaders(file: string, compression: Compression): Promise<Opened> {
+async function readHeaders(file: SourceFile, compression: Compression | null): Promise<Opened> {
   try {
-    return await FORMATS[compression](file);
+    return await FORMATS[compression ?? 'plain'](file);
   } catch (e) {
-    throw openError(file, compression, e);
+    throw openError(file.name, compression, e);
   }
 }
 
-function openError(file: string, compression: Compression, e: unknown): DeviceError {
+function openError(file: string, compression: Compression | null, e: unknown): DeviceError {
   if (e instanceof DeviceError) return e;
   if (e instanceof FormatError)
     return new CompressedSourceError('open', file, 0, 0, e.code, e.message);
@@ -100,6 +126,6 @@ function openError(file: string, compression: Compression, e: unknown): DeviceEr
     0,
     0,
     'ECORRUPT',
-    `not a readable ${compression} file: ${err.message}`,
+    `not a readable ${compression ?? 'image'} file: ${err.message}`,
   );
 }

@@ -1,6 +1,7 @@
 // The stream source every compressed format shares: a decompressed stream read as a
-// Device. Each format (gzip.ts, xz.ts, zstd.ts, bzip2.ts, zip.ts) only reads its
-// headers and makes a Decoder; everything else happens here.
+// Device. Each format (gzip.ts, xz.ts, zstd.ts, bzip2.ts, zip.ts; plain.ts, a download
+// that is not compressed) only reads its headers and makes a Decoder; everything else
+// happens here. The compressed bytes come from a SourceFile: a file, or a download.
 //
 // A stream only goes forwards, so reads must too: concurrent readAt() calls are
 // queued and served in ascending offset order, and a gap before the next read
@@ -15,18 +16,20 @@
 // to delimit one. Codes: ECORRUPT (bad or truncated data), ESOURCEIO (reading
 // the compressed file failed), EOF (read() past the end), ESPIPE (an offset
 // before one already read), EBADF (closed), EUNSUPPORTED (open: a variant the
-// decoders can't read), EROFS (write).
+// decoders can't read), EROFS (write); a download's own (io/http) pass through.
 
 import type { Readable } from 'node:stream';
 import type { StreamSource } from '../device';
 import { DeviceError } from '../device';
 import { IMAGE_BLOCK_SIZE } from '../image-file';
+import type { SourceFile } from '../source-file';
 import { StreamHead } from './stream-head';
 
 export type Compression = 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'zip';
 
 export interface CompressedSource extends StreamSource {
-  readonly compression: Compression;
+  /** Null: a download of a plain image. */
+  readonly compression: Compression | null;
   /**
    * Uncompressed size where the format states it (xz index, zip central directory, zstd seek
    * table or frame content sizes summed over frames, a gzip ISIZE that can only be the size),
@@ -195,8 +198,10 @@ interface Request {
 export class CompressedImage implements CompressedSource {
   readonly kind = 'file' as const;
   readonly logicalBlockSize = IMAGE_BLOCK_SIZE;
+  readonly path: string;
   readonly size: number;
   readonly knownSize: number | null;
+  readonly estimate: number | null;
   readonly compressedSize: number;
   private readonly decoder: Decoder;
   private readonly explain: (error: Error) => string | undefined;
@@ -212,11 +217,15 @@ export class CompressedImage implements CompressedSource {
   private readonly head = new StreamHead();
 
   constructor(
-    readonly path: string,
-    readonly compression: Compression,
-    opened: Opened,
+    readonly file: SourceFile,
+    readonly compression: Compression | null,
+    private readonly opened: Opened,
   ) {
+    this.path = file.name;
     this.knownSize = opened.knownSize;
+    // Without the format's own guess, the compressed size: the least most images hold.
+    this.estimate =
+      opened.knownSize === null ? (opened.estimate ?? (opened.compressedSize || null)) : null;
     this.compressedSize = opened.compressedSize;
     this.decoder = opened.decoder();
     this.explain = opened.explain ?? (() => undefined);
@@ -225,6 +234,16 @@ export class CompressedImage implements CompressedSource {
 
   get decompressedPosition(): number {
     return this.position;
+  }
+
+  /** A new decoder over the same file: the headers are not read again. */
+  async reopen(): Promise<CompressedImage> {
+    return new CompressedImage(this.file, this.compression, this.opened);
+  }
+
+  /** The data's name in messages: the format, or a plain image's. */
+  private get format(): string {
+    return this.compression === null ? 'image' : `${this.compression}`;
   }
 
   get compressedPosition(): number {
@@ -370,9 +389,9 @@ export class CompressedImage implements CompressedSource {
     if (this.knownSize !== null && this.end !== this.knownSize) {
       const detail =
         this.end < this.knownSize
-          ? `the ${this.compression} data ends after ${this.end} bytes, but the file says ` +
+          ? `the ${this.format} data ends after ${this.end} bytes, but the file says ` +
             `${this.knownSize} (truncated?)`
-          : `the ${this.compression} data goes on past the ${this.knownSize} bytes the file says`;
+          : `the ${this.format} data goes on past the ${this.knownSize} bytes the file says`;
       throw this.error('read', Math.min(this.end, this.knownSize), 0, 'ECORRUPT', detail);
     }
   }
@@ -397,7 +416,7 @@ export class CompressedImage implements CompressedSource {
             reached,
             length,
             'ECORRUPT',
-            `${this.compression} data is corrupt or truncated after ${reached} decompressed ` +
+            `${this.format} data is corrupt or truncated after ${reached} decompressed ` +
               `bytes: ${this.describe(err)}`,
           );
     }

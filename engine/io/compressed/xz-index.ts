@@ -3,8 +3,9 @@
 // decompressed side by side, and a resumed job start at the block it needs.
 
 import zlib from 'node:zlib';
+import type { SourceFile } from '../source-file';
 import { XZ_MAGIC } from './detect';
-import { need } from './file';
+import { needBytes } from './file';
 import { FormatError } from './source';
 
 const XZ_FOOTER_MAGIC = 'YZ';
@@ -38,17 +39,19 @@ export interface XzIndex {
  * Every stream's index, read from the end: stream padding, footer, index (records of
  * unpadded and uncompressed block sizes), header. Blocks come out in file order.
  */
-export function readXzIndex(fd: number, fileSize: number): XzIndex {
+export async function readXzIndex(file: SourceFile, fileSize: number): Promise<XzIndex> {
+  const need = (position: number, length: number, what: string): Promise<Buffer> =>
+    needBytes(file, position, length, what);
   const streams: XzBlock[][] = [];
   let end = fileSize;
   while (end > 0) {
     // Stream padding: zero bytes in groups of four.
-    for (let i = 0; end >= 4 && need(fd, end - 4, 4, 'padding').readUInt32LE(0) === 0; i++) {
+    for (let i = 0; end >= 4 && (await need(end - 4, 4, 'padding')).readUInt32LE(0) === 0; i++) {
       if (i === 65536) throw new FormatError(`over 256 KiB of zeros before byte ${end}: not xz`);
       end -= 4;
     }
     if (end === 0 && streams.length > 0) break;
-    const footer = need(fd, end - 12, 12, 'the xz stream footer');
+    const footer = await need(end - 12, 12, 'the xz stream footer');
     if (footer.toString('latin1', 10, 12) !== XZ_FOOTER_MAGIC) {
       throw new FormatError(`no xz stream footer before byte ${end} (truncated file?)`);
     }
@@ -57,10 +60,10 @@ export function readXzIndex(fd: number, fileSize: number): XzIndex {
     }
     const indexSize = (footer.readUInt32LE(4) + 1) * 4;
     const indexStart = end - 12 - indexSize;
-    const records = parseXzIndex(need(fd, indexStart, indexSize, 'the xz index'), indexStart);
+    const records = parseXzIndex(await need(indexStart, indexSize, 'the xz index'), indexStart);
     const blockBytes = records.reduce((n, r) => n + padTo4(r.unpadded), 0);
     const start = indexStart - blockBytes - 12;
-    const header = need(fd, start, 12, 'the xz stream header');
+    const header = await need(start, 12, 'the xz stream header');
     const flags = header.subarray(6, 8);
     if (
       !header.subarray(0, 6).equals(XZ_MAGIC) ||

@@ -1,7 +1,8 @@
 // One xz decoding thread (started by xz-lane.ts): decompresses its share of the file's
 // blocks in order, each as a stream of its own, into its ring (xz-ring.ts). Everything
 // here is synchronous: the thread reads the file, runs liblzma and waits only for room in
-// the ring, so a busy main thread never stalls it.
+// the ring, so a busy main thread never stalls it. A download's bytes, which the reader
+// gives it through the ring's input slots: the thread waits for them as it waits for room.
 
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -11,9 +12,12 @@ import {
   Ctl,
   FAILED,
   FINISHED,
+  INPUT_SLOT,
+  INPUT_SLOTS,
   SLOT,
   SLOTS,
   endsBlockAt,
+  inputLengthAt,
   lengthAt,
   writeError,
   type LaneBlock,
@@ -28,16 +32,100 @@ class Stopped extends Error {}
 
 const asBuffer = (a: Uint8Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.length);
 
+/** Where a block's compressed bytes come from: `next()` gives them in order, null at its end. */
+interface Input {
+  begin(block: LaneBlock): void;
+  next(): Buffer | null;
+  close(): void;
+}
+
+/** The file, read here. */
+class FileInput implements Input {
+  private readonly fd: number;
+  private readonly buffer = Buffer.allocUnsafe(INPUT);
+  private at = 0;
+  private end = 0;
+
+  constructor(file: string) {
+    this.fd = fs.openSync(file, 'r');
+  }
+
+  begin(block: LaneBlock): void {
+    this.at = block.at;
+    this.end = block.at + block.padded;
+  }
+
+  next(): Buffer | null {
+    if (this.at >= this.end) return null;
+    const n = fs.readSync(this.fd, this.buffer, 0, Math.min(INPUT, this.end - this.at), this.at);
+    if (n === 0) throw new Error('the file ends inside a block (truncated?)');
+    this.at += n;
+    return this.buffer.subarray(0, n);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+/**
+ * A download's bytes, given by the reader through the ring's input slots: waited for as
+ * room is. A slot is handed back when the next is asked for (liblzma has taken it all).
+ */
+class RingInput implements Input {
+  private readonly data: Buffer;
+  private taken = 0;
+  private holding = false;
+
+  constructor(
+    private readonly control: Int32Array,
+    input: SharedArrayBuffer,
+  ) {
+    this.data = Buffer.from(input);
+  }
+
+  begin(): void {}
+
+  next(): Buffer | null {
+    const c = this.control;
+    if (this.holding) this.giveBack();
+    for (;;) {
+      const wake = Atomics.load(c, Ctl.Wake);
+      if (Atomics.load(c, Ctl.Stop)) throw new Stopped();
+      if (Atomics.load(c, Ctl.InputWritten) > this.taken) break;
+      Atomics.wait(c, Ctl.Wake, wake);
+    }
+    const slot = this.taken % INPUT_SLOTS;
+    const length = c[inputLengthAt(slot)];
+    if (length === 0) {
+      this.giveBack();
+      return null;
+    }
+    this.holding = true;
+    return this.data.subarray(slot * INPUT_SLOT, slot * INPUT_SLOT + length);
+  }
+
+  close(): void {}
+
+  private giveBack(): void {
+    const c = this.control;
+    this.holding = false;
+    this.taken += 1;
+    Atomics.store(c, Ctl.InputTaken, this.taken);
+    Atomics.add(c, Ctl.Signal, 1);
+    Atomics.notify(c, Ctl.Signal);
+  }
+}
+
 class Lane {
   private readonly control: Int32Array;
   private readonly data: Buffer;
-  private readonly input = Buffer.allocUnsafe(INPUT);
   /** The slot being filled, and how much of it is. */
   private slot = 0;
   private filled = 0;
 
   constructor(
-    private readonly fd: number,
+    private readonly input: Input,
     private readonly ring: Ring,
   ) {
     this.control = new Int32Array(ring.control);
@@ -65,12 +153,9 @@ class Lane {
     const lzma = streamDecoder();
     try {
       this.feed(lzma, asBuffer(block.header), LZMA_RUN());
-      const end = block.at + block.padded;
-      for (let at = block.at; at < end;) {
-        const n = fs.readSync(this.fd, this.input, 0, Math.min(INPUT, end - at), at);
-        if (n === 0) throw new Error('the file ends inside a block (truncated?)');
-        this.feed(lzma, this.input.subarray(0, n), LZMA_RUN());
-        at += n;
+      this.input.begin(block);
+      for (let bytes = this.input.next(); bytes !== null; bytes = this.input.next()) {
+        this.feed(lzma, bytes, LZMA_RUN());
       }
       this.feed(lzma, asBuffer(block.trailer), LZMA_FINISH());
       this.publish(true);
@@ -131,14 +216,16 @@ class Lane {
 }
 
 const settings = workerData as LaneSettings;
-const fd = fs.openSync(settings.file, 'r');
+const input: Input = settings.file
+  ? new FileInput(settings.file)
+  : new RingInput(new Int32Array(settings.ring.control), settings.ring.input!);
 // Loaded now, while the reader decides where to begin.
 streamDecoder().close();
 parentPort!.once('message', (blocks: LaneBlock[]) => {
   try {
-    new Lane(fd, settings.ring).run(blocks);
+    new Lane(input, settings.ring).run(blocks);
   } finally {
-    fs.closeSync(fd);
+    input.close();
     parentPort!.close();
   }
 });

@@ -1,17 +1,24 @@
 // zip (.zip): the image entry (the only file, or the largest with an image-like
-// name), stored or deflated. The central directory states its size.
+// name), stored or deflated. The central directory, at the end, states its size (a
+// download whose server ignores Range is read to its end to find it).
 
 import path from 'node:path';
 import { PassThrough, Transform, pipeline, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
 import yauzl from 'yauzl';
-import { fileStream } from './file';
+import type { SourceFile } from '../source-file';
 import { FormatError, OUTPUT_CHUNK, StreamDecoder, type Opened } from './source';
 
 const IMAGE_EXTENSIONS = new Set(['.img', '.iso', '.raw', '.bin']);
 
-export async function openZip(file: string): Promise<Opened> {
-  const zip = await yauzl.openPromise(file, { autoClose: false, validateEntrySizes: true });
+export async function openZip(file: SourceFile): Promise<Opened> {
+  if (file.size === null) {
+    throw new FormatError('the server does not say how long the zip is', 'EUNSUPPORTED');
+  }
+  const zip = await yauzl.fromRandomAccessReaderPromise(new FileReader(file), file.size, {
+    autoClose: false,
+    validateEntrySizes: true,
+  });
   let entry: yauzl.Entry;
   let dataStart: number;
   try {
@@ -35,7 +42,7 @@ export async function openZip(file: string): Promise<Opened> {
   const decoder = () => {
     const counter = { bytes: 0 };
     return new StreamDecoder(() => {
-      const raw = fileStream(file, counter, dataStart, dataStart + compressedSize);
+      const raw = file.stream(counter, dataStart, dataStart + compressedSize);
       const inflate =
         entry.compressionMethod === 8
           ? zlib.createInflateRaw({ chunkSize: OUTPUT_CHUNK })
@@ -44,6 +51,33 @@ export async function openZip(file: string): Promise<Opened> {
     }, counter);
   };
   return { knownSize: entry.uncompressedSize, compressedSize, decoder };
+}
+
+/** yauzl reads the directory through this: each of its reads one read of the file. */
+class FileReader extends yauzl.RandomAccessReader {
+  constructor(private readonly file: SourceFile) {
+    super();
+  }
+
+  _readStreamForRange(start: number, end: number) {
+    return this.file.stream({ bytes: 0 }, start, end);
+  }
+
+  read(
+    buffer: Buffer,
+    offset: number,
+    length: number,
+    position: number,
+    callback: (err: Error | null) => void,
+  ): void {
+    this.file.read(position, length).then(
+      (got) => {
+        got.copy(buffer, offset);
+        callback(got.length < length ? new Error('the zip ends early (truncated?)') : null);
+      },
+      (e: Error) => callback(e),
+    );
+  }
 }
 
 function zipEntries(zip: yauzl.ZipFile): Promise<yauzl.Entry[]> {

@@ -1,30 +1,39 @@
 // zstd (.zst): the native decoder, straight into the caller's buffer. The
 // uncompressed size comes from the seek table at the end where there is one
 // (the seekable format, DriveTwin's own .img.zst backups), else from the content
-// sizes in the frame headers.
+// sizes in the frame headers — walked through the whole file, so for a download only
+// the first frame's, as a guess.
 
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import * as zstd from 'zstd-napi/binding';
+import type { SourceFile } from '../source-file';
 import * as frames from '../zst-frames';
-import { fileSize, fileStream, preadSync } from './file';
+import { preadSync, sizeForTrailer } from './file';
 import { asBuffer, FormatError, letTimersRun, type Decoder, type Opened } from './source';
 
 /** zstd frames may ask for windows up to 2 GiB (`zstd --long=31`); the frame header says how much. */
 const ZSTD_WINDOW_LOG_MAX = 31;
-/** Seek table entries read at a time. */
-const ENTRIES_PER_READ = 4096;
+/** A longer seek table (over 5 million frames) is not believed: the frames are walked instead. */
+const MAX_SEEK_TABLE = 64 * 1024 * 1024;
 
-export async function openZstd(file: string): Promise<Opened> {
-  const compressedSize = fileSize(file);
-  const fd = fs.openSync(file, 'r');
+export async function openZstd(file: SourceFile): Promise<Opened> {
+  const compressedSize = file.size ?? 0;
+  const decoder = () => new ZstdDecoder(file);
+  const trailerAt = sizeForTrailer(file);
+  const table = trailerAt === null ? null : await seekTableSize(file, trailerAt);
+  if (table !== null) return { knownSize: table, compressedSize, decoder };
+  if (file.localPath === null) {
+    return { knownSize: null, estimate: await firstFrameSize(file), compressedSize, decoder };
+  }
+  const fd = fs.openSync(file.localPath, 'r');
   let knownSize: number | null;
   try {
-    knownSize = seekTableSize(fd, compressedSize) ?? (await zstdContentSize(fd, compressedSize));
+    knownSize = await zstdContentSize(fd, compressedSize);
   } finally {
     fs.closeSync(fd);
   }
-  return { knownSize, compressedSize, decoder: () => new ZstdDecoder(file) };
+  return { knownSize, compressedSize, decoder };
 }
 
 class ZstdDecoder implements Decoder {
@@ -38,7 +47,7 @@ class ZstdDecoder implements Decoder {
   private inFrame = false;
   produced = 0;
 
-  constructor(private readonly file: string) {
+  constructor(private readonly file: SourceFile) {
     this.dctx.setParameter(zstd.DParameter.windowLogMax, ZSTD_WINDOW_LOG_MAX);
   }
 
@@ -48,7 +57,7 @@ class ZstdDecoder implements Decoder {
 
   async read(dst: Buffer): Promise<number> {
     if (!this.chunks) {
-      this.input = fileStream(this.file, this.counter);
+      this.input = this.file.stream(this.counter);
       this.chunks = this.input[Symbol.asyncIterator]();
     }
     let filled = 0;
@@ -149,27 +158,49 @@ async function zstdContentSize(fd: number, fileSize: number): Promise<number | n
 }
 
 /**
+ * The first frame's content size, where its header states one: the whole image's when it
+ * is the only frame, as `zstd` writes a file; a guess all the same.
+ */
+async function firstFrameSize(file: SourceFile): Promise<number | undefined> {
+  const head = await file.read(0, 64 * 1024);
+  const bytes = (at: number, n: number): Buffer | null =>
+    at + n <= head.length ? head.subarray(at, at + n) : null;
+  let pos = 0;
+  while (head.length >= pos + 8 && frames.isSkippable(head.readUInt32LE(pos))) {
+    pos += 8 + head.readUInt32LE(pos + 4);
+  }
+  if (bytes(pos, 4)?.readUInt32LE(0) !== frames.ZSTD_MAGIC) return undefined;
+  return frames.frameHeader(pos, bytes)?.contentSize ?? undefined;
+}
+
+/**
  * The sum of the decompressed sizes in the seek table (zstd's seekable format: a skippable
  * frame at the end listing each frame's compressed size, decompressed size and, if the
  * footer's descriptor says so, checksum; then frame count, descriptor and magic). Null
  * when there is none, or when its frames do not account for every byte before it.
  */
-function seekTableSize(fd: number, fileSize: number): number | null {
-  const table = frames.findSeekTable(fileSize, (pos, n) => preadSync(fd, pos, n));
+async function seekTableSize(file: SourceFile, fileSize: number): Promise<number | null> {
+  // The footer says how long the table is: it is read, then the table at once.
+  if (fileSize < 17) return null;
+  const bytes = frames.seekTableBytes(await file.read(fileSize - 9, 9));
+  if (bytes === null || bytes > Math.min(fileSize, MAX_SEEK_TABLE)) return null;
+  const tableAt = fileSize - bytes;
+  const tail = await file.read(tableAt, bytes);
+  const inTail = (pos: number, n: number): Buffer | null =>
+    pos >= tableAt && pos + n <= fileSize ? tail.subarray(pos - tableAt, pos - tableAt + n) : null;
+  const table = frames.findSeekTable(fileSize, inTail);
   if (!table) return null;
   const { count, entryBytes } = table;
+  const entries = inTail(table.entriesAt, count * entryBytes);
+  if (!entries) return null;
   let compressed = 0;
   let total = 0;
-  for (let first = 0; first < count; first += ENTRIES_PER_READ) {
-    const n = Math.min(ENTRIES_PER_READ, count - first);
-    const entries = preadSync(fd, table.entriesAt + first * entryBytes, n * entryBytes);
-    for (let at = 0; at < entries.length; at += entryBytes) {
-      const entry = frames.seekTableEntry(entries, at, entryBytes);
-      compressed += entry.compressedSize;
-      total += entry.size;
-    }
+  for (let at = 0; at < entries.length; at += entryBytes) {
+    const entry = frames.seekTableEntry(entries, at, entryBytes);
+    compressed += entry.compressedSize;
+    total += entry.size;
   }
   if (compressed !== table.at) return null;
-  if (count > 0 && preadSync(fd, 0, 4).readUInt32LE(0) !== frames.ZSTD_MAGIC) return null;
+  if (count > 0 && (await file.read(0, 4)).readUInt32LE(0) !== frames.ZSTD_MAGIC) return null;
   return total;
 }
