@@ -9,7 +9,7 @@
 import type { Drive } from '../engine/drives/classify';
 import type { SystemSnapshot } from '../engine/drives/topology';
 import { driveContents, runProgram, type Run } from '../engine/drives/contents';
-import type { JobRecord } from '../engine/store/job-record';
+import { type JobRecord, canResume } from '../engine/store/job-record';
 import type { HostCloneRequest, HostCommand, HostEvent, LiveJob } from '../engine/host/protocol';
 import type {
   Capabilities,
@@ -213,7 +213,7 @@ export function createBackend(deps: BackendDeps): Backend {
       job: record.id,
       state,
       live: Boolean(live),
-      resumable: !live && (record.state === 'interrupted' || record.state === 'failed'),
+      resumable: !live && canResume(record),
       mode: record.mode,
       source: record.source,
       destinations: record.destinations.map((d) => ({

@@ -1,7 +1,7 @@
 // The commands that only read (or forget) jobs in the job database: status, jobs, map,
 // forget.
 
-import type { JobRecord } from '../store/job-record';
+import { type JobRecord, canResume } from '../store/job-record';
 import type { Metadata } from '../store/metadata';
 import { COMMON, EXIT, UsageError, jobId, openMetadata, parse } from './args';
 import { formatBytes } from '../size';
@@ -52,7 +52,7 @@ function jobJson(job: JobRecord): Record<string, unknown> {
     regionSize: job.regionSize,
     regionsHydrated: job.regionsHydrated,
     regionsTotal: job.regionsTotal || null,
-    resumable: job.state !== 'done' && job.unresumable === null,
+    resumable: canResume(job),
     unreadableBytes: job.unreadableBytes,
     options: job.options,
     error: job.error,

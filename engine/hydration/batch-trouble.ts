@@ -1,7 +1,8 @@
 // Why a batch stops the job, from what the copier found, and whether a resume could
 // ever finish it: a source that is gone is not a bad sector (reconnect it and resume); a
-// compressed source that is damaged, or an image of unknown size that turns out bigger
-// than a drive it is written to, stops the job for good — resuming would meet the same.
+// compressed source that is damaged, a download that is not the file its SHA-256 says,
+// or an image of unknown size that turns out bigger than a drive it is written to, stops
+// the job for good — resuming would meet the same, or keep what is wrong.
 
 import type { CopyResult, Target } from './copier';
 import type { Range } from '../geometry';
@@ -37,14 +38,19 @@ export async function batchTrouble(
   const e = result.readError;
   if (e) {
     const damaged = isStream(source) && e.code === 'ECORRUPT';
+    // What was written came from another file than the one expected: a resume would keep it.
+    const notExpected = isStream(source) && e.code === 'ECHECKSUM';
     return {
       message: damaged
         ? `${e.message}. The compressed image is damaged there: a resume would stop at the same place; ` +
           'get a whole copy of it, then clone again with --fresh'
-        : e.message,
+        : notExpected
+          ? `${e.message}; a resume would keep what was written: clone again with --fresh ` +
+            'once the right file (or the right SHA-256) is known'
+          : e.message,
       device: source.path,
       at: e,
-      final: damaged,
+      final: damaged || notExpected,
     };
   }
   // A stream whose size was a guess, written past a drive's end: it is bigger than the drive.

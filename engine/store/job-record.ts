@@ -127,3 +127,11 @@ function liveState(row: Pick<JobRow, 'state'>, held: boolean): JobState {
   if (row.state === 'verifying' && !held) return 'done';
   return row.state;
 }
+
+/**
+ * Whether a resume can go on with the job: it stopped (interrupted, or failed) and not for
+ * good — a damaged source, another file than expected, an image bigger than a drive.
+ */
+export function canResume(job: Pick<JobRecord, 'state' | 'unresumable'>): boolean {
+  return (job.state === 'interrupted' || job.state === 'failed') && job.unresumable === null;
+}

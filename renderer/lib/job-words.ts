@@ -31,7 +31,7 @@ export function windowTitle(
   return title[phase];
 }
 
-export const STATE_WORDS: Record<JobState, string> = {
+const STATE_WORDS: Record<JobState, string> = {
   running: 'Copying',
   paused: 'Paused',
   verifying: 'Verifying',
@@ -39,6 +39,12 @@ export const STATE_WORDS: Record<JobState, string> = {
   done: 'Finished',
   failed: 'Stopped by an error — resumable',
 };
+
+/** A job's state in words; one that failed for good (no resume can finish it) says so. */
+export function stateWords(j: Pick<JobSummary, 'state' | 'resumable' | 'live'>): string {
+  if (j.state === 'failed' && !j.live && !j.resumable) return 'Failed for good';
+  return STATE_WORDS[j.state];
+}
 
 /** A finished job's verify, as its record says. */
 export function verifiedWords(j: JobSummary): string | null {

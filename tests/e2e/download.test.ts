@@ -140,6 +140,14 @@ test('a download whose SHA-256 is not the one typed: failed, said for what it is
   assert.equal(await done.getAttribute('data-state'), 'failed');
   assert.equal(await page.getByTestId('sha256-result').getAttribute('data-outcome'), 'mismatch');
   await page.getByText(/The download of disk\.img .*is not the file expected/).waitFor();
+  // Failed for good: what was written is another file's, so nothing offers a resume.
+  await done.getByText(/It can’t be resumed/).waitFor();
+  assert.equal(await done.getByRole('button', { name: 'Resume' }).count(), 0);
+  // Nothing unfinished either: the Jobs tab has no count, the job list says it.
+  await done.getByRole('button', { name: 'Jobs', exact: true }).click();
+  await page.getByText('Failed for good').waitFor();
+  await page.getByRole('button', { name: 'Jobs', exact: true }).waitFor();
+  await page.getByRole('button', { name: 'Last copy', exact: true }).click();
   await screenshot(page, '16-download-sha256-mismatch');
   assertNoPageErrors(app);
 });

@@ -87,7 +87,7 @@ test('--sha256 right: the whole download hashed as it passes, verified', async (
   assert.equal(download.sha256Matched, true);
 });
 
-test('--sha256 wrong: failed, never done — not even resumed', async () => {
+test('--sha256 wrong: failed for good — never done, a resume refused saying why', async () => {
   const { dest, db } = paths();
   const wrong = 'ab'.repeat(32);
   const r = await runCli(['clone', server.url('disk.img.xz'), dest, '--json', '--sha256', wrong], {
@@ -99,9 +99,11 @@ test('--sha256 wrong: failed, never done — not even resumed', async () => {
   assert.equal(done.state, 'failed');
   assert.match(String(done.error), new RegExp(`SHA-256 is ${xzHash}, not ${wrong}`));
   assert.equal((done.download as Download).sha256Matched, false);
+  // What was written is not the file expected: a resume would keep it. Nothing to offer.
+  assert.equal(done.resumable, false);
   const again = await runCli(['resume', String(done.job), '--json'], { db, env });
-  expectExit(again, 1);
-  assert.equal(only(again, 'done').state, 'failed');
+  expectExit(again, 2);
+  assert.match(again.stderr + again.stdout, /can.t be resumed: .*SHA-256/);
   const jobs = await runCli(['jobs', '--json'], { db, env });
   assert.equal(only(jobs, 'job').state, 'failed');
 });
