@@ -32,7 +32,7 @@ test('Use it now: the target is served while it copies, and the page says how to
   // Escape closes the confirmation: the options as chosen, then the copy.
   await page.keyboard.press('Escape');
   const options = page.getByTestId('options');
-  assert.match(await options.locator('summary').innerText(), /use it now/);
+  assert.match(await options.locator('summary').first().innerText(), /use it now/);
   await screenshot(page, '16-use-it-now-option', { at: options });
   await page.getByTestId('copy-button').click();
   await page
