@@ -26,6 +26,7 @@ import { Throttle } from './throttle';
 import type { EngineEvent, ProgressEvent } from '../events';
 
 const COMMIT_PERIOD_MS = 1000;
+const IDLE_POLL_MS = 10; // waiting for room a client's copy holds: how often to look again
 /** A download's batches: this long of its pace each. */
 const DOWNLOAD_BATCH_SECONDS = 0.25;
 
@@ -262,11 +263,13 @@ export class HydrationJob extends EventEmitter {
       const idle = this.stopReason || this.paused || this.cursor >= this.geometry.regionCount;
       if (running.size === 0 && (this.stopReason || this.cursor >= this.geometry.regionCount))
         break;
-      if (running.size === 0 && !idle) continue;
+      // None of its own in flight, none may start (a client's copy holds the room): wait, never spin.
+      const poll = running.size === 0 && !idle ? setTimeout(() => this.wake(), IDLE_POLL_MS) : null;
       await new Promise<void>((resolve) => {
         this.wake = resolve;
         for (const p of running) void p.then(resolve);
       });
+      if (poll) clearTimeout(poll);
     }
   }
 
