@@ -275,8 +275,9 @@ export function migrate(db: BetterSqlite3.Database, file: string): void {
       })
       .immediate();
     if (created) return;
-    appId = db.pragma('application_id', { simple: true }) as number;
   }
+  // Read again: another process may have created it since it was first read.
+  if (appId === 0) appId = db.pragma('application_id', { simple: true }) as number;
   if (appId !== APPLICATION_ID) {
     throw new MetadataError(
       `${file} is not a DriveTwin job database (it belongs to another program)`,
