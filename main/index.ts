@@ -17,7 +17,7 @@ import {
   type Session,
   type WebContents,
 } from 'electron';
-import { defaultDatabasePath } from '../engine/store/database';
+import { databasePath } from '../engine/store/database';
 import { createBackend } from './api';
 import { CSP_META_POLICY, cspMetaOf } from './csp';
 import { WM_DEVICECHANGE } from './device-signals';
@@ -86,7 +86,7 @@ function start(): void {
   lockSession(session.defaultSession);
   checkRendererPolicy();
 
-  const dbPath = process.env.DRIVETWIN_DB ?? defaultDatabasePath();
+  const dbPath = databasePath();
   const engine = new EngineSupervisor({ dbPath, utilityProcess: engineForker });
   const { watcher, snapshot } = watchSystemDrives();
   watcher.on('error', (e: Error) => console.error(`DriveTwin: drive list: ${e.message}`));

@@ -9,7 +9,7 @@
 // jobs cleanly: what is in flight is committed and they stay resumable.
 
 import { parseArgs } from 'node:util';
-import { defaultDatabasePath } from '../engine/store/database';
+import { databasePath } from '../engine/store/database';
 import { createBackend } from './api';
 import { watchSystemDrives } from './drive-watcher';
 import { ejectTool } from './eject';
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   if (asked !== undefined && (!Number.isInteger(asked) || asked < 0 || asked > 65535)) {
     throw new Error(`--port takes a port number, not "${values.port}"`);
   }
-  const dbPath = values.db ?? process.env.DRIVETWIN_DB ?? defaultDatabasePath();
+  const dbPath = databasePath(values.db);
   const stateFile = bridgeStateFile(dbPath);
   const saved = loadBridgeState(stateFile);
   const token = values['new-token'] || !saved ? newToken() : saved.token;
